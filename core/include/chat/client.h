@@ -1,0 +1,64 @@
+// The Chat client: opens /Chat/chat streams to a server.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "chat/status.h"
+
+namespace chat {
+
+struct ClientOptions {
+  size_t max_message_bytes = 4u << 20;
+  size_t send_queue_limit = 1024;  // messages queued per stream before Send waits
+  size_t recv_queue_limit = 1024;  // replies buffered per stream before reading pauses
+};
+
+struct StreamOptions {
+  Timeout deadline = kForever;  // relative RPC deadline; negative: none
+  std::vector<std::pair<std::string, std::string>> metadata;
+  bool wait_for_ready = false;  // queue the RPC while the server is unreachable
+};
+
+// One client stream. Every method is thread-safe; Recv has one consumer at a time.
+class ClientStream {
+ public:
+  virtual ~ClientStream() = default;
+
+  // Queues one message; waits up to `timeout` while the send queue is full.
+  // kClosed once the stream was completed, cancelled or has ended.
+  virtual Status Send(std::string_view name, std::string_view message, Timeout timeout) = 0;
+  // Half-closes after the queued messages are written. Idempotent.
+  virtual Status Complete() = 0;
+  // Cancels the RPC (the final status becomes CANCELLED). Idempotent.
+  virtual Status Cancel() = 0;
+  // Takes the next reply. kEndOfStream once the stream ended OK and every reply
+  // was taken; the final error code if it ended otherwise; kTimeout.
+  virtual Status Recv(std::string* reply, Timeout timeout) = 0;
+  // Takes up to `max` replies at once (at least one unless it fails).
+  virtual Status RecvBatch(std::vector<std::string>* replies, size_t max, Timeout timeout) = 0;
+  // Waits for the final status; kTimeout if it is not there in time.
+  virtual Status Wait(Timeout timeout) = 0;
+  // The final status, or kBadState while the stream is still open.
+  virtual Status FinalStatus() const = 0;
+  // Cancels if still open and waits until the library is done with the stream:
+  // afterwards no gRPC activity refers to it.
+  virtual void Close() = 0;
+};
+
+class Client {
+ public:
+  // `target`: "host:port", "http://host:port" (Ballerina's URL form) or any
+  // gRPC target ("dns:///h:p", "ipv4:127.0.0.1:p", "unix:/path").
+  static Status Create(std::string_view target, const ClientOptions& options,
+                       std::unique_ptr<Client>* out);
+  virtual ~Client() = default;  // open streams keep the channel alive
+
+  virtual Status Open(const StreamOptions& options, std::shared_ptr<ClientStream>* out) = 0;
+};
+
+}  // namespace chat

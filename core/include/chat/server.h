@@ -1,0 +1,95 @@
+// The Chat server: hosts /Chat/chat with a built-in behaviour or host logic.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "chat/status.h"
+
+namespace chat {
+
+// One server-side stream. Shared ownership: the library holds it until the
+// stream ends; hosts may keep it (e.g. a room's member list) and call it from
+// any thread; once the stream has ended every call returns kClosed.
+class ServerCall {
+ public:
+  virtual ~ServerCall() = default;
+
+  // Unique per server, from 1, in order of arrival.
+  virtual uint64_t id() const = 0;
+  // The peer address ("ipv4:127.0.0.1:53210").
+  virtual const std::string& peer() const = 0;
+  // Client metadata as received (keys lower-case).
+  virtual const std::multimap<std::string, std::string>& metadata() const = 0;
+
+  // Queues one reply. Waits up to `timeout` while the send queue is full
+  // (kWouldBlock with kNoWait, kTimeout after a positive timeout).
+  virtual Status Send(std::string_view text, Timeout timeout) = 0;
+  // Finishes the stream with OK once the queued replies are written.
+  // Idempotent; kClosed if the stream already ended another way.
+  virtual Status Complete() = 0;
+  // Finishes the stream with `code` (a gRPC code 1..16) and `details` right
+  // after the write in flight; queued replies are discarded.
+  virtual Status Fail(Code code, std::string_view details) = 0;
+  virtual bool ended() const = 0;
+
+  // A slot for the embedding layer (the C ABI keeps its handle here).
+  virtual void set_host_data(void* data) = 0;
+  virtual void* host_data() const = 0;
+};
+
+// Host logic for Mode::kCustom. Every method runs on one of the server's
+// dispatcher threads, never inside a gRPC reaction; the events of one stream
+// run in order (open, messages..., complete, close) on the same thread.
+// Methods must not block for long: they hold up every stream on that thread.
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  virtual void OnOpen(const std::shared_ptr<ServerCall>& call) { (void)call; }
+  virtual void OnMessage(const std::shared_ptr<ServerCall>& call, std::string_view name,
+                         std::string_view message) = 0;
+  // The client half-closed. The default completes the stream, like the seed.
+  virtual void OnComplete(const std::shared_ptr<ServerCall>& call) { call->Complete(); }
+  // The stream ended; `status` is final. Always the stream's last event.
+  virtual void OnClose(const std::shared_ptr<ServerCall>& call, const Status& status) {
+    (void)call;
+    (void)status;
+  }
+};
+
+enum class Mode {
+  kEcho,       // each message answered on its own stream as "<name>: <message>"
+  kBroadcast,  // each message sent as "<name>: <message>" to every open stream
+  kCustom,     // a Handler decides
+};
+
+struct ServerOptions {
+  std::string address = "127.0.0.1:0";  // port 0 picks a free port
+  Mode mode = Mode::kEcho;
+  std::shared_ptr<Handler> handler;       // required for kCustom
+  size_t max_message_bytes = 4u << 20;    // both directions
+  size_t send_queue_limit = 1024;         // replies queued per stream
+  size_t recv_window = 64;                // messages handed to the handler, not yet processed
+  int dispatcher_threads = 1;             // kCustom: threads running handler methods
+  int keepalive_ms = 30000;               // ping idle connections; dead peers end their streams
+};
+
+class Server {
+ public:
+  // Binds and starts serving. Fails with kUnavailable if the address cannot be bound.
+  static Status Start(const ServerOptions& options, std::unique_ptr<Server>* out);
+  virtual ~Server() = default;  // stops with no grace if still running
+
+  virtual int port() const = 0;
+  // Stops accepting streams, lets open ones finish for `grace`, then fails the
+  // rest with UNAVAILABLE. Returns when every stream has ended and every
+  // handler event has run. `cut` receives how many streams were cut.
+  // kBusy when called from one of this server's handler methods.
+  virtual Status Stop(Timeout grace, int* cut) = 0;
+};
+
+}  // namespace chat

@@ -1,0 +1,418 @@
+// Client side: one ClientBidiReactor per stream, writes from any thread,
+// replies buffered for a pull-style Recv.
+//
+// The reactor holds a hold (AddHold) from the start, so OnDone cannot run
+// while an application thread may still start an operation. The hold goes
+// only when no further operation can start and nothing can be lost: every
+// reply has been read from gRPC (or the stream was cancelled), no write is
+// in flight, and no read is being started from an application thread.
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+
+#include "chat.grpc.pb.h"
+#include "chat/client.h"
+#include "grpc_glue.h"
+
+namespace chat {
+namespace internal {
+namespace {
+
+using google::protobuf::StringValue;
+
+bool IsValidMetadataKey(const std::string& key) {
+  if (key.empty() || key.rfind("grpc-", 0) == 0) return false;
+  for (char c : key) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool IsValidMetadataValue(const std::string& key, const std::string& value) {
+  bool binary = key.size() > 4 && key.compare(key.size() - 4, 4, "-bin") == 0;
+  if (binary) return true;
+  for (unsigned char c : value) {
+    if (c < 0x20 || c > 0x7E) return false;
+  }
+  return true;
+}
+
+class StreamImpl final : public grpc::ClientBidiReactor<ChatMessage, StringValue>,
+                         public ClientStream {
+ public:
+  StreamImpl(const ClientOptions& options, const StreamOptions& stream_options)
+      : max_message_bytes_(options.max_message_bytes),
+        send_queue_limit_(options.send_queue_limit),
+        recv_queue_limit_(options.recv_queue_limit) {
+    if (stream_options.deadline >= Timeout::zero()) {
+      ctx_.set_deadline(std::chrono::system_clock::now() + stream_options.deadline);
+    }
+    for (const auto& [key, value] : stream_options.metadata) ctx_.AddMetadata(key, value);
+    if (stream_options.wait_for_ready) ctx_.set_wait_for_ready(true);
+  }
+
+  void Begin(Chat::Stub* stub, std::shared_ptr<StreamImpl> self) {
+    self_ = std::move(self);
+    stub->async()->chat(&ctx_, this);
+    AddHold();
+    reading_ = true;
+    StartRead(&in_);
+    StartCall();
+  }
+
+  Status Send(std::string_view name, std::string_view message, Timeout timeout) override {
+    if (!IsValidUtf8(name)) return Status(Code::kBadArgument, "name is not valid UTF-8");
+    if (!IsValidUtf8(message)) return Status(Code::kBadArgument, "message is not valid UTF-8");
+    size_t size = StringFieldWireSize(name.size()) + StringFieldWireSize(message.size());
+    if (size > max_message_bytes_) {
+      return Status(Code::kTooLarge, "message of " + std::to_string(size) +
+                                         " bytes exceeds the maximum message size of " +
+                                         std::to_string(max_message_bytes_));
+    }
+    Actions a;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      auto room = [&] { return WriteClosedLocked() || outq_.size() < send_queue_limit_; };
+      bool ready = timeout < Timeout::zero() ? (room_cv_.wait(lock, room), true)
+                                             : room_cv_.wait_for(lock, timeout, room);
+      if (WriteClosedLocked()) return WriteClosedStatusLocked();
+      if (!ready) {
+        return timeout == kNoWait
+                   ? Status(Code::kWouldBlock, "send queue is full")
+                   : Status(Code::kTimeout, "send queue stayed full for the whole timeout");
+      }
+      outq_.emplace_back();
+      ChatMessage& m = outq_.back();
+      m.mutable_name()->assign(name.data(), name.size());
+      m.mutable_message()->assign(message.data(), message.size());
+      if (!writing_) StartWriteLocked(&a);
+    }
+    Run(a);
+    return Status::Ok();
+  }
+
+  Status Complete() override {
+    Actions a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cancelled_) return Status(Code::kClosed, "stream was cancelled");
+      if (complete_wanted_ || reads_done_ || write_broken_) return Status::Ok();
+      complete_wanted_ = true;
+      MaybeStartWritesDoneLocked(&a, /*outside=*/true);
+    }
+    Run(a);
+    return Status::Ok();
+  }
+
+  Status Cancel() override {
+    Actions a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cancelled_) return Status::Ok();
+      if (done_) return Status(Code::kClosed, "stream already ended");
+      cancelled_ = true;
+      DropQueuedLocked();
+      MaybeReleaseHoldLocked(&a);
+    }
+    room_cv_.notify_all();
+    ctx_.TryCancel();  // safe even if OnDone races: ctx_ lives as long as we do
+    Run(a);
+    return Status::Ok();
+  }
+
+  Status Recv(std::string* reply, Timeout timeout) override {
+    Actions a;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!WaitForReplyLocked(lock, timeout)) return Status(Code::kTimeout, "no reply in time");
+      if (inq_.empty()) return EndStatusLocked();
+      *reply = std::move(inq_.front());
+      inq_.pop_front();
+      MaybeResumeReadLocked(&a);
+    }
+    Run(a);
+    return Status::Ok();
+  }
+
+  Status RecvBatch(std::vector<std::string>* replies, size_t max, Timeout timeout) override {
+    if (max == 0) return Status(Code::kBadArgument, "max must be at least 1");
+    Actions a;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!WaitForReplyLocked(lock, timeout)) return Status(Code::kTimeout, "no reply in time");
+      if (inq_.empty()) return EndStatusLocked();
+      while (max-- > 0 && !inq_.empty()) {
+        replies->push_back(std::move(inq_.front()));
+        inq_.pop_front();
+      }
+      MaybeResumeReadLocked(&a);
+    }
+    Run(a);
+    return Status::Ok();
+  }
+
+  Status Wait(Timeout timeout) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto ended = [&] { return done_; };
+    if (timeout < Timeout::zero()) {
+      done_cv_.wait(lock, ended);
+    } else if (!done_cv_.wait_for(lock, timeout, ended)) {
+      return Status(Code::kTimeout, "stream still open");
+    }
+    return Status::Ok();
+  }
+
+  Status FinalStatus() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!done_) return Status(Code::kBadState, "stream still open");
+    return final_;
+  }
+
+  void Close() override {
+    Cancel();
+    Wait(kForever);  // bounded: a cancelled call always reaches OnDone
+  }
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnDone(const grpc::Status& status) override;
+
+ private:
+  struct Actions {
+    const ChatMessage* write = nullptr;
+    grpc::WriteOptions write_options;
+    bool read = false;
+    bool writes_done = false;
+    bool outside = false;  // started off a reaction thread: see outside_starts_
+    bool remove_hold = false;
+  };
+
+  void Run(const Actions& a) {
+    if (a.write) StartWrite(a.write, a.write_options);
+    if (a.read) StartRead(&in_);
+    if (a.writes_done) StartWritesDone();
+    if (a.outside) {
+      Actions after;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        --outside_starts_;
+        MaybeReleaseHoldLocked(&after);
+      }
+      if (after.remove_hold) RemoveHold();
+    }
+    if (a.remove_hold) RemoveHold();
+  }
+
+  // Writing makes no sense once the user half-closed or cancelled, a write
+  // failed, or the server ended the call (all its replies were read).
+  bool WriteClosedLocked() const { return complete_wanted_ || cancelled_ || write_broken_ || reads_done_; }
+  Status WriteClosedStatusLocked() const {
+    if (complete_wanted_) return Status(Code::kClosed, "stream was completed (half-closed)");
+    if (cancelled_) return Status(Code::kClosed, "stream was cancelled");
+    return Status(Code::kClosed, "stream has ended; see its final status");
+  }
+
+  Status EndStatusLocked() const {
+    if (final_.ok()) return Status(Code::kEndOfStream, "end of stream");
+    return final_;
+  }
+
+  bool WaitForReplyLocked(std::unique_lock<std::mutex>& lock, Timeout timeout) {
+    auto ready = [&] { return !inq_.empty() || done_; };
+    if (timeout < Timeout::zero()) {
+      recv_cv_.wait(lock, ready);
+      return true;
+    }
+    return recv_cv_.wait_for(lock, timeout, ready);
+  }
+
+  void StartWriteLocked(Actions* a) {
+    writing_ = true;
+    grpc::WriteOptions options;
+    if (outq_.size() > 1 && hinted_run_ < kMaxHintedWrites) {
+      options.set_buffer_hint();
+      ++hinted_run_;
+    } else {
+      hinted_run_ = 0;
+    }
+    a->write = &outq_.front();
+    a->write_options = options;
+  }
+
+  void MaybeStartWritesDoneLocked(Actions* a, bool outside) {
+    if (!complete_wanted_ || writes_done_started_ || writing_ || !outq_.empty()) return;
+    if (cancelled_ || write_broken_ || reads_done_) return;
+    writes_done_started_ = true;
+    a->writes_done = true;
+    if (outside) {
+      ++outside_starts_;
+      a->outside = true;
+    }
+  }
+
+  void MaybeResumeReadLocked(Actions* a) {
+    if (!read_paused_ || inq_.size() >= recv_queue_limit_ || reads_done_ || cancelled_) return;
+    read_paused_ = false;
+    reading_ = true;
+    ++outside_starts_;
+    a->read = true;
+    a->outside = true;
+  }
+
+  void MaybeReleaseHoldLocked(Actions* a) {
+    if (hold_released_ || writing_ || outside_starts_ > 0) return;
+    if (!reads_done_ && !cancelled_) return;
+    hold_released_ = true;
+    a->remove_hold = true;
+  }
+
+  void DropQueuedLocked() {
+    while (outq_.size() > (writing_ ? 1u : 0u)) outq_.pop_back();
+  }
+
+  const size_t max_message_bytes_;
+  const size_t send_queue_limit_;
+  const size_t recv_queue_limit_;
+  grpc::ClientContext ctx_;
+  std::shared_ptr<StreamImpl> self_;  // keeps the reactor alive until OnDone
+
+  mutable std::mutex mu_;
+  std::condition_variable room_cv_;
+  std::condition_variable recv_cv_;
+  std::condition_variable done_cv_;
+  std::deque<ChatMessage> outq_;  // front() is the write in flight when writing_
+  bool writing_ = false;
+  int hinted_run_ = 0;
+  bool complete_wanted_ = false;
+  bool writes_done_started_ = false;
+  bool write_broken_ = false;
+  bool cancelled_ = false;
+  StringValue in_;                // the read in flight fills it
+  std::deque<std::string> inq_;
+  bool reading_ = false;
+  bool read_paused_ = false;
+  bool reads_done_ = false;
+  int outside_starts_ = 0;
+  bool hold_released_ = false;
+  bool done_ = false;
+  Status final_;
+};
+
+void StreamImpl::OnReadDone(bool ok) {
+  Actions a;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reading_ = false;
+    if (ok) {
+      inq_.push_back(std::move(*in_.mutable_value()));
+      if (inq_.size() < recv_queue_limit_) {
+        reading_ = true;
+        a.read = true;
+      } else {
+        read_paused_ = true;  // HTTP/2 flow control now slows the server down
+      }
+    } else {
+      reads_done_ = true;
+      DropQueuedLocked();
+      MaybeReleaseHoldLocked(&a);
+    }
+  }
+  recv_cv_.notify_all();
+  if (!ok) room_cv_.notify_all();
+  Run(a);
+}
+
+void StreamImpl::OnWriteDone(bool ok) {
+  Actions a;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    outq_.pop_front();
+    writing_ = false;
+    if (!ok) {
+      write_broken_ = true;
+      outq_.clear();
+    } else if (!outq_.empty() && !cancelled_ && !reads_done_) {
+      StartWriteLocked(&a);
+    }
+    MaybeStartWritesDoneLocked(&a, /*outside=*/false);
+    MaybeReleaseHoldLocked(&a);
+  }
+  room_cv_.notify_all();
+  Run(a);
+}
+
+void StreamImpl::OnDone(const grpc::Status& status) {
+  std::shared_ptr<StreamImpl> self;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+    final_ = FromGrpc(status);
+    self = std::move(self_);
+  }
+  recv_cv_.notify_all();
+  room_cv_.notify_all();
+  done_cv_.notify_all();
+  // `self` may be the last reference: the stream is destroyed here, after
+  // every member was last touched.
+}
+
+class ClientImpl final : public Client {
+ public:
+  ClientImpl(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options)
+      : stub_(Chat::NewStub(channel)), options_(options) {}
+
+  Status Open(const StreamOptions& options, std::shared_ptr<ClientStream>* out) override {
+    for (const auto& [key, value] : options.metadata) {
+      if (!IsValidMetadataKey(key)) {
+        return Status(Code::kBadArgument, "invalid metadata key '" + key +
+                                              "' (lower-case letters, digits, '-', '_', '.')");
+      }
+      if (!IsValidMetadataValue(key, value)) {
+        return Status(Code::kBadArgument,
+                      "metadata value for '" + key + "' must be printable ASCII");
+      }
+    }
+    auto stream = std::make_shared<StreamImpl>(options_, options);
+    stream->Begin(stub_.get(), stream);
+    *out = std::move(stream);
+    return Status::Ok();
+  }
+
+ private:
+  std::unique_ptr<Chat::Stub> stub_;
+  const ClientOptions options_;
+};
+
+}  // namespace
+}  // namespace internal
+
+Status Client::Create(std::string_view target, const ClientOptions& options,
+                      std::unique_ptr<Client>* out) {
+  std::string t(target);
+  if (t.rfind("https://", 0) == 0) {
+    return Status(Code::kBadArgument, "TLS targets (https://) are not supported");
+  }
+  if (t.rfind("http://", 0) == 0) {
+    t.erase(0, 7);
+    while (!t.empty() && t.back() == '/') t.pop_back();
+  }
+  if (t.empty()) return Status(Code::kBadArgument, "empty target");
+  if (options.send_queue_limit == 0 || options.recv_queue_limit == 0 ||
+      options.max_message_bytes == 0 || options.max_message_bytes > static_cast<size_t>(INT32_MAX)) {
+    return Status(Code::kBadArgument, "queue limits and the message size must be positive");
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  // One connection per Client object, not one shared process-wide.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto channel = grpc::CreateCustomChannel(t, grpc::InsecureChannelCredentials(), args);
+  if (!channel) return Status(Code::kBadArgument, "cannot create a channel to '" + t + "'");
+  *out = std::make_unique<internal::ClientImpl>(std::move(channel), options);
+  return Status::Ok();
+}
+
+}  // namespace chat

@@ -1,0 +1,53 @@
+#include "dispatcher.h"
+
+#include <cstdio>
+#include <exception>
+
+namespace chat::internal {
+
+Dispatcher::Dispatcher() : thread_([this] { Run(); }) { thread_id_ = thread_.get_id(); }
+
+Dispatcher::~Dispatcher() { Shutdown(); }
+
+void Dispatcher::Post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+}
+
+void Dispatcher::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable() && !IsCurrentThread()) thread_.join();
+}
+
+void Dispatcher::Run() {
+  std::deque<std::function<void()>> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;  // stopping and drained
+      batch.swap(tasks_);          // one lock round-trip per batch, not per task
+    }
+    for (auto& task : batch) {
+      // Tasks wrap host callbacks, which must not throw; a stray exception
+      // must still not take the process down from a library thread.
+      try {
+        task();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "libchat: handler threw: %s\n", e.what());
+      } catch (...) {
+        std::fprintf(stderr, "libchat: handler threw a non-standard exception\n");
+      }
+    }
+    batch.clear();
+  }
+}
+
+}  // namespace chat::internal

@@ -1,0 +1,37 @@
+// A thread that runs host callbacks, so host code never runs inside a gRPC
+// reaction (a blocking host would starve gRPC's threads).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace chat::internal {
+
+class Dispatcher {
+ public:
+  Dispatcher();
+  ~Dispatcher();  // runs what is queued, then joins
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  // Thread-safe. Tasks run one at a time, in the order posted.
+  void Post(std::function<void()> task);
+  // Runs every task posted so far and stops the thread. Idempotent.
+  void Shutdown();
+  bool IsCurrentThread() const { return std::this_thread::get_id() == thread_id_; }
+
+ private:
+  void Run();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::thread thread_;
+  std::thread::id thread_id_;
+};
+
+}  // namespace chat::internal

@@ -1,0 +1,32 @@
+// Small pieces shared by the server and client reactors.
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include "chat/status.h"
+
+namespace chat::internal {
+
+inline Status FromGrpc(const grpc::Status& s) {
+  return Status(static_cast<Code>(s.error_code()), s.error_message());
+}
+
+inline grpc::Status ToGrpc(const Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), s.message());
+}
+
+// Writes with the buffer hint let gRPC put several messages in one socket
+// write; every this many hinted writes one goes out plain, so a peer never
+// waits on an endless run of buffered ones.
+inline constexpr int kMaxHintedWrites = 32;
+
+// Serialized size of a proto3 string field holding `n` bytes (tag, length,
+// bytes; an empty string is not sent), for checking the size limit up front.
+inline size_t StringFieldWireSize(size_t n) {
+  if (n == 0) return 0;
+  size_t varint = 1;
+  for (size_t v = n; v >= 0x80; v >>= 7) ++varint;
+  return 1 + varint + n;
+}
+
+}  // namespace chat::internal

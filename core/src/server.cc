@@ -1,0 +1,592 @@
+// Server side: one reactor (Session) per stream on gRPC's callback API.
+//
+// Locking rule: a Session decides under its mutex what gRPC operations to
+// start (Actions) and starts them after unlocking, so a reaction never runs
+// while we hold a lock gRPC might need. One write is in flight at a time
+// (`writing_`); Finish is issued only when no write is in flight and no read
+// is being started from outside a reaction (`outside_starts_`), because after
+// Finish completes gRPC may end the stream and no operation may follow.
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "chat.grpc.pb.h"
+#include "chat/server.h"
+#include "dispatcher.h"
+#include "grpc_glue.h"
+
+namespace chat {
+namespace internal {
+namespace {
+
+using google::protobuf::StringValue;
+
+class ServerImpl;
+
+std::string FormatLine(std::string_view name, std::string_view message) {
+  std::string line;
+  line.reserve(name.size() + 2 + message.size());
+  line.append(name).append(": ").append(message);
+  return line;
+}
+
+class Session final : public grpc::ServerBidiReactor<ChatMessage, StringValue>,
+                      public ServerCall,
+                      public std::enable_shared_from_this<Session> {
+ public:
+  Session(ServerImpl* server, grpc::CallbackServerContext* ctx, uint64_t id, Mode mode,
+          size_t max_message_bytes, size_t send_queue_limit, size_t recv_window)
+      : server_(server), ctx_(ctx), id_(id), mode_(mode), max_message_bytes_(max_message_bytes),
+        send_queue_limit_(send_queue_limit), recv_window_(recv_window), peer_(ctx->peer()) {
+    for (const auto& [key, value] : ctx->client_metadata()) {
+      metadata_.emplace(std::string(key.data(), key.size()), std::string(value.data(), value.size()));
+    }
+  }
+
+  // Called once the shared_ptr exists: keeps the session alive until OnDone.
+  void Begin(std::shared_ptr<Session> self) {
+    self_ = std::move(self);
+    Actions a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      StartReadLocked(&a);
+    }
+    Run(a);
+  }
+
+  // --- ServerCall ---
+  uint64_t id() const override { return id_; }
+  const std::string& peer() const override { return peer_; }
+  const std::multimap<std::string, std::string>& metadata() const override { return metadata_; }
+  void set_host_data(void* data) override { host_data_.store(data, std::memory_order_release); }
+  void* host_data() const override { return host_data_.load(std::memory_order_acquire); }
+
+  Status Send(std::string_view text, Timeout timeout) override {
+    if (!IsValidUtf8(text)) return Status(Code::kBadArgument, "reply is not valid UTF-8");
+    if (StringFieldWireSize(text.size()) > max_message_bytes_) {
+      return Status(Code::kTooLarge, "reply of " + std::to_string(text.size()) +
+                                         " bytes exceeds the maximum message size of " +
+                                         std::to_string(max_message_bytes_));
+    }
+    return Enqueue(std::string(text), timeout);
+  }
+
+  Status Complete() override {
+    Actions a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finish_wanted_) {
+        return finish_status_.ok() && !cancelled_ ? Status::Ok()
+                                                  : Status(Code::kClosed, "stream already ended");
+      }
+      finish_wanted_ = true;
+      finish_status_ = Status::Ok();
+      MaybeFinishLocked(&a);
+    }
+    Run(a);
+    return Status::Ok();
+  }
+
+  Status Fail(Code code, std::string_view details) override {
+    if (!IsGrpcCode(static_cast<int32_t>(code)) || code == Code::kOk) {
+      return Status(Code::kBadArgument, "fail needs a gRPC error code (1..16)");
+    }
+    if (!IsValidUtf8(details)) return Status(Code::kBadArgument, "details are not valid UTF-8");
+    return End(Status(code, std::string(details)));
+  }
+
+  bool ended() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return finish_wanted_;
+  }
+
+  // --- used by the server ---
+
+  // Queues a reply already known to be valid.
+  Status Enqueue(std::string text, Timeout timeout) {
+    Actions a;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!WaitForRoomLocked(lock, timeout)) {
+        if (finish_wanted_) return Status(Code::kClosed, "stream has ended");
+        return timeout == kNoWait
+                   ? Status(Code::kWouldBlock, "send queue is full")
+                   : Status(Code::kTimeout, "send queue stayed full for the whole timeout");
+      }
+      outq_.emplace_back();
+      *outq_.back().mutable_value() = std::move(text);
+      if (!writing_) StartWriteLocked(&a);
+    }
+    Run(a);
+    return Status::Ok();
+  }
+
+  // Ends the stream with an error after the write in flight; drops queued replies.
+  Status End(Status status) {
+    Actions a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finish_wanted_) return Status(Code::kClosed, "stream already ended");
+      finish_wanted_ = true;
+      finish_status_ = std::move(status);
+      DropQueuedLocked();
+      MaybeFinishLocked(&a);
+    }
+    room_cv_.notify_all();
+    Run(a);
+    return Status::Ok();
+  }
+
+  // The handler has run one OnMessage: the read window has room again.
+  void AckDelivered() {
+    bool start = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --undelivered_;
+      if (read_paused_ && !ReadBlockedLocked() && CanReadLocked()) {
+        read_paused_ = false;
+        reading_ = true;
+        ++outside_starts_;
+        start = true;
+      }
+    }
+    if (!start) return;
+    StartRead(&in_);
+    Actions a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --outside_starts_;
+      MaybeFinishLocked(&a);
+    }
+    Run(a);
+  }
+
+  const std::string& last_name() const { return last_name_; }  // only after OnDone
+
+  // --- reactions ---
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  struct Actions {
+    const StringValue* write = nullptr;
+    grpc::WriteOptions write_options;
+    bool read = false;
+    bool finish = false;
+    grpc::Status finish_status;
+  };
+
+  void Run(const Actions& a) {
+    if (a.write) StartWrite(a.write, a.write_options);
+    if (a.read) StartRead(&in_);
+    if (a.finish) Finish(a.finish_status);
+  }
+
+  bool CanReadLocked() const { return !reading_ && !read_closed_ && !finish_wanted_; }
+
+  // Flow control: stop reading while the peer's replies (echo) or the
+  // handler's backlog (custom) is full; HTTP/2 then pushes back on the client.
+  bool ReadBlockedLocked() const {
+    switch (mode_) {
+      case Mode::kEcho: return outq_.size() >= send_queue_limit_;
+      case Mode::kCustom: return undelivered_ >= recv_window_;
+      case Mode::kBroadcast: return false;
+    }
+    return false;
+  }
+
+  void StartReadLocked(Actions* a) {
+    if (!CanReadLocked()) return;
+    if (ReadBlockedLocked()) {
+      read_paused_ = true;
+      return;
+    }
+    reading_ = true;
+    a->read = true;
+  }
+
+  void StartWriteLocked(Actions* a) {
+    writing_ = true;
+    grpc::WriteOptions options;
+    if (outq_.size() > 1 && hinted_run_ < kMaxHintedWrites) {
+      options.set_buffer_hint();
+      ++hinted_run_;
+    } else {
+      hinted_run_ = 0;
+    }
+    a->write = &outq_.front();
+    a->write_options = options;
+  }
+
+  void MaybeFinishLocked(Actions* a) {
+    if (!finish_wanted_ || finish_called_ || writing_ || outside_starts_ > 0) return;
+    if (finish_status_.ok() && !outq_.empty()) return;  // Complete drains first
+    finish_called_ = true;
+    a->finish = true;
+    a->finish_status = ToGrpc(finish_status_);
+  }
+
+  // Keeps the write in flight (gRPC still reads it), drops the rest.
+  void DropQueuedLocked() {
+    while (outq_.size() > (writing_ ? 1u : 0u)) outq_.pop_back();
+  }
+
+  bool WaitForRoomLocked(std::unique_lock<std::mutex>& lock, Timeout timeout) {
+    auto room = [&] { return finish_wanted_ || outq_.size() < send_queue_limit_; };
+    if (timeout < Timeout::zero()) {
+      room_cv_.wait(lock, room);
+    } else if (!room_cv_.wait_for(lock, timeout, room)) {
+      return false;
+    }
+    return !finish_wanted_;
+  }
+
+  ServerImpl* const server_;  // outlives every session's OnDone (Stop waits)
+  grpc::CallbackServerContext* const ctx_;  // valid until OnDone returns
+  const uint64_t id_;
+  const Mode mode_;
+  const size_t max_message_bytes_;
+  const size_t send_queue_limit_;
+  const size_t recv_window_;
+  const std::string peer_;
+  std::multimap<std::string, std::string> metadata_;
+  std::atomic<void*> host_data_{nullptr};
+  std::shared_ptr<Session> self_;  // reset in OnDone
+
+  mutable std::mutex mu_;
+  std::condition_variable room_cv_;
+  ChatMessage in_;                 // the read in flight fills it
+  std::deque<StringValue> outq_;   // front() is the write in flight when writing_
+  bool writing_ = false;
+  int hinted_run_ = 0;
+  bool reading_ = false;
+  bool read_paused_ = false;
+  bool read_closed_ = false;       // client half-closed (or the call broke)
+  size_t undelivered_ = 0;         // custom: OnMessage events not yet run
+  int outside_starts_ = 0;         // reads being started off a reaction thread
+  bool cancelled_ = false;
+  bool finish_wanted_ = false;
+  bool finish_called_ = false;
+  Status finish_status_;
+  std::string last_name_;
+};
+
+class ServerImpl final : public Server, public Chat::CallbackService {
+ public:
+  explicit ServerImpl(const ServerOptions& options) : options_(options) {
+    if (options_.mode == Mode::kCustom) {
+      int n = options_.dispatcher_threads > 0 ? options_.dispatcher_threads : 1;
+      for (int i = 0; i < n; ++i) dispatchers_.push_back(std::make_unique<Dispatcher>());
+    }
+  }
+
+  ~ServerImpl() override {
+    int cut = 0;
+    Stop(kNoWait, &cut);
+  }
+
+  Status Init() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(options_.address, grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
+    builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
+    // gRPC sets SO_REUSEPORT by default, which lets a second server "bind" a
+    // port already in use; a chat server must get an error instead.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    if (options_.keepalive_ms > 0) {
+      builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, options_.keepalive_ms);
+      builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+      builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    }
+    server_ = builder.BuildAndStart();
+    if (!server_ || port_ == 0) {
+      return Status(Code::kUnavailable, "cannot listen on '" + options_.address + "'");
+    }
+    return Status::Ok();
+  }
+
+  int port() const override { return port_; }
+
+  Status Stop(Timeout grace, int* cut) override {
+    *cut = 0;
+    if (grace < Timeout::zero()) return Status(Code::kBadArgument, "grace must be >= 0 ms");
+    for (auto& d : dispatchers_) {
+      if (d->IsCurrentThread()) {
+        return Status(Code::kBusy, "cannot stop a server from its own handler");
+      }
+    }
+    std::lock_guard<std::mutex> stop_lock(stop_mu_);
+    if (!server_) return Status::Ok();  // already stopped
+
+    auto deadline = std::chrono::steady_clock::now() + grace;
+    // gRPC's Shutdown stops accepting at once, then waits for open streams;
+    // at the deadline it cancels what is left (e.g. a stream whose last
+    // write is stuck behind a peer that never reads).
+    std::thread shutdown([this, grace] {
+      server_->Shutdown(std::chrono::system_clock::now() + grace);
+    });
+    std::vector<std::shared_ptr<Session>> left;
+    {
+      std::unique_lock<std::mutex> lock(registry_mu_);
+      registry_cv_.wait_until(lock, deadline, [&] { return live_.empty(); });
+      for (auto& [id, session] : live_) left.push_back(session);
+    }
+    for (auto& session : left) {
+      if (session->End(Status(Code::kUnavailable, "server is shutting down")).ok()) ++*cut;
+    }
+    left.clear();
+    shutdown.join();  // every stream's OnDone has run
+    for (auto& d : dispatchers_) d->Shutdown();  // every handler event has run
+    server_.reset();
+    return Status::Ok();
+  }
+
+  // --- Chat::CallbackService ---
+  grpc::ServerBidiReactor<ChatMessage, StringValue>* chat(
+      grpc::CallbackServerContext* ctx) override {
+    uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
+    auto session = std::make_shared<Session>(this, ctx, id, options_.mode,
+                                             options_.max_message_bytes,
+                                             options_.send_queue_limit, options_.recv_window);
+    {
+      std::lock_guard<std::mutex> lock(registry_mu_);
+      live_.emplace(id, session);
+      if (options_.mode == Mode::kBroadcast) RebuildRoomLocked();
+    }
+    if (options_.mode == Mode::kCustom) {
+      Post(*session, [handler = options_.handler, session] { handler->OnOpen(session); });
+    }
+    Session* reactor = session.get();
+    reactor->Begin(std::move(session));
+    return reactor;
+  }
+
+  // --- used by sessions ---
+
+  void Post(const Session& session, std::function<void()> task) {
+    dispatchers_[session.id() % dispatchers_.size()]->Post(std::move(task));
+  }
+
+  const std::shared_ptr<Handler>& handler() const { return options_.handler; }
+
+  // Sends `line` to every open stream. A member whose queue is full is too
+  // slow for the room: it is cut with RESOURCE_EXHAUSTED rather than letting
+  // memory grow or the whole room wait for it.
+  void Broadcast(const std::string& line) {
+    std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room;
+    {
+      std::lock_guard<std::mutex> lock(registry_mu_);
+      room = room_;
+    }
+    if (!room) return;
+    for (const auto& member : *room) {
+      Status s = member->Enqueue(line, kNoWait);
+      if (s.code() == Code::kWouldBlock) {
+        member->End(Status(Code::kResourceExhausted,
+                           "send queue full: the client reads too slowly for the room"));
+      }
+    }
+  }
+
+  void Remove(const std::shared_ptr<Session>& session, const Status& final_status) {
+    bool empty;
+    {
+      std::lock_guard<std::mutex> lock(registry_mu_);
+      live_.erase(session->id());
+      if (options_.mode == Mode::kBroadcast) RebuildRoomLocked();
+      empty = live_.empty();
+    }
+    if (empty) registry_cv_.notify_all();
+    if (options_.mode == Mode::kBroadcast) {
+      const std::string& who =
+          session->last_name().empty() ? std::to_string(session->id()) : session->last_name();
+      Broadcast(who + " left the chat");
+    } else if (options_.mode == Mode::kCustom) {
+      Post(*session, [handler = options_.handler, session, final_status] {
+        handler->OnClose(session, final_status);
+      });
+    }
+  }
+
+ private:
+  // Broadcast reads a snapshot of the room, so a message to 1,000 members
+  // takes the registry lock once and copies nothing.
+  void RebuildRoomLocked() {
+    auto room = std::make_shared<std::vector<std::shared_ptr<Session>>>();
+    room->reserve(live_.size());
+    for (auto& [id, session] : live_) room->push_back(session);
+    room_ = std::move(room);
+  }
+
+  const ServerOptions options_;
+  std::vector<std::unique_ptr<Dispatcher>> dispatchers_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::atomic<uint64_t> next_id_{1};
+  std::mutex stop_mu_;
+
+  std::mutex registry_mu_;
+  std::condition_variable registry_cv_;
+  std::unordered_map<uint64_t, std::shared_ptr<Session>> live_;
+  std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room_;
+};
+
+void Session::OnReadDone(bool ok) {
+  Actions a;
+  if (!ok) {
+    bool post_complete = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      reading_ = false;
+      read_closed_ = true;
+      if (mode_ == Mode::kCustom) {
+        post_complete = !cancelled_ && !finish_wanted_;
+      } else if (!finish_wanted_) {  // built-in modes complete when the client does
+        finish_wanted_ = true;
+        finish_status_ = Status::Ok();
+        MaybeFinishLocked(&a);
+      }
+    }
+    if (post_complete) {
+      auto self = shared_from_this();
+      server_->Post(*this, [self] { self->server_->handler()->OnComplete(self); });
+    }
+    Run(a);
+    return;
+  }
+
+  switch (mode_) {
+    case Mode::kEcho: {
+      // Answered here, on the reaction thread: no hop, no handler.
+      std::lock_guard<std::mutex> lock(mu_);
+      reading_ = false;
+      if (!finish_wanted_) {
+        outq_.emplace_back();
+        *outq_.back().mutable_value() = FormatLine(in_.name(), in_.message());
+        if (!writing_) StartWriteLocked(&a);
+      }
+      StartReadLocked(&a);
+      break;
+    }
+    case Mode::kBroadcast: {
+      std::string line = FormatLine(in_.name(), in_.message());
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        reading_ = false;
+        last_name_ = in_.name();
+      }
+      server_->Broadcast(line);
+      std::lock_guard<std::mutex> lock(mu_);
+      StartReadLocked(&a);
+      break;
+    }
+    case Mode::kCustom: {
+      std::string name = std::move(*in_.mutable_name());
+      std::string message = std::move(*in_.mutable_message());
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        reading_ = false;
+        ++undelivered_;
+        StartReadLocked(&a);
+      }
+      // Posted before the next read starts, so events keep the wire order.
+      auto self = shared_from_this();
+      server_->Post(*this, [self, name = std::move(name), message = std::move(message)] {
+        self->server_->handler()->OnMessage(self, name, message);
+        self->AckDelivered();
+      });
+      break;
+    }
+  }
+  Run(a);
+}
+
+void Session::OnWriteDone(bool ok) {
+  Actions a;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    outq_.pop_front();
+    writing_ = false;
+    if (!ok) {
+      // The stream broke under us (peer gone or cancelled): nothing more can
+      // be written, but the RPC must still be finished exactly once.
+      outq_.clear();
+      if (!finish_wanted_) {
+        finish_wanted_ = true;
+        finish_status_ = Status(Code::kCancelled, "write failed: the client is gone");
+      }
+    } else if (!outq_.empty()) {
+      StartWriteLocked(&a);
+    }
+    MaybeFinishLocked(&a);
+    if (read_paused_ && !ReadBlockedLocked()) {
+      read_paused_ = false;
+      StartReadLocked(&a);
+    }
+  }
+  room_cv_.notify_all();
+  Run(a);
+}
+
+void Session::OnCancel() {
+  Actions a;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    if (!finish_wanted_) {
+      finish_wanted_ = true;
+      finish_status_ = Status(Code::kCancelled, "cancelled");
+    }
+    DropQueuedLocked();
+    MaybeFinishLocked(&a);
+  }
+  room_cv_.notify_all();
+  Run(a);
+}
+
+void Session::OnDone() {
+  Status final_status;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancelled_) {
+      bool expired = ctx_->deadline() <= std::chrono::system_clock::now();
+      final_status = expired ? Status(Code::kDeadlineExceeded, "deadline exceeded")
+                             : Status(Code::kCancelled, "cancelled by the client");
+    } else {
+      final_status = finish_status_;
+    }
+  }
+  room_cv_.notify_all();
+  std::shared_ptr<Session> self = std::move(self_);
+  server_->Remove(self, final_status);
+}
+
+}  // namespace
+
+}  // namespace internal
+
+Status Server::Start(const ServerOptions& options, std::unique_ptr<Server>* out) {
+  if (options.mode == Mode::kCustom && !options.handler) {
+    return Status(Code::kBadArgument, "custom mode needs a handler");
+  }
+  if (options.send_queue_limit == 0 || options.recv_window == 0 || options.max_message_bytes == 0 ||
+      options.max_message_bytes > static_cast<size_t>(INT32_MAX)) {
+    return Status(Code::kBadArgument, "queue limits and the message size must be positive");
+  }
+  auto server = std::make_unique<internal::ServerImpl>(options);
+  Status s = server->Init();
+  if (!s.ok()) return s;
+  *out = std::move(server);
+  return Status::Ok();
+}
+
+}  // namespace chat
