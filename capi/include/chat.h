@@ -1,0 +1,414 @@
+/*
+ * chat.h - the C ABI of libchat: host and drive the gRPC bidirectional
+ * streaming Chat service (/Chat/chat, the Ballerina example's contract).
+ *
+ * Stable ABI: load libchat.so.1 with dlopen or link with -lchat. The header
+ * compiles as C99 and C++ and includes only <stddef.h> and <stdint.h>.
+ *
+ * Conventions that hold for every function below:
+ *  - Results. Functions return a chat_code: CHAT_OK (0) on success. On
+ *    failure chat_last_error() holds a message for the calling thread.
+ *  - Handles. chat_server, chat_call, chat_client and chat_stream are opaque.
+ *    Each has one creator and one destroyer; destroyers accept NULL. Passing
+ *    NULL where a handle is required returns CHAT_ERR_BAD_ARGUMENT.
+ *  - Strings in. Text crosses as pointer + length, must be valid UTF-8
+ *    (proto3 strings are) and is copied before the call returns: the caller
+ *    keeps ownership. A NULL pointer is allowed only with length 0. Addresses,
+ *    targets and metadata are NUL-terminated C strings.
+ *  - Strings out. Text the library hands back is borrowed: the function that
+ *    returns it says until when. It is NUL-terminated as a convenience, but
+ *    the length is authoritative (UTF-8 may contain U+0000).
+ *  - Time. Durations are int64_t milliseconds. For waits, a negative value
+ *    means "no limit" and is offered only where a cancel path exists; 0 means
+ *    "do not wait".
+ *  - Exceptions. No C++ exception ever leaves the library. Callbacks you give
+ *    it must not throw or longjmp either.
+ *  - Threads. Each function states whether it is thread-safe; each callback
+ *    states which thread runs it.
+ */
+#ifndef CHAT_H
+#define CHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define CHAT_API
+#elif defined(CHAT_BUILDING)
+#define CHAT_API __attribute__((visibility("default")))
+#else
+#define CHAT_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions                                                                 */
+/* ------------------------------------------------------------------------ */
+
+#define CHAT_VERSION_MAJOR 0
+#define CHAT_VERSION_MINOR 1
+#define CHAT_VERSION_PATCH 0
+#define CHAT_VERSION_NUMBER \
+  (CHAT_VERSION_MAJOR * 10000 + CHAT_VERSION_MINOR * 100 + CHAT_VERSION_PATCH)
+#define CHAT_VERSION_STRING "0.1.0"
+/* The SONAME major (libchat.so.1). */
+#define CHAT_ABI_VERSION 1
+
+/* The library's version string ("0.1.0"); static storage. Thread-safe. */
+CHAT_API const char *chat_version(void);
+/* The library's CHAT_VERSION_NUMBER; compare with the header's to detect a
+ * mismatch between the header you compiled against and the library loaded.
+ * Thread-safe. */
+CHAT_API int32_t chat_version_number(void);
+/* The library's CHAT_ABI_VERSION. Thread-safe. */
+CHAT_API int32_t chat_abi_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Result codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* gRPC status codes keep their numbers (0..16); they are what a peer or the
+ * transport reported. Library codes (17..) are local outcomes of a call and
+ * never travel on the wire. */
+typedef enum chat_code {
+  CHAT_OK = 0,
+  CHAT_CANCELLED = 1,
+  CHAT_UNKNOWN = 2,
+  CHAT_INVALID_ARGUMENT = 3, /* the peer rejected an argument (wire status) */
+  CHAT_DEADLINE_EXCEEDED = 4,
+  CHAT_NOT_FOUND = 5,
+  CHAT_ALREADY_EXISTS = 6,
+  CHAT_PERMISSION_DENIED = 7,
+  CHAT_RESOURCE_EXHAUSTED = 8,
+  CHAT_FAILED_PRECONDITION = 9,
+  CHAT_ABORTED = 10,
+  CHAT_OUT_OF_RANGE = 11,
+  CHAT_UNIMPLEMENTED = 12,
+  CHAT_INTERNAL = 13,
+  CHAT_UNAVAILABLE = 14,
+  CHAT_DATA_LOSS = 15,
+  CHAT_UNAUTHENTICATED = 16,
+
+  CHAT_ERR_BAD_ARGUMENT = 17, /* NULL/invalid handle or argument, bad UTF-8 */
+  CHAT_ERR_WOULD_BLOCK = 18,  /* send queue full and timeout_ms was 0 */
+  CHAT_ERR_TIMEOUT = 19,      /* a local wait ran out (not the RPC deadline) */
+  CHAT_ERR_END = 20,          /* end of stream: ended OK, every reply taken */
+  CHAT_ERR_CLOSED = 21,       /* the stream, call or server has ended */
+  CHAT_ERR_BUSY = 22,         /* refused: would deadlock (own callback) */
+  CHAT_ERR_NO_MEMORY = 23,
+  CHAT_ERR_TOO_LARGE = 24,    /* message larger than max_message_bytes */
+  CHAT_ERR_BAD_STATE = 25     /* not valid in the handle's current state */
+} chat_code;
+
+/* The code's name as gRPC spells it ("OK", "DEADLINE_EXCEEDED") or the
+ * library code's name ("WOULD_BLOCK", "END_OF_STREAM"); "UNRECOGNIZED" for any other
+ * number. Static storage, never NULL. Thread-safe. */
+CHAT_API const char *chat_code_name(chat_code code);
+
+/* A message describing the last failure of a chat_* call on the calling
+ * thread. Meaningful right after a call returned an error; never NULL;
+ * owned by the library, valid until the next chat_* call on this thread.
+ * Asynchronous outcomes (a stream's final status) are not reported here but
+ * through chat_stream_status() and the on_close callback. */
+CHAT_API const char *chat_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Server                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct chat_server chat_server;
+/* One server-side stream (an open /Chat/chat call). */
+typedef struct chat_call chat_call;
+
+/* Values of chat_server_options.mode. */
+#define CHAT_MODE_ECHO 0      /* each message answered as "<name>: <message>" */
+#define CHAT_MODE_BROADCAST 1 /* each message sent to every open stream */
+#define CHAT_MODE_CUSTOM 2    /* the callbacks below decide */
+
+/* Handler callbacks (CHAT_MODE_CUSTOM).
+ *
+ * Thread: every callback runs on one of the server's dispatcher threads
+ * (dispatcher_threads of them), never on a gRPC thread and never on a thread
+ * of yours. The callbacks of one call run in order on one thread: on_open,
+ * on_message..., on_complete, on_close. Callbacks of different calls may run
+ * concurrently when dispatcher_threads > 1.
+ *
+ * A slow callback holds up every call on its dispatcher thread, and while a
+ * call has recv_window messages waiting, the library stops reading it (the
+ * client is slowed down by HTTP/2 flow control; nothing is dropped).
+ *
+ * From a callback you may call any chat_call_* function, on any call. You
+ * must not call chat_server_stop or chat_server_destroy on its own server
+ * (CHAT_ERR_BUSY).
+ *
+ * `call` is valid from on_open until on_close returns; see chat_call_ref to
+ * keep it longer. Strings passed in are borrowed for the duration of the
+ * callback: copy them to keep them. */
+typedef void (*chat_on_open_fn)(chat_call *call, void *user_data);
+typedef void (*chat_on_message_fn)(chat_call *call, const char *name, size_t name_len,
+                                   const char *message, size_t message_len, void *user_data);
+/* The client half-closed: it sends no more. If on_complete is NULL the
+ * library completes the call (the seed's behaviour). */
+typedef void (*chat_on_complete_fn)(chat_call *call, void *user_data);
+/* The call ended with its final status: OK after chat_call_complete, the code
+ * given to chat_call_fail, CANCELLED when the client cancelled or vanished,
+ * DEADLINE_EXCEEDED when its deadline passed, UNAVAILABLE when a stopping
+ * server cut it. Exactly once per call, always the call's last callback. */
+typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *details,
+                                 size_t details_len, void *user_data);
+
+#define CHAT_SERVER_OPTIONS_VERSION 1
+
+typedef struct chat_server_options {
+  uint32_t version;           /* CHAT_SERVER_OPTIONS_VERSION */
+  int32_t mode;               /* CHAT_MODE_*; default CHAT_MODE_ECHO */
+  int32_t max_message_bytes;  /* per message, both directions; default 4 MiB */
+  int32_t send_queue_limit;   /* replies queued per call; default 1024 */
+  int32_t recv_window;        /* messages waiting for on_message per call; default 64 */
+  int32_t dispatcher_threads; /* threads running callbacks; default 1 */
+  int32_t keepalive_ms;       /* HTTP/2 pings on idle connections so dead
+                                 peers end their calls; 0 = off; default 30000 */
+  chat_on_open_fn on_open;         /* optional */
+  chat_on_message_fn on_message;   /* required in CHAT_MODE_CUSTOM */
+  chat_on_complete_fn on_complete; /* optional, see above */
+  chat_on_close_fn on_close;       /* optional */
+  void *user_data;                 /* passed to every callback; yours */
+} chat_server_options;
+
+/* Fills `opts` with the defaults of `version` (pass
+ * CHAT_SERVER_OPTIONS_VERSION). Returns CHAT_ERR_BAD_ARGUMENT for NULL or an
+ * unknown version. Thread-safe. */
+CHAT_API chat_code chat_server_options_init(chat_server_options *opts, uint32_t version);
+
+/* Starts a server listening on `address` ("127.0.0.1:0", "[::1]:9090",
+ * "0.0.0.0:9090"; port 0 picks a free port, see chat_server_port). `opts` may
+ * be NULL for all defaults (the echo server); it is read during the call only.
+ * On success *out receives a server you must release with
+ * chat_server_destroy.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL address or out, bad options, custom
+ * mode without on_message), CHAT_UNAVAILABLE (cannot bind: address in use,
+ * malformed address). On error *out is set to NULL and no callback ever runs.
+ * Thread-safe. */
+CHAT_API chat_code chat_server_start(const char *address, const chat_server_options *opts,
+                                     chat_server **out);
+
+/* The port the server listens on, or -1 for NULL. Thread-safe. */
+CHAT_API int32_t chat_server_port(const chat_server *server);
+
+/* Stops the server: stops accepting calls at once, lets open calls finish by
+ * themselves for up to `grace_ms`, then ends the rest with UNAVAILABLE.
+ * Returns when every call has ended and every callback has returned; that is
+ * bounded by the grace period plus the time your callbacks take. `*cut`
+ * (optional, may be NULL) receives how many calls were cut at the deadline.
+ * Stopping again returns CHAT_OK with *cut = 0.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL server, grace_ms < 0), CHAT_ERR_BUSY
+ * (called from one of this server's callbacks).
+ * Thread-safe; concurrent stops wait for each other. */
+CHAT_API chat_code chat_server_stop(chat_server *server, int64_t grace_ms, int32_t *cut);
+
+/* Stops the server with no grace (if still running) and frees it. When it
+ * returns, no callback of this server is running or will run again, so
+ * user_data may be freed. chat_call handles you still hold a reference to
+ * stay valid (every call on them returns CHAT_ERR_CLOSED).
+ * Returns CHAT_OK (also for NULL), or CHAT_ERR_BUSY when called from one of
+ * this server's callbacks (nothing is freed then).
+ * Not thread-safe with other calls on the same server. */
+CHAT_API chat_code chat_server_destroy(chat_server *server);
+
+/* --- Calls (server-side streams). Every chat_call_* function is thread-safe
+ * and may be called from callbacks and from any thread of yours. --- */
+
+/* The call's id: unique within its server, counting from 1 in order of
+ * arrival. 0 for NULL. */
+CHAT_API uint64_t chat_call_id(const chat_call *call);
+
+/* The client's address ("ipv4:127.0.0.1:41234"). Borrowed, valid as long as
+ * `call` is; "" for NULL. */
+CHAT_API const char *chat_call_peer(const chat_call *call);
+
+/* Looks up the first value the client sent for metadata `key` (lower-case).
+ * *value (borrowed, valid as long as `call` is) and *len receive it.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL argument), CHAT_NOT_FOUND. */
+CHAT_API chat_code chat_call_metadata(const chat_call *call, const char *key,
+                                      const char **value, size_t *len);
+
+/* Queues one reply (a google.protobuf.StringValue) on the call. Replies are
+ * written in the order queued, at most send_queue_limit waiting per call.
+ * When the queue is full: timeout_ms == 0 returns CHAT_ERR_WOULD_BLOCK at
+ * once; > 0 waits up to that long, then CHAT_ERR_TIMEOUT; < 0 waits until
+ * there is room or the call ends.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, invalid UTF-8), CHAT_ERR_TOO_LARGE,
+ * CHAT_ERR_WOULD_BLOCK, CHAT_ERR_TIMEOUT, CHAT_ERR_CLOSED (the call was
+ * completed, failed or has ended). On error nothing was queued. */
+CHAT_API chat_code chat_call_send(chat_call *call, const char *text, size_t len,
+                                  int64_t timeout_ms);
+
+/* Ends the call with OK once the queued replies are written. Idempotent.
+ * Errors: CHAT_ERR_BAD_ARGUMENT, CHAT_ERR_CLOSED (it already ended with an
+ * error or was cancelled). Never blocks. */
+CHAT_API chat_code chat_call_complete(chat_call *call);
+
+/* Ends the call with `code` (a gRPC code, 1..16) and `details` (UTF-8) right
+ * after the reply being written; replies still queued are discarded.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, code outside 1..16, invalid UTF-8),
+ * CHAT_ERR_CLOSED (already completed, failed or ended). Never blocks. */
+CHAT_API chat_code chat_call_fail(chat_call *call, chat_code code, const char *details,
+                                  size_t details_len);
+
+/* Takes a reference: `call` stays a valid handle until the matching
+ * chat_call_unref, even after on_close and after chat_server_destroy. Take it
+ * while the handle is valid (inside a callback, or while you hold another
+ * reference). Errors: CHAT_ERR_BAD_ARGUMENT for NULL. */
+CHAT_API chat_code chat_call_ref(chat_call *call);
+
+/* Drops a reference taken with chat_call_ref; the last one frees the handle.
+ * NULL is a no-op. */
+CHAT_API void chat_call_unref(chat_call *call);
+
+/* ------------------------------------------------------------------------ */
+/* Client                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct chat_client chat_client;
+/* One client-side stream (a /Chat/chat call). */
+typedef struct chat_stream chat_stream;
+
+#define CHAT_CLIENT_OPTIONS_VERSION 1
+
+typedef struct chat_client_options {
+  uint32_t version;          /* CHAT_CLIENT_OPTIONS_VERSION */
+  int32_t max_message_bytes; /* per message, both directions; default 4 MiB */
+  int32_t send_queue_limit;  /* messages queued per stream; default 1024 */
+  int32_t recv_queue_limit;  /* replies buffered per stream before reading
+                                pauses (flow control); default 1024 */
+} chat_client_options;
+
+/* Fills `opts` with the defaults of `version`. CHAT_ERR_BAD_ARGUMENT for NULL
+ * or an unknown version. Thread-safe. */
+CHAT_API chat_code chat_client_options_init(chat_client_options *opts, uint32_t version);
+
+/* Creates a client for `target`: "host:port", "http://host:port" (the
+ * Ballerina URL form) or a gRPC target such as "dns:///host:port",
+ * "ipv4:127.0.0.1:9090" or "unix:/path". It connects lazily, on the first
+ * stream, with one HTTP/2 connection per client. `opts` may be NULL.
+ * On success *out receives a client to release with chat_client_destroy.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, empty or https:// target, bad
+ * options). Thread-safe. */
+CHAT_API chat_code chat_client_create(const char *target, const chat_client_options *opts,
+                                      chat_client **out);
+
+/* Frees the client. Streams opened from it stay usable and must still be
+ * destroyed each with chat_stream_destroy. NULL is a no-op.
+ * Not thread-safe with other calls on the same client. */
+CHAT_API void chat_client_destroy(chat_client *client);
+
+/* One metadata entry sent with a stream. Keys: lower-case letters, digits,
+ * '-', '_', '.', not starting with "grpc-". Values: printable ASCII, or any
+ * bytes up to the NUL when the key ends in "-bin". */
+typedef struct chat_metadata {
+  const char *key;
+  const char *value;
+} chat_metadata;
+
+#define CHAT_STREAM_OPTIONS_VERSION 1
+
+typedef struct chat_stream_options {
+  uint32_t version;               /* CHAT_STREAM_OPTIONS_VERSION */
+  int64_t deadline_ms;            /* RPC deadline from now; < 0 none (default) */
+  const chat_metadata *metadata;  /* read during chat_client_open only */
+  size_t metadata_count;
+  int32_t wait_for_ready;         /* nonzero: wait for the server to be
+                                     reachable instead of failing at once
+                                     with UNAVAILABLE; default 0 */
+} chat_stream_options;
+
+/* Fills `opts` with the defaults of `version`. Thread-safe. */
+CHAT_API chat_code chat_stream_options_init(chat_stream_options *opts, uint32_t version);
+
+/* Opens a stream. It never blocks: connection failures show up as the
+ * stream's final status (UNAVAILABLE) through chat_stream_recv or
+ * chat_stream_status. `opts` may be NULL. On success *out receives a stream
+ * to release with chat_stream_destroy.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, bad metadata). Thread-safe. */
+CHAT_API chat_code chat_client_open(chat_client *client, const chat_stream_options *opts,
+                                    chat_stream **out);
+
+/* Queues one ChatMessage{name, message}. Messages are written in the order
+ * queued; reading replies is independent of sending. When the send queue is
+ * full: timeout_ms == 0 returns CHAT_ERR_WOULD_BLOCK; > 0 waits up to that
+ * long (CHAT_ERR_TIMEOUT); < 0 waits until there is room or the stream ends
+ * (chat_stream_cancel from another thread ends the wait).
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, invalid UTF-8), CHAT_ERR_TOO_LARGE,
+ * CHAT_ERR_WOULD_BLOCK, CHAT_ERR_TIMEOUT, CHAT_ERR_CLOSED (after
+ * chat_stream_complete or chat_stream_cancel, or the call has ended: see
+ * chat_stream_status). On error nothing was queued.
+ * Thread-safe: several threads may send on one stream. */
+CHAT_API chat_code chat_stream_send(chat_stream *stream, const char *name, size_t name_len,
+                                    const char *message, size_t message_len,
+                                    int64_t timeout_ms);
+
+/* Half-closes: tells the server no more messages follow, once the queued
+ * ones are written. Replies keep arriving. Idempotent; never blocks.
+ * Errors: CHAT_ERR_BAD_ARGUMENT, CHAT_ERR_CLOSED (cancelled). Thread-safe. */
+CHAT_API chat_code chat_stream_complete(chat_stream *stream);
+
+/* Cancels the call: the server sees a cancellation, queued messages are
+ * dropped and the final status becomes CANCELLED. Replies received before
+ * remain readable. Wakes every thread blocked on the stream. Idempotent;
+ * never blocks. Errors: CHAT_ERR_BAD_ARGUMENT, CHAT_ERR_CLOSED (the call had
+ * already ended). Thread-safe. */
+CHAT_API chat_code chat_stream_cancel(chat_stream *stream);
+
+/* Takes the next reply. On CHAT_OK, *text and *len receive it, borrowed
+ * until the next chat_stream_recv / chat_stream_recv_batch on this stream or
+ * chat_stream_destroy. Waits up to timeout_ms for one (< 0: until a reply or
+ * the end; chat_stream_cancel ends the wait).
+ * Returns CHAT_OK; CHAT_ERR_END once the server completed with OK and every
+ * reply was taken; the final status code (CHAT_DEADLINE_EXCEEDED,
+ * CHAT_CANCELLED, CHAT_UNAVAILABLE...) if the call ended otherwise, after the
+ * replies received before it; CHAT_ERR_TIMEOUT; CHAT_ERR_BAD_ARGUMENT.
+ * One receiving thread at a time per stream; safe alongside sends. */
+CHAT_API chat_code chat_stream_recv(chat_stream *stream, int64_t timeout_ms, const char **text,
+                                    size_t *len);
+
+/* One reply as handed out by chat_stream_recv_batch. */
+typedef struct chat_text {
+  const char *data;
+  size_t len;
+} chat_text;
+
+/* Like chat_stream_recv, but takes up to `max` replies that are already
+ * there (waiting only for the first) into out[0..*count). The texts are
+ * borrowed until the next receive on this stream or chat_stream_destroy.
+ * Fewer lock round-trips per reply: use it for high message rates. */
+CHAT_API chat_code chat_stream_recv_batch(chat_stream *stream, int64_t timeout_ms,
+                                          chat_text *out, size_t max, size_t *count);
+
+/* Waits until the call has ended (final status known), up to timeout_ms
+ * (< 0: no limit; chat_stream_cancel ends it). Replies not yet taken keep
+ * the call from ending when more are still on the wire: keep receiving, or
+ * cancel. Returns CHAT_OK when ended, CHAT_ERR_TIMEOUT, CHAT_ERR_BAD_ARGUMENT.
+ * Thread-safe. */
+CHAT_API chat_code chat_stream_wait(chat_stream *stream, int64_t timeout_ms);
+
+/* The call's final status: *code (the gRPC code, CHAT_OK for a clean end) and
+ * optionally *details / *details_len (borrowed until chat_stream_destroy;
+ * either may be NULL). Never blocks.
+ * Errors: CHAT_ERR_BAD_ARGUMENT, CHAT_ERR_BAD_STATE (still open).
+ * Thread-safe. */
+CHAT_API chat_code chat_stream_status(chat_stream *stream, chat_code *code, const char **details,
+                                      size_t *details_len);
+
+/* Cancels the call if it is still open, waits until the library is done with
+ * it (bounded: a cancelled call ends promptly) and frees the handle. NULL is
+ * a no-op. Not thread-safe with other calls on the same stream. */
+CHAT_API void chat_stream_destroy(chat_stream *stream);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* CHAT_H */

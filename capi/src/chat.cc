@@ -1,0 +1,494 @@
+// The C ABI: thin extern "C" entry points over the C++ core. Each entry
+// point validates its arguments, runs inside Guard (no exception crosses),
+// and records a thread-local message on failure.
+#include "chat.h"
+
+#include <atomic>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "chat/client.h"
+#include "chat/server.h"
+#include "chat/status.h"
+
+namespace {
+
+thread_local std::string t_last_error;
+
+chat_code Fail(chat_code code, std::string message) {
+  t_last_error = std::move(message);
+  return code;
+}
+
+chat_code FromStatus(const chat::Status& s) {
+  if (!s.ok()) t_last_error = s.message();
+  return static_cast<chat_code>(s.code());
+}
+
+// Runs `body` so that no exception escapes into C.
+template <class F>
+chat_code Guard(F&& body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Fail(CHAT_ERR_NO_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return Fail(CHAT_INTERNAL, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return Fail(CHAT_INTERNAL, "internal error");
+  }
+}
+
+chat::Timeout Ms(int64_t ms) { return chat::Timeout(ms < 0 ? -1 : ms); }
+
+// Text arguments: NULL only with length 0.
+bool TextOk(const char* p, size_t len) { return p != nullptr || len == 0; }
+std::string_view View(const char* p, size_t len) { return len ? std::string_view(p, len) : std::string_view(); }
+
+// Handles carry a tag so that a wrong or destroyed pointer is caught when its
+// memory still holds the old value (best effort; a freed handle stays a bug).
+constexpr uint32_t kServerTag = 0x43535256;  // "CSRV"
+constexpr uint32_t kCallTag = 0x4343414c;    // "CCAL"
+constexpr uint32_t kClientTag = 0x43434c49;  // "CCLI"
+constexpr uint32_t kStreamTag = 0x43535452;  // "CSTR"
+
+}  // namespace
+
+struct chat_call {
+  uint32_t tag = kCallTag;
+  std::shared_ptr<chat::ServerCall> impl;
+  std::atomic<int> refs{1};  // the library's own until on_close returns
+};
+
+struct chat_server {
+  uint32_t tag = kServerTag;
+  std::unique_ptr<chat::Server> impl;
+};
+
+struct chat_client {
+  uint32_t tag = kClientTag;
+  std::unique_ptr<chat::Client> impl;
+};
+
+struct chat_stream {
+  uint32_t tag = kStreamTag;
+  std::shared_ptr<chat::ClientStream> impl;
+  std::string reply;                  // what the last recv handed out
+  std::vector<std::string> batch;     // what the last recv_batch handed out
+  chat::Status final_status;          // kept for chat_stream_status's details
+  bool have_final = false;
+};
+
+namespace {
+
+template <class H>
+bool Live(const H* h, uint32_t tag) { return h != nullptr && h->tag == tag; }
+
+chat_code BadHandle(const char* what) {
+  return Fail(CHAT_ERR_BAD_ARGUMENT, std::string("not a valid ") + what + " handle");
+}
+
+// Adapts the C callbacks to the core's Handler. Runs on dispatcher threads.
+class CHandler final : public chat::Handler {
+ public:
+  explicit CHandler(const chat_server_options& o)
+      : on_open_(o.on_open), on_message_(o.on_message), on_complete_(o.on_complete),
+        on_close_(o.on_close), user_data_(o.user_data) {}
+
+  void OnOpen(const std::shared_ptr<chat::ServerCall>& call) override {
+    auto* handle = new chat_call;
+    handle->impl = call;
+    call->set_host_data(handle);
+    if (on_open_) on_open_(handle, user_data_);
+  }
+  void OnMessage(const std::shared_ptr<chat::ServerCall>& call, std::string_view name,
+                 std::string_view message) override {
+    on_message_(Handle(call), name.data(), name.size(), message.data(), message.size(),
+                user_data_);
+  }
+  void OnComplete(const std::shared_ptr<chat::ServerCall>& call) override {
+    if (on_complete_) {
+      on_complete_(Handle(call), user_data_);
+    } else {
+      call->Complete();
+    }
+  }
+  void OnClose(const std::shared_ptr<chat::ServerCall>& call, const chat::Status& status) override {
+    chat_call* handle = Handle(call);
+    if (on_close_) {
+      on_close_(handle, static_cast<chat_code>(status.code()), status.message().c_str(),
+                status.message().size(), user_data_);
+    }
+    chat_call_unref(handle);  // the library's reference
+  }
+
+ private:
+  static chat_call* Handle(const std::shared_ptr<chat::ServerCall>& call) {
+    return static_cast<chat_call*>(call->host_data());
+  }
+
+  chat_on_open_fn on_open_;
+  chat_on_message_fn on_message_;
+  chat_on_complete_fn on_complete_;
+  chat_on_close_fn on_close_;
+  void* user_data_;
+};
+
+// Option structs are append-only; a caller built against version N fills
+// the fields of version N. Version 1 is the only one so far.
+bool KnownVersion(uint32_t v) { return v == 1; }
+
+}  // namespace
+
+extern "C" {
+
+const char* chat_version(void) { return CHAT_VERSION_STRING; }
+int32_t chat_version_number(void) { return CHAT_VERSION_NUMBER; }
+int32_t chat_abi_version(void) { return CHAT_ABI_VERSION; }
+
+const char* chat_code_name(chat_code code) {
+  return chat::CodeName(static_cast<chat::Code>(code));
+}
+
+const char* chat_last_error(void) { return t_last_error.c_str(); }
+
+/* ---- server ---- */
+
+chat_code chat_server_options_init(chat_server_options* opts, uint32_t version) {
+  if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
+  if (!KnownVersion(version)) return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
+  std::memset(opts, 0, sizeof *opts);
+  chat::ServerOptions d;
+  opts->version = version;
+  opts->mode = CHAT_MODE_ECHO;
+  opts->max_message_bytes = static_cast<int32_t>(d.max_message_bytes);
+  opts->send_queue_limit = static_cast<int32_t>(d.send_queue_limit);
+  opts->recv_window = static_cast<int32_t>(d.recv_window);
+  opts->dispatcher_threads = d.dispatcher_threads;
+  opts->keepalive_ms = d.keepalive_ms;
+  return CHAT_OK;
+}
+
+chat_code chat_server_start(const char* address, const chat_server_options* opts,
+                            chat_server** out) {
+  return Guard([&]() -> chat_code {
+    if (out) *out = nullptr;
+    if (!address || !out) return Fail(CHAT_ERR_BAD_ARGUMENT, "address and out are required");
+    chat_server_options o;
+    chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
+    if (opts) {
+      if (!KnownVersion(opts->version)) {
+        return Fail(CHAT_ERR_BAD_ARGUMENT, "opts->version is not a known options version "
+                                           "(call chat_server_options_init)");
+      }
+      o = *opts;
+    }
+    if (o.mode < CHAT_MODE_ECHO || o.mode > CHAT_MODE_CUSTOM) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown mode");
+    }
+    if (o.max_message_bytes <= 0 || o.send_queue_limit <= 0 || o.recv_window <= 0 ||
+        o.dispatcher_threads <= 0 || o.keepalive_ms < 0) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "limits and thread counts must be positive");
+    }
+    chat::ServerOptions so;
+    so.address = address;
+    so.max_message_bytes = static_cast<size_t>(o.max_message_bytes);
+    so.send_queue_limit = static_cast<size_t>(o.send_queue_limit);
+    so.recv_window = static_cast<size_t>(o.recv_window);
+    so.dispatcher_threads = o.dispatcher_threads;
+    so.keepalive_ms = o.keepalive_ms;
+    switch (o.mode) {
+      case CHAT_MODE_ECHO: so.mode = chat::Mode::kEcho; break;
+      case CHAT_MODE_BROADCAST: so.mode = chat::Mode::kBroadcast; break;
+      default:
+        if (!o.on_message) return Fail(CHAT_ERR_BAD_ARGUMENT, "custom mode needs on_message");
+        so.mode = chat::Mode::kCustom;
+        so.handler = std::make_shared<CHandler>(o);
+    }
+    auto server = std::make_unique<chat_server>();
+    chat::Status s = chat::Server::Start(so, &server->impl);
+    if (!s.ok()) return FromStatus(s);
+    *out = server.release();
+    return CHAT_OK;
+  });
+}
+
+int32_t chat_server_port(const chat_server* server) {
+  if (!Live(server, kServerTag) || !server->impl) return -1;
+  return server->impl->port();
+}
+
+chat_code chat_server_stop(chat_server* server, int64_t grace_ms, int32_t* cut) {
+  return Guard([&]() -> chat_code {
+    if (cut) *cut = 0;
+    if (!Live(server, kServerTag)) return BadHandle("chat_server");
+    if (grace_ms < 0) return Fail(CHAT_ERR_BAD_ARGUMENT, "grace_ms must be >= 0");
+    int n = 0;
+    chat::Status s = server->impl->Stop(chat::Timeout(grace_ms), &n);
+    if (cut) *cut = n;
+    return FromStatus(s);
+  });
+}
+
+chat_code chat_server_destroy(chat_server* server) {
+  return Guard([&]() -> chat_code {
+    if (!server) return CHAT_OK;
+    if (!Live(server, kServerTag)) return BadHandle("chat_server");
+    int cut = 0;
+    chat::Status s = server->impl->Stop(chat::kNoWait, &cut);
+    if (s.code() == chat::Code::kBusy) return FromStatus(s);
+    server->tag = 0;
+    delete server;
+    return CHAT_OK;
+  });
+}
+
+/* ---- calls ---- */
+
+uint64_t chat_call_id(const chat_call* call) {
+  return Live(call, kCallTag) ? call->impl->id() : 0;
+}
+
+const char* chat_call_peer(const chat_call* call) {
+  return Live(call, kCallTag) ? call->impl->peer().c_str() : "";
+}
+
+chat_code chat_call_metadata(const chat_call* call, const char* key, const char** value,
+                             size_t* len) {
+  return Guard([&]() -> chat_code {
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (!key || !value || !len) return Fail(CHAT_ERR_BAD_ARGUMENT, "key, value and len are required");
+    const auto& md = call->impl->metadata();
+    auto it = md.find(key);
+    if (it == md.end()) return Fail(CHAT_NOT_FOUND, std::string("no metadata '") + key + "'");
+    *value = it->second.c_str();
+    *len = it->second.size();
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_call_send(chat_call* call, const char* text, size_t len, int64_t timeout_ms) {
+  return Guard([&]() -> chat_code {
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (!TextOk(text, len)) return Fail(CHAT_ERR_BAD_ARGUMENT, "text is NULL");
+    return FromStatus(call->impl->Send(View(text, len), Ms(timeout_ms)));
+  });
+}
+
+chat_code chat_call_complete(chat_call* call) {
+  return Guard([&]() -> chat_code {
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    return FromStatus(call->impl->Complete());
+  });
+}
+
+chat_code chat_call_fail(chat_call* call, chat_code code, const char* details, size_t details_len) {
+  return Guard([&]() -> chat_code {
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (!TextOk(details, details_len)) return Fail(CHAT_ERR_BAD_ARGUMENT, "details is NULL");
+    return FromStatus(call->impl->Fail(static_cast<chat::Code>(code), View(details, details_len)));
+  });
+}
+
+chat_code chat_call_ref(chat_call* call) {
+  if (!Live(call, kCallTag)) return BadHandle("chat_call");
+  call->refs.fetch_add(1, std::memory_order_relaxed);
+  return CHAT_OK;
+}
+
+void chat_call_unref(chat_call* call) {
+  if (!Live(call, kCallTag)) return;
+  if (call->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    call->tag = 0;
+    delete call;
+  }
+}
+
+/* ---- client ---- */
+
+chat_code chat_client_options_init(chat_client_options* opts, uint32_t version) {
+  if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
+  if (!KnownVersion(version)) return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
+  std::memset(opts, 0, sizeof *opts);
+  chat::ClientOptions d;
+  opts->version = version;
+  opts->max_message_bytes = static_cast<int32_t>(d.max_message_bytes);
+  opts->send_queue_limit = static_cast<int32_t>(d.send_queue_limit);
+  opts->recv_queue_limit = static_cast<int32_t>(d.recv_queue_limit);
+  return CHAT_OK;
+}
+
+chat_code chat_client_create(const char* target, const chat_client_options* opts,
+                             chat_client** out) {
+  return Guard([&]() -> chat_code {
+    if (out) *out = nullptr;
+    if (!target || !out) return Fail(CHAT_ERR_BAD_ARGUMENT, "target and out are required");
+    chat_client_options o;
+    chat_client_options_init(&o, CHAT_CLIENT_OPTIONS_VERSION);
+    if (opts) {
+      if (!KnownVersion(opts->version)) {
+        return Fail(CHAT_ERR_BAD_ARGUMENT, "opts->version is not a known options version "
+                                           "(call chat_client_options_init)");
+      }
+      o = *opts;
+    }
+    if (o.max_message_bytes <= 0 || o.send_queue_limit <= 0 || o.recv_queue_limit <= 0) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "limits must be positive");
+    }
+    chat::ClientOptions co;
+    co.max_message_bytes = static_cast<size_t>(o.max_message_bytes);
+    co.send_queue_limit = static_cast<size_t>(o.send_queue_limit);
+    co.recv_queue_limit = static_cast<size_t>(o.recv_queue_limit);
+    auto client = std::make_unique<chat_client>();
+    chat::Status s = chat::Client::Create(target, co, &client->impl);
+    if (!s.ok()) return FromStatus(s);
+    *out = client.release();
+    return CHAT_OK;
+  });
+}
+
+void chat_client_destroy(chat_client* client) {
+  if (!Live(client, kClientTag)) return;
+  client->tag = 0;
+  delete client;
+}
+
+chat_code chat_stream_options_init(chat_stream_options* opts, uint32_t version) {
+  if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
+  if (!KnownVersion(version)) return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
+  std::memset(opts, 0, sizeof *opts);
+  opts->version = version;
+  opts->deadline_ms = -1;
+  return CHAT_OK;
+}
+
+chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
+                           chat_stream** out) {
+  return Guard([&]() -> chat_code {
+    if (out) *out = nullptr;
+    if (!Live(client, kClientTag)) return BadHandle("chat_client");
+    if (!out) return Fail(CHAT_ERR_BAD_ARGUMENT, "out is NULL");
+    chat::StreamOptions so;
+    if (opts) {
+      if (!KnownVersion(opts->version)) {
+        return Fail(CHAT_ERR_BAD_ARGUMENT, "opts->version is not a known options version "
+                                           "(call chat_stream_options_init)");
+      }
+      so.deadline = Ms(opts->deadline_ms);
+      so.wait_for_ready = opts->wait_for_ready != 0;
+      if (opts->metadata_count > 0 && !opts->metadata) {
+        return Fail(CHAT_ERR_BAD_ARGUMENT, "metadata is NULL but metadata_count is not 0");
+      }
+      for (size_t i = 0; i < opts->metadata_count; ++i) {
+        const chat_metadata& m = opts->metadata[i];
+        if (!m.key || !m.value) return Fail(CHAT_ERR_BAD_ARGUMENT, "metadata key or value is NULL");
+        so.metadata.emplace_back(m.key, m.value);
+      }
+    }
+    auto stream = std::make_unique<chat_stream>();
+    chat::Status s = client->impl->Open(so, &stream->impl);
+    if (!s.ok()) return FromStatus(s);
+    *out = stream.release();
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_stream_send(chat_stream* stream, const char* name, size_t name_len,
+                           const char* message, size_t message_len, int64_t timeout_ms) {
+  return Guard([&]() -> chat_code {
+    if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
+    if (!TextOk(name, name_len) || !TextOk(message, message_len)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "name or message is NULL");
+    }
+    return FromStatus(
+        stream->impl->Send(View(name, name_len), View(message, message_len), Ms(timeout_ms)));
+  });
+}
+
+chat_code chat_stream_complete(chat_stream* stream) {
+  return Guard([&]() -> chat_code {
+    if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
+    return FromStatus(stream->impl->Complete());
+  });
+}
+
+chat_code chat_stream_cancel(chat_stream* stream) {
+  return Guard([&]() -> chat_code {
+    if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
+    return FromStatus(stream->impl->Cancel());
+  });
+}
+
+chat_code chat_stream_recv(chat_stream* stream, int64_t timeout_ms, const char** text,
+                           size_t* len) {
+  return Guard([&]() -> chat_code {
+    if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
+    if (!text || !len) return Fail(CHAT_ERR_BAD_ARGUMENT, "text and len are required");
+    chat::Status s = stream->impl->Recv(&stream->reply, Ms(timeout_ms));
+    if (!s.ok()) return FromStatus(s);
+    *text = stream->reply.c_str();
+    *len = stream->reply.size();
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_stream_recv_batch(chat_stream* stream, int64_t timeout_ms, chat_text* out,
+                                 size_t max, size_t* count) {
+  return Guard([&]() -> chat_code {
+    if (count) *count = 0;
+    if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
+    if (!out || !count || max == 0) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "out and count are required and max must be > 0");
+    }
+    stream->batch.clear();
+    chat::Status s = stream->impl->RecvBatch(&stream->batch, max, Ms(timeout_ms));
+    if (!s.ok()) return FromStatus(s);
+    for (size_t i = 0; i < stream->batch.size(); ++i) {
+      out[i].data = stream->batch[i].c_str();
+      out[i].len = stream->batch[i].size();
+    }
+    *count = stream->batch.size();
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_stream_wait(chat_stream* stream, int64_t timeout_ms) {
+  return Guard([&]() -> chat_code {
+    if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
+    return FromStatus(stream->impl->Wait(Ms(timeout_ms)));
+  });
+}
+
+chat_code chat_stream_status(chat_stream* stream, chat_code* code, const char** details,
+                             size_t* details_len) {
+  return Guard([&]() -> chat_code {
+    if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
+    if (!code) return Fail(CHAT_ERR_BAD_ARGUMENT, "code is NULL");
+    if (!stream->have_final) {
+      chat::Status s = stream->impl->FinalStatus();
+      if (s.code() == chat::Code::kBadState) return FromStatus(s);
+      stream->final_status = std::move(s);
+      stream->have_final = true;
+    }
+    *code = static_cast<chat_code>(stream->final_status.code());
+    if (details) *details = stream->final_status.message().c_str();
+    if (details_len) *details_len = stream->final_status.message().size();
+    return CHAT_OK;
+  });
+}
+
+void chat_stream_destroy(chat_stream* stream) {
+  Guard([&]() -> chat_code {
+    if (!Live(stream, kStreamTag)) return CHAT_OK;
+    stream->impl->Close();
+    stream->tag = 0;
+    delete stream;
+    return CHAT_OK;
+  });
+}
+
+}  // extern "C"
