@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what libchat needs from Debian (only what is missing), then
+# configures (once) and builds into build/.
+#
+#   BUILD_DIR=dir   build tree (default: build, relative to the repo root)
+#   CMAKE_ARGS=...  extra configure arguments; given, they force a configure
+#
+# Safe to run again: nothing is installed or configured twice; the build is
+# incremental.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+build_dir=${BUILD_DIR:-build}
+start=$SECONDS
+
+say() { printf '[setup] %s\n' "$*"; }
+
+packages=(
+  cmake ninja-build g++ pkg-config
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libgtest-dev pybind11-dev python3-dev python3-pytest
+  python3-grpcio python3-protobuf python3-mypy
+)
+missing=()
+for pkg in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [[ $status == "install ok installed" ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+  say "installing ${#missing[@]} package(s): ${missing[*]}"
+  sudo=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null || { say "not root and no sudo: install them as root"; exit 1; }
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
+else
+  say "packages: all ${#packages[@]} present"
+fi
+
+# Debian's interpreter has grpcio and protobuf; a pyenv python3 on PATH has not.
+configure=(cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release
+           -DPython_EXECUTABLE=/usr/bin/python3)
+# CMAKE_ARGS is split on spaces on purpose: it carries several -D options.
+# shellcheck disable=SC2206
+if [[ -n ${CMAKE_ARGS:-} ]]; then configure+=(${CMAKE_ARGS}); fi
+
+cache=$build_dir/CMakeCache.txt
+if [[ -f $cache && -z ${CMAKE_ARGS:-} ]]; then
+  if ! grep -qx 'CMAKE_GENERATOR:INTERNAL=Ninja' "$cache"; then
+    say "$build_dir was configured with another generator; remove it or set BUILD_DIR"
+    exit 1
+  fi
+  say "configure: $build_dir already configured (set CMAKE_ARGS to reconfigure)"
+else
+  say "configure: $build_dir (Release, Ninja${CMAKE_ARGS:+, $CMAKE_ARGS})"
+  mkdir -p "$build_dir"
+  log=$build_dir/setup-configure.log
+  if ! "${configure[@]}" >"$log" 2>&1; then
+    cat "$log"
+    say "configure failed (log: $log)"
+    exit 1
+  fi
+fi
+
+say "build: $build_dir"
+# cmake --build re-runs the configure step by itself when a CMakeLists changed.
+cmake --build "$build_dir"
+say "ready in $((SECONDS - start))s: $build_dir"
