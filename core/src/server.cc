@@ -29,6 +29,8 @@ using google::protobuf::StringValue;
 
 class ServerImpl;
 
+constexpr auto kShutdownBackstop = std::chrono::seconds(1);
+
 std::string FormatLine(std::string_view name, std::string_view message) {
   std::string line;
   line.reserve(name.size() + 2 + message.size());
@@ -127,19 +129,38 @@ class Session final : public grpc::ServerBidiReactor<ChatMessage, StringValue>,
     return Status::Ok();
   }
 
-  // Ends the stream with an error after the write in flight; drops queued replies.
-  Status End(Status status) {
+  // Ends the stream with an error after the write in flight; drops queued
+  // replies. With `reset`, a write stuck behind a peer that does not read is
+  // not waited for: the stream is reset (the peer sees CANCELLED) and
+  // `status` stays the reason the server reports.
+  Status End(Status status, bool reset = false) {
     Actions a;
+    bool cancel = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (finish_wanted_) return Status(Code::kClosed, "stream already ended");
       finish_wanted_ = true;
+      ended_by_server_ = true;
       finish_status_ = std::move(status);
       DropQueuedLocked();
+      if (reset && writing_) {
+        cancel = true;
+        ++outside_starts_;  // ctx_ must outlive the TryCancel below
+      }
       MaybeFinishLocked(&a);
     }
     room_cv_.notify_all();
     Run(a);
+    if (cancel) {
+      ctx_->TryCancel();
+      Actions after;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        --outside_starts_;
+        MaybeFinishLocked(&after);
+      }
+      Run(after);
+    }
     return Status::Ok();
   }
 
@@ -275,6 +296,7 @@ class Session final : public grpc::ServerBidiReactor<ChatMessage, StringValue>,
   bool cancelled_ = false;
   bool finish_wanted_ = false;
   bool finish_called_ = false;
+  bool ended_by_server_ = false;   // End() chose the status; a later cancel keeps it
   Status finish_status_;
   std::string last_name_;
 };
@@ -328,11 +350,11 @@ class ServerImpl final : public Server, public Chat::CallbackService {
     if (!server_) return Status::Ok();  // already stopped
 
     auto deadline = std::chrono::steady_clock::now() + grace;
-    // gRPC's Shutdown stops accepting at once, then waits for open streams;
-    // at the deadline it cancels what is left (e.g. a stream whose last
-    // write is stuck behind a peer that never reads).
+    // gRPC's Shutdown stops accepting at once, then waits for open streams.
+    // We cut what is left at our deadline ourselves, so the count is exact;
+    // gRPC's own deadline, a little later, is only a backstop.
     std::thread shutdown([this, grace] {
-      server_->Shutdown(std::chrono::system_clock::now() + grace);
+      server_->Shutdown(std::chrono::system_clock::now() + grace + kShutdownBackstop);
     });
     std::vector<std::shared_ptr<Session>> left;
     {
@@ -341,7 +363,9 @@ class ServerImpl final : public Server, public Chat::CallbackService {
       for (auto& [id, session] : live_) left.push_back(session);
     }
     for (auto& session : left) {
-      if (session->End(Status(Code::kUnavailable, "server is shutting down")).ok()) ++*cut;
+      if (session->End(Status(Code::kUnavailable, "server is shutting down"), /*reset=*/true).ok()) {
+        ++*cut;
+      }
     }
     left.clear();
     shutdown.join();  // every stream's OnDone has run
@@ -392,7 +416,8 @@ class ServerImpl final : public Server, public Chat::CallbackService {
       Status s = member->Enqueue(line, kNoWait);
       if (s.code() == Code::kWouldBlock) {
         member->End(Status(Code::kResourceExhausted,
-                           "send queue full: the client reads too slowly for the room"));
+                           "send queue full: the client reads too slowly for the room"),
+                    /*reset=*/true);
       }
     }
   }
@@ -557,7 +582,7 @@ void Session::OnDone() {
   Status final_status;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (cancelled_) {
+    if (cancelled_ && !ended_by_server_) {
       bool expired = ctx_->deadline() <= std::chrono::system_clock::now();
       final_status = expired ? Status(Code::kDeadlineExceeded, "deadline exceeded")
                              : Status(Code::kCancelled, "cancelled by the client");

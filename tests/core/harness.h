@@ -1,0 +1,61 @@
+// A server plus a client on 127.0.0.1 with an ephemeral port.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chat/client.h"
+#include "chat/server.h"
+#include "test_support.h"
+
+namespace chat::testing {
+
+class ChatTest : public ::testing::Test {
+ protected:
+  void StartServer(ServerOptions options = {}, ClientOptions client_options = {}) {
+    options.address = "127.0.0.1:0";
+    Status s = Server::Start(options, &server_);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_GT(server_->port(), 0);
+    s = Client::Create("127.0.0.1:" + std::to_string(server_->port()), client_options, &client_);
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+
+  std::shared_ptr<ClientStream> Open(StreamOptions options = {}) {
+    std::shared_ptr<ClientStream> stream;
+    Status s = client_->Open(options, &stream);
+    EXPECT_TRUE(s.ok()) << s.message();
+    return stream;
+  }
+
+  // Receives until the stream ends; `end` gets the terminal result
+  // (kEndOfStream for a clean end).
+  static std::vector<std::string> Drain(ClientStream& stream, Status* end,
+                                        Timeout per_reply = std::chrono::seconds(10)) {
+    std::vector<std::string> replies;
+    for (;;) {
+      std::string reply;
+      Status s = stream.Recv(&reply, per_reply);
+      if (!s.ok()) {
+        *end = s;
+        return replies;
+      }
+      replies.push_back(std::move(reply));
+    }
+  }
+
+  void TearDown() override {
+    if (server_) {
+      int cut = 0;
+      server_->Stop(std::chrono::milliseconds(250), &cut);
+    }
+  }
+
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<Client> client_;
+};
+
+}  // namespace chat::testing
