@@ -151,7 +151,10 @@ typedef void (*chat_on_open_fn)(chat_call *call, void *user_data);
 typedef void (*chat_on_message_fn)(chat_call *call, const char *name, size_t name_len,
                                    const char *message, size_t message_len, void *user_data);
 /* The client half-closed: it sends no more. If on_complete is NULL the
- * library completes the call (the seed's behaviour). */
+ * library completes the call (the seed's behaviour). gRPC reports a client
+ * cancel as the end of its messages too, and the library filters that out
+ * when it can; when the cancel is seen only later, chat_call_* functions
+ * return CHAT_ERR_CLOSED and on_close reports CANCELLED. */
 typedef void (*chat_on_complete_fn)(chat_call *call, void *user_data);
 /* The call ended with its final status: OK after chat_call_complete, the code
  * given to chat_call_fail, CANCELLED when the client cancelled or vanished,

@@ -189,6 +189,10 @@ class Session final : public grpc::ServerBidiReactor<ChatMessage, StringValue>,
   }
 
   const std::string& last_name() const { return last_name_; }  // only after OnDone
+  bool cancelled() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return cancelled_;
+  }
 
   // --- reactions ---
   void OnReadDone(bool ok) override;
@@ -482,8 +486,12 @@ void Session::OnReadDone(bool ok) {
       }
     }
     if (post_complete) {
+      // A client cancel can also end the reads, with OnCancel arriving just
+      // after; checking again on the dispatcher filters most of those out.
       auto self = shared_from_this();
-      server_->Post(*this, [self] { self->server_->handler()->OnComplete(self); });
+      server_->Post(*this, [self] {
+        if (!self->cancelled()) self->server_->handler()->OnComplete(self);
+      });
     }
     Run(a);
     return;

@@ -1,0 +1,568 @@
+// The C ABI (chat.h) over real loopback sockets.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../core/test_support.h"
+#include "chat.h"
+
+namespace {
+
+using chat::testing::EventLog;
+using chat::testing::Gate;
+
+std::string Text(const char* p, size_t n) { return std::string(p, n); }
+
+chat_code Send(chat_stream* s, const std::string& name, const std::string& msg,
+               int64_t timeout_ms = 5000) {
+  return chat_stream_send(s, name.data(), name.size(), msg.data(), msg.size(), timeout_ms);
+}
+
+// Receives until the stream ends; *end gets the terminal code.
+std::vector<std::string> Drain(chat_stream* s, chat_code* end) {
+  std::vector<std::string> out;
+  for (;;) {
+    const char* text;
+    size_t len;
+    chat_code rc = chat_stream_recv(s, 10000, &text, &len);
+    if (rc != CHAT_OK) {
+      *end = rc;
+      return out;
+    }
+    out.emplace_back(text, len);
+  }
+}
+
+class CApiTest : public ::testing::Test {
+ protected:
+  void Start(const chat_server_options* opts = nullptr) {
+    ASSERT_EQ(chat_server_start("127.0.0.1:0", opts, &server_), CHAT_OK) << chat_last_error();
+    std::string target = "http://127.0.0.1:" + std::to_string(chat_server_port(server_));
+    ASSERT_EQ(chat_client_create(target.c_str(), nullptr, &client_), CHAT_OK) << chat_last_error();
+  }
+  chat_stream* Open(const chat_stream_options* opts = nullptr) {
+    chat_stream* s = nullptr;
+    EXPECT_EQ(chat_client_open(client_, opts, &s), CHAT_OK) << chat_last_error();
+    streams_.push_back(s);
+    return s;
+  }
+  void TearDown() override {
+    for (auto* s : streams_) chat_stream_destroy(s);
+    chat_client_destroy(client_);
+    EXPECT_EQ(chat_server_destroy(server_), CHAT_OK);
+  }
+  chat_server* server_ = nullptr;
+  chat_client* client_ = nullptr;
+  std::vector<chat_stream*> streams_;
+};
+
+TEST(CApiBasics, VersionsAndCodeNames) {
+  EXPECT_STREQ(chat_version(), CHAT_VERSION_STRING);
+  EXPECT_EQ(chat_version_number(), CHAT_VERSION_NUMBER);
+  EXPECT_EQ(chat_abi_version(), CHAT_ABI_VERSION);
+  EXPECT_STREQ(chat_code_name(CHAT_OK), "OK");
+  EXPECT_STREQ(chat_code_name(CHAT_DEADLINE_EXCEEDED), "DEADLINE_EXCEEDED");
+  EXPECT_STREQ(chat_code_name(CHAT_UNAUTHENTICATED), "UNAUTHENTICATED");
+  EXPECT_STREQ(chat_code_name(CHAT_ERR_WOULD_BLOCK), "WOULD_BLOCK");
+  EXPECT_STREQ(chat_code_name(CHAT_ERR_BAD_STATE), "BAD_STATE");
+  EXPECT_STREQ(chat_code_name(static_cast<chat_code>(999)), "UNRECOGNIZED");
+  EXPECT_STREQ(chat_code_name(static_cast<chat_code>(-1)), "UNRECOGNIZED");
+  for (int c = 0; c <= CHAT_ERR_BAD_STATE; ++c) {
+    EXPECT_STRNE(chat_code_name(static_cast<chat_code>(c)), "UNRECOGNIZED") << c;
+  }
+}
+
+TEST(CApiBasics, OptionsInitRejectsUnknownVersions) {
+  chat_server_options so;
+  chat_client_options co;
+  chat_stream_options to;
+  EXPECT_EQ(chat_server_options_init(&so, 0), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_server_options_init(&so, 99), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_client_options_init(&co, 2), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_options_init(&to, 0), CHAT_ERR_BAD_ARGUMENT);
+  ASSERT_EQ(chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION), CHAT_OK);
+  EXPECT_EQ(so.mode, CHAT_MODE_ECHO);
+  EXPECT_GT(so.max_message_bytes, 0);
+  ASSERT_EQ(chat_stream_options_init(&to, CHAT_STREAM_OPTIONS_VERSION), CHAT_OK);
+  EXPECT_LT(to.deadline_ms, 0);
+  // A struct the caller never initialised is refused, not misread.
+  chat_server_options garbage;
+  std::memset(&garbage, 0, sizeof garbage);
+  chat_server* server = nullptr;
+  EXPECT_EQ(chat_server_start("127.0.0.1:0", &garbage, &server), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(server, nullptr);
+  EXPECT_NE(std::string(chat_last_error()).find("version"), std::string::npos);
+}
+
+// Every function given NULL where a handle or required pointer goes returns
+// its documented code (or the documented neutral value) and never crashes.
+TEST(CApiBasics, NullArgumentsEverywhere) {
+  const char* text;
+  size_t len;
+  chat_code code;
+  chat_text batch[2];
+  size_t count;
+  chat_server* server = reinterpret_cast<chat_server*>(0x1);  // must be overwritten
+  EXPECT_EQ(chat_server_options_init(nullptr, 1), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_client_options_init(nullptr, 1), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_options_init(nullptr, 1), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_server_start(nullptr, nullptr, &server), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(server, nullptr);
+  EXPECT_EQ(chat_server_start("127.0.0.1:0", nullptr, nullptr), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_server_port(nullptr), -1);
+  EXPECT_EQ(chat_server_stop(nullptr, 0, nullptr), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_server_destroy(nullptr), CHAT_OK);
+  EXPECT_EQ(chat_call_id(nullptr), 0u);
+  EXPECT_STREQ(chat_call_peer(nullptr), "");
+  EXPECT_EQ(chat_call_metadata(nullptr, "k", &text, &len), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_call_send(nullptr, "x", 1, 0), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_call_complete(nullptr), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_call_fail(nullptr, CHAT_INTERNAL, "x", 1), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_call_ref(nullptr), CHAT_ERR_BAD_ARGUMENT);
+  chat_call_unref(nullptr);
+  chat_client* client = reinterpret_cast<chat_client*>(0x1);
+  EXPECT_EQ(chat_client_create(nullptr, nullptr, &client), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(client, nullptr);
+  EXPECT_EQ(chat_client_create("127.0.0.1:1", nullptr, nullptr), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_client_create("", nullptr, &client), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_client_create("https://h:1", nullptr, &client), CHAT_ERR_BAD_ARGUMENT);
+  chat_client_destroy(nullptr);
+  chat_stream* stream = nullptr;
+  EXPECT_EQ(chat_client_open(nullptr, nullptr, &stream), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_send(nullptr, "a", 1, "b", 1, 0), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_complete(nullptr), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_cancel(nullptr), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_recv(nullptr, 0, &text, &len), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_recv_batch(nullptr, 0, batch, 2, &count), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_wait(nullptr, 0), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_status(nullptr, &code, nullptr, nullptr), CHAT_ERR_BAD_ARGUMENT);
+  chat_stream_destroy(nullptr);
+  EXPECT_STRNE(chat_last_error(), "");
+}
+
+TEST_F(CApiTest, NullPointersOnLiveHandles) {
+  Start();
+  chat_stream* s = Open();
+  chat_stream* out = nullptr;
+  EXPECT_EQ(chat_client_open(client_, nullptr, nullptr), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_send(s, nullptr, 3, "b", 1, 0), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_send(s, "a", 1, nullptr, 2, 0), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_recv(s, 0, nullptr, nullptr), CHAT_ERR_BAD_ARGUMENT);
+  chat_text batch[1];
+  size_t count = 7;
+  EXPECT_EQ(chat_stream_recv_batch(s, 0, batch, 0, &count), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(count, 0u);
+  EXPECT_EQ(chat_stream_recv_batch(s, 0, nullptr, 1, &count), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_status(s, nullptr, nullptr, nullptr), CHAT_ERR_BAD_ARGUMENT);
+  chat_code code;
+  EXPECT_EQ(chat_stream_status(s, &code, nullptr, nullptr), CHAT_ERR_BAD_STATE);  // still open
+  EXPECT_EQ(chat_server_stop(server_, -1, nullptr), CHAT_ERR_BAD_ARGUMENT);
+  chat_stream_options bad_md;
+  chat_stream_options_init(&bad_md, CHAT_STREAM_OPTIONS_VERSION);
+  bad_md.metadata_count = 1;  // metadata left NULL
+  EXPECT_EQ(chat_client_open(client_, &bad_md, &out), CHAT_ERR_BAD_ARGUMENT);
+  chat_metadata md[] = {{"Upper", "v"}};
+  bad_md.metadata = md;
+  EXPECT_EQ(chat_client_open(client_, &bad_md, &out), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(out, nullptr);
+  // Zero-length text may come with a NULL pointer.
+  ASSERT_EQ(chat_stream_send(s, nullptr, 0, nullptr, 0, 5000), CHAT_OK);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  chat_code end;
+  EXPECT_EQ(Drain(s, &end), std::vector<std::string>{": "});
+}
+
+TEST_F(CApiTest, SeedConversation) {
+  Start();
+  chat_stream* s = Open();
+  ASSERT_EQ(Send(s, "Sam", "Hi"), CHAT_OK);
+  ASSERT_EQ(Send(s, "Ann", "Hey"), CHAT_OK);
+  ASSERT_EQ(Send(s, "John", "Hello"), CHAT_OK);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  chat_code end;
+  EXPECT_EQ(Drain(s, &end), (std::vector<std::string>{"Sam: Hi", "Ann: Hey", "John: Hello"}));
+  EXPECT_EQ(end, CHAT_ERR_END);
+  chat_code code = CHAT_UNKNOWN;
+  const char* details = nullptr;
+  size_t details_len = 99;
+  ASSERT_EQ(chat_stream_status(s, &code, &details, &details_len), CHAT_OK);
+  EXPECT_EQ(code, CHAT_OK);
+  EXPECT_EQ(details_len, 0u);
+  // Calls on the ended stream: documented codes, no crash, no block.
+  EXPECT_EQ(Send(s, "late", "x", 0), CHAT_ERR_CLOSED);
+  EXPECT_EQ(chat_stream_cancel(s), CHAT_ERR_CLOSED);
+  EXPECT_EQ(chat_stream_complete(s), CHAT_OK);
+  const char* text;
+  size_t len;
+  EXPECT_EQ(chat_stream_recv(s, 0, &text, &len), CHAT_ERR_END);
+  EXPECT_EQ(chat_stream_wait(s, 0), CHAT_OK);
+}
+
+TEST_F(CApiTest, TenThousandMessagesWithBatchReceive) {
+  Start();
+  chat_stream* s = Open();
+  constexpr int kCount = 10000;
+  std::vector<std::string> replies;
+  chat_code end = CHAT_OK;
+  std::thread reader([&] {
+    chat_text batch[64];
+    for (;;) {
+      size_t n = 0;
+      chat_code rc = chat_stream_recv_batch(s, 10000, batch, 64, &n);
+      if (rc != CHAT_OK) {
+        end = rc;
+        return;
+      }
+      for (size_t i = 0; i < n; ++i) replies.emplace_back(batch[i].data, batch[i].len);
+    }
+  });
+  for (int i = 0; i < kCount; ++i) ASSERT_EQ(Send(s, "m", std::to_string(i), 10000), CHAT_OK);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  reader.join();
+  EXPECT_EQ(end, CHAT_ERR_END);
+  ASSERT_EQ(replies.size(), static_cast<size_t>(kCount));
+  for (int i = 0; i < kCount; ++i) ASSERT_EQ(replies[i], "m: " + std::to_string(i));
+}
+
+TEST_F(CApiTest, InvalidUtf8AndOversizeAreRejected) {
+  chat_server_options so;
+  chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+  so.max_message_bytes = 64;
+  Start(&so);
+  chat_stream* s = Open();
+  EXPECT_EQ(chat_stream_send(s, "\xff", 1, "x", 1, 0), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_NE(std::string(chat_last_error()).find("UTF-8"), std::string::npos) << chat_last_error();
+  EXPECT_EQ(chat_stream_send(s, "x", 1, "\xe2\x82", 2, 0), CHAT_ERR_BAD_ARGUMENT);  // truncated
+  // The server's limit: the stream fails with RESOURCE_EXHAUSTED.
+  ASSERT_EQ(Send(s, "big", std::string(500, 'a')), CHAT_OK);
+  chat_code end;
+  Drain(s, &end);
+  EXPECT_EQ(end, CHAT_RESOURCE_EXHAUSTED);
+}
+
+TEST_F(CApiTest, DeadlineAndMetadata) {
+  Start();
+  chat_stream_options so;
+  chat_stream_options_init(&so, CHAT_STREAM_OPTIONS_VERSION);
+  so.deadline_ms = 200;
+  chat_metadata md[] = {{"user", "alice"}, {"trace-bin", "\x01\x02"}};
+  so.metadata = md;
+  so.metadata_count = 2;
+  chat_stream* s = Open(&so);
+  ASSERT_EQ(Send(s, "a", "b"), CHAT_OK);
+  chat_code end;
+  EXPECT_EQ(Drain(s, &end), std::vector<std::string>{"a: b"});
+  EXPECT_EQ(end, CHAT_DEADLINE_EXCEEDED);
+  chat_code code;
+  ASSERT_EQ(chat_stream_status(s, &code, nullptr, nullptr), CHAT_OK);
+  EXPECT_EQ(code, CHAT_DEADLINE_EXCEEDED);
+}
+
+TEST_F(CApiTest, CancelMidStream) {
+  Start();
+  chat_stream* s = Open();
+  ASSERT_EQ(Send(s, "a", "1"), CHAT_OK);
+  const char* text;
+  size_t len;
+  ASSERT_EQ(chat_stream_recv(s, 5000, &text, &len), CHAT_OK);
+  EXPECT_EQ(Text(text, len), "a: 1");
+  ASSERT_EQ(chat_stream_cancel(s), CHAT_OK);
+  EXPECT_EQ(chat_stream_cancel(s), CHAT_OK);
+  chat_code end;
+  Drain(s, &end);
+  EXPECT_EQ(end, CHAT_CANCELLED);
+  EXPECT_EQ(Send(s, "a", "2", 0), CHAT_ERR_CLOSED);
+}
+
+TEST_F(CApiTest, ClientThatNeverReadsGetsWouldBlock) {
+  chat_server_options so;
+  chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+  so.send_queue_limit = 8;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", &so, &server_), CHAT_OK);
+  chat_client_options co;
+  chat_client_options_init(&co, CHAT_CLIENT_OPTIONS_VERSION);
+  co.send_queue_limit = 8;
+  co.recv_queue_limit = 8;
+  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server_));
+  ASSERT_EQ(chat_client_create(target.c_str(), &co, &client_), CHAT_OK);
+  chat_stream* s = Open();
+  const std::string payload(2048, 'z');
+  int accepted = 0;
+  chat_code rc = CHAT_OK;
+  for (; accepted < 100000; ++accepted) {
+    rc = Send(s, "n", payload, 200);
+    if (rc != CHAT_OK) break;
+  }
+  EXPECT_EQ(rc, CHAT_ERR_TIMEOUT);
+  EXPECT_EQ(Send(s, "n", payload, 0), CHAT_ERR_WOULD_BLOCK);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  chat_code end;
+  EXPECT_EQ(Drain(s, &end).size(), static_cast<size_t>(accepted));
+  EXPECT_EQ(end, CHAT_ERR_END);
+}
+
+// --- custom handlers through C callbacks ---
+
+struct Host {
+  EventLog log;
+  std::atomic<chat_call*> kept{nullptr};
+  std::thread::id callback_thread;
+  chat_server* server = nullptr;
+  chat_code stop_from_callback = CHAT_OK;
+  chat_code destroy_from_callback = CHAT_OK;
+  bool fail_on_complete = false;
+};
+
+void OnOpen(chat_call* call, void* ud) {
+  auto* h = static_cast<Host*>(ud);
+  h->callback_thread = std::this_thread::get_id();
+  const char* v;
+  size_t n;
+  std::string user = chat_call_metadata(call, "user", &v, &n) == CHAT_OK ? Text(v, n) : "-";
+  EXPECT_EQ(chat_call_metadata(call, "missing", &v, &n), CHAT_NOT_FOUND);
+  EXPECT_NE(std::string(chat_call_peer(call)).find("127.0.0.1"), std::string::npos);
+  chat_call_ref(call);  // kept past on_close for the test thread
+  h->kept = call;
+  h->log.Add("open " + std::to_string(chat_call_id(call)) + " " + user);
+}
+
+void OnMessage(chat_call* call, const char* name, size_t name_len, const char* msg, size_t msg_len,
+               void* ud) {
+  auto* h = static_cast<Host*>(ud);
+  std::string line = "[" + Text(name, name_len) + "] " + Text(msg, msg_len);
+  EXPECT_EQ(chat_call_send(call, line.data(), line.size(), 1000), CHAT_OK);
+  if (Text(msg, msg_len) == "stop") {
+    int32_t cut;
+    h->stop_from_callback = chat_server_stop(h->server, 0, &cut);
+    h->destroy_from_callback = chat_server_destroy(h->server);
+  }
+  h->log.Add("message " + Text(msg, msg_len));
+}
+
+void OnComplete(chat_call* call, void* ud) {
+  auto* h = static_cast<Host*>(ud);
+  h->log.Add("complete");
+  if (h->fail_on_complete) {
+    EXPECT_EQ(chat_call_fail(call, CHAT_OK, "x", 1), CHAT_ERR_BAD_ARGUMENT);
+    EXPECT_EQ(chat_call_fail(call, static_cast<chat_code>(17), "x", 1), CHAT_ERR_BAD_ARGUMENT);
+    EXPECT_EQ(chat_call_fail(call, CHAT_ABORTED, "\xff", 1), CHAT_ERR_BAD_ARGUMENT);
+    EXPECT_EQ(chat_call_fail(call, CHAT_ABORTED, "gave up", 7), CHAT_OK);
+  } else {
+    chat_code first = chat_call_complete(call);
+    // CLOSED only when the client cancelled rather than half-closed.
+    EXPECT_TRUE(first == CHAT_OK || first == CHAT_ERR_CLOSED) << chat_code_name(first);
+    EXPECT_EQ(chat_call_complete(call), first);  // idempotent
+  }
+}
+
+void OnClose(chat_call* call, chat_code code, const char* details, size_t len, void* ud) {
+  auto* h = static_cast<Host*>(ud);
+  h->log.Add(std::string("close ") + chat_code_name(code) + " " + Text(details, len));
+}
+
+class CApiHandlerTest : public CApiTest {
+ protected:
+  void StartCustom(bool with_complete = true) {
+    chat_server_options so;
+    chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+    so.mode = CHAT_MODE_CUSTOM;
+    so.on_open = OnOpen;
+    so.on_message = OnMessage;
+    so.on_complete = with_complete ? OnComplete : nullptr;
+    so.on_close = OnClose;
+    so.user_data = &host_;
+    Start(&so);
+    host_.server = server_;
+  }
+  void TearDown() override {
+    CApiTest::TearDown();
+    chat_call_unref(host_.kept.load());  // valid even after the server is gone
+  }
+  Host host_;
+};
+
+TEST_F(CApiHandlerTest, CallbacksInOrderOnALibraryThread) {
+  StartCustom();
+  chat_stream_options so;
+  chat_stream_options_init(&so, CHAT_STREAM_OPTIONS_VERSION);
+  chat_metadata md[] = {{"user", "bob"}};
+  so.metadata = md;
+  so.metadata_count = 1;
+  chat_stream* s = Open(&so);
+  ASSERT_EQ(Send(s, "Sam", "Hi"), CHAT_OK);
+  ASSERT_TRUE(host_.log.WaitFor("message Hi"));
+  // Any thread may send on a call it holds a reference to.
+  chat_call* call = host_.kept;
+  ASSERT_EQ(chat_call_send(call, "from the host", 13, 1000), CHAT_OK);
+  EXPECT_EQ(chat_call_send(call, "\xc0\xaf", 2, 0), CHAT_ERR_BAD_ARGUMENT);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  chat_code end;
+  EXPECT_EQ(Drain(s, &end), (std::vector<std::string>{"[Sam] Hi", "from the host"}));
+  EXPECT_EQ(end, CHAT_ERR_END);
+  ASSERT_TRUE(host_.log.WaitFor("close OK "));
+  EXPECT_EQ(host_.log.Snapshot(),
+            (std::vector<std::string>{"open 1 bob", "message Hi", "complete", "close OK "}));
+  EXPECT_NE(host_.callback_thread, std::this_thread::get_id());
+  // The referenced handle outlives the call: every function reports CLOSED.
+  EXPECT_EQ(chat_call_id(call), 1u);
+  EXPECT_EQ(chat_call_send(call, "late", 4, 0), CHAT_ERR_CLOSED);
+  EXPECT_EQ(chat_call_fail(call, CHAT_INTERNAL, "x", 1), CHAT_ERR_CLOSED);
+}
+
+TEST_F(CApiHandlerTest, NullOnCompleteCompletesLikeTheSeed) {
+  StartCustom(/*with_complete=*/false);
+  chat_stream* s = Open();
+  ASSERT_EQ(Send(s, "Ann", "Hey"), CHAT_OK);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  chat_code end;
+  EXPECT_EQ(Drain(s, &end), std::vector<std::string>{"[Ann] Hey"});
+  EXPECT_EQ(end, CHAT_ERR_END);
+}
+
+TEST_F(CApiHandlerTest, FailCarriesCodeAndDetails) {
+  host_.fail_on_complete = true;
+  StartCustom();
+  chat_stream* s = Open();
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  chat_code end;
+  Drain(s, &end);
+  EXPECT_EQ(end, CHAT_ABORTED);
+  chat_code code;
+  const char* details;
+  size_t len;
+  ASSERT_EQ(chat_stream_status(s, &code, &details, &len), CHAT_OK);
+  EXPECT_EQ(code, CHAT_ABORTED);
+  EXPECT_EQ(Text(details, len), "gave up");
+  ASSERT_TRUE(host_.log.WaitFor("close ABORTED gave up"));
+}
+
+TEST_F(CApiHandlerTest, ClientCancelReachesOnClose) {
+  StartCustom();
+  chat_stream* s = Open();
+  ASSERT_EQ(Send(s, "a", "b"), CHAT_OK);
+  ASSERT_TRUE(host_.log.WaitFor("message b"));
+  ASSERT_EQ(chat_stream_cancel(s), CHAT_OK);
+  ASSERT_TRUE(host_.log.WaitUntil([](const std::vector<std::string>& e) {
+    return !e.empty() && e.back().rfind("close CANCELLED", 0) == 0;
+  }));
+}
+
+TEST_F(CApiHandlerTest, StopAndDestroyFromACallbackAreRefused) {
+  StartCustom();
+  chat_stream* s = Open();
+  ASSERT_EQ(Send(s, "a", "stop"), CHAT_OK);
+  ASSERT_TRUE(host_.log.WaitFor("message stop"));
+  EXPECT_EQ(host_.stop_from_callback, CHAT_ERR_BUSY);
+  EXPECT_EQ(host_.destroy_from_callback, CHAT_ERR_BUSY);
+  // The server still works.
+  ASSERT_EQ(Send(s, "a", "after"), CHAT_OK);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  chat_code end;
+  EXPECT_EQ(Drain(s, &end), (std::vector<std::string>{"[a] stop", "[a] after"}));
+}
+
+TEST_F(CApiHandlerTest, StopCutsOpenCallsAndRunsEveryOnClose) {
+  StartCustom();
+  chat_stream* a = Open();
+  chat_stream* b = Open();
+  ASSERT_EQ(Send(a, "a", "x"), CHAT_OK);
+  ASSERT_EQ(Send(b, "b", "y"), CHAT_OK);
+  ASSERT_TRUE(host_.log.WaitFor("message x"));
+  ASSERT_TRUE(host_.log.WaitFor("message y"));
+  auto t0 = std::chrono::steady_clock::now();
+  int32_t cut = -1;
+  ASSERT_EQ(chat_server_stop(server_, 300, &cut), CHAT_OK);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_EQ(cut, 2);
+  // stop returned: both on_close callbacks have already run.
+  int closes = 0;
+  for (const auto& e : host_.log.Snapshot()) closes += e.rfind("close ", 0) == 0;
+  EXPECT_EQ(closes, 2);
+  int32_t again = -1;
+  EXPECT_EQ(chat_server_stop(server_, 0, &again), CHAT_OK);
+  EXPECT_EQ(again, 0);
+}
+
+TEST(CApiServer, CustomModeNeedsOnMessageAndBadAddressesFail) {
+  chat_server_options so;
+  chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+  so.mode = CHAT_MODE_CUSTOM;
+  chat_server* server = nullptr;
+  EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+  so.mode = 7;
+  EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+  so.mode = CHAT_MODE_ECHO;
+  so.send_queue_limit = 0;
+  EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_server_start("nonsense", nullptr, &server), CHAT_UNAVAILABLE);
+  EXPECT_EQ(server, nullptr);
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", nullptr, &server), CHAT_OK);
+  std::string taken = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  chat_server* second = nullptr;
+  EXPECT_EQ(chat_server_start(taken.c_str(), nullptr, &second), CHAT_UNAVAILABLE);
+  EXPECT_NE(std::string(chat_last_error()).find("listen"), std::string::npos);
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+}
+
+TEST(CApiServer, BroadcastThroughTheCApi) {
+  chat_server_options so;
+  chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+  so.mode = CHAT_MODE_BROADCAST;
+  chat_server* server = nullptr;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_OK);
+  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  chat_client* client = nullptr;
+  ASSERT_EQ(chat_client_create(target.c_str(), nullptr, &client), CHAT_OK);
+  chat_stream *a = nullptr, *b = nullptr;
+  ASSERT_EQ(chat_client_open(client, nullptr, &a), CHAT_OK);
+  ASSERT_EQ(chat_client_open(client, nullptr, &b), CHAT_OK);
+  auto wait_line = [](chat_stream* s, const std::string& want) {
+    const char* t;
+    size_t n;
+    while (chat_stream_recv(s, 5000, &t, &n) == CHAT_OK) {
+      if (Text(t, n) == want) return true;
+    }
+    return false;
+  };
+  ASSERT_EQ(Send(b, "Bo", "in"), CHAT_OK);
+  ASSERT_TRUE(wait_line(b, "Bo: in"));  // b is registered
+  ASSERT_EQ(Send(a, "Al", "hi all"), CHAT_OK);
+  EXPECT_TRUE(wait_line(a, "Al: hi all"));
+  EXPECT_TRUE(wait_line(b, "Al: hi all"));
+  ASSERT_EQ(chat_stream_complete(a), CHAT_OK);
+  EXPECT_TRUE(wait_line(b, "Al left the chat"));
+  chat_stream_destroy(a);
+  chat_stream_destroy(b);
+  chat_client_destroy(client);
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+}
+
+// Destroying a stream that is still open cancels it and returns promptly;
+// destroying the client first leaves its streams usable.
+TEST(CApiLifetime, DestroyOrderIsFree) {
+  chat_server* server = nullptr;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", nullptr, &server), CHAT_OK);
+  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  chat_client* client = nullptr;
+  ASSERT_EQ(chat_client_create(target.c_str(), nullptr, &client), CHAT_OK);
+  chat_stream *open = nullptr, *kept = nullptr;
+  ASSERT_EQ(chat_client_open(client, nullptr, &open), CHAT_OK);
+  ASSERT_EQ(chat_client_open(client, nullptr, &kept), CHAT_OK);
+  ASSERT_EQ(Send(open, "a", "b"), CHAT_OK);
+  chat_stream_destroy(open);
+  chat_client_destroy(client);
+  ASSERT_EQ(Send(kept, "k", "v"), CHAT_OK);
+  ASSERT_EQ(chat_stream_complete(kept), CHAT_OK);
+  chat_code end;
+  EXPECT_EQ(Drain(kept, &end), std::vector<std::string>{"k: v"});
+  chat_stream_destroy(kept);
+  // A server destroyed with open streams ends them.
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+}
+
+}  // namespace
