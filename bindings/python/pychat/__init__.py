@@ -1,0 +1,162 @@
+"""pychat: host and drive the gRPC Chat service (/Chat/chat) through libchat.
+
+    with pychat.Server("127.0.0.1:0") as server:           # the echo server
+        with pychat.Client(f"127.0.0.1:{server.port}") as client:
+            with client.chat() as stream:
+                stream.send("Sam", "Hi")
+                stream.complete()
+                for reply in stream:                       # "Sam: Hi"
+                    print(reply)
+
+See README.md for threads, the GIL, errors and object lifetimes.
+"""
+from __future__ import annotations
+
+import atexit
+import weakref
+from types import TracebackType
+from typing import Iterable, Mapping, Optional, Tuple, Type, Union
+
+from . import _pychat
+from ._errors import (
+    Aborted,
+    AlreadyExists,
+    Cancelled,
+    ChatError,
+    ClosedError,
+    DataLoss,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    ResourceExhausted,
+    StatusCode,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+    Unknown,
+)
+from ._pychat import Call, CallMetadata, Stream, abi_version, library_version
+
+__all__ = [
+    "Server", "Client", "Stream", "Call", "CallMetadata", "StatusCode", "ChatError",
+    "ClosedError", "Cancelled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+    "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
+    "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
+    "library_version", "abi_version",
+]
+
+__version__ = "0.1.0"
+
+MetadataValue = Union[str, bytes]
+Metadata = Union[Mapping[str, MetadataValue], Iterable[Tuple[str, MetadataValue]]]
+
+_MODES = {"echo": _pychat.MODE_ECHO, "broadcast": _pychat.MODE_BROADCAST,
+          "custom": _pychat.MODE_CUSTOM}
+
+# Everything still open when the interpreter exits is closed by _close_all,
+# while other threads may still take the GIL: blocked receivers wake up and
+# handlers finish before finalization begins.
+_live: "weakref.WeakSet[Union[Server, Client, Stream]]" = weakref.WeakSet()
+
+
+class Server(_pychat.Server):
+    """A Chat server listening on `address` ("127.0.0.1:0" picks a free port).
+
+    mode: "echo" (the default: each message answered "<name>: <message>" on its
+    own stream) or "broadcast" (sent to every open stream). With `handler`, an
+    object with any of on_open(call), on_message(call, name, message),
+    on_complete(call) and on_close(call, code, details), the handler decides;
+    its methods run on the server's dispatcher thread(s).
+    """
+
+    def __init__(self, address: str, *, mode: Optional[str] = None,
+                 handler: Optional[object] = None, max_message_bytes: Optional[int] = None,
+                 send_queue_limit: Optional[int] = None, recv_window: Optional[int] = None,
+                 dispatcher_threads: Optional[int] = None,
+                 keepalive: Optional[float] = None) -> None:
+        if mode is None:
+            mode = "echo" if handler is None else "custom"
+        if mode not in _MODES:
+            raise ValueError(f"mode must be 'echo', 'broadcast' or 'custom', not {mode!r}")
+        if (handler is None) != (mode != "custom"):
+            raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
+        super().__init__(address, _MODES[mode], handler, max_message_bytes, send_queue_limit,
+                         recv_window, dispatcher_threads, keepalive)
+        self.address = address
+        self.mode = mode
+        _live.add(self)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        """Stops with 5 s of grace, or none when leaving on an exception."""
+        try:
+            self.stop(5.0 if exc_type is None else 0.0)
+        finally:
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"port={self.port}"
+        return f"<pychat.Server {self.mode} {self.address!r} {state}>"
+
+
+class Client(_pychat.Client):
+    """A client of the Chat service at `target`: "host:port", "http://host:port"
+    or a gRPC target ("dns:///host:port", "unix:/path"). It connects lazily, on
+    the first stream, with one HTTP/2 connection per client. close() frees it;
+    streams already opened stay usable."""
+
+    def __init__(self, target: str, *, max_message_bytes: Optional[int] = None,
+                 send_queue_limit: Optional[int] = None,
+                 recv_queue_limit: Optional[int] = None) -> None:
+        super().__init__(target, max_message_bytes, send_queue_limit, recv_queue_limit)
+        _live.add(self)
+
+    def chat(self, timeout: Optional[float] = None, metadata: Optional[Metadata] = None, *,
+             wait_for_ready: bool = False) -> Stream:
+        """Opens a /Chat/chat stream. Never blocks: a server that cannot be
+        reached ends the stream with UNAVAILABLE (seen by recv), unless
+        wait_for_ready. timeout: the call's deadline in seconds (DEADLINE_EXCEEDED
+        when it passes). metadata: str values, bytes for keys ending in "-bin"."""
+        if metadata is None:
+            pairs = []
+        elif isinstance(metadata, Mapping):
+            pairs = list(metadata.items())
+        else:
+            pairs = [(key, value) for key, value in metadata]
+        stream = self._open(timeout, pairs, wait_for_ready)
+        _live.add(stream)
+        return stream
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<pychat.Client {self.target!r}{' closed' if self.closed else ''}>"
+
+
+def _close_all() -> None:
+    live = list(_live)
+    # Streams first: threads blocked on them wake up and leave. Then servers,
+    # which run their last handler calls now, while that is still possible.
+    for kind in (Stream, Server, Client):
+        for obj in live:
+            if isinstance(obj, kind):
+                try:
+                    obj.close()
+                except Exception:  # a close that fails must not stop the others
+                    pass
+    _pychat._wait_deferred(10.0)
+
+
+atexit.register(_close_all)

@@ -1,0 +1,470 @@
+// Client and Stream.
+//
+// A stream's handle may be used by several Python threads at once (sends,
+// one receiver, cancel), each with the GIL released, and chat_stream_destroy
+// must not overlap any of them. Each use is therefore bracketed by
+// enter()/leave(); close() marks the stream closed, cancels it so that
+// blocked users wake up, and the handle is destroyed once nobody uses it.
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "errors.h"
+#include "gil.h"
+#include "module.h"
+
+namespace pychat {
+namespace {
+
+// Replies taken from the library per chat_stream_recv_batch.
+constexpr size_t kBatch = 256;
+
+class Stream;
+// The streams this thread is inside an operation of. A close() reached from
+// inside one (a signal handler or a finalizer run between slices) must not
+// wait for its own thread to leave.
+thread_local std::vector<const Stream*> t_using;
+
+class Stream {
+ public:
+  explicit Stream(chat_stream* handle) : handle_(handle) {}
+  ~Stream() { close(); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  void send(py::handle name, py::handle message, std::optional<double> timeout) {
+    std::string_view n = utf8_arg(name, "name");
+    std::string_view m = utf8_arg(message, "message");
+    Deadline deadline(timeout);
+    Use use(*this);
+    // Room in the queue is the common case: no GIL round-trip for it.
+    chat_code rc = chat_stream_send(handle_, n.data(), n.size(), m.data(), m.size(), 0);
+    if (rc == CHAT_ERR_WOULD_BLOCK && !deadline.zero()) {
+      rc = sliced(deadline, [&](int64_t ms) {
+        return chat_stream_send(handle_, n.data(), n.size(), m.data(), m.size(), ms);
+      });
+    }
+    if (rc != CHAT_OK) raise_send_error(rc, chat_last_error());
+  }
+
+  // Sends (name, message) pairs, converting a chunk of them at a time with
+  // the GIL and queueing the chunk without it. Returns how many were queued.
+  size_t send_many(const py::iterable& items, std::optional<double> timeout) {
+    Deadline deadline(timeout);
+    std::vector<std::string> chunk;  // name, message, name, message, ...
+    size_t sent = 0;
+    py::iterator it = py::iter(items);
+    while (it != py::iterator::sentinel()) {
+      chunk.clear();
+      for (; it != py::iterator::sentinel() && chunk.size() < 2 * kBatch; ++it) {
+        py::handle pair = *it;
+        if (!PySequence_Check(pair.ptr()) || PyUnicode_Check(pair.ptr()) ||
+            PySequence_Size(pair.ptr()) != 2) {
+          PyErr_Clear();
+          throw py::type_error("send_many() takes an iterable of (name, message) pairs");
+        }
+        py::object name = py::reinterpret_steal<py::object>(PySequence_GetItem(pair.ptr(), 0));
+        py::object message = py::reinterpret_steal<py::object>(PySequence_GetItem(pair.ptr(), 1));
+        if (!name || !message) throw py::error_already_set();
+        chunk.emplace_back(utf8_arg(name, "name"));
+        chunk.emplace_back(utf8_arg(message, "message"));
+      }
+      // Entered per chunk: the iterable may block, and close() should not
+      // wait for it.
+      Use use(*this);
+      const size_t before = sent;
+      size_t i = 0;
+      while (i < chunk.size()) {
+        std::string error;
+        chat_code rc = without_gil([&] {
+          for (; i < chunk.size(); i += 2) {
+            const std::string& n = chunk[i];
+            const std::string& m = chunk[i + 1];
+            chat_code r = chat_stream_send(handle_, n.data(), n.size(), m.data(), m.size(),
+                                           deadline.slice_ms());
+            if (r != CHAT_OK) {
+              if (r != CHAT_ERR_TIMEOUT) error = chat_last_error();
+              return r;
+            }
+          }
+          return CHAT_OK;
+        });
+        sent = before + i / 2;
+        if (rc == CHAT_OK) break;
+        if (rc == CHAT_ERR_TIMEOUT) {
+          if (deadline.expired()) raise_code(rc, "send queue stayed full for the whole timeout");
+          check_signals();
+          continue;
+        }
+        raise_send_error(rc, error);
+      }
+    }
+    return sent;
+  }
+
+  void complete() {
+    Use use(*this);
+    chat_code rc = chat_stream_complete(handle_);
+    if (rc != CHAT_OK) raise_last(rc);
+  }
+
+  // Idempotent, also after the stream ended or was closed.
+  void cancel() {
+    if (closed_) return;
+    Use use(*this);
+    chat_stream_cancel(handle_);
+  }
+
+  void close() {
+    chat_stream* handle = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return;
+      closed_ = true;
+      if (active_ == 0) {
+        handle = std::exchange(handle_, nullptr);
+      } else {
+        chat_stream_cancel(handle_);  // wakes the threads inside
+        if (std::find(t_using.begin(), t_using.end(), this) != t_using.end()) {
+          orphaned_ = true;  // this thread is inside: the last one out destroys
+        }
+      }
+    }
+    buffer_.clear();
+    pos_ = 0;
+    if (!handle && !orphaned_) {
+      without_gil([&] {
+        std::unique_lock<std::mutex> lock(mu_);
+        idle_.wait(lock, [&] { return active_ == 0; });
+        handle = std::exchange(handle_, nullptr);
+      });
+    }
+    if (handle) destroy(handle);
+  }
+
+  bool closed() const { return closed_; }
+
+  // A reply; None once the stream ended OK and every reply was taken.
+  py::object recv(std::optional<double> timeout) {
+    if (closed_) raise_closed("stream is closed");
+    if (pos_ < buffer_.size()) return take();
+    Deadline deadline(timeout);
+    for (;;) {
+      if (end_) {
+        if (end_code_ == CHAT_ERR_END) return py::none();
+        raise_code(end_code_, end_details_);
+      }
+      std::string error;
+      chat_code rc = fetch(deadline, &error);
+      if (closed_) raise_closed("stream was closed while receiving");
+      if (pos_ < buffer_.size()) return take();
+      switch (rc) {
+        case CHAT_OK: break;  // another receiver took them first
+        case CHAT_ERR_TIMEOUT:
+          if (deadline.zero() || deadline.expired()) raise_code(rc, "no reply within the timeout");
+          check_signals();
+          break;
+        case CHAT_ERR_END:
+          end_ = true;
+          end_code_ = rc;
+          break;
+        default: {
+          if (rc < CHAT_CANCELLED || rc > CHAT_UNAUTHENTICATED) raise_code(rc, error);
+          end_ = true;
+          end_code_ = rc;
+          auto status = final_status();
+          end_details_ = status ? status->second : error;
+        }
+      }
+    }
+  }
+
+  py::object next() {
+    py::object reply = recv(std::nullopt);
+    if (reply.is_none()) throw py::stop_iteration();
+    return reply;
+  }
+
+  py::object code() {
+    auto status = final_status();
+    return status ? status_code(status->first) : py::none();
+  }
+
+  py::object details() {
+    auto status = final_status();
+    return status ? py::object(to_str(status->second.data(), status->second.size())) : py::none();
+  }
+
+ private:
+  // Brackets one use of handle_ (GIL held on both ends). ClosedError once
+  // the stream is closed.
+  class Use {
+   public:
+    explicit Use(Stream& s) : s_(s) { s_.enter(); }
+    ~Use() { s_.leave(); }
+    Use(const Use&) = delete;
+    Use& operator=(const Use&) = delete;
+
+   private:
+    Stream& s_;
+  };
+
+  void enter() {
+    bool closed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed = closed_;
+      if (!closed) ++active_;
+    }
+    if (closed) raise_closed("stream is closed");
+    t_using.push_back(this);
+  }
+
+  void leave() {
+    t_using.erase(std::find(t_using.rbegin(), t_using.rend(), this).base() - 1);
+    chat_stream* handle = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--active_ > 0 || !closed_) return;
+      if (orphaned_) {
+        handle = std::exchange(handle_, nullptr);
+      } else {
+        idle_.notify_all();
+      }
+    }
+    if (handle) destroy(handle);
+  }
+
+  // Cancels if still open, keeps the final status, frees the handle (which
+  // nobody else uses any more). GIL held on entry.
+  void destroy(chat_stream* handle) {
+    without_gil([&] {
+      chat_stream_cancel(handle);
+      chat_stream_wait(handle, -1);  // bounded: a cancelled call ends promptly
+      chat_code code = CHAT_OK;
+      const char* details = nullptr;
+      size_t len = 0;
+      if (chat_stream_status(handle, &code, &details, &len) == CHAT_OK) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!have_status_) {
+          have_status_ = true;
+          code_ = code;
+          details_.assign(details, len);
+        }
+      }
+      chat_stream_destroy(handle);
+    });
+  }
+
+  // Takes replies that are there, waiting up to one slice for the first.
+  // Returns the library's result; *error gets its message on failure.
+  chat_code fetch(const Deadline& deadline, std::string* error) {
+    Use use(*this);
+    size_t n = 0;
+    // One receiver at a time (and texts_ is shared): the lock is taken
+    // without the GIL when it has to wait, since its holder may need the GIL.
+    std::unique_lock<std::mutex> lock(recv_mu_, std::try_to_lock);
+    chat_code rc = lock ? chat_stream_recv_batch(handle_, 0, texts_, kBatch, &n) : CHAT_ERR_TIMEOUT;
+    if (rc == CHAT_ERR_TIMEOUT && !deadline.zero()) {
+      int64_t ms = deadline.slice_ms();
+      rc = without_gil([&] {
+        if (!lock) lock.lock();
+        return chat_stream_recv_batch(handle_, ms, texts_, kBatch, &n);
+      });
+    }
+    if (rc != CHAT_OK) {
+      *error = chat_last_error();
+      return rc;
+    }
+    if (pos_ == buffer_.size()) {
+      buffer_.clear();
+      pos_ = 0;
+    }
+    buffer_.reserve(buffer_.size() + n);
+    for (size_t i = 0; i < n; ++i) buffer_.push_back(to_str(texts_[i].data, texts_[i].len));
+    return rc;
+  }
+
+  py::object take() {
+    py::object reply = std::move(buffer_[pos_++]);
+    if (pos_ == buffer_.size()) {
+      buffer_.clear();
+      pos_ = 0;
+    }
+    return reply;
+  }
+
+  // The final status once the call has ended. A copy: Python code (which
+  // may reenter this stream) runs only after mu_ is released.
+  std::optional<std::pair<chat_code, std::string>> final_status() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!have_status_ && handle_) {
+      chat_code code = CHAT_OK;
+      const char* details = nullptr;
+      size_t len = 0;
+      if (chat_stream_status(handle_, &code, &details, &len) == CHAT_OK) {
+        have_status_ = true;
+        code_ = code;
+        details_.assign(details, len);
+      }
+    }
+    if (!have_status_) return std::nullopt;
+    return std::make_pair(code_, details_);
+  }
+
+  // The error for a failed send: ClosedError, unless the stream ended with
+  // an error status, which then says why.
+  [[noreturn]] void raise_send_error(chat_code rc, const std::string& error) {
+    if (rc == CHAT_ERR_CLOSED && !closed_) {
+      auto status = final_status();
+      if (status && status->first != CHAT_OK) raise_code(status->first, status->second);
+    }
+    raise_code(rc, error);
+  }
+
+  std::mutex mu_;                // guards the members up to recv_mu_
+  std::condition_variable idle_;  // active_ dropped to 0
+  chat_stream* handle_;
+  int active_ = 0;               // threads inside an operation
+  bool closed_ = false;          // written with mu_ and the GIL held
+  bool orphaned_ = false;        // closed from inside: the last leave() destroys
+  bool have_status_ = false;     // code_ and details_ hold the final status
+  chat_code code_ = CHAT_OK;
+  std::string details_;
+
+  std::mutex recv_mu_;
+  chat_text texts_[kBatch];      // the last batch, borrowed from the library
+
+  // Replies converted but not yet returned, and how recv() ended; GIL.
+  std::vector<py::object> buffer_;
+  size_t pos_ = 0;
+  bool end_ = false;
+  chat_code end_code_ = CHAT_OK;
+  std::string end_details_;
+};
+
+class Client {
+ public:
+  Client(const std::string& target, std::optional<int> max_message_bytes,
+         std::optional<int> send_queue_limit, std::optional<int> recv_queue_limit)
+      : target_(target) {
+    chat_client_options o;
+    chat_client_options_init(&o, CHAT_CLIENT_OPTIONS_VERSION);
+    if (max_message_bytes) o.max_message_bytes = *max_message_bytes;
+    if (send_queue_limit) o.send_queue_limit = *send_queue_limit;
+    if (recv_queue_limit) o.recv_queue_limit = *recv_queue_limit;
+    chat_code rc = chat_client_create(target.c_str(), &o, &handle_);
+    if (rc != CHAT_OK) raise_last(rc);
+  }
+  ~Client() { close(); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Opening never blocks: connection problems end the stream (UNAVAILABLE).
+  std::unique_ptr<Stream> open(std::optional<double> timeout,
+                               const std::vector<std::pair<std::string, py::object>>& metadata,
+                               bool wait_for_ready) {
+    if (!handle_) raise_closed("client is closed");
+    chat_stream_options o;
+    chat_stream_options_init(&o, CHAT_STREAM_OPTIONS_VERSION);
+    if (timeout) {
+      if (!(*timeout >= 0.0)) throw py::value_error("timeout must be a number >= 0 or None");
+      o.deadline_ms = std::llround(std::min(*timeout * 1000.0, 1e11));
+    }
+    std::vector<std::string> values;
+    values.reserve(metadata.size());
+    for (const auto& [key, value] : metadata) {
+      if (PyBytes_Check(value.ptr())) {
+        values.push_back(value.cast<std::string>());
+      } else {
+        values.emplace_back(utf8_arg(value, "metadata value"));
+      }
+      // The C ABI takes NUL-terminated strings.
+      if (key.find('\0') != std::string::npos || values.back().find('\0') != std::string::npos) {
+        throw py::value_error("metadata keys and values cannot contain NUL characters");
+      }
+    }
+    std::vector<chat_metadata> entries(metadata.size());
+    for (size_t i = 0; i < metadata.size(); ++i) {
+      entries[i] = chat_metadata{metadata[i].first.c_str(), values[i].c_str()};
+    }
+    o.metadata = entries.data();
+    o.metadata_count = entries.size();
+    o.wait_for_ready = wait_for_ready ? 1 : 0;
+    chat_stream* stream = nullptr;
+    chat_code rc = chat_client_open(handle_, &o, &stream);
+    if (rc != CHAT_OK) raise_last(rc);
+    return std::make_unique<Stream>(stream);
+  }
+
+  // Streams already opened stay usable.
+  void close() {
+    chat_client* handle = std::exchange(handle_, nullptr);
+    if (handle) without_gil([&] { chat_client_destroy(handle); });
+  }
+
+  bool closed() const { return handle_ == nullptr; }
+  const std::string& target() const { return target_; }
+
+ private:
+  chat_client* handle_ = nullptr;  // GIL
+  std::string target_;
+};
+
+}  // namespace
+
+void define_client(py::module_& m) {
+  py::class_<Stream>(m, "Stream", "One /Chat/chat call, opened with Client.chat().")
+      .def("send", &Stream::send, py::arg("name"), py::arg("message"),
+           py::arg("timeout") = py::none(),
+           "Queues one ChatMessage. Waits while the send queue is full (timeout in seconds, "
+           "None: no limit; TimeoutError, or BlockingIOError for 0).")
+      .def("send_many", &Stream::send_many, py::arg("items"), py::arg("timeout") = py::none(),
+           "Queues each (name, message) pair in order, releasing the GIL once per chunk. "
+           "Returns how many were queued.")
+      .def("complete", &Stream::complete,
+           "Half-closes: no more messages; replies keep arriving.")
+      .def("cancel", &Stream::cancel, "Cancels the call; replies already received stay readable.")
+      .def("close", &Stream::close,
+           "Cancels the call if still open and frees it. Idempotent; later use raises ClosedError.")
+      .def("recv", &Stream::recv, py::arg("timeout") = py::none(),
+           "The next reply (str), or None once the server completed and every reply was taken. "
+           "Raises the ChatError of an error end, TimeoutError when the timeout passes.")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &Stream::next)
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](Stream& s, const py::args&) { s.close(); })
+      .def_property_readonly("code", &Stream::code,
+                             "The final StatusCode once the call has ended, else None.")
+      .def_property_readonly("details", &Stream::details,
+                             "The final status details once the call has ended, else None.")
+      .def_property_readonly("closed", &Stream::closed)
+      .def("__repr__", [](Stream& s) {
+        py::object code = s.code();
+        return std::string("<pychat.Stream ") +
+               (s.closed() ? "closed" : code.is_none() ? "open" : "ended") +
+               (code.is_none() ? std::string() : " " + py::str(code.attr("name")).cast<std::string>()) +
+               ">";
+      });
+
+  py::class_<Client>(m, "Client", "A connection to a Chat server (native part; use pychat.Client).")
+      .def(py::init<const std::string&, std::optional<int>, std::optional<int>, std::optional<int>>(),
+           py::arg("target"), py::arg("max_message_bytes"), py::arg("send_queue_limit"),
+           py::arg("recv_queue_limit"))
+      .def("_open", &Client::open, py::arg("timeout"), py::arg("metadata"),
+           py::arg("wait_for_ready"))
+      .def("close", &Client::close, "Frees the client; streams already opened stay usable.")
+      .def_property_readonly("closed", &Client::closed)
+      .def_property_readonly("target", &Client::target);
+}
+
+}  // namespace pychat

@@ -1,0 +1,474 @@
+// Server, Call and the C callbacks that run a Python handler.
+//
+// Threads: handler methods run on libchat's dispatcher threads, which take
+// the GIL for each callback. Whoever waits for those threads (stop, destroy)
+// must therefore release the GIL first, and must not be one of them.
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "errors.h"
+#include "gil.h"
+#include "module.h"
+
+namespace pychat {
+namespace {
+
+struct ServerCore;
+
+// The server whose callback this thread is running, if any. Stopping or
+// destroying that server from here would wait for this very thread.
+thread_local const ServerCore* t_dispatching = nullptr;
+
+// Destroys moved off a dispatcher thread (see Server::~Server); the exit
+// hook waits for them, so none is left running while Python finalizes.
+std::mutex g_deferred_mu;
+std::condition_variable g_deferred_cv;
+int g_deferred = 0;
+
+int64_t to_ms(double seconds) { return std::llround(std::min(seconds * 1000.0, 1e11)); }
+
+// One server-side stream. Holds a chat_call reference, so the handle stays
+// valid for as long as Python keeps the object (calls on it raise
+// ClosedError once the stream has ended).
+class Call {
+ public:
+  explicit Call(chat_call* call) : call_(call) { chat_call_ref(call); }
+  ~Call() { chat_call_unref(call_); }
+  Call(const Call&) = delete;
+  Call& operator=(const Call&) = delete;
+
+  uint64_t id() const { return chat_call_id(call_); }
+  std::string peer() const { return chat_call_peer(call_); }
+  chat_call* handle() const { return call_; }
+
+  void send(py::handle text, std::optional<double> timeout) {
+    std::string_view t = utf8_arg(text, "text");
+    Deadline deadline(timeout);
+    // Room in the queue is the common case: no GIL round-trip for it.
+    chat_code rc = chat_call_send(call_, t.data(), t.size(), 0);
+    if (rc == CHAT_ERR_WOULD_BLOCK && !deadline.zero()) {
+      rc = sliced(deadline, [&](int64_t ms) { return chat_call_send(call_, t.data(), t.size(), ms); });
+    }
+    if (rc != CHAT_OK) raise_last(rc);
+  }
+
+  void complete() {
+    chat_code rc = chat_call_complete(call_);
+    if (rc != CHAT_OK) raise_last(rc);
+  }
+
+  void fail(int code, py::handle details) {
+    std::string_view d = utf8_arg(details, "details");
+    chat_code rc = chat_call_fail(call_, static_cast<chat_code>(code), d.data(), d.size());
+    if (rc != CHAT_OK) raise_last(rc);
+  }
+
+ private:
+  chat_call* const call_;
+};
+
+// The client's metadata of one call. The C ABI looks values up by key but
+// cannot list them, so this is a read-only lookup, not a full Mapping.
+class CallMetadata {
+ public:
+  explicit CallMetadata(chat_call* call) : call_(call) { chat_call_ref(call); }
+  ~CallMetadata() { chat_call_unref(call_); }
+  CallMetadata(const CallMetadata&) = delete;
+  CallMetadata& operator=(const CallMetadata&) = delete;
+
+  // The first value for `key` (case-insensitive): bytes for "-bin" keys,
+  // str otherwise; nullopt if absent.
+  std::optional<py::object> lookup(const std::string& key) const {
+    std::string lower = key;
+    for (char& c : lower) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    const char* value = nullptr;
+    size_t len = 0;
+    chat_code rc = chat_call_metadata(call_, lower.c_str(), &value, &len);
+    if (rc == CHAT_NOT_FOUND) return std::nullopt;
+    if (rc != CHAT_OK) raise_last(rc);
+    bool binary = lower.size() > 4 && lower.compare(lower.size() - 4, 4, "-bin") == 0;
+    if (binary) return py::bytes(value, len);
+    // gRPC allows only printable ASCII here; latin-1 cannot fail on a stray byte.
+    PyObject* s = PyUnicode_DecodeLatin1(value, static_cast<Py_ssize_t>(len), nullptr);
+    if (!s) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(s);
+  }
+
+ private:
+  chat_call* const call_;
+};
+
+// What the C callbacks need. Deleting it needs the GIL (Python objects).
+struct ServerCore {
+  chat_server* handle = nullptr;  // null once destroyed; GIL
+  int port = -1;
+  // The handler's methods, None where it has none. Fixed after start.
+  py::object on_open, on_message, on_complete, on_close;
+  // The Python Call of each open call, so every method of one stream gets the
+  // same object. Filled on first use, emptied by on_close; GIL.
+  std::unordered_map<chat_call*, py::object> calls;
+  std::vector<std::thread> stoppers;  // threads running chat_server_stop; GIL
+};
+
+class DispatchScope {
+ public:
+  explicit DispatchScope(const ServerCore* core) : previous_(t_dispatching) { t_dispatching = core; }
+  ~DispatchScope() { t_dispatching = previous_; }
+  DispatchScope(const DispatchScope&) = delete;
+  DispatchScope& operator=(const DispatchScope&) = delete;
+
+ private:
+  const ServerCore* previous_;
+};
+
+py::object call_object(ServerCore* core, chat_call* call) {
+  auto it = core->calls.find(call);
+  if (it != core->calls.end()) return it->second;
+  py::object obj = py::cast(std::make_unique<Call>(call));
+  core->calls.emplace(call, obj);
+  return obj;
+}
+
+// A handler method raised. A ChatError fails the call with its own code and
+// details (a deliberate error reply); anything else is a bug in the handler:
+// it goes to sys.unraisablehook and the call fails with INTERNAL. `call` is
+// null where the stream can no longer be failed (on_close).
+void handler_raised(py::error_already_set& e, const py::object& method, chat_call* call,
+                    const char* what) {
+  if (call && is_chat_error(e)) {
+    try {
+      py::object exc = e.value();
+      int code = exc.attr("code").cast<int>();
+      std::string_view details = utf8_arg(exc.attr("details"), "details");
+      if (chat_call_fail(call, static_cast<chat_code>(code), details.data(), details.size()) !=
+          CHAT_ERR_BAD_ARGUMENT) {
+        return;  // failed as asked, or the stream had already ended
+      }
+    } catch (py::error_already_set&) {
+      // Not a usable status (OK, bad details...): report the original below.
+    }
+  }
+  std::string reason = std::string(what) + " raised " +
+                       reinterpret_cast<PyTypeObject*>(e.type().ptr())->tp_name;
+  e.discard_as_unraisable(method);
+  if (call) chat_call_fail(call, CHAT_INTERNAL, reason.data(), reason.size());
+}
+
+// Runs `body` (a call of `method`) so that nothing escapes into the library.
+template <class Body>
+void guarded(const py::object& method, chat_call* call, const char* what, Body&& body) {
+  try {
+    body();
+  } catch (py::error_already_set& e) {
+    handler_raised(e, method, call, what);
+  } catch (const std::exception& ex) {
+    PyErr_SetString(PyExc_RuntimeError, ex.what());
+    py::error_already_set e;
+    handler_raised(e, method, call, what);
+  }
+}
+
+// The C callbacks. During finalization no thread but the main one may take
+// the GIL (it would be ended in the attempt): they then do without Python.
+// The exit hook stops every server before that, so this is a last resort.
+void cb_open(chat_call* call, void* user_data) {
+  auto* core = static_cast<ServerCore*>(user_data);
+  if (finalizing()) return;
+  py::gil_scoped_acquire gil;
+  DispatchScope scope(core);
+  guarded(core->on_open, call, "on_open", [&] { core->on_open(call_object(core, call)); });
+}
+
+void cb_message(chat_call* call, const char* name, size_t name_len, const char* message,
+                size_t message_len, void* user_data) {
+  auto* core = static_cast<ServerCore*>(user_data);
+  if (core->on_message.is_none()) return;  // a handler without on_message ignores messages
+  if (finalizing()) {
+    constexpr std::string_view kWhy = "the Python interpreter is shutting down";
+    chat_call_fail(call, CHAT_UNAVAILABLE, kWhy.data(), kWhy.size());
+    return;
+  }
+  py::gil_scoped_acquire gil;
+  DispatchScope scope(core);
+  guarded(core->on_message, call, "on_message", [&] {
+    core->on_message(call_object(core, call), to_str(name, name_len), to_str(message, message_len));
+  });
+}
+
+void cb_complete(chat_call* call, void* user_data) {
+  auto* core = static_cast<ServerCore*>(user_data);
+  if (finalizing()) {
+    chat_call_complete(call);
+    return;
+  }
+  py::gil_scoped_acquire gil;
+  DispatchScope scope(core);
+  guarded(core->on_complete, call, "on_complete",
+          [&] { core->on_complete(call_object(core, call)); });
+}
+
+void cb_close(chat_call* call, chat_code code, const char* details, size_t details_len,
+              void* user_data) {
+  auto* core = static_cast<ServerCore*>(user_data);
+  if (finalizing()) return;
+  py::gil_scoped_acquire gil;
+  DispatchScope scope(core);
+  py::object obj;
+  if (auto it = core->calls.find(call); it != core->calls.end()) {
+    obj = std::move(it->second);
+    core->calls.erase(it);
+  }
+  if (core->on_close.is_none()) return;
+  guarded(core->on_close, nullptr, "on_close", [&] {
+    if (!obj) obj = py::cast(std::make_unique<Call>(call));
+    core->on_close(obj, status_code(code), to_str(details, details_len));
+  });
+}
+
+py::object handler_method(const py::object& handler, const char* name) {
+  py::object method = py::getattr(handler, name, py::none());
+  if (!method.is_none() && !PyCallable_Check(method.ptr())) {
+    throw py::type_error(std::string("handler.") + name + " must be callable");
+  }
+  return method;
+}
+
+// Stops the server for good and waits for its threads. GIL held on entry;
+// not on one of the server's dispatcher threads.
+void destroy(ServerCore& core) {
+  chat_server* handle = std::exchange(core.handle, nullptr);
+  std::vector<std::thread> stoppers = std::move(core.stoppers);
+  if (!handle) return;
+  without_gil([&] {
+    for (auto& t : stoppers) t.join();
+    chat_server_destroy(handle);
+  });
+  core.calls.clear();  // on_close normally emptied it already
+}
+
+// destroy() for a server whose last reference went away on its own
+// dispatcher thread: that thread cannot wait for itself, so another does it
+// and then frees `core` (taking the GIL).
+void destroy_elsewhere(ServerCore* core) {
+  chat_server* handle = std::exchange(core->handle, nullptr);
+  std::vector<std::thread> stoppers = std::move(core->stoppers);
+  {
+    std::lock_guard<std::mutex> lock(g_deferred_mu);
+    ++g_deferred;
+  }
+  auto work = [core, handle, stoppers = std::move(stoppers)]() mutable {
+    for (auto& t : stoppers) t.join();
+    chat_server_destroy(handle);
+    if (!finalizing()) {
+      PyGILState_STATE state = PyGILState_Ensure();
+      delete core;
+      PyGILState_Release(state);
+    }  // else leaked: its objects belong to an interpreter that is going away
+    std::lock_guard<std::mutex> lock(g_deferred_mu);
+    --g_deferred;
+    g_deferred_cv.notify_all();
+  };
+  try {
+    std::thread(std::move(work)).detach();
+  } catch (const std::system_error&) {
+    // No thread to spare: leak the server rather than deadlock here.
+    std::lock_guard<std::mutex> lock(g_deferred_mu);
+    --g_deferred;
+  }
+}
+
+// The outcome of one chat_server_stop, run on its own thread.
+struct StopResult {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  chat_code rc = CHAT_OK;
+  int32_t cut = 0;
+  std::string error;
+};
+
+class Server {
+ public:
+  Server(const std::string& address, int mode, py::object handler,
+         std::optional<int> max_message_bytes, std::optional<int> send_queue_limit,
+         std::optional<int> recv_window, std::optional<int> dispatcher_threads,
+         std::optional<double> keepalive)
+      : core_(std::make_unique<ServerCore>()) {
+    chat_server_options o;
+    chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
+    o.mode = mode;
+    if (max_message_bytes) o.max_message_bytes = *max_message_bytes;
+    if (send_queue_limit) o.send_queue_limit = *send_queue_limit;
+    if (recv_window) o.recv_window = *recv_window;
+    if (dispatcher_threads) o.dispatcher_threads = *dispatcher_threads;
+    if (keepalive) {
+      if (!(*keepalive >= 0.0)) throw py::value_error("keepalive must be >= 0 seconds");
+      o.keepalive_ms = static_cast<int32_t>(std::min<int64_t>(to_ms(*keepalive), INT32_MAX));
+    }
+    if (mode == CHAT_MODE_CUSTOM) {
+      if (handler.is_none()) throw py::value_error("a custom server needs a handler");
+      core_->on_open = handler_method(handler, "on_open");
+      core_->on_message = handler_method(handler, "on_message");
+      core_->on_complete = handler_method(handler, "on_complete");
+      core_->on_close = handler_method(handler, "on_close");
+      o.on_open = core_->on_open.is_none() ? nullptr : cb_open;
+      o.on_message = cb_message;
+      // Without on_complete the library completes the call, as the seed does.
+      o.on_complete = core_->on_complete.is_none() ? nullptr : cb_complete;
+      o.on_close = cb_close;  // always: it releases the call's Python object
+      o.user_data = core_.get();
+    } else if (!handler.is_none()) {
+      throw py::value_error("a handler needs the custom mode");
+    }
+    chat_server* handle = nullptr;
+    // Callbacks may start before this returns; they wait for the GIL.
+    chat_code rc = without_gil([&] { return chat_server_start(address.c_str(), &o, &handle); });
+    if (rc != CHAT_OK) raise_last(rc);
+    core_->handle = handle;
+    core_->port = chat_server_port(handle);
+  }
+
+  ~Server() {
+    if (!core_->handle) return;
+    if (t_dispatching == core_.get()) {
+      destroy_elsewhere(core_.release());
+      return;
+    }
+    destroy(*core_);
+  }
+
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  int port() const { return core_->port; }
+  bool closed() const { return core_->handle == nullptr; }
+
+  int stop(double grace) {
+    if (!(grace >= 0.0)) throw py::value_error("grace must be >= 0 seconds");
+    refuse_in_own_handler("stop");
+    if (!core_->handle) return 0;
+    auto result = std::make_shared<StopResult>();
+    // On a thread of its own so this one can wake up for signals (Ctrl-C)
+    // while the stop runs; destroy() joins it.
+    core_->stoppers.emplace_back([handle = core_->handle, ms = to_ms(grace), result] {
+      int32_t cut = 0;
+      chat_code rc = chat_server_stop(handle, ms, &cut);
+      std::lock_guard<std::mutex> lock(result->mu);
+      result->rc = rc;
+      result->cut = cut;
+      if (rc != CHAT_OK) result->error = chat_last_error();
+      result->done = true;
+      result->cv.notify_all();
+    });
+    for (;;) {
+      bool done = without_gil([&] {
+        std::unique_lock<std::mutex> lock(result->mu);
+        return result->cv.wait_for(lock, std::chrono::milliseconds(kSliceMs),
+                                   [&] { return result->done; });
+      });
+      if (done) break;
+      check_signals();
+    }
+    if (result->rc != CHAT_OK) raise_code(result->rc, result->error);
+    return result->cut;
+  }
+
+  void close() {
+    refuse_in_own_handler("close");
+    destroy(*core_);
+  }
+
+ private:
+  void refuse_in_own_handler(const char* what) const {
+    if (t_dispatching == core_.get()) {
+      throw std::runtime_error(std::string("Server.") + what +
+                               "() cannot run inside this server's own handler (it would wait "
+                               "for itself); call it from another thread");
+    }
+  }
+
+  std::unique_ptr<ServerCore> core_;
+};
+
+bool wait_deferred(double timeout) {
+  return without_gil([&] {
+    std::unique_lock<std::mutex> lock(g_deferred_mu);
+    return g_deferred_cv.wait_for(lock, std::chrono::milliseconds(to_ms(timeout)),
+                                  [] { return g_deferred == 0; });
+  });
+}
+
+}  // namespace
+
+void define_server(py::module_& m) {
+  m.attr("MODE_ECHO") = CHAT_MODE_ECHO;
+  m.attr("MODE_BROADCAST") = CHAT_MODE_BROADCAST;
+  m.attr("MODE_CUSTOM") = CHAT_MODE_CUSTOM;
+
+  py::class_<Call>(m, "Call", "One server-side stream, as handed to handler methods.")
+      .def_property_readonly("id", &Call::id, "Unique within the server, from 1 in arrival order.")
+      .def_property_readonly("peer", &Call::peer, "The client's address (\"ipv4:127.0.0.1:41234\").")
+      .def_property_readonly(
+          "metadata", [](const Call& c) { return std::make_unique<CallMetadata>(c.handle()); },
+          "The metadata the client sent (look-up by key).")
+      .def("send", &Call::send, py::arg("text"), py::arg("timeout") = py::none(),
+           "Queues one reply. Waits while the send queue is full (timeout in seconds, None: no "
+           "limit; TimeoutError, or BlockingIOError for 0). ClosedError once the stream ended.")
+      .def("complete", &Call::complete, "Ends the stream with OK once queued replies are written.")
+      .def("fail", &Call::fail, py::arg("code"), py::arg("details") = "",
+           "Ends the stream with a StatusCode (not OK) and details; queued replies are dropped.")
+      .def("__repr__", [](const Call& c) {
+        return "<pychat.Call id=" + std::to_string(c.id()) + " peer='" + c.peer() + "'>";
+      });
+
+  py::class_<CallMetadata>(m, "CallMetadata", "Read-only look-up of a call's client metadata.")
+      .def("__getitem__",
+           [](const CallMetadata& md, const std::string& key) {
+             auto value = md.lookup(key);
+             if (!value) throw py::key_error(key);
+             return *value;
+           })
+      .def("get",
+           [](const CallMetadata& md, const std::string& key, py::object default_) {
+             auto value = md.lookup(key);
+             return value ? *value : default_;
+           },
+           py::arg("key"), py::arg("default") = py::none())
+      .def("__contains__",
+           [](const CallMetadata& md, py::handle key) {
+             return PyUnicode_Check(key.ptr()) && md.lookup(key.cast<std::string>()).has_value();
+           });
+
+  py::class_<Server>(m, "Server", "A running Chat server (native part; use pychat.Server).")
+      .def(py::init<const std::string&, int, py::object, std::optional<int>, std::optional<int>,
+                    std::optional<int>, std::optional<int>, std::optional<double>>(),
+           py::arg("address"), py::arg("mode"), py::arg("handler"), py::arg("max_message_bytes"),
+           py::arg("send_queue_limit"), py::arg("recv_window"), py::arg("dispatcher_threads"),
+           py::arg("keepalive"))
+      .def_property_readonly("port", &Server::port)
+      .def_property_readonly("closed", &Server::closed)
+      .def("stop", &Server::stop, py::arg("grace") = 5.0,
+           "Stops accepting streams, lets open ones finish for `grace` seconds, then cuts the "
+           "rest with UNAVAILABLE. Returns how many were cut. 0 if already stopped.")
+      .def("close", &Server::close, "Stops with no grace (if running) and frees the server.");
+
+  m.def("_wait_deferred", &wait_deferred, py::arg("timeout"),
+        "Waits until servers dropped inside their own handler are destroyed.");
+}
+
+}  // namespace pychat
