@@ -1,0 +1,499 @@
+#!/usr/bin/python3
+"""The libchat benchmark driver (see README.md).
+
+Starts each server on 127.0.0.1 (port 0), runs every workload for every
+subject as a separate client process, interleaving subjects within each
+repetition, and reports the median over repetitions as a table (stdout) and,
+with --json, as JSON.
+
+    run_bench.py --bin-dir BUILD/bench --pygen-dir BUILD/pygen \
+                 --pychat-dir BUILD/python [--quick] [--json PATH]
+
+Exits 1 if any reply was wrong, any call failed, a peer crashed or timed out;
+never because of speed. Every child process is killed on exit.
+"""
+import argparse
+import ctypes
+import json
+import os
+import platform
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+SUBJECTS = ["grpc_cpp", "libchat_c", "pychat", "grpcio"]
+# (key, label, unit, higher_is_better)
+FIGURES = [
+    ("single_stream_msgs_per_s", "single stream", "msgs/s", True),
+    ("pingpong_p50_us", "ping-pong p50", "us", False),
+    ("pingpong_p99_us", "ping-pong p99", "us", False),
+    ("streams1000_msgs_per_s", "1,000 streams", "msgs/s", True),
+    ("idle10k_rss_mb", "10k idle: server RSS", "MB", False),
+    ("idle10k_threads", "10k idle: server threads", "", False),
+]
+
+# Workload sizes. The two native subjects get the same counts and so do the
+# two Python subjects; Python runs fewer messages so a default run stays
+# under 3 minutes (figures are rates and percentiles, so they compare).
+PROFILES = {
+    "default": dict(reps=3, client_timeout=90, idle=10_000, idle_checkpoint=1_000, streams=1_000,
+                    native=dict(single=100_000, pingpong=5_000, per_stream=100),
+                    python=dict(single=20_000, pingpong=2_000, per_stream=20)),
+    "quick": dict(reps=1, client_timeout=40, idle=10_000, idle_checkpoint=1_000, streams=1_000,
+                  native=dict(single=5_000, pingpong=500, per_stream=5),
+                  python=dict(single=2_000, pingpong=300, per_stream=3)),
+}
+NATIVE = ("grpc_cpp", "libchat_c")
+
+
+class BenchFailure(Exception):
+    """A wrong reply, a failed call, a crash or a timeout: the run fails."""
+
+
+# --------------------------------------------------------------------------
+# Child processes: each one is tracked and killed when the driver exits,
+# whatever the reason. The peers also ask the kernel to kill them if the
+# driver dies (PR_SET_PDEATHSIG); Python children get the same here.
+
+CHILDREN = []
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent():
+    _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def spawn(cmd, env=None, stdin=subprocess.DEVNULL):
+    # stderr goes to a file: a long-lived peer that logs a lot must never
+    # block on a full pipe nobody reads.
+    err = tempfile.TemporaryFile()
+    p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=err,
+                         env=env, preexec_fn=_die_with_parent)
+    p.errfile = err
+    CHILDREN.append(p)
+    return p
+
+
+def err_text(p, limit=2000):
+    p.errfile.seek(0)
+    return p.errfile.read().decode(errors="replace").strip()[-limit:]
+
+
+def reap(p):
+    if p in CHILDREN:
+        CHILDREN.remove(p)
+
+
+def kill_all():
+    while CHILDREN:
+        p = CHILDREN.pop()
+        if p.poll() is None:
+            p.kill()
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _on_signal(sig, frame):
+    raise SystemExit(128 + sig)
+
+
+class Lines:
+    """Line reader on a child's stdout with a timeout."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.buf = b""
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(proc.stdout, selectors.EVENT_READ)
+
+    def readline(self, timeout, what):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BenchFailure("timed out waiting for %s" % what)
+            if not self.sel.select(left):
+                continue
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                rc = self.proc.wait()
+                raise BenchFailure("%s: process ended (rc=%s) %s" % (what, rc, err_text(self.proc)))
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+
+def read_json_line(lines, timeout, what):
+    line = lines.readline(timeout, what)
+    try:
+        return json.loads(line)
+    except ValueError:
+        raise BenchFailure("%s: not JSON: %r" % (what, line))
+
+
+# --------------------------------------------------------------------------
+# Servers
+
+
+class Server:
+    def __init__(self, kind, binary):
+        self.kind = kind
+        self.proc = spawn([binary, "--address", "127.0.0.1:0"], stdin=subprocess.PIPE)
+        self.lines = Lines(self.proc)
+        hello = read_json_line(self.lines, 20, "%s server start" % kind)
+        self.port, self.pid = hello["port"], hello["pid"]
+        self.target = "127.0.0.1:%d" % self.port
+
+    def check_alive(self):
+        if self.proc.poll() is not None:
+            raise BenchFailure("%s server died (rc=%s): %s" % (
+                self.kind, self.proc.returncode, err_text(self.proc)))
+
+    def sample(self):
+        """(VmRSS in MB, Threads) from /proc."""
+        self.check_alive()
+        rss_kb = threads = None
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss_kb = int(line.split()[1])
+                elif line.startswith("Threads:"):
+                    threads = int(line.split()[1])
+        return round(rss_kb / 1024.0, 1), threads
+
+    def stop(self):
+        """Closing stdin asks the server to stop; it must exit cleanly."""
+        self.check_alive()
+        self.proc.stdin.close()
+        try:
+            rc = self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise BenchFailure("%s server did not stop" % self.kind)
+        finally:
+            reap(self.proc)
+        if rc != 0:
+            raise BenchFailure("%s server exited with %d: %s" % (self.kind, rc, err_text(self.proc)))
+
+
+# --------------------------------------------------------------------------
+# Clients: one process per measurement.
+
+
+class Bench:
+    def __init__(self, args, profile):
+        self.args = args
+        self.p = profile
+        self.bin = lambda name: os.path.join(args.bin_dir, name)
+        paths = [d for d in (args.pychat_dir, args.pygen_dir) if d]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(paths + [env["PYTHONPATH"]] if env.get("PYTHONPATH") else paths)
+        self.py_env = env
+        self.python = sys.executable
+        self.available = {}   # subject -> None or reason it is skipped
+        self.raw = {s: {} for s in SUBJECTS}  # subject -> figure -> [per rep]
+        self.details = {}
+
+    def probe_python(self):
+        """pychat is built by another part of the tree: bench it if it imports."""
+        probes = (("pychat", "import pychat; pychat.Client.chat"),
+                  ("grpcio", "import grpc, chat_pb2, chat_pb2_grpc"))
+        for subject, code in probes:
+            r = subprocess.run([self.python, "-c", code], env=self.py_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+            if r.returncode == 0:
+                self.available[subject] = None
+            else:
+                last = (r.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+                self.available[subject] = "not importable (%s)" % last
+        self.available["grpc_cpp"] = self.available["libchat_c"] = None
+
+    def client_cmd(self, subject, target, workload):
+        sizes = self.p["native" if subject in NATIVE else "python"]
+        n = sizes["per_stream" if workload == "streams" else workload]
+        common = ["--target", target, "--workload", workload, "--messages", str(n),
+                  "--streams", str(self.p["streams"])]
+        if subject == "grpc_cpp":
+            return [self.bin("bench_grpc_client")] + common + ["--timeout-s", str(self.p["client_timeout"])], None
+        if subject == "libchat_c":
+            return [self.bin("bench_libchat_client")] + common + ["--timeout-s", str(self.p["client_timeout"])], None
+        return [self.python, os.path.join(HERE, "py_client.py"), "--subject", subject] + common, self.py_env
+
+    def run_client(self, subject, server, workload):
+        cmd, env = self.client_cmd(subject, server.target, workload)
+        proc = spawn(cmd, env=env)
+        try:
+            out, _ = proc.communicate(timeout=self.p["client_timeout"] + 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise BenchFailure("%s %s: timed out: %s" % (subject, workload, err_text(proc)))
+        finally:
+            reap(proc)
+        server.check_alive()
+        lines = [l for l in out.decode(errors="replace").splitlines() if l.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise BenchFailure("%s %s failed (rc=%s): %s %s" % (
+                subject, workload, proc.returncode, lines[-1] if lines else "", err_text(proc)))
+        return json.loads(lines[-1])
+
+    def record(self, subject, figure, value):
+        self.raw[subject].setdefault(figure, []).append(value)
+
+    def throughput_round(self, rep, servers):
+        order = SUBJECTS[rep % len(SUBJECTS):] + SUBJECTS[:rep % len(SUBJECTS)]
+        for workload in ("single", "pingpong", "streams"):
+            for subject in order:
+                if self.available[subject]:
+                    continue
+                server = servers["grpc_cpp" if subject == "grpc_cpp" else "libchat"]
+                r = self.run_client(subject, server, workload)
+                if workload == "single":
+                    self.record(subject, "single_stream_msgs_per_s", r["msgs_per_s"])
+                    shown = "%.0f msgs/s" % r["msgs_per_s"]
+                elif workload == "pingpong":
+                    self.record(subject, "pingpong_p50_us", r["p50_us"])
+                    self.record(subject, "pingpong_p99_us", r["p99_us"])
+                    shown = "p50 %.1f us, p99 %.1f us" % (r["p50_us"], r["p99_us"])
+                else:
+                    self.record(subject, "streams1000_msgs_per_s", r["msgs_per_s"])
+                    shown = "%.0f msgs/s" % r["msgs_per_s"]
+                log("  rep %d %-8s %-9s %s" % (rep + 1, workload, subject, shown))
+
+    def idle_round(self, rep):
+        """Fresh server, 10k streams opened and confirmed by a raw gRPC client
+        process, then the server's VmRSS and Threads."""
+        kinds = [("grpc_cpp", "bench_grpc_server"), ("libchat_c", "bench_libchat_server")]
+        if rep % 2:
+            kinds.reverse()
+        for subject, binary in kinds:
+            server = Server(subject, self.bin(binary))
+            try:
+                rss0, threads0 = server.sample()
+                client = spawn([self.bin("bench_grpc_client"), "--target", server.target,
+                                "--workload", "idle", "--streams", str(self.p["idle"]),
+                                "--checkpoint", str(self.p["idle_checkpoint"]),
+                                "--channels", str(self.args.idle_channels),
+                                "--timeout-s", str(self.p["client_timeout"])],
+                               stdin=subprocess.PIPE)
+                lines = Lines(client)
+                t0 = time.monotonic()
+                samples = {}
+                for upto in (self.p["idle_checkpoint"], self.p["idle"]):
+                    ready = read_json_line(lines, self.p["client_timeout"], "idle streams to open")
+                    if not ready.get("ready") or ready.get("streams") != upto:
+                        raise BenchFailure("idle client: %s %s" % (ready, err_text(client)))
+                    time.sleep(0.5)  # let the server's post-open work settle
+                    samples[upto] = server.sample()
+                    client.stdin.write(b"go on\n")
+                    client.stdin.flush()
+                open_s = time.monotonic() - t0
+                closed = read_json_line(lines, self.p["client_timeout"], "idle streams to close")
+                rc = client.wait(timeout=30)
+                reap(client)
+                if rc != 0 or closed.get("closed") != self.p["idle"]:
+                    raise BenchFailure("idle client failed (rc=%s): %s %s" % (
+                        rc, closed, err_text(client)))
+                server.stop()
+            finally:
+                if server.proc.poll() is None:
+                    server.proc.kill()
+            rss1k, threads1k = samples[self.p["idle_checkpoint"]]
+            rss, threads = samples[self.p["idle"]]
+            per_stream_kb = (rss - rss1k) * 1024 / (self.p["idle"] - self.p["idle_checkpoint"])
+            self.record(subject, "idle10k_rss_mb", rss)
+            self.record(subject, "idle10k_threads", threads)
+            d = self.details.setdefault("idle", {}).setdefault(subject, [])
+            d.append({"rss_mb_0": rss0, "threads_0": threads0, "rss_mb_1k": rss1k,
+                      "threads_1k": threads1k, "rss_mb_10k": rss, "threads_10k": threads,
+                      "kb_per_idle_stream": round(per_stream_kb, 1),
+                      "open_seconds": round(open_s, 2)})
+            log("  rep %d idle     %-9s RSS %.1f/%.1f/%.1f MB, threads %d/%d/%d at 0/1k/10k "
+                "streams (%.1f KB per stream)" % (rep + 1, subject, rss0, rss1k, rss, threads0,
+                                                  threads1k, threads, per_stream_kb))
+
+    def run(self):
+        self.probe_python()
+        for s, why in self.available.items():
+            if why:
+                log("note: %s skipped: %s" % (s, why))
+        servers = {"grpc_cpp": Server("grpc_cpp", self.bin("bench_grpc_server")),
+                   "libchat": Server("libchat", self.bin("bench_libchat_server"))}
+        for rep in range(self.p["reps"]):
+            self.throughput_round(rep, servers)
+            self.idle_round(rep)
+        for s in servers.values():
+            s.stop()
+
+    def medians(self):
+        out = {}
+        for s in SUBJECTS:
+            out[s] = {}
+            for key, _, _, _ in FIGURES:
+                vals = self.raw[s].get(key)
+                out[s][key] = round(statistics.median(vals), 2) if vals else None
+        return out
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Report
+
+
+def ratio(v, base):
+    return v / base if v is not None and base else None
+
+
+def fmt(v, unit):
+    if v is None:
+        return "n/a"
+    if unit == "msgs/s":
+        return "{:,.0f}".format(v)
+    if unit in ("us", "MB"):
+        return "{:,.1f}".format(v)
+    return "{:,.0f}".format(v)
+
+
+def table(med):
+    head = ["figure"] + SUBJECTS
+    rows = []
+    for key, label, unit, higher in FIGURES:
+        row = ["%s (%s, %s better)" % (label, unit or "count", "higher" if higher else "lower")]
+        base = med["grpc_cpp"][key]
+        for s in SUBJECTS:
+            v = med[s][key]
+            r = ratio(v, base)
+            row.append(fmt(v, unit) + ("" if r is None else " (%.2fx)" % r))
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    line = lambda r: "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
+                               for i, c in enumerate(r))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def targets(med, details):
+    """The team's goals for libchat; informational, never a failure."""
+    g, c, py, gi = med["grpc_cpp"], med["libchat_c"], med["pychat"], med["grpcio"]
+    out = []
+
+    def add(name, value, goal, ok):
+        out.append({"target": name, "value": value, "goal": goal,
+                    "met": ok if value is not None else None})
+
+    r = ratio(c["single_stream_msgs_per_s"], g["single_stream_msgs_per_s"])
+    add("libchat_c single stream vs grpc_cpp", r, ">= 2.0x", r is not None and r >= 2.0)
+    r = ratio(c["pingpong_p50_us"], g["pingpong_p50_us"])
+    add("libchat_c ping-pong p50 vs grpc_cpp", r, "<= 1.2x", r is not None and r <= 1.2)
+    r = ratio(c["streams1000_msgs_per_s"], g["streams1000_msgs_per_s"])
+    add("libchat_c 1,000 streams vs grpc_cpp", r, ">= 1.5x", r is not None and r >= 1.5)
+    r = ratio(py["single_stream_msgs_per_s"], gi["single_stream_msgs_per_s"])
+    add("pychat single stream vs grpcio", r, ">= 10x", r is not None and r >= 10)
+    r = ratio(py["streams1000_msgs_per_s"], gi["streams1000_msgs_per_s"])
+    add("pychat 1,000 streams vs grpcio", r, ">= 10x", r is not None and r >= 10)
+    r = ratio(c["idle10k_rss_mb"], g["idle10k_rss_mb"])
+    add("libchat server RSS, 10k idle streams, vs grpc_cpp", r, "<= 1.2x", r is not None and r <= 1.2)
+    # "Independent of stream count": the same from 1k to 10k idle streams
+    # (0 -> 1k can add a thread or two while gRPC's pools warm up).
+    idle = details.get("idle", {}).get("libchat_c", [])
+    name = "libchat server threads, 1k -> 10k idle streams"
+    if idle:
+        t1k = statistics.median(d["threads_1k"] for d in idle)
+        t10k = statistics.median(d["threads_10k"] for d in idle)
+        add(name, "%d -> %d" % (t1k, t10k), "unchanged", t1k == t10k)
+    else:
+        add(name, None, "unchanged", None)
+    return out
+
+
+def targets_text(ts):
+    lines = ["targets (informational):"]
+    for t in ts:
+        v = t["value"]
+        shown = "n/a" if v is None else (("%.2fx" % v) if isinstance(v, float) else str(v))
+        state = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
+        lines.append("  %-52s %-10s goal %-9s %s" % (t["target"], shown, t["goal"], state))
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin-dir", required=True, help="directory with the bench_* peers")
+    ap.add_argument("--pygen-dir", required=True, help="grpcio stubs (chat_pb2, chat_pb2_grpc)")
+    ap.add_argument("--pychat-dir", default="", help="directory holding the pychat module")
+    ap.add_argument("--quick", action="store_true", help="smoke-test sizes, one repetition")
+    ap.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
+    ap.add_argument("--idle-channels", type=int, default=1,
+                    help="connections the 10k idle streams are spread over")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    profile = dict(PROFILES["quick" if args.quick else "default"])
+    if args.reps:
+        profile["reps"] = args.reps
+
+    started = time.monotonic()
+    bench = Bench(args, profile)
+    failure = None
+    try:
+        bench.run()
+    except BenchFailure as e:
+        failure = str(e)
+    finally:
+        kill_all()
+    elapsed = time.monotonic() - started
+
+    med = bench.medians()
+    ts = targets(med, bench.details)
+    print(table(med))
+    print()
+    print(targets_text(ts))
+    for s, why in bench.available.items():
+        if why:
+            print("note: %s: %s; its figures are null" % (s, why))
+    print("note: idle figures are the server's: libchat_c shows the libchat echo "
+          "server, pychat/grpcio target that same server and show n/a")
+    print("%s run, %d repetition(s), medians; %.1f s" % (
+        "quick" if args.quick else "default", profile["reps"], elapsed))
+
+    if args.json:
+        doc = {
+            "subjects": med,
+            "targets": ts,
+            "details": bench.details,
+            "raw": bench.raw,
+            "skipped": {s: why for s, why in bench.available.items() if why},
+            "config": dict(profile, mode="quick" if args.quick else "default",
+                           idle_channels=args.idle_channels),
+            "machine": {"host": platform.node(), "cpus": os.cpu_count(),
+                        "platform": platform.platform()},
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(elapsed, 1),
+            "failure": failure,
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+    if failure:
+        print("FAILED: %s" % failure, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        kill_all()
