@@ -327,7 +327,7 @@ void OnOpen(chat_call* call, void* ud) {
   EXPECT_EQ(chat_call_metadata(call, "missing", &v, &n), CHAT_NOT_FOUND);
   EXPECT_NE(std::string(chat_call_peer(call)).find("127.0.0.1"), std::string::npos);
   chat_call_ref(call);  // kept past on_close for the test thread
-  h->kept = call;
+  chat_call_unref(h->kept.exchange(call));  // one kept call at a time
   h->log.Add("open " + std::to_string(chat_call_id(call)) + " " + user);
 }
 
