@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Runs every test: the whole ctest suite on the Release build, then the
+# native layers again under AddressSanitizer + UndefinedBehaviorSanitizer.
+#
+#   SANITIZED_LABELS=re   ctest labels for the sanitized run
+#                         (default: core|capi|interop|install; add python to
+#                         run pychat's tests with libasan preloaded)
+#   BUILD_DIR, CMAKE_ARGS as for setup.sh; ASAN_BUILD_DIR (default build-asan)
+#
+# Tests run one at a time (ctest -j1): they are timing-sensitive and the
+# per-test TIMEOUTs live in CMake. Exits non-zero if any phase failed.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+build_dir=${BUILD_DIR:-build}
+asan_dir=${ASAN_BUILD_DIR:-build-asan}
+sanitized_labels=${SANITIZED_LABELS:-core|capi|interop|install}
+
+say() { printf '[test] %s\n' "$*"; }
+
+summary=()   # one line per phase
+ctest_lines=() # ctest's own summary lines, repeated at the end
+failed=0
+
+# phase NAME CMD...: runs CMD, times it, records the outcome, never exits.
+phase() {
+  local name=$1 t0=$SECONDS rc=0
+  shift
+  say "== $name"
+  "$@" || rc=$?
+  local took=$((SECONDS - t0))
+  if ((rc == 0)); then
+    summary+=("$(printf '%-22s %5ss  ok' "$name" "$took")")
+  else
+    summary+=("$(printf '%-22s %5ss  FAILED (status %s)' "$name" "$took" "$rc")")
+    failed=1
+  fi
+  return 0
+}
+
+# ctest with its output kept, so the summary lines can be shown again at the end.
+run_ctest() {
+  local log
+  log=$(mktemp)
+  local rc=0
+  ctest "$@" --output-on-failure 2>&1 | tee "$log" || rc=$?
+  while IFS= read -r l; do ctest_lines+=("$l"); done < <(
+    grep -E '^[0-9]+% tests passed|^Total Test time|^No tests were found|^Errors while running CTest' "$log" || true)
+  rm -f "$log"
+  return "$rc"
+}
+
+setup() { bash scripts/setup.sh; }
+
+release_tests() { run_ctest --test-dir "$build_dir"; }
+
+asan_build() {
+  mkdir -p "$asan_dir"
+  local log=$asan_dir/test-configure.log
+  cmake -S . -B "$asan_dir" -G Ninja \
+    -DCHAT_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCHAT_BUILD_BENCH=OFF -DPython_EXECUTABLE=/usr/bin/python3 >"$log" 2>&1 ||
+    { cat "$log"; return 1; }
+  cmake --build "$asan_dir"
+}
+
+asan_tests() {
+  local rc=0 native=() label
+  local -a labels
+  IFS='|' read -r -a labels <<<"$sanitized_labels"
+  for label in "${labels[@]}"; do [[ $label == python ]] || native+=("$label"); done
+
+  # halt_on_error: the first report fails the test instead of scrolling by.
+  local common=halt_on_error=1:print_stacktrace=1
+  if ((${#native[@]})); then
+    local re
+    re="^($(IFS='|'; echo "${native[*]}"))\$"
+    ASAN_OPTIONS=$common:detect_leaks=1 \
+      UBSAN_OPTIONS=$common \
+      run_ctest --test-dir "$asan_dir" -L "$re" || rc=$?
+  fi
+  if [[ "|$sanitized_labels|" == *"|python|"* ]]; then
+    # The interpreter is not instrumented: the ASan runtime must be loaded
+    # before it, and CPython's own allocations at exit are not leaks of ours.
+    local libasan
+    libasan=$(g++ -print-file-name=libasan.so)
+    LD_PRELOAD=$libasan ASAN_OPTIONS=$common:detect_leaks=0 UBSAN_OPTIONS=$common \
+      run_ctest --test-dir "$asan_dir" -L '^python$' || rc=$?
+  fi
+  return "$rc"
+}
+
+skipped() { summary+=("$(printf '%-22s %5s   skipped (%s)' "$1" - "$2")"); }
+
+t_all=$SECONDS
+phase "setup" setup
+if ((failed)); then
+  skipped "tests (Release)" "no build"
+else
+  phase "tests (Release)" release_tests
+fi
+phase "build ($asan_dir)" asan_build
+if [[ ${summary[-1]} == *FAILED* ]]; then
+  skipped "tests (asan+ubsan)" "no sanitized build"
+else
+  phase "tests (asan+ubsan)" asan_tests
+fi
+
+echo
+say "ctest summaries:"
+for l in "${ctest_lines[@]}"; do say "  $l"; done
+say "phases:"
+for l in "${summary[@]}"; do say "  $l"; done
+say "total $((SECONDS - t_all))s: $( ((failed)) && echo FAILED || echo all passed)"
+exit "$failed"
