@@ -78,6 +78,8 @@ class Server(_pychat.Server):
                  send_queue_limit: Optional[int] = None, recv_window: Optional[int] = None,
                  dispatcher_threads: Optional[int] = None,
                  keepalive: Optional[float] = None) -> None:
+        if not isinstance(address, str):
+            raise TypeError(f"address must be str, not {type(address).__name__}")
         if mode is None:
             mode = "echo" if handler is None else "custom"
         if mode not in _MODES:
@@ -115,6 +117,8 @@ class Client(_pychat.Client):
     def __init__(self, target: str, *, max_message_bytes: Optional[int] = None,
                  send_queue_limit: Optional[int] = None,
                  recv_queue_limit: Optional[int] = None) -> None:
+        if not isinstance(target, str):
+            raise TypeError(f"target must be str, not {type(target).__name__}")
         super().__init__(target, max_message_bytes, send_queue_limit, recv_queue_limit)
         _live.add(self)
 

@@ -121,6 +121,7 @@ class Stream {
   void cancel() {
     if (closed_) return;
     Use use(*this);
+    cancelled_ = true;
     chat_stream_cancel(handle_);
   }
 
@@ -322,9 +323,9 @@ class Stream {
   }
 
   // The error for a failed send: ClosedError, unless the stream ended with
-  // an error status, which then says why.
+  // an error status this side did not cause, which then says why.
   [[noreturn]] void raise_send_error(chat_code rc, const std::string& error) {
-    if (rc == CHAT_ERR_CLOSED && !closed_) {
+    if (rc == CHAT_ERR_CLOSED && !closed_ && !cancelled_) {
       auto status = final_status();
       if (status && status->first != CHAT_OK) raise_code(status->first, status->second);
     }
@@ -343,6 +344,8 @@ class Stream {
 
   std::mutex recv_mu_;
   chat_text texts_[kBatch];      // the last batch, borrowed from the library
+
+  bool cancelled_ = false;  // cancel() was called; GIL
 
   // Replies converted but not yet returned, and how recv() ended; GIL.
   std::vector<py::object> buffer_;
