@@ -6,21 +6,25 @@
 // only when no further operation can start and nothing can be lost: every
 // reply has been read from gRPC (or the stream was cancelled), no write is
 // in flight, and no read is being started from an application thread.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 
-#include "chat.grpc.pb.h"
 #include "chat/client.h"
 #include "grpc_glue.h"
+#include "wire.h"
 
 namespace chat {
 namespace internal {
 namespace {
 
-using google::protobuf::StringValue;
+using RawStub = grpc::TemplatedGenericStub<grpc::ByteBuffer, grpc::ByteBuffer>;
+
+// The full method path of the wire contract (no proto package).
+constexpr char kChatMethod[] = "/Chat/chat";
 
 bool IsValidMetadataKey(const std::string& key) {
   if (key.empty() || key.rfind("grpc-", 0) == 0) return false;
@@ -40,7 +44,7 @@ bool IsValidMetadataValue(const std::string& key, const std::string& value) {
   return true;
 }
 
-class StreamImpl final : public grpc::ClientBidiReactor<ChatMessage, StringValue>,
+class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                          public ClientStream {
  public:
   StreamImpl(const ClientOptions& options, const StreamOptions& stream_options)
@@ -54,9 +58,9 @@ class StreamImpl final : public grpc::ClientBidiReactor<ChatMessage, StringValue
     if (stream_options.wait_for_ready) ctx_.set_wait_for_ready(true);
   }
 
-  void Begin(Chat::Stub* stub, std::shared_ptr<StreamImpl> self) {
+  void Begin(RawStub* stub, std::shared_ptr<StreamImpl> self) {
     self_ = std::move(self);
-    stub->async()->chat(&ctx_, this);
+    stub->PrepareBidiStreamingCall(&ctx_, kChatMethod, grpc::StubOptions(), this);
     AddHold();
     reading_ = true;
     StartRead(&in_);
@@ -72,6 +76,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<ChatMessage, StringValue
                                          " bytes exceeds the maximum message size of " +
                                          std::to_string(max_message_bytes_));
     }
+    grpc::ByteBuffer encoded = EncodeChatMessage(name, message);  // outside the lock
     Actions a;
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -84,10 +89,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<ChatMessage, StringValue
                    ? Status(Code::kWouldBlock, "send queue is full")
                    : Status(Code::kTimeout, "send queue stayed full for the whole timeout");
       }
-      outq_.emplace_back();
-      ChatMessage& m = outq_.back();
-      m.mutable_name()->assign(name.data(), name.size());
-      m.mutable_message()->assign(message.data(), message.size());
+      outq_.push_back(std::move(encoded));
       if (!writing_) StartWriteLocked(&a);
     }
     Run(a);
@@ -182,7 +184,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<ChatMessage, StringValue
 
  private:
   struct Actions {
-    const ChatMessage* write = nullptr;
+    const grpc::ByteBuffer* write = nullptr;
     grpc::WriteOptions write_options;
     bool read = false;
     bool writes_done = false;
@@ -283,14 +285,14 @@ class StreamImpl final : public grpc::ClientBidiReactor<ChatMessage, StringValue
   std::condition_variable room_cv_;
   std::condition_variable recv_cv_;
   std::condition_variable done_cv_;
-  std::deque<ChatMessage> outq_;  // front() is the write in flight when writing_
+  std::deque<grpc::ByteBuffer> outq_;  // front() is the write in flight when writing_
   bool writing_ = false;
   int hinted_run_ = 0;
   bool complete_wanted_ = false;
   bool writes_done_started_ = false;
   bool write_broken_ = false;
   bool cancelled_ = false;
-  StringValue in_;                // the read in flight fills it
+  grpc::ByteBuffer in_;           // the read in flight fills it
   std::deque<std::string> inq_;
   bool reading_ = false;
   bool read_paused_ = false;
@@ -299,15 +301,28 @@ class StreamImpl final : public grpc::ClientBidiReactor<ChatMessage, StringValue
   bool hold_released_ = false;
   bool done_ = false;
   Status final_;
+  Status malformed_;              // set when a reply could not be parsed
 };
 
 void StreamImpl::OnReadDone(bool ok) {
   Actions a;
+  bool cancel = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     reading_ = false;
+    std::string reply;
+    if (ok && !DecodeStringValue(in_, &reply)) {
+      // Not a StringValue (bad encoding or invalid UTF-8): end the call with
+      // a clear status instead of passing on or dropping the bytes.
+      ok = false;
+      malformed_ = Status(Code::kInternal,
+                          "received bytes are not a valid StringValue (must be UTF-8)");
+      cancel = !cancelled_;
+      cancelled_ = true;
+      DropQueuedLocked();
+    }
     if (ok) {
-      inq_.push_back(std::move(*in_.mutable_value()));
+      inq_.push_back(std::move(reply));
       if (inq_.size() < recv_queue_limit_) {
         reading_ = true;
         a.read = true;
@@ -322,6 +337,7 @@ void StreamImpl::OnReadDone(bool ok) {
   }
   recv_cv_.notify_all();
   if (!ok) room_cv_.notify_all();
+  if (cancel) ctx_.TryCancel();  // in a reaction: OnDone cannot run yet
   Run(a);
 }
 
@@ -349,7 +365,7 @@ void StreamImpl::OnDone(const grpc::Status& status) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     done_ = true;
-    final_ = FromGrpc(status);
+    final_ = malformed_.ok() ? FromGrpc(status) : malformed_;
     self = std::move(self_);
   }
   recv_cv_.notify_all();
@@ -362,7 +378,7 @@ void StreamImpl::OnDone(const grpc::Status& status) {
 class ClientImpl final : public Client {
  public:
   ClientImpl(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options)
-      : stub_(Chat::NewStub(channel)), options_(options) {}
+      : stub_(std::make_unique<RawStub>(std::move(channel))), options_(options) {}
 
   Status Open(const StreamOptions& options, std::shared_ptr<ClientStream>* out) override {
     for (const auto& [key, value] : options.metadata) {
@@ -382,7 +398,7 @@ class ClientImpl final : public Client {
   }
 
  private:
-  std::unique_ptr<Chat::Stub> stub_;
+  std::unique_ptr<RawStub> stub_;
   const ClientOptions options_;
 };
 

@@ -20,13 +20,4 @@ inline grpc::Status ToGrpc(const Status& s) {
 // waits on an endless run of buffered ones.
 inline constexpr int kMaxHintedWrites = 32;
 
-// Serialized size of a proto3 string field holding `n` bytes (tag, length,
-// bytes; an empty string is not sent), for checking the size limit up front.
-inline size_t StringFieldWireSize(size_t n) {
-  if (n == 0) return 0;
-  size_t varint = 1;
-  for (size_t v = n; v >= 0x80; v >>= 7) ++varint;
-  return 1 + varint + n;
-}
-
 }  // namespace chat::internal

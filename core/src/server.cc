@@ -20,25 +20,17 @@
 #include "chat/server.h"
 #include "dispatcher.h"
 #include "grpc_glue.h"
+#include "wire.h"
 
 namespace chat {
 namespace internal {
 namespace {
 
-using google::protobuf::StringValue;
-
 class ServerImpl;
 
 constexpr auto kShutdownBackstop = std::chrono::seconds(1);
 
-std::string FormatLine(std::string_view name, std::string_view message) {
-  std::string line;
-  line.reserve(name.size() + 2 + message.size());
-  line.append(name).append(": ").append(message);
-  return line;
-}
-
-class Session final : public grpc::ServerBidiReactor<ChatMessage, StringValue>,
+class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                       public ServerCall,
                       public std::enable_shared_from_this<Session> {
  public:
@@ -76,7 +68,7 @@ class Session final : public grpc::ServerBidiReactor<ChatMessage, StringValue>,
                                          " bytes exceeds the maximum message size of " +
                                          std::to_string(max_message_bytes_));
     }
-    return Enqueue(std::string(text), timeout);
+    return Enqueue(EncodeStringValue(text), timeout);
   }
 
   Status Complete() override {
@@ -110,8 +102,8 @@ class Session final : public grpc::ServerBidiReactor<ChatMessage, StringValue>,
 
   // --- used by the server ---
 
-  // Queues a reply already known to be valid.
-  Status Enqueue(std::string text, Timeout timeout) {
+  // Queues an encoded reply already known to be valid.
+  Status Enqueue(grpc::ByteBuffer reply, Timeout timeout) {
     Actions a;
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -121,8 +113,7 @@ class Session final : public grpc::ServerBidiReactor<ChatMessage, StringValue>,
                    ? Status(Code::kWouldBlock, "send queue is full")
                    : Status(Code::kTimeout, "send queue stayed full for the whole timeout");
       }
-      outq_.emplace_back();
-      *outq_.back().mutable_value() = std::move(text);
+      outq_.push_back(std::move(reply));
       if (!writing_) StartWriteLocked(&a);
     }
     Run(a);
@@ -202,7 +193,7 @@ class Session final : public grpc::ServerBidiReactor<ChatMessage, StringValue>,
 
  private:
   struct Actions {
-    const StringValue* write = nullptr;
+    const grpc::ByteBuffer* write = nullptr;
     grpc::WriteOptions write_options;
     bool read = false;
     bool finish = false;
@@ -288,8 +279,8 @@ class Session final : public grpc::ServerBidiReactor<ChatMessage, StringValue>,
 
   mutable std::mutex mu_;
   std::condition_variable room_cv_;
-  ChatMessage in_;                 // the read in flight fills it
-  std::deque<StringValue> outq_;   // front() is the write in flight when writing_
+  grpc::ByteBuffer in_;            // the read in flight fills it
+  std::deque<grpc::ByteBuffer> outq_;  // front() is the write in flight when writing_
   bool writing_ = false;
   int hinted_run_ = 0;
   bool reading_ = false;
@@ -305,7 +296,7 @@ class Session final : public grpc::ServerBidiReactor<ChatMessage, StringValue>,
   std::string last_name_;
 };
 
-class ServerImpl final : public Server, public Chat::CallbackService {
+class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<Chat::Service> {
  public:
   explicit ServerImpl(const ServerOptions& options) : options_(options) {
     if (options_.mode == Mode::kCustom) {
@@ -378,8 +369,8 @@ class ServerImpl final : public Server, public Chat::CallbackService {
     return Status::Ok();
   }
 
-  // --- Chat::CallbackService ---
-  grpc::ServerBidiReactor<ChatMessage, StringValue>* chat(
+  // --- the raw /Chat/chat method ---
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* chat(
       grpc::CallbackServerContext* ctx) override {
     uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
     auto session = std::make_shared<Session>(this, ctx, id, options_.mode,
@@ -409,7 +400,7 @@ class ServerImpl final : public Server, public Chat::CallbackService {
   // Sends `line` to every open stream. A member whose queue is full is too
   // slow for the room: it is cut with RESOURCE_EXHAUSTED rather than letting
   // memory grow or the whole room wait for it.
-  void Broadcast(const std::string& line) {
+  void Broadcast(const grpc::ByteBuffer& line) {
     std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room;
     {
       std::lock_guard<std::mutex> lock(registry_mu_);
@@ -438,7 +429,7 @@ class ServerImpl final : public Server, public Chat::CallbackService {
     if (options_.mode == Mode::kBroadcast) {
       const std::string& who =
           session->last_name().empty() ? std::to_string(session->id()) : session->last_name();
-      Broadcast(who + " left the chat");
+      Broadcast(EncodeStringValue(who + " left the chat"));
     } else if (options_.mode == Mode::kCustom) {
       Post(*session, [handler = options_.handler, session, final_status] {
         handler->OnClose(session, final_status);
@@ -497,25 +488,37 @@ void Session::OnReadDone(bool ok) {
     return;
   }
 
+  std::string name, message;
+  if (!DecodeChatMessage(in_, &name, &message)) {
+    // Not a ChatMessage (bad encoding or invalid UTF-8): fail the stream
+    // rather than guess; nothing after it is read.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      reading_ = false;
+    }
+    End(Status(Code::kInvalidArgument,
+               "received bytes are not a valid ChatMessage (string fields must be UTF-8)"));
+    return;
+  }
   switch (mode_) {
     case Mode::kEcho: {
       // Answered here, on the reaction thread: no hop, no handler.
+      grpc::ByteBuffer reply = EncodeLine(name, message);
       std::lock_guard<std::mutex> lock(mu_);
       reading_ = false;
       if (!finish_wanted_) {
-        outq_.emplace_back();
-        *outq_.back().mutable_value() = FormatLine(in_.name(), in_.message());
+        outq_.push_back(std::move(reply));
         if (!writing_) StartWriteLocked(&a);
       }
       StartReadLocked(&a);
       break;
     }
     case Mode::kBroadcast: {
-      std::string line = FormatLine(in_.name(), in_.message());
+      grpc::ByteBuffer line = EncodeLine(name, message);
       {
         std::lock_guard<std::mutex> lock(mu_);
         reading_ = false;
-        last_name_ = in_.name();
+        last_name_ = std::move(name);
       }
       server_->Broadcast(line);
       std::lock_guard<std::mutex> lock(mu_);
@@ -523,8 +526,6 @@ void Session::OnReadDone(bool ok) {
       break;
     }
     case Mode::kCustom: {
-      std::string name = std::move(*in_.mutable_name());
-      std::string message = std::move(*in_.mutable_message());
       {
         std::lock_guard<std::mutex> lock(mu_);
         reading_ = false;

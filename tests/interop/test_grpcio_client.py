@@ -111,11 +111,6 @@ def test_invalid_utf8_keeps_server_serving(echo_server, grpc_channel, open_strea
     assert_serves(channel, run_stream)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug: gRPC's callback API reports a message that fails to parse "
-    "as OnReadDone(false), which Session::OnReadDone takes for the client's "
-    "half-close; the server finishes the stream with OK and drops the message "
-    "and everything the client sends after it"))
 def test_invalid_utf8_stream_rejected(echo_server, grpc_channel, open_stream):
     channel = grpc_channel(echo_server.target)
     stream = open_raw_stream(channel, open_stream)
@@ -124,4 +119,5 @@ def test_invalid_utf8_stream_rejected(echo_server, grpc_channel, open_stream):
     stream.send_raw(b"\x0a\x02cd")  # valid, must not be answered after the bad one
     code = stream.finish()
     assert stream.pending() == []
-    assert code != grpc.StatusCode.OK, stream.details
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, stream.details
+    assert "UTF-8" in stream.details
