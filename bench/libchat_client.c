@@ -31,6 +31,14 @@ static void die(int code, const char *what, chat_code rc) {
   _exit(code);
 }
 
+static void die_wrong(uint64_t i, const char *text, size_t len) {
+  fprintf(stderr, "bench_libchat_client: wrong reply #%llu: '%.*s'\n", (unsigned long long)i,
+          (int)len, text);
+  printf("{\"error\": \"wrong reply\"}\n");
+  fflush(stdout);
+  _exit(1);
+}
+
 static void on_alarm(int sig) {
   (void)sig;
   static const char err[] = "bench_libchat_client: timed out\n";
@@ -64,11 +72,7 @@ static void recv_checked(chat_stream *s, uint64_t first, uint64_t count) {
     chat_code rc = chat_stream_recv_batch(s, -1, batch, want, &n);
     if (rc != CHAT_OK) die(1, "recv", rc);
     for (size_t k = 0; k < n; ++k, ++i) {
-      if (!bench_reply_ok(i, batch[k].data, batch[k].len)) {
-        fprintf(stderr, "bench_libchat_client: wrong reply #%llu: '%.*s'\n",
-                (unsigned long long)i, (int)batch[k].len, batch[k].data);
-        die(1, "verify", CHAT_OK);
-      }
+      if (!bench_reply_ok(i, batch[k].data, batch[k].len)) die_wrong(i, batch[k].data, batch[k].len);
     }
   }
 }
@@ -78,10 +82,7 @@ static void expect_end(chat_stream *s) {
   const char *text;
   size_t len;
   chat_code rc = chat_stream_recv(s, -1, &text, &len);
-  if (rc == CHAT_OK) {
-    fprintf(stderr, "bench_libchat_client: extra reply '%.*s'\n", (int)len, text);
-    die(1, "verify", rc);
-  }
+  if (rc == CHAT_OK) die_wrong((uint64_t)-1, text, len); /* an extra reply */
   if (rc != CHAT_ERR_END) die(1, "end of stream", rc);
 }
 
@@ -96,11 +97,7 @@ static void pingpong(chat_client *client, uint64_t count, double *rtt_us) {
     chat_code rc = chat_stream_recv(s, -1, &text, &len);
     int64_t t1 = bench_now_ns();
     if (rc != CHAT_OK) die(1, "recv", rc);
-    if (!bench_reply_ok(i, text, len)) {
-      fprintf(stderr, "bench_libchat_client: wrong reply #%llu: '%.*s'\n", (unsigned long long)i,
-              (int)len, text);
-      die(1, "verify", CHAT_OK);
-    }
+    if (!bench_reply_ok(i, text, len)) die_wrong(i, text, len);
     if (rtt_us) rtt_us[i] = (double)(t1 - t0) / 1e3;
   }
   chat_stream_complete(s);
