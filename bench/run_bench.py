@@ -6,8 +6,8 @@ subject as a separate client process, interleaving subjects within each
 repetition, and reports the median over repetitions as a table (stdout) and,
 with --json, as JSON.
 
-    run_bench.py --bin-dir BUILD/bench --pygen-dir BUILD/pygen \
-                 --pychat-dir BUILD/python [--quick] [--json PATH]
+    run_bench.py --build-dir BUILD [--quick] [--json PATH]
+    (or --bin-dir BUILD/bench --pygen-dir BUILD/pygen --pychat-dir BUILD/python)
 
 Exits 1 if any reply was wrong, any call failed, a peer crashed or timed out;
 never because of speed. Every child process is killed on exit.
@@ -428,15 +428,27 @@ def targets_text(ts):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin-dir", required=True, help="directory with the bench_* peers")
-    ap.add_argument("--pygen-dir", required=True, help="grpcio stubs (chat_pb2, chat_pb2_grpc)")
-    ap.add_argument("--pychat-dir", default="", help="directory holding the pychat module")
+    ap.add_argument("--build-dir", help="CMake build tree: sets the three below")
+    ap.add_argument("--bin-dir", help="directory with the bench_* peers (BUILD/bench)")
+    ap.add_argument("--pygen-dir", help="grpcio stubs chat_pb2, chat_pb2_grpc (BUILD/pygen)")
+    ap.add_argument("--pychat-dir", help="directory holding the pychat package (BUILD/python)")
     ap.add_argument("--quick", action="store_true", help="smoke-test sizes, one repetition")
     ap.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
     ap.add_argument("--idle-channels", type=int, default=1,
                     help="connections the 10k idle streams are spread over")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    if args.build_dir:
+        b = os.path.abspath(args.build_dir)
+        args.bin_dir = args.bin_dir or os.path.join(b, "bench")
+        args.pygen_dir = args.pygen_dir or os.path.join(b, "pygen")
+        args.pychat_dir = args.pychat_dir or os.path.join(b, "python")
+    if not args.bin_dir or not args.pygen_dir:
+        ap.error("give --build-dir, or --bin-dir and --pygen-dir")
+    for name in ("bench_grpc_server", "bench_grpc_client", "bench_libchat_server",
+                 "bench_libchat_client"):
+        if not os.access(os.path.join(args.bin_dir, name), os.X_OK):
+            ap.error("%s not found in %s: build it first (ninja -C BUILD)" % (name, args.bin_dir))
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_signal)
