@@ -364,6 +364,12 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
     }
     left.clear();
     shutdown.join();  // every stream's OnDone has run
+    {
+      // Pairs with the registry updates of the last OnDones, which reached
+      // this thread only through gRPC's Shutdown.
+      std::lock_guard<std::mutex> lock(registry_mu_);
+      room_.reset();
+    }
     for (auto& d : dispatchers_) d->Shutdown();  // every handler event has run
     server_.reset();
     return Status::Ok();
