@@ -82,10 +82,14 @@ asan_tests() {
   fi
   if [[ "|$sanitized_labels|" == *"|python|"* ]]; then
     # The interpreter is not instrumented: the ASan runtime must be loaded
-    # before it, and CPython's own allocations at exit are not leaks of ours.
-    local libasan
-    libasan=$(g++ -print-file-name=libasan.so)
-    LD_PRELOAD=$libasan ASAN_OPTIONS=$common:detect_leaks=0 UBSAN_OPTIONS=$common \
+    # before it, and libstdc++ with it, or ASan cannot intercept the first
+    # C++ throw. CPython's own allocations at exit are not leaks of ours.
+    # --capture=sys leaves fd 2 alone, so a sanitizer report that ends the
+    # interpreter still reaches the log.
+    local preload
+    preload="$(g++ -print-file-name=libasan.so) $(g++ -print-file-name=libstdc++.so)"
+    LD_PRELOAD=$preload PYTEST_ADDOPTS=--capture=sys \
+      ASAN_OPTIONS=$common:detect_leaks=0 UBSAN_OPTIONS=$common \
       run_ctest --test-dir "$asan_dir" -L '^python$' --no-tests=error || rc=$?
   fi
   return "$rc"
