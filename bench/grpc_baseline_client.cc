@@ -71,12 +71,14 @@ class Stream final : public grpc::ClientBidiReactor<ChatMessage, StringValue> {
   void Start(Chat::Stub* stub, uint64_t allowed) {
     stub->async()->chat(&ctx_, this);
     AddHold();
+    Next next;
     {
       std::lock_guard<std::mutex> lock(mu_);
       allowed_ = std::min(allowed, total_);
       send_ns_ = bench_now_ns();
-      MaybeWriteLocked();
+      next = NextLocked();
     }
+    Do(next);
     StartRead(&in_);
     StartCall();
   }
@@ -84,12 +86,14 @@ class Stream final : public grpc::ClientBidiReactor<ChatMessage, StringValue> {
   // Raises the send limit to `allowed` and, with `half_close`, half-closes
   // after the last message. Must be called exactly once, from the main thread.
   void Allow(uint64_t allowed, bool half_close) {
+    Next next;
     {
       std::lock_guard<std::mutex> lock(mu_);
       allowed_ = std::max(allowed_, std::min(allowed, total_));
       half_close_ = half_close;
-      MaybeWriteLocked();
+      next = NextLocked();
     }
+    Do(next);
     RemoveHold();
   }
 
@@ -98,11 +102,15 @@ class Stream final : public grpc::ClientBidiReactor<ChatMessage, StringValue> {
   const std::vector<double>& rtt_us() const { return rtt_us_; }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    writing_ = false;
-    if (!ok) return;  // the call broke; OnDone reports the status
-    ++written_;
-    MaybeWriteLocked();
+    Next next;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writing_ = false;
+      if (!ok) return;  // the call broke; OnDone reports the status
+      ++written_;
+      next = NextLocked();
+    }
+    Do(next);
   }
 
   void OnReadDone(bool ok) override {
@@ -111,6 +119,7 @@ class Stream final : public grpc::ClientBidiReactor<ChatMessage, StringValue> {
     const std::string& text = in_.value();
     bool bad = false, confirmed = false, last = false;
     uint64_t index;
+    Next next = Next::kNothing;
     {
       std::lock_guard<std::mutex> lock(mu_);
       index = read_;
@@ -122,7 +131,7 @@ class Stream final : public grpc::ClientBidiReactor<ChatMessage, StringValue> {
           if (record_rtt_) rtt_us_.push_back((now - send_ns_) / 1e3);
           send_ns_ = now;  // the next message is sent "now"
           allowed_ = std::min(read_ + 1, total_);
-          MaybeWriteLocked();
+          next = NextLocked();
         }
         // The streams workload waits until every stream answered the
         // messages it was let send before it lets them send the rest.
@@ -130,6 +139,7 @@ class Stream final : public grpc::ClientBidiReactor<ChatMessage, StringValue> {
         last = read_ == total_;
       }
     }
+    Do(next);
     if (bad) {
       shared_->Fail("wrong reply #" + std::to_string(index) + ": '" + text + "'");
       ctx_.TryCancel();
@@ -163,21 +173,32 @@ class Stream final : public grpc::ClientBidiReactor<ChatMessage, StringValue> {
   }
 
  private:
-  // One write in flight; the next one starts from OnWriteDone.
-  void MaybeWriteLocked() {
-    if (writing_) return;
+  enum class Next { kNothing, kWrite, kWritesDone };
+
+  // One write in flight; the next one starts from OnWriteDone. Decided under
+  // the lock, started after it (Do), so no reaction can ever run while this
+  // stream's lock is held.
+  Next NextLocked() {
+    if (writing_) return Next::kNothing;
     if (started_ < allowed_) {
       char msg[BENCH_MSG_LEN + 1];
       bench_message(started_, msg);
       out_.set_name(BENCH_NAME);
       out_.set_message(msg, BENCH_MSG_LEN);
       ++started_;
-      writing_ = true;
-      StartWrite(&out_);
-    } else if (half_close_ && written_ == total_ && !writes_done_) {
-      writes_done_ = true;
-      StartWritesDone();
+      writing_ = true;  // out_ stays untouched until OnWriteDone
+      return Next::kWrite;
     }
+    if (half_close_ && written_ == total_ && !writes_done_) {
+      writes_done_ = true;
+      return Next::kWritesDone;
+    }
+    return Next::kNothing;
+  }
+
+  void Do(Next next) {
+    if (next == Next::kWrite) StartWrite(&out_);
+    if (next == Next::kWritesDone) StartWritesDone();
   }
 
   Shared* const shared_;

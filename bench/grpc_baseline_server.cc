@@ -36,55 +36,79 @@ class EchoReactor final : public grpc::ServerBidiReactor<ChatMessage, StringValu
   EchoReactor() { StartRead(&in_); }
 
   void OnReadDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (finished_) return;
-    if (!ok) {  // client half-closed (or the call broke): finish once drained
-      read_closed_ = true;
-      MaybeFinishLocked();
-      return;
+    Ops ops;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_) return;
+      if (!ok) {  // client half-closed (or the call broke): finish once drained
+        read_closed_ = true;
+        MaybeFinishLocked(&ops);
+      } else {
+        std::string line;
+        line.reserve(in_.name().size() + 2 + in_.message().size());
+        line.append(in_.name()).append(": ").append(in_.message());
+        out_.emplace_back();
+        out_.back().set_value(std::move(line));
+        if (!writing_) {
+          writing_ = true;
+          ops.write = &out_.front();
+        }
+        if (out_.size() < kQueueLimit) {
+          ops.read = true;
+        } else {
+          read_paused_ = true;
+        }
+      }
     }
-    std::string line;
-    line.reserve(in_.name().size() + 2 + in_.message().size());
-    line.append(in_.name()).append(": ").append(in_.message());
-    out_.emplace_back();
-    out_.back().set_value(std::move(line));
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&out_.front());
-    }
-    if (out_.size() < kQueueLimit) {
-      StartRead(&in_);
-    } else {
-      read_paused_ = true;
-    }
+    Run(ops);
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    out_.pop_front();
-    writing_ = false;
-    if (!ok) {
-      out_.clear();
-      broken_ = true;
-    } else if (!out_.empty()) {
-      writing_ = true;
-      StartWrite(&out_.front());
+    Ops ops;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      out_.pop_front();
+      writing_ = false;
+      if (!ok) {
+        out_.clear();
+        broken_ = true;
+      } else if (!out_.empty()) {
+        writing_ = true;
+        ops.write = &out_.front();
+      }
+      if (read_paused_ && !broken_) {
+        read_paused_ = false;
+        ops.read = true;
+      }
+      MaybeFinishLocked(&ops);
     }
-    if (read_paused_ && !broken_) {
-      read_paused_ = false;
-      StartRead(&in_);
-    }
-    MaybeFinishLocked();
+    Run(ops);
   }
 
   void OnDone() override { delete this; }
 
  private:
-  void MaybeFinishLocked() {
-    if (finished_ || writing_ || read_paused_) return;
+  // Operations are decided under the lock and started after it, so no
+  // reaction ever runs while the lock is held.
+  struct Ops {
+    const StringValue* write = nullptr;  // a deque element stays put until popped
+    bool read = false;
+    bool finish = false;
+    grpc::Status status;
+  };
+
+  void Run(const Ops& ops) {
+    if (ops.write) StartWrite(ops.write);
+    if (ops.read) StartRead(&in_);
+    if (ops.finish) Finish(ops.status);
+  }
+
+  void MaybeFinishLocked(Ops* ops) {
+    if (finished_ || writing_ || read_paused_ || ops->read) return;
     if (!(read_closed_ && out_.empty()) && !broken_) return;
     finished_ = true;
-    Finish(broken_ ? grpc::Status::CANCELLED : grpc::Status::OK);
+    ops->finish = true;
+    ops->status = broken_ ? grpc::Status::CANCELLED : grpc::Status::OK;
   }
 
   std::mutex mu_;  // OnReadDone and OnWriteDone may run on different threads
