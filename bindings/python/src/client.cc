@@ -113,6 +113,7 @@ class Stream {
 
   void complete() {
     Use use(*this);
+    completed_ = true;
     chat_code rc = chat_stream_complete(handle_);
     if (rc != CHAT_OK) raise_last(rc);
   }
@@ -322,10 +323,14 @@ class Stream {
     return std::make_pair(code_, details_);
   }
 
-  // The error for a failed send: ClosedError, unless the stream ended with
-  // an error status this side did not cause, which then says why.
+  // The error for a failed send (inside a Use): ClosedError, unless the
+  // call ended with an error this side did not ask for, which then says why.
   [[noreturn]] void raise_send_error(chat_code rc, const std::string& error) {
-    if (rc == CHAT_ERR_CLOSED && !closed_ && !cancelled_) {
+    if (closed_) raise_closed("stream was closed while sending");
+    if (rc == CHAT_ERR_CLOSED && !cancelled_ && !completed_) {
+      // The library refuses sends as soon as it knows the call is over, a
+      // moment before the final status is there: give it that moment.
+      sliced(Deadline(1.0), [&](int64_t ms) { return chat_stream_wait(handle_, ms); });
       auto status = final_status();
       if (status && status->first != CHAT_OK) raise_code(status->first, status->second);
     }
@@ -346,6 +351,7 @@ class Stream {
   chat_text texts_[kBatch];      // the last batch, borrowed from the library
 
   bool cancelled_ = false;  // cancel() was called; GIL
+  bool completed_ = false;  // complete() was called; GIL
 
   // Replies converted but not yet returned, and how recv() ended; GIL.
   std::vector<py::object> buffer_;
@@ -360,6 +366,7 @@ class Client {
   Client(const std::string& target, std::optional<int> max_message_bytes,
          std::optional<int> send_queue_limit, std::optional<int> recv_queue_limit)
       : target_(target) {
+    keep_callback_queue();
     chat_client_options o;
     chat_client_options_init(&o, CHAT_CLIENT_OPTIONS_VERSION);
     if (max_message_bytes) o.max_message_bytes = *max_message_bytes;
@@ -424,6 +431,28 @@ class Client {
 };
 
 }  // namespace
+
+// gRPC 1.51 (Debian bookworm) now and then aborts the process ("ref_counted.h:
+// 183 assertion failed: prior > 0", on a grpc++ thread) when its shared
+// callback completion queue is shut down and started again, which happens
+// whenever the last gRPC server or channel of the process goes away and a new
+// one follows: a test suite or a reconnecting program does that all the time.
+// A channel that made one call holds that queue until it is destroyed, so one
+// such client, kept for the life of the process, keeps the queue up.
+void keep_callback_queue() {
+  static bool kept = false;  // GIL
+  if (kept) return;
+  kept = true;
+  chat_client* keeper = nullptr;  // never destroyed, on purpose
+  if (chat_client_create("unix:/nonexistent/pychat-keeps-grpc-up", nullptr, &keeper) != CHAT_OK) {
+    return;
+  }
+  chat_stream* stream = nullptr;
+  if (chat_client_open(keeper, nullptr, &stream) == CHAT_OK) {  // takes the queue
+    chat_stream_cancel(stream);
+    without_gil([&] { chat_stream_destroy(stream); });
+  }
+}
 
 void define_client(py::module_& m) {
   py::class_<Stream>(m, "Stream", "One /Chat/chat call, opened with Client.chat().")

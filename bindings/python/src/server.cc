@@ -65,9 +65,11 @@ class Call {
     if (rc != CHAT_OK) raise_last(rc);
   }
 
+  // A no-op once the stream has ended: a client may cancel at any moment,
+  // and on_complete's natural call.complete() must not turn that into an error.
   void complete() {
     chat_code rc = chat_call_complete(call_);
-    if (rc != CHAT_OK) raise_last(rc);
+    if (rc != CHAT_OK && rc != CHAT_ERR_CLOSED) raise_last(rc);
   }
 
   void fail(int code, py::handle details) {
@@ -309,6 +311,7 @@ class Server {
          std::optional<int> recv_window, std::optional<int> dispatcher_threads,
          std::optional<double> keepalive)
       : core_(std::make_unique<ServerCore>()) {
+    keep_callback_queue();
     chat_server_options o;
     chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
     o.mode = mode;
@@ -429,7 +432,9 @@ void define_server(py::module_& m) {
       .def("send", &Call::send, py::arg("text"), py::arg("timeout") = py::none(),
            "Queues one reply. Waits while the send queue is full (timeout in seconds, None: no "
            "limit; TimeoutError, or BlockingIOError for 0). ClosedError once the stream ended.")
-      .def("complete", &Call::complete, "Ends the stream with OK once queued replies are written.")
+      .def("complete", &Call::complete,
+           "Ends the stream with OK once queued replies are written. Idempotent; a no-op once "
+           "the stream has ended.")
       .def("fail", &Call::fail, py::arg("code"), py::arg("details") = "",
            "Ends the stream with a StatusCode (not OK) and details; queued replies are dropped.")
       .def("__repr__", [](const Call& c) {

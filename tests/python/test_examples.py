@@ -1,0 +1,138 @@
+"""examples/python: same command lines and output as the C examples."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from typing import Iterator, List
+
+import pytest
+
+import pychat
+from conftest import WAIT, Lines
+
+EXAMPLES = os.environ.get("CHAT_EXAMPLES_DIR",
+                          os.path.join(os.path.dirname(__file__), "..", "..", "examples", "python"))
+PY_SERVER = [sys.executable, os.path.join(EXAMPLES, "chat_server.py")]
+PY_CLIENT = [sys.executable, os.path.join(EXAMPLES, "chat_client.py")]
+C_SERVER = [os.environ.get("CHAT_SERVER_BIN", "chat_server")]
+C_CLIENT = [os.environ.get("CHAT_CLIENT_BIN", "chat_client")]
+SEED_OUTPUT = "Sam: Hi\nAnn: Hey\nJohn: Hello\n"
+
+
+class ServerProcess:
+    def __init__(self, command: List[str], *args: str) -> None:
+        self.proc = subprocess.Popen([*command, *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        self.out = Lines(self.proc.stdout)
+        self.err = Lines(self.proc.stderr)
+        self.first_line = self.out.next()
+
+    def port(self) -> int:
+        m = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", self.first_line or "")
+        assert m, (self.first_line, self.err.rest())
+        return int(m.group(1))
+
+    def stop(self, sig: int = signal.SIGINT) -> str:
+        """Signals the server; returns its stderr after checking it exited 0."""
+        self.proc.send_signal(sig)
+        assert self.proc.wait(WAIT) == 0
+        return self.err.rest()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def py_server() -> Iterator[ServerProcess]:
+    server = ServerProcess(PY_SERVER, "--address", "127.0.0.1:0")
+    yield server
+    server.kill()
+
+
+def run_client(command: List[str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*command, *args], input=stdin, capture_output=True, text=True,
+                          timeout=WAIT * 2, env=os.environ.copy())
+
+
+def test_seed_python_client_and_server(py_server: ServerProcess) -> None:
+    result = run_client(PY_CLIENT, "--target", f"127.0.0.1:{py_server.port()}")
+    assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
+    assert py_server.stop() == "chat_server: stopped on SIGINT (0 streams cut)\n"
+
+
+def test_seed_without_arguments() -> None:
+    """The default target, localhost:9090, when that port is free here."""
+    server = ServerProcess(PY_SERVER)
+    try:
+        if server.first_line is None:
+            pytest.skip(f"port 9090 is taken: {server.err.rest()}")
+        assert server.first_line == "listening on 127.0.0.1:9090\n"
+        result = run_client(PY_CLIENT)
+        assert (result.returncode, result.stdout) == (0, SEED_OUTPUT), result.stderr
+    finally:
+        server.kill()
+
+
+def test_mixed_with_the_c_examples(py_server: ServerProcess) -> None:
+    c_server = ServerProcess(C_SERVER, "--address", "127.0.0.1:0")
+    try:
+        for client, port in ((C_CLIENT, py_server.port()), (PY_CLIENT, c_server.port())):
+            result = run_client(client, "--target", f"http://127.0.0.1:{port}")
+            assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
+    finally:
+        c_server.kill()
+
+
+def test_interactive_client_matches_c(py_server: ServerProcess) -> None:
+    lines = "hello\n\nünïcode ✓\nlast line without newline"
+    target = f"127.0.0.1:{py_server.port()}"
+    ours = run_client(PY_CLIENT, "--target", target, "--name", "Zed", stdin=lines)
+    theirs = run_client(C_CLIENT, "--target", target, "--name", "Zed", stdin=lines)
+    assert ours.returncode == theirs.returncode == 0
+    assert ours.stdout == theirs.stdout == (
+        "Zed: hello\nZed: \nZed: ünïcode ✓\nZed: last line without newline\n")
+
+
+def test_client_rejects_invalid_utf8_and_goes_on(py_server: ServerProcess) -> None:
+    result = subprocess.run([*PY_CLIENT, "--target", f"127.0.0.1:{py_server.port()}", "--name",
+                             "Zed"], input=b"ok\nbad \xff byte\nstill ok\n", capture_output=True,
+                            timeout=WAIT * 2, env=os.environ.copy())
+    assert result.returncode == 0
+    assert result.stdout == b"Zed: ok\nZed: still ok\n"
+    assert result.stderr.startswith(b"chat_client: not sent: message is not valid text")
+
+
+def test_server_stop_cuts_open_streams() -> None:
+    server = ServerProcess(PY_SERVER, "--address", "127.0.0.1:0", "--mode", "broadcast",
+                           "--grace-ms", "200")
+    try:
+        with pychat.Client(f"127.0.0.1:{server.port()}") as client, client.chat() as stream:
+            stream.send("Sam", "Hi")
+            assert stream.recv(WAIT) == "Sam: Hi"  # broadcast to the only member
+            assert server.stop(signal.SIGTERM) == "chat_server: stopped on SIGTERM (1 stream cut)\n"
+            with pytest.raises(pychat.Unavailable):
+                stream.recv(WAIT)
+    finally:
+        server.kill()
+
+
+def test_failures_exit_non_zero(py_server: ServerProcess) -> None:
+    port = py_server.port()
+    py_server.stop()
+    result = run_client(PY_CLIENT, "--target", f"127.0.0.1:{port}")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("chat_client: UNAVAILABLE: ")
+    result = run_client(PY_CLIENT, "--target", "https://127.0.0.1:1")
+    assert result.returncode == 1 and "https" in result.stderr
+    taken = ServerProcess(PY_SERVER, "--address", "127.0.0.1:0")
+    try:
+        busy = run_client(PY_SERVER, "--address", f"127.0.0.1:{taken.port()}")
+        assert busy.returncode == 1
+        assert "chat_server: UNAVAILABLE: cannot listen" in busy.stderr  # after gRPC's log
+    finally:
+        taken.kill()
