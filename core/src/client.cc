@@ -403,6 +403,30 @@ class ClientImpl final : public Client {
 };
 
 }  // namespace
+
+// gRPC 1.51 shares one callback completion queue per process: the first
+// callback server or channel starts it, the last one shuts it down, and
+// starting it again afterwards now and then aborts the process
+// ("ref_counted.h: prior > 0" on a gRPC thread). A host that stops its last
+// server and later starts another would hit that. A channel that made one
+// callback call holds the queue until the channel is destroyed, so one idle
+// channel kept for the life of the process keeps the queue up.
+void KeepCallbackQueueAlive() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    // Never connects (no such socket) and is never destroyed, on purpose;
+    // the static pointer keeps it reachable, so leak checkers stay quiet.
+    static ClientImpl* keeper = new ClientImpl(
+        grpc::CreateCustomChannel("unix:/nonexistent/libchat-keeps-grpc-queue",
+                                  grpc::InsecureChannelCredentials(), args),
+        ClientOptions{});
+    std::shared_ptr<ClientStream> stream;
+    if (keeper->Open({}, &stream).ok()) stream->Close();  // the call takes the queue
+  });
+}
+
 }  // namespace internal
 
 Status Client::Create(std::string_view target, const ClientOptions& options,
@@ -420,6 +444,7 @@ Status Client::Create(std::string_view target, const ClientOptions& options,
       options.max_message_bytes == 0 || options.max_message_bytes > static_cast<size_t>(INT32_MAX)) {
     return Status(Code::kBadArgument, "queue limits and the message size must be positive");
   }
+  internal::KeepCallbackQueueAlive();
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));

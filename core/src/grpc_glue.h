@@ -20,4 +20,7 @@ inline grpc::Status ToGrpc(const Status& s) {
 // waits on an endless run of buffered ones.
 inline constexpr int kMaxHintedWrites = 32;
 
+// Keeps gRPC's process-wide callback queue from being restarted (client.cc).
+void KeepCallbackQueueAlive();
+
 }  // namespace chat::internal

@@ -622,6 +622,7 @@ Status Server::Start(const ServerOptions& options, std::unique_ptr<Server>* out)
       options.max_message_bytes > static_cast<size_t>(INT32_MAX)) {
     return Status(Code::kBadArgument, "queue limits and the message size must be positive");
   }
+  internal::KeepCallbackQueueAlive();
   auto server = std::make_unique<internal::ServerImpl>(options);
   Status s = server->Init();
   if (!s.ok()) return s;

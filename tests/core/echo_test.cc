@@ -344,3 +344,35 @@ TEST_F(ChatTest, StopWithOpenStreamsCutsThemWithinGrace) {
 
 }  // namespace
 }  // namespace chat::testing
+
+namespace chat::testing {
+namespace {
+
+// Servers and clients come and go in sequence, as in a host that restarts
+// its server or reconnects: gRPC's shared callback queue must not be torn
+// down and restarted underneath (that aborts gRPC 1.51 now and then).
+TEST(Lifecycle, ServersAndClientsComeAndGo) {
+  for (int round = 0; round < 60; ++round) {
+    std::unique_ptr<Server> server;
+    ServerOptions so;
+    so.address = "127.0.0.1:0";
+    ASSERT_TRUE(Server::Start(so, &server).ok());
+    std::unique_ptr<Client> client;
+    ASSERT_TRUE(Client::Create("127.0.0.1:" + std::to_string(server->port()), {}, &client).ok());
+    std::shared_ptr<ClientStream> stream;
+    ASSERT_TRUE(client->Open({}, &stream).ok());
+    ASSERT_TRUE(stream->Send("r", std::to_string(round), 5s).ok());
+    ASSERT_TRUE(stream->Complete().ok());
+    std::string reply;
+    ASSERT_TRUE(stream->Recv(&reply, 5s).ok());
+    ASSERT_EQ(reply, "r: " + std::to_string(round));
+    stream->Close();
+    stream.reset();
+    client.reset();
+    int cut = 0;
+    ASSERT_TRUE(server->Stop(0ms, &cut).ok());
+  }
+}
+
+}  // namespace
+}  // namespace chat::testing
