@@ -24,27 +24,18 @@ def messages(pairs: List[Tuple[str, str]]) -> Iterator[chat_pb2.ChatMessage]:
         yield chat_pb2.ChatMessage(name=name, message=message)
 
 
-@pytest.fixture
-def grpcio_channel_to(request: Any) -> Iterator[Any]:
-    channels: List[grpc.Channel] = []
-
-    def open_channel(server: pychat.Server) -> grpc.Channel:
-        channels.append(grpc.insecure_channel(target(server)))
-        return channels[-1]
-
-    yield open_channel
-    for channel in channels:
-        channel.close()
+# grpcio channels are closed before the server stops: an open one makes the
+# stop wait for its whole grace period even with no call left (see README).
 
 
-def test_grpcio_client_against_pychat_echo(grpcio_channel_to: Any) -> None:
-    with pychat.Server("127.0.0.1:0") as server:
-        stub = chat_pb2_grpc.ChatStub(grpcio_channel_to(server))
+def test_grpcio_client_against_pychat_echo() -> None:
+    with pychat.Server("127.0.0.1:0") as server, grpc.insecure_channel(target(server)) as channel:
+        stub = chat_pb2_grpc.ChatStub(channel)
         replies = stub.chat(messages(SEED), timeout=WAIT)
         assert [r.value for r in replies] == SEED_REPLIES
 
 
-def test_grpcio_client_against_pychat_handler(grpcio_channel_to: Any) -> None:
+def test_grpcio_client_against_pychat_handler() -> None:
     seen: "queue.Queue[Any]" = queue.Queue()
 
     class Gate:
@@ -57,8 +48,9 @@ def test_grpcio_client_against_pychat_handler(grpcio_channel_to: Any) -> None:
             else:
                 call.send(f"welcome {name}: {message}")
 
-    with pychat.Server("127.0.0.1:0", handler=Gate()) as server:
-        stub = chat_pb2_grpc.ChatStub(grpcio_channel_to(server))
+    with pychat.Server("127.0.0.1:0", handler=Gate()) as server, \
+            grpc.insecure_channel(target(server)) as channel:
+        stub = chat_pb2_grpc.ChatStub(channel)
         replies = stub.chat(messages([("Sam", "Hi")]), timeout=WAIT,
                             metadata=(("x-user", "sam"),))
         assert [r.value for r in replies] == ["welcome Sam: Hi"]
@@ -112,15 +104,14 @@ def test_pychat_client_against_grpcio_server(grpcio_server: Tuple[str, GrpcioEch
             assert info.value.details == "no more"
 
 
-def test_pychat_client_and_server_next_to_grpcio(grpcio_server: Tuple[str, GrpcioEcho],
-                                                 grpcio_channel_to: Any) -> None:
+def test_pychat_client_and_server_next_to_grpcio(grpcio_server: Tuple[str, GrpcioEcho]) -> None:
     """All four combinations at once, 1,000 messages each way."""
     address, _ = grpcio_server
     pairs = [("n", str(i)) for i in range(1000)]
     wanted = [f"n: {i}" for i in range(1000)]
-    with pychat.Server("127.0.0.1:0") as server, \
+    with pychat.Server("127.0.0.1:0") as server, grpc.insecure_channel(target(server)) as channel, \
             pychat.Client(address) as to_grpcio, pychat.Client(target(server)) as to_pychat:
-        stub = chat_pb2_grpc.ChatStub(grpcio_channel_to(server))
+        stub = chat_pb2_grpc.ChatStub(channel)
         grpcio_replies = stub.chat(messages(pairs), timeout=WAIT)
         streams = [to_grpcio.chat(), to_pychat.chat()]
         for stream in streams:
