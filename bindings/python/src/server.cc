@@ -73,6 +73,10 @@ class Call {
   }
 
   void fail(int code, py::handle details) {
+    // Checked here: an out-of-range chat_code is undefined behaviour in C++.
+    if (code < CHAT_CANCELLED || code > CHAT_UNAUTHENTICATED) {
+      throw py::value_error("code must be a gRPC error code, CANCELLED (1) to UNAUTHENTICATED (16)");
+    }
     std::string_view d = utf8_arg(details, "details");
     chat_code rc = chat_call_fail(call_, static_cast<chat_code>(code), d.data(), d.size());
     if (rc != CHAT_OK) raise_last(rc);
@@ -157,8 +161,9 @@ void handler_raised(py::error_already_set& e, const py::object& method, chat_cal
       py::object exc = e.value();
       int code = exc.attr("code").cast<int>();
       std::string_view details = utf8_arg(exc.attr("details"), "details");
-      if (chat_call_fail(call, static_cast<chat_code>(code), details.data(), details.size()) !=
-          CHAT_ERR_BAD_ARGUMENT) {
+      if (code >= CHAT_CANCELLED && code <= CHAT_UNAUTHENTICATED &&
+          chat_call_fail(call, static_cast<chat_code>(code), details.data(), details.size()) !=
+              CHAT_ERR_BAD_ARGUMENT) {
         return;  // failed as asked, or the stream had already ended
       }
     } catch (py::error_already_set&) {
