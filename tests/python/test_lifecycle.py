@@ -203,12 +203,11 @@ stream = silent_client.chat()
 stream.send("Sam", "Hi")
 
 def interrupted(what, blocking_call):
-    started = time.monotonic()
     try:
         print(what, flush=True)  # inside: an early signal still counts
         blocking_call()
     except KeyboardInterrupt:
-        print(f"interrupted after {time.monotonic() - started:.2f}s", flush=True)
+        print("interrupted", flush=True)
     else:
         print("not interrupted", flush=True)
 
@@ -233,9 +232,9 @@ print("done", flush=True)
             assert out.next() == f"{what}\n"
             wait_blocked(child.pid)
             child.send_signal(signal.SIGINT)
-            line = out.next()
-            assert line is not None and line.startswith("interrupted after "), (what, line)
-            assert float(line.split()[2].rstrip("s")) < 3.0, line  # 100 ms slices, busy host
+            signalled = time.monotonic()
+            assert out.next() == "interrupted\n", what
+            assert time.monotonic() - signalled < 3.0, what  # 100 ms slices; a busy host
         assert out.next() == "done\n"
         assert child.wait(WAIT * 2) == 0
     finally:
