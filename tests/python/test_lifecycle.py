@@ -103,11 +103,13 @@ print("exiting", flush=True)
 def test_blocked_receivers_are_released_at_exit() -> None:
     """Daemon threads blocked in recv, send and stop when the main thread ends."""
     result = run_python(PRELUDE + """
+import atexit
 release = threading.Event()
+atexit.register(release.set)  # runs before pychat's hook (registered earlier)
 
 class Stuck:
     def on_message(self, call, name, message):
-        release.wait(5)
+        release.wait(10)  # the server stops reading: the sender's queue fills
 
 stuck_server = pychat.Server("127.0.0.1:0", handler=Stuck(), recv_window=1)
 full_client = pychat.Client(f"127.0.0.1:{stuck_server.port}", send_queue_limit=1)
