@@ -3,8 +3,8 @@
 # native layers again under AddressSanitizer + UndefinedBehaviorSanitizer.
 #
 #   SANITIZED_LABELS=re   ctest labels for the sanitized run
-#                         (default: core|capi|interop|install; add python to
-#                         run pychat's tests with libasan preloaded)
+#                         (default: core|capi|interop|install|python; pychat
+#                         runs with libasan preloaded into the interpreter)
 #   BUILD_DIR, CMAKE_ARGS as for setup.sh; ASAN_BUILD_DIR (default build-asan)
 #
 # Tests run one at a time (ctest -j1): they are timing-sensitive and the
@@ -15,7 +15,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 build_dir=${BUILD_DIR:-build}
 asan_dir=${ASAN_BUILD_DIR:-build-asan}
-sanitized_labels=${SANITIZED_LABELS:-core|capi|interop|install}
+sanitized_labels=${SANITIZED_LABELS:-core|capi|interop|install|python}
 
 say() { printf '[test] %s\n' "$*"; }
 
