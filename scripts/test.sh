@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: the whole ctest suite on the Release build, then the
-# native layers again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# SANITIZED_LABELS again under AddressSanitizer + UndefinedBehaviorSanitizer.
 #
 #   SANITIZED_LABELS=re   ctest labels for the sanitized run
 #                         (default: core|capi|interop|install|python; pychat
