@@ -158,8 +158,9 @@ typedef void (*chat_on_message_fn)(chat_call *call, const char *name, size_t nam
 typedef void (*chat_on_complete_fn)(chat_call *call, void *user_data);
 /* The call ended with its final status: OK after chat_call_complete, the code
  * given to chat_call_fail, CANCELLED when the client cancelled or vanished,
- * DEADLINE_EXCEEDED when its deadline passed, UNAVAILABLE when a stopping
- * server cut it. Exactly once per call, always the call's last callback. */
+ * DEADLINE_EXCEEDED when its deadline passed here (a client whose own timer
+ * fired first cancels, which arrives as CANCELLED), UNAVAILABLE when a
+ * stopping server cut it. Exactly once per call, always its last callback. */
 typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *details,
                                  size_t details_len, void *user_data);
 
@@ -201,8 +202,9 @@ CHAT_API chat_code chat_server_start(const char *address, const chat_server_opti
 /* The port the server listens on, or -1 for NULL. Thread-safe. */
 CHAT_API int32_t chat_server_port(const chat_server *server);
 
-/* Stops the server: stops accepting calls at once, lets open calls finish by
- * themselves for up to `grace_ms`, then ends the rest with UNAVAILABLE.
+/* Stops the server: refuses new calls at once (UNAVAILABLE), lets open calls
+ * finish by themselves for up to `grace_ms`, then ends the rest with
+ * UNAVAILABLE and closes every connection.
  * Returns when every call has ended and every callback has returned; that is
  * bounded by the grace period plus the time your callbacks take. `*cut`
  * (optional, may be NULL) receives how many calls were cut at the deadline.
@@ -237,6 +239,17 @@ CHAT_API const char *chat_call_peer(const chat_call *call);
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL argument), CHAT_NOT_FOUND. */
 CHAT_API chat_code chat_call_metadata(const chat_call *call, const char *key,
                                       const char **value, size_t *len);
+
+/* The number of metadata entries the client sent (keys lower-case; a key
+ * sent several times counts once per value). Errors: CHAT_ERR_BAD_ARGUMENT. */
+CHAT_API chat_code chat_call_metadata_count(const chat_call *call, size_t *count);
+
+/* Entry `index` (0 <= index < count), in key order: *key / *key_len and
+ * *value / *value_len, borrowed, valid as long as `call` is. Values of keys
+ * ending in "-bin" are the decoded bytes and may contain NUL.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL argument, index out of range). */
+CHAT_API chat_code chat_call_metadata_at(const chat_call *call, size_t index, const char **key,
+                                         size_t *key_len, const char **value, size_t *value_len);
 
 /* Queues one reply (a google.protobuf.StringValue) on the call. Replies are
  * written in the order queued, at most send_queue_limit waiting per call.
@@ -346,8 +359,10 @@ CHAT_API chat_code chat_client_open(chat_client *client, const chat_stream_optio
  * (chat_stream_cancel from another thread ends the wait).
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, invalid UTF-8), CHAT_ERR_TOO_LARGE,
  * CHAT_ERR_WOULD_BLOCK, CHAT_ERR_TIMEOUT, CHAT_ERR_CLOSED (after
- * chat_stream_complete or chat_stream_cancel, or the call has ended: see
- * chat_stream_status). On error nothing was queued.
+ * chat_stream_complete or chat_stream_cancel, or the server has ended the
+ * call: chat_stream_recv then returns its final status, and chat_stream_wait
+ * waits for it, which may come a moment after this code). On error nothing
+ * was queued.
  * Thread-safe: several threads may send on one stream. */
 CHAT_API chat_code chat_stream_send(chat_stream *stream, const char *name, size_t name_len,
                                     const char *message, size_t message_len,

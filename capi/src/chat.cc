@@ -7,6 +7,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -45,6 +46,15 @@ chat_code Guard(F&& body) noexcept {
 
 chat::Timeout Ms(int64_t ms) { return chat::Timeout(ms < 0 ? -1 : ms); }
 
+// A chat_code from the caller may hold any int; reading it as the C++ enum
+// when it is outside the enumerators is undefined behaviour, so look at its
+// bytes as an integer first.
+int32_t RawCode(chat_code code) {
+  int32_t raw;
+  std::memcpy(&raw, &code, sizeof raw);
+  return raw;
+}
+
 // Text arguments: NULL only with length 0.
 bool TextOk(const char* p, size_t len) { return p != nullptr || len == 0; }
 std::string_view View(const char* p, size_t len) { return len ? std::string_view(p, len) : std::string_view(); }
@@ -79,6 +89,7 @@ struct chat_stream {
   std::shared_ptr<chat::ClientStream> impl;
   std::string reply;                  // what the last recv handed out
   std::vector<std::string> batch;     // what the last recv_batch handed out
+  std::mutex status_mu;               // chat_stream_status is thread-safe
   chat::Status final_status;          // kept for chat_stream_status's details
   bool have_final = false;
 };
@@ -151,7 +162,9 @@ int32_t chat_version_number(void) { return CHAT_VERSION_NUMBER; }
 int32_t chat_abi_version(void) { return CHAT_ABI_VERSION; }
 
 const char* chat_code_name(chat_code code) {
-  return chat::CodeName(static_cast<chat::Code>(code));
+  int32_t raw = RawCode(code);
+  if (raw < 0 || raw > chat::kMaxCode) return "UNRECOGNIZED";
+  return chat::CodeName(static_cast<chat::Code>(raw));
 }
 
 const char* chat_last_error(void) { return t_last_error.c_str(); }
@@ -271,6 +284,34 @@ chat_code chat_call_metadata(const chat_call* call, const char* key, const char*
   });
 }
 
+chat_code chat_call_metadata_count(const chat_call* call, size_t* count) {
+  return Guard([&]() -> chat_code {
+    if (count) *count = 0;
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (!count) return Fail(CHAT_ERR_BAD_ARGUMENT, "count is NULL");
+    *count = call->impl->metadata().size();
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_call_metadata_at(const chat_call* call, size_t index, const char** key,
+                                size_t* key_len, const char** value, size_t* value_len) {
+  return Guard([&]() -> chat_code {
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (!key || !key_len || !value || !value_len) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "key, key_len, value and value_len are required");
+    }
+    const auto& md = call->impl->metadata();
+    if (index >= md.size()) return Fail(CHAT_ERR_BAD_ARGUMENT, "metadata index out of range");
+    auto it = std::next(md.begin(), static_cast<std::ptrdiff_t>(index));
+    *key = it->first.c_str();
+    *key_len = it->first.size();
+    *value = it->second.c_str();
+    *value_len = it->second.size();
+    return CHAT_OK;
+  });
+}
+
 chat_code chat_call_send(chat_call* call, const char* text, size_t len, int64_t timeout_ms) {
   return Guard([&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
@@ -290,7 +331,11 @@ chat_code chat_call_fail(chat_call* call, chat_code code, const char* details, s
   return Guard([&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     if (!TextOk(details, details_len)) return Fail(CHAT_ERR_BAD_ARGUMENT, "details is NULL");
-    return FromStatus(call->impl->Fail(static_cast<chat::Code>(code), View(details, details_len)));
+    int32_t raw = RawCode(code);
+    if (raw < 1 || raw > chat::kMaxGrpcCode) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "fail needs a gRPC error code (1..16)");
+    }
+    return FromStatus(call->impl->Fail(static_cast<chat::Code>(raw), View(details, details_len)));
   });
 }
 
@@ -468,6 +513,7 @@ chat_code chat_stream_status(chat_stream* stream, chat_code* code, const char** 
   return Guard([&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     if (!code) return Fail(CHAT_ERR_BAD_ARGUMENT, "code is NULL");
+    std::lock_guard<std::mutex> lock(stream->status_mu);
     if (!stream->have_final) {
       chat::Status s = stream->impl->FinalStatus();
       if (s.code() == chat::Code::kBadState) return FromStatus(s);

@@ -12,7 +12,6 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -27,8 +26,6 @@ namespace internal {
 namespace {
 
 class ServerImpl;
-
-constexpr auto kShutdownBackstop = std::chrono::seconds(1);
 
 class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                       public ServerCall,
@@ -179,6 +176,14 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
     Run(a);
   }
 
+  // Ends a stream that arrived while the server stops; it never joins the
+  // registry, so OnDone leaves no trace.
+  void Refuse() {
+    refused_ = true;
+    End(Status(Code::kUnavailable, "server is shutting down"));
+  }
+  bool refused() const { return refused_; }  // set before Begin, read in OnDone
+
   const std::string& last_name() const { return last_name_; }  // only after OnDone
   bool cancelled() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -292,6 +297,7 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   bool finish_wanted_ = false;
   bool finish_called_ = false;
   bool ended_by_server_ = false;   // End() chose the status; a later cancel keeps it
+  bool refused_ = false;
   Status finish_status_;
   std::string last_name_;
 };
@@ -344,26 +350,28 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
     std::lock_guard<std::mutex> stop_lock(stop_mu_);
     if (!server_) return Status::Ok();  // already stopped
 
+    // Graceful phase: streams arriving now are refused (see chat()), open
+    // ones may finish by themselves until the deadline. gRPC is not shut
+    // down yet, so nothing but us ends a stream and the count is exact.
+    stopping_.store(true);
     auto deadline = std::chrono::steady_clock::now() + grace;
-    // gRPC's Shutdown stops accepting at once, then waits for open streams.
-    // We cut what is left at our deadline ourselves, so the count is exact;
-    // gRPC's own deadline, a little later, is only a backstop.
-    std::thread shutdown([this, grace] {
-      server_->Shutdown(std::chrono::system_clock::now() + grace + kShutdownBackstop);
-    });
     std::vector<std::shared_ptr<Session>> left;
     {
       std::unique_lock<std::mutex> lock(registry_mu_);
       registry_cv_.wait_until(lock, deadline, [&] { return live_.empty(); });
       for (auto& [id, session] : live_) left.push_back(session);
     }
+    // Cut what is left. Reset streams whose last write is stuck behind a
+    // peer that does not read, so they end now rather than never.
     for (auto& session : left) {
       if (session->End(Status(Code::kUnavailable, "server is shutting down"), /*reset=*/true).ok()) {
         ++*cut;
       }
     }
     left.clear();
-    shutdown.join();  // every stream's OnDone has run
+    // Nothing is left to wait for: gRPC cancels any stream still finishing,
+    // closes idle connections at once, and returns when every OnDone ran.
+    server_->Shutdown(std::chrono::system_clock::now());
     {
       // Pairs with the registry updates of the last OnDones, which reached
       // this thread only through gRPC's Shutdown.
@@ -382,6 +390,14 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
     auto session = std::make_shared<Session>(this, ctx, id, options_.mode,
                                              options_.max_message_bytes,
                                              options_.send_queue_limit, options_.recv_window);
+    Session* reactor = session.get();
+    if (stopping_.load()) {
+      // Refused, as gRPC itself refuses calls once shut down; never seen
+      // by the handler nor counted by Stop.
+      reactor->Refuse();
+      reactor->Begin(std::move(session));
+      return reactor;
+    }
     {
       std::lock_guard<std::mutex> lock(registry_mu_);
       live_.emplace(id, session);
@@ -390,7 +406,6 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
     if (options_.mode == Mode::kCustom) {
       Post(*session, [handler = options_.handler, session] { handler->OnOpen(session); });
     }
-    Session* reactor = session.get();
     reactor->Begin(std::move(session));
     return reactor;
   }
@@ -424,6 +439,7 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
   }
 
   void Remove(const std::shared_ptr<Session>& session, const Status& final_status) {
+    if (session->refused()) return;
     bool empty;
     {
       std::lock_guard<std::mutex> lock(registry_mu_);
@@ -458,6 +474,7 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::atomic<uint64_t> next_id_{1};
+  std::atomic<bool> stopping_{false};
   std::mutex stop_mu_;
 
   std::mutex registry_mu_;

@@ -70,8 +70,11 @@ TEST(CApiBasics, VersionsAndCodeNames) {
   EXPECT_STREQ(chat_code_name(CHAT_UNAUTHENTICATED), "UNAUTHENTICATED");
   EXPECT_STREQ(chat_code_name(CHAT_ERR_WOULD_BLOCK), "WOULD_BLOCK");
   EXPECT_STREQ(chat_code_name(CHAT_ERR_BAD_STATE), "BAD_STATE");
-  EXPECT_STREQ(chat_code_name(static_cast<chat_code>(999)), "UNRECOGNIZED");
-  EXPECT_STREQ(chat_code_name(static_cast<chat_code>(-1)), "UNRECOGNIZED");
+  for (int raw : {999, -1, 26}) {
+    chat_code c;
+    std::memcpy(&c, &raw, sizeof c);  // any int a C caller may pass
+    EXPECT_STREQ(chat_code_name(c), "UNRECOGNIZED") << raw;
+  }
   for (int c = 0; c <= CHAT_ERR_BAD_STATE; ++c) {
     EXPECT_STRNE(chat_code_name(static_cast<chat_code>(c)), "UNRECOGNIZED") << c;
   }
@@ -120,6 +123,10 @@ TEST(CApiBasics, NullArgumentsEverywhere) {
   EXPECT_EQ(chat_call_id(nullptr), 0u);
   EXPECT_STREQ(chat_call_peer(nullptr), "");
   EXPECT_EQ(chat_call_metadata(nullptr, "k", &text, &len), CHAT_ERR_BAD_ARGUMENT);
+  size_t md_count = 9;
+  EXPECT_EQ(chat_call_metadata_count(nullptr, &md_count), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(md_count, 0u);
+  EXPECT_EQ(chat_call_metadata_at(nullptr, 0, &text, &len, &text, &len), CHAT_ERR_BAD_ARGUMENT);
   EXPECT_EQ(chat_call_send(nullptr, "x", 1, 0), CHAT_ERR_BAD_ARGUMENT);
   EXPECT_EQ(chat_call_complete(nullptr), CHAT_ERR_BAD_ARGUMENT);
   EXPECT_EQ(chat_call_fail(nullptr, CHAT_INTERNAL, "x", 1), CHAT_ERR_BAD_ARGUMENT);
@@ -325,6 +332,22 @@ void OnOpen(chat_call* call, void* ud) {
   size_t n;
   std::string user = chat_call_metadata(call, "user", &v, &n) == CHAT_OK ? Text(v, n) : "-";
   EXPECT_EQ(chat_call_metadata(call, "missing", &v, &n), CHAT_NOT_FOUND);
+  // Enumeration sees the same entry (gRPC adds its own, e.g. user-agent).
+  size_t count = 0;
+  EXPECT_EQ(chat_call_metadata_count(call, &count), CHAT_OK);
+  bool seen_user = false;
+  for (size_t i = 0; i < count; ++i) {
+    const char *k, *val;
+    size_t kl, vl;
+    ASSERT_EQ(chat_call_metadata_at(call, i, &k, &kl, &val, &vl), CHAT_OK);
+    if (Text(k, kl) == "user") seen_user = Text(val, vl) == user;
+  }
+  EXPECT_TRUE(user == "-" || seen_user);
+  const char *k, *val;
+  size_t kl, vl;
+  EXPECT_EQ(chat_call_metadata_at(call, count, &k, &kl, &val, &vl), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_call_metadata_at(call, 0, nullptr, &kl, &val, &vl), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_call_metadata_count(call, nullptr), CHAT_ERR_BAD_ARGUMENT);
   EXPECT_NE(std::string(chat_call_peer(call)).find("127.0.0.1"), std::string::npos);
   chat_call_ref(call);  // kept past on_close for the test thread
   chat_call_unref(h->kept.exchange(call));  // one kept call at a time
@@ -350,6 +373,12 @@ void OnComplete(chat_call* call, void* ud) {
   if (h->fail_on_complete) {
     EXPECT_EQ(chat_call_fail(call, CHAT_OK, "x", 1), CHAT_ERR_BAD_ARGUMENT);
     EXPECT_EQ(chat_call_fail(call, static_cast<chat_code>(17), "x", 1), CHAT_ERR_BAD_ARGUMENT);
+    int out_of_range[] = {99, -1};
+    for (int raw : out_of_range) {
+      chat_code c;
+      std::memcpy(&c, &raw, sizeof c);  // as a C caller may pass any int
+      EXPECT_EQ(chat_call_fail(call, c, "x", 1), CHAT_ERR_BAD_ARGUMENT);
+    }
     EXPECT_EQ(chat_call_fail(call, CHAT_ABORTED, "\xff", 1), CHAT_ERR_BAD_ARGUMENT);
     EXPECT_EQ(chat_call_fail(call, CHAT_ABORTED, "gave up", 7), CHAT_OK);
   } else {

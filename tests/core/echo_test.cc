@@ -308,6 +308,42 @@ TEST_F(ChatTest, StopIsIdempotentAndClosesTheDoor) {
   EXPECT_EQ(stream->Recv(&reply, 10s).code(), Code::kUnavailable);
 }
 
+TEST_F(ChatTest, StopWithOnlyAnIdleConnectionReturnsAtOnce) {
+  StartServer();
+  auto stream = Open();  // connects, then ends: the connection stays, idle
+  ASSERT_TRUE(stream->Complete().ok());
+  Status end;
+  Drain(*stream, &end);
+  ASSERT_EQ(end.code(), Code::kEndOfStream);
+  auto t0 = std::chrono::steady_clock::now();
+  int cut = -1;
+  ASSERT_TRUE(server_->Stop(5s, &cut).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);  // not the 5 s grace
+  EXPECT_EQ(cut, 0);
+}
+
+TEST_F(ChatTest, StreamsOpenedWhileStoppingAreRefusedNotCut) {
+  StartServer();
+  auto open = Open();
+  ASSERT_TRUE(open->Send("o", "1", 5s).ok());
+  std::string reply;
+  ASSERT_TRUE(open->Recv(&reply, 5s).ok());
+  int cut = -1;
+  std::thread stopper([&] { server_->Stop(1s, &cut); });
+  // Once stopping, a new stream is refused; keep trying until one is.
+  Status late_end;
+  for (int i = 0; i < 200; ++i) {
+    auto late = Open();
+    late->Complete();
+    std::string r;
+    late_end = late->Recv(&r, 5s);
+    if (late_end.code() == Code::kUnavailable) break;
+  }
+  EXPECT_EQ(late_end.code(), Code::kUnavailable) << late_end.message();
+  stopper.join();
+  EXPECT_EQ(cut, 1);  // only the stream open before the stop
+}
+
 TEST_F(ChatTest, StopWithOpenStreamsCutsThemWithinGrace) {
   StartServer();
   std::vector<std::shared_ptr<ClientStream>> open;

@@ -250,9 +250,13 @@ TEST_F(ChatTest, BroadcastCutsAMemberThatNeverReads) {
   co.recv_queue_limit = 4;
   StartServer(so, co);
   auto talker = Open(), sleeper = Open();
-  ASSERT_TRUE(sleeper->Send("Zed", "here", 5s).ok());
   std::string reply;
-  // The talker sees Zed's hello once both are in the room.
+  // The talker is in the room once it hears its own hello; then it hears
+  // Zed's, which the sleeper can only send from inside the room.
+  ASSERT_TRUE(talker->Send("T", "hello", 5s).ok());
+  ASSERT_TRUE(talker->Recv(&reply, 5s).ok());
+  ASSERT_EQ(reply, "T: hello");
+  ASSERT_TRUE(sleeper->Send("Zed", "here", 5s).ok());
   while (talker->Recv(&reply, 5s).ok() && reply != "Zed: here") {}
   ASSERT_EQ(reply, "Zed: here");
   // The talker waits for each of its own lines before the next one, so it

@@ -69,6 +69,11 @@ def test_metadata() -> None:
             md = call.metadata
             seen.put((md["x-user"], md.get("X-User"), md.get("x-blob-bin"), md.get("absent"),
                       md.get("absent", "dflt"), "x-user" in md, "absent" in md, 3 in md))
+            # A full mapping: gRPC adds its own keys (user-agent...), ours are there.
+            keys = list(md)
+            assert keys == sorted(keys) and len(md) == len(keys)
+            assert {"x-user", "x-blob-bin"} <= set(md.keys())
+            assert ("x-user", md["x-user"]) in md.all_items()
             with pytest.raises(KeyError):
                 md["absent"]
 

@@ -366,7 +366,6 @@ class Client {
   Client(const std::string& target, std::optional<int> max_message_bytes,
          std::optional<int> send_queue_limit, std::optional<int> recv_queue_limit)
       : target_(target) {
-    keep_callback_queue();
     chat_client_options o;
     chat_client_options_init(&o, CHAT_CLIENT_OPTIONS_VERSION);
     if (max_message_bytes) o.max_message_bytes = *max_message_bytes;
@@ -431,28 +430,6 @@ class Client {
 };
 
 }  // namespace
-
-// gRPC 1.51 (Debian bookworm) now and then aborts the process ("ref_counted.h:
-// 183 assertion failed: prior > 0", on a grpc++ thread) when its shared
-// callback completion queue is shut down and started again, which happens
-// whenever the last gRPC server or channel of the process goes away and a new
-// one follows: a test suite or a reconnecting program does that all the time.
-// A channel that made one call holds that queue until it is destroyed, so one
-// such client, kept for the life of the process, keeps the queue up.
-void keep_callback_queue() {
-  static bool kept = false;  // GIL
-  if (kept) return;
-  kept = true;
-  chat_client* keeper = nullptr;  // never destroyed, on purpose
-  if (chat_client_create("unix:/nonexistent/pychat-keeps-grpc-up", nullptr, &keeper) != CHAT_OK) {
-    return;
-  }
-  chat_stream* stream = nullptr;
-  if (chat_client_open(keeper, nullptr, &stream) == CHAT_OK) {  // takes the queue
-    chat_stream_cancel(stream);
-    without_gil([&] { chat_stream_destroy(stream); });
-  }
-}
 
 void define_client(py::module_& m) {
   py::class_<Stream>(m, "Stream", "One /Chat/chat call, opened with Client.chat().")

@@ -9,7 +9,4 @@ void define_errors(pybind11::module_& m);  // first: the others raise through it
 void define_server(pybind11::module_& m);
 void define_client(pybind11::module_& m);
 
-// Works around a gRPC crash; call before creating a server or a client.
-void keep_callback_queue();
-
 }  // namespace pychat

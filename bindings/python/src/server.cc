@@ -86,8 +86,8 @@ class Call {
   chat_call* const call_;
 };
 
-// The client's metadata of one call. The C ABI looks values up by key but
-// cannot list them, so this is a read-only lookup, not a full Mapping.
+// The client's metadata of one call: a read-only mapping from each key to
+// its first value, plus every (key, value) pair in order with all_items().
 class CallMetadata {
  public:
   explicit CallMetadata(chat_call* call) : call_(call) { chat_call_ref(call); }
@@ -107,7 +107,39 @@ class CallMetadata {
     chat_code rc = chat_call_metadata(call_, lower.c_str(), &value, &len);
     if (rc == CHAT_NOT_FOUND) return std::nullopt;
     if (rc != CHAT_OK) raise_last(rc);
-    bool binary = lower.size() > 4 && lower.compare(lower.size() - 4, 4, "-bin") == 0;
+    return to_python(lower, value, len);
+  }
+
+  // Every (key, value) pair the client sent, in the library's order.
+  std::vector<std::pair<std::string, py::object>> all_items() const {
+    size_t count = 0;
+    chat_code rc = chat_call_metadata_count(call_, &count);
+    if (rc != CHAT_OK) raise_last(rc);
+    std::vector<std::pair<std::string, py::object>> items;
+    for (size_t i = 0; i < count; ++i) {
+      const char *key, *value;
+      size_t key_len, value_len;
+      rc = chat_call_metadata_at(call_, i, &key, &key_len, &value, &value_len);
+      if (rc != CHAT_OK) raise_last(rc);
+      std::string k(key, key_len);
+      items.emplace_back(k, to_python(k, value, value_len));
+    }
+    return items;
+  }
+
+  // Each key once, in order (the mapping's keys).
+  std::vector<std::string> keys() const {
+    std::vector<std::string> keys;
+    for (auto& [key, value] : all_items()) {
+      if (keys.empty() || keys.back() != key) keys.push_back(key);  // entries come sorted
+    }
+    return keys;
+  }
+
+ private:
+  // bytes for "-bin" keys, str otherwise.
+  static py::object to_python(const std::string& key, const char* value, size_t len) {
+    bool binary = key.size() > 4 && key.compare(key.size() - 4, 4, "-bin") == 0;
     if (binary) return py::bytes(value, len);
     // gRPC allows only printable ASCII here; latin-1 cannot fail on a stray byte.
     PyObject* s = PyUnicode_DecodeLatin1(value, static_cast<Py_ssize_t>(len), nullptr);
@@ -115,7 +147,6 @@ class CallMetadata {
     return py::reinterpret_steal<py::object>(s);
   }
 
- private:
   chat_call* const call_;
 };
 
@@ -316,7 +347,6 @@ class Server {
          std::optional<int> recv_window, std::optional<int> dispatcher_threads,
          std::optional<double> keepalive)
       : core_(std::make_unique<ServerCore>()) {
-    keep_callback_queue();
     chat_server_options o;
     chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
     o.mode = mode;
@@ -433,7 +463,7 @@ void define_server(py::module_& m) {
       .def_property_readonly("peer", &Call::peer, "The client's address (\"ipv4:127.0.0.1:41234\").")
       .def_property_readonly(
           "metadata", [](const Call& c) { return std::make_unique<CallMetadata>(c.handle()); },
-          "The metadata the client sent (look-up by key).")
+          "The metadata the client sent: a read-only mapping, keys lower-case.")
       .def("send", &Call::send, py::arg("text"), py::arg("timeout") = py::none(),
            "Queues one reply. Waits while the send queue is full (timeout in seconds, None: no "
            "limit; TimeoutError, or BlockingIOError for 0). ClosedError once the stream ended.")
@@ -446,7 +476,7 @@ void define_server(py::module_& m) {
         return "<pychat.Call id=" + std::to_string(c.id()) + " peer='" + c.peer() + "'>";
       });
 
-  py::class_<CallMetadata>(m, "CallMetadata", "Read-only look-up of a call's client metadata.")
+  py::class_<CallMetadata>(m, "CallMetadata", "Read-only mapping of a call's client metadata (first value per key).")
       .def("__getitem__",
            [](const CallMetadata& md, const std::string& key) {
              auto value = md.lookup(key);
@@ -462,7 +492,13 @@ void define_server(py::module_& m) {
       .def("__contains__",
            [](const CallMetadata& md, py::handle key) {
              return PyUnicode_Check(key.ptr()) && md.lookup(key.cast<std::string>()).has_value();
-           });
+           })
+      .def("__len__", [](const CallMetadata& md) { return md.keys().size(); })
+      .def("__iter__", [](const CallMetadata& md) { return py::iter(py::cast(md.keys())); })
+      .def("keys", &CallMetadata::keys, "Each key once, sorted.")
+      .def("all_items", &CallMetadata::all_items,
+           "Every (key, value) pair, including repeated keys, like grpcio's "
+           "invocation_metadata().");
 
   py::class_<Server>(m, "Server", "A running Chat server (native part; use pychat.Server).")
       .def(py::init<const std::string&, int, py::object, std::optional<int>, std::optional<int>,
