@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test: the whole ctest suite on the Release build, then the
-# SANITIZED_LABELS again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# SANITIZED_LABELS again under AddressSanitizer + UndefinedBehaviorSanitizer,
+# then TSAN_LABELS under ThreadSanitizer.
 #
 #   SANITIZED_LABELS=re   ctest labels for the sanitized run
 #                         (default: core|capi|interop|install|python; pychat
 #                         runs with libasan preloaded into the interpreter)
-#   BUILD_DIR, CMAKE_ARGS as for setup.sh; ASAN_BUILD_DIR (default build-asan)
+#   TSAN_LABELS=re        ctest labels for the ThreadSanitizer run (default
+#                         core|capi: the C++ suites; Python and the grpcio
+#                         peer add nothing TSan can see into)
+#   BUILD_DIR, CMAKE_ARGS as for setup.sh; ASAN_BUILD_DIR (default build-asan),
+#   TSAN_BUILD_DIR (default build-tsan)
 #
 # Tests run one at a time (ctest -j1): they are timing-sensitive and the
 # per-test TIMEOUTs live in CMake. Exits non-zero if any phase failed.
@@ -16,6 +21,8 @@ cd "$root"
 build_dir=${BUILD_DIR:-build}
 asan_dir=${ASAN_BUILD_DIR:-build-asan}
 sanitized_labels=${SANITIZED_LABELS:-core|capi|interop|install|python}
+tsan_dir=${TSAN_BUILD_DIR:-build-tsan}
+tsan_labels=${TSAN_LABELS:-core|capi}
 
 say() { printf '[test] %s\n' "$*"; }
 
@@ -95,6 +102,25 @@ asan_tests() {
   return "$rc"
 }
 
+tsan_build() {
+  mkdir -p "$tsan_dir"
+  local log=$tsan_dir/test-configure.log
+  cmake -S . -B "$tsan_dir" -G Ninja \
+    -DCHAT_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCHAT_BUILD_BENCH=OFF -DCHAT_BUILD_PYTHON=OFF \
+    -DPython_EXECUTABLE=/usr/bin/python3 >"$log" 2>&1 ||
+    { cat "$log"; return 1; }
+  cmake --build "$tsan_dir" --target chat_core_tests chat_capi_tests chat_header_c99 \
+    chat_header_cxx capi_dlopen_demo chat_server chat_client
+}
+
+tsan_tests() {
+  # The system gRPC is not instrumented: see tests/sanitizers/tsan.supp for
+  # what is suppressed and why. exitcode=66 makes any report fail the test.
+  TSAN_OPTIONS="halt_on_error=1:exitcode=66:ignore_noninstrumented_modules=1:suppressions=$root/tests/sanitizers/tsan.supp" \
+    run_ctest --test-dir "$tsan_dir" -L "^($tsan_labels)\$" --no-tests=error
+}
+
 skipped() { summary+=("$(printf '%-22s %5s   skipped (%s)' "$1" - "$2")"); }
 
 t_all=$SECONDS
@@ -109,6 +135,13 @@ if [[ ${summary[-1]} == *FAILED* ]]; then
   skipped "tests (asan+ubsan)" "no sanitized build"
 else
   phase "tests (asan+ubsan)" asan_tests
+fi
+
+phase "build ($tsan_dir)" tsan_build
+if [[ ${summary[-1]} == *FAILED* ]]; then
+  skipped "tests (tsan)" "no tsan build"
+else
+  phase "tests (tsan)" tsan_tests
 fi
 
 echo
