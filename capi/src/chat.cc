@@ -49,7 +49,7 @@ chat::Timeout Ms(int64_t ms) { return chat::Timeout(ms < 0 ? -1 : ms); }
 // A chat_code from the caller may hold any int; reading it as the C++ enum
 // when it is outside the enumerators is undefined behaviour, so look at its
 // bytes as an integer first.
-int32_t RawCode(chat_code code) {
+int32_t RawCode(const chat_code& code) {  // by reference: no enum load
   int32_t raw;
   std::memcpy(&raw, &code, sizeof raw);
   return raw;
