@@ -115,10 +115,15 @@ tsan_build() {
 }
 
 tsan_tests() {
-  # The system gRPC is not instrumented: see tests/sanitizers/tsan.supp for
-  # what is suppressed and why. exitcode=66 makes any report fail the test.
-  TSAN_OPTIONS="halt_on_error=1:exitcode=66:ignore_noninstrumented_modules=1:suppressions=$root/tests/sanitizers/tsan.supp" \
-    run_ctest --test-dir "$tsan_dir" -L "^($tsan_labels)\$" --no-tests=error
+  # The system gRPC is not instrumented: tests/sanitizers/tsan.supp says what
+  # is suppressed and why. Test failures fail the phase; so does any report
+  # whose racing access is in our sources (tsan_gate.py), while reports
+  # inside gRPC's own inlined code are counted and listed.
+  local rc=0
+  TSAN_OPTIONS="halt_on_error=0:exitcode=0:ignore_noninstrumented_modules=1:suppressions=$root/tests/sanitizers/tsan.supp" \
+    run_ctest --test-dir "$tsan_dir" -L "^($tsan_labels)\$" --no-tests=error || rc=$?
+  /usr/bin/python3 tests/sanitizers/tsan_gate.py "$tsan_dir"/Testing/Temporary/LastTest*.log || rc=$?
+  return "$rc"
 }
 
 skipped() { summary+=("$(printf '%-22s %5s   skipped (%s)' "$1" - "$2")"); }
