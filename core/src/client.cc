@@ -9,9 +9,11 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <thread>
 
 #include "chat/client.h"
 #include "grpc_glue.h"
@@ -20,6 +22,14 @@
 namespace chat {
 namespace internal {
 namespace {
+
+// How long a receiver keeps yielding the CPU before it sleeps on an empty
+// queue (see WaitForReplyLocked): about two context switches' worth.
+constexpr auto kRecvYieldBudget = std::chrono::microseconds(20);
+// After this many yielding waits in a row catch nothing, a receiver sleeps
+// at once, yielding again only on every kRecvYieldProbe-th wait.
+constexpr int kRecvYieldMisses = 4;
+constexpr uint32_t kRecvYieldProbe = 64;
 
 using RawStub = grpc::TemplatedGenericStub<grpc::ByteBuffer, grpc::ByteBuffer>;
 
@@ -133,6 +143,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
       if (inq_.empty()) return EndStatusLocked();
       *reply = std::move(inq_.front());
       inq_.pop_front();
+      if (inq_.empty() && !done_) ready_hint_.store(false, std::memory_order_relaxed);
       MaybeResumeReadLocked(&a);
     }
     Run(a);
@@ -150,6 +161,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
         replies->push_back(std::move(inq_.front()));
         inq_.pop_front();
       }
+      if (inq_.empty() && !done_) ready_hint_.store(false, std::memory_order_relaxed);
       MaybeResumeReadLocked(&a);
     }
     Run(a);
@@ -224,11 +236,33 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
 
   bool WaitForReplyLocked(std::unique_lock<std::mutex>& lock, Timeout timeout) {
     auto ready = [&] { return !inq_.empty() || done_; };
+    if (!ready() && timeout != Timeout::zero() && ShouldYieldLocked()) {
+      // Replies often come in bursts. Before sleeping, give the CPU to
+      // gRPC's threads a few times and look again: catching the next reply
+      // this way saves a sleep/wake pair (two context switches) per reply.
+      lock.unlock();
+      bool caught = false;
+      auto until = std::chrono::steady_clock::now() + kRecvYieldBudget;
+      while (!caught && std::chrono::steady_clock::now() < until) {
+        std::this_thread::yield();  // on a busy machine one yield may cost
+        caught = ready_hint_.load(std::memory_order_acquire);  // the budget
+      }
+      lock.lock();
+      // Adapt like an adaptive mutex: keep yielding while it pays off; when
+      // it keeps missing (ping-pong, a quiet chat), sleep at once and only
+      // probe again now and then, so latency does not pay for it.
+      yield_misses_ = caught ? 0 : yield_misses_ + 1;
+    }
     if (timeout < Timeout::zero()) {
       recv_cv_.wait(lock, ready);
       return true;
     }
     return recv_cv_.wait_for(lock, timeout, ready);
+  }
+
+  bool ShouldYieldLocked() {
+    if (yield_misses_ < kRecvYieldMisses) return true;
+    return ++yield_skips_ % kRecvYieldProbe == 0;
   }
 
   void StartWriteLocked(Actions* a) {
@@ -294,6 +328,9 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   bool cancelled_ = false;
   grpc::ByteBuffer in_;           // the read in flight fills it
   std::deque<std::string> inq_;
+  std::atomic<bool> ready_hint_{false};  // inq_ non-empty or done_, readable without mu_
+  int yield_misses_ = 0;          // consecutive waits whose yielding caught nothing
+  uint32_t yield_skips_ = 0;
   bool reading_ = false;
   bool read_paused_ = false;
   bool reads_done_ = false;
@@ -323,6 +360,7 @@ void StreamImpl::OnReadDone(bool ok) {
     }
     if (ok) {
       inq_.push_back(std::move(reply));
+      ready_hint_.store(true, std::memory_order_release);
       if (inq_.size() < recv_queue_limit_) {
         reading_ = true;
         a.read = true;
@@ -365,6 +403,7 @@ void StreamImpl::OnDone(const grpc::Status& status) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     done_ = true;
+    ready_hint_.store(true, std::memory_order_release);
     final_ = malformed_.ok() ? FromGrpc(status) : malformed_;
     self = std::move(self_);
   }
