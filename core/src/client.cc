@@ -30,6 +30,8 @@ constexpr auto kRecvYieldBudget = std::chrono::microseconds(20);
 // at once, yielding again only on every kRecvYieldProbe-th wait.
 constexpr int kRecvYieldMisses = 4;
 constexpr uint32_t kRecvYieldProbe = 64;
+thread_local int t_yield_misses = 0;  // consecutive yielding waits that caught nothing
+thread_local uint32_t t_yield_skips = 0;
 
 using RawStub = grpc::TemplatedGenericStub<grpc::ByteBuffer, grpc::ByteBuffer>;
 
@@ -236,7 +238,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
 
   bool WaitForReplyLocked(std::unique_lock<std::mutex>& lock, Timeout timeout) {
     auto ready = [&] { return !inq_.empty() || done_; };
-    if (!ready() && timeout != Timeout::zero() && ShouldYieldLocked()) {
+    if (!ready() && timeout != Timeout::zero() && ShouldYield()) {
       // Replies often come in bursts. Before sleeping, give the CPU to
       // gRPC's threads a few times and look again: catching the next reply
       // this way saves a sleep/wake pair (two context switches) per reply.
@@ -250,8 +252,9 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
       lock.lock();
       // Adapt like an adaptive mutex: keep yielding while it pays off; when
       // it keeps missing (ping-pong, a quiet chat), sleep at once and only
-      // probe again now and then, so latency does not pay for it.
-      yield_misses_ = caught ? 0 : yield_misses_ + 1;
+      // probe again now and then, so latency does not pay for it. Learned
+      // per receiving thread: one thread may serve many streams.
+      t_yield_misses = caught ? 0 : t_yield_misses + 1;
     }
     if (timeout < Timeout::zero()) {
       recv_cv_.wait(lock, ready);
@@ -260,9 +263,9 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     return recv_cv_.wait_for(lock, timeout, ready);
   }
 
-  bool ShouldYieldLocked() {
-    if (yield_misses_ < kRecvYieldMisses) return true;
-    return ++yield_skips_ % kRecvYieldProbe == 0;
+  static bool ShouldYield() {
+    if (t_yield_misses < kRecvYieldMisses) return true;
+    return ++t_yield_skips % kRecvYieldProbe == 0;
   }
 
   void StartWriteLocked(Actions* a) {
@@ -329,8 +332,6 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   grpc::ByteBuffer in_;           // the read in flight fills it
   std::deque<std::string> inq_;
   std::atomic<bool> ready_hint_{false};  // inq_ non-empty or done_, readable without mu_
-  int yield_misses_ = 0;          // consecutive waits whose yielding caught nothing
-  uint32_t yield_skips_ = 0;
   bool reading_ = false;
   bool read_paused_ = false;
   bool reads_done_ = false;
