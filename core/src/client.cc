@@ -270,15 +270,8 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
 
   void StartWriteLocked(Actions* a) {
     writing_ = true;
-    grpc::WriteOptions options;
-    if (outq_.size() > 1 && hinted_run_ < kMaxHintedWrites) {
-      options.set_buffer_hint();
-      ++hinted_run_;
-    } else {
-      hinted_run_ = 0;
-    }
     a->write = &outq_.front();
-    a->write_options = options;
+    a->write_options = NextWriteOptions(outq_.size(), &hinted_run_);
   }
 
   void MaybeStartWritesDoneLocked(Actions* a, bool outside) {
@@ -308,9 +301,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     a->remove_hold = true;
   }
 
-  void DropQueuedLocked() {
-    while (outq_.size() > (writing_ ? 1u : 0u)) outq_.pop_back();
-  }
+  void DropQueuedLocked() { DropAllButInFlight(&outq_, writing_); }
 
   const size_t max_message_bytes_;
   const size_t send_queue_limit_;

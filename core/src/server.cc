@@ -236,15 +236,8 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
 
   void StartWriteLocked(Actions* a) {
     writing_ = true;
-    grpc::WriteOptions options;
-    if (outq_.size() > 1 && hinted_run_ < kMaxHintedWrites) {
-      options.set_buffer_hint();
-      ++hinted_run_;
-    } else {
-      hinted_run_ = 0;
-    }
     a->write = &outq_.front();
-    a->write_options = options;
+    a->write_options = NextWriteOptions(outq_.size(), &hinted_run_);
   }
 
   void MaybeFinishLocked(Actions* a) {
@@ -256,9 +249,7 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   }
 
   // Keeps the write in flight (gRPC still reads it), drops the rest.
-  void DropQueuedLocked() {
-    while (outq_.size() > (writing_ ? 1u : 0u)) outq_.pop_back();
-  }
+  void DropQueuedLocked() { DropAllButInFlight(&outq_, writing_); }
 
   bool WaitForRoomLocked(std::unique_lock<std::mutex>& lock, Timeout timeout) {
     auto room = [&] { return finish_wanted_ || outq_.size() < send_queue_limit_; };
