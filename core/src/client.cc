@@ -17,6 +17,7 @@
 
 #include "chat/client.h"
 #include "grpc_glue.h"
+#include "tsan.h"
 #include "wire.h"
 
 namespace chat {
@@ -72,9 +73,13 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
 
   void Begin(RawStub* stub, std::shared_ptr<StreamImpl> self) {
     self_ = std::move(self);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      reading_ = true;
+    }
+    ChatTsanRelease(this);  // everything above happens before every reaction
     stub->PrepareBidiStreamingCall(&ctx_, kChatMethod, grpc::StubOptions(), this);
     AddHold();
-    reading_ = true;
     StartRead(&in_);
     StartCall();
   }
@@ -334,6 +339,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
 };
 
 void StreamImpl::OnReadDone(bool ok) {
+  ChatTsanAcquire(this);
   Actions a;
   bool cancel = false;
   {
@@ -372,6 +378,7 @@ void StreamImpl::OnReadDone(bool ok) {
 }
 
 void StreamImpl::OnWriteDone(bool ok) {
+  ChatTsanAcquire(this);
   Actions a;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -391,6 +398,7 @@ void StreamImpl::OnWriteDone(bool ok) {
 }
 
 void StreamImpl::OnDone(const grpc::Status& status) {
+  ChatTsanAcquire(this);
   std::shared_ptr<StreamImpl> self;
   {
     std::lock_guard<std::mutex> lock(mu_);

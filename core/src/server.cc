@@ -19,6 +19,7 @@
 #include "chat/server.h"
 #include "dispatcher.h"
 #include "grpc_glue.h"
+#include "tsan.h"
 #include "wire.h"
 
 namespace chat {
@@ -43,6 +44,7 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   // Called once the shared_ptr exists: keeps the session alive until OnDone.
   void Begin(std::shared_ptr<Session> self) {
     self_ = std::move(self);
+    ChatTsanRelease(this);  // construction happens before every reaction
     Actions a;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -321,6 +323,7 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
       builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
       builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     }
+    ChatTsanRelease(this);  // constructed before gRPC's threads call chat()
     server_ = builder.BuildAndStart();
     if (!server_ || port_ == 0) {
       return Status(Code::kUnavailable, "cannot listen on '" + options_.address + "'");
@@ -377,6 +380,7 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
   // --- the raw /Chat/chat method ---
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* chat(
       grpc::CallbackServerContext* ctx) override {
+    ChatTsanAcquire(this);
     uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
     auto session = std::make_shared<Session>(this, ctx, id, options_.mode,
                                              options_.max_message_bytes,
@@ -475,6 +479,7 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
 };
 
 void Session::OnReadDone(bool ok) {
+  ChatTsanAcquire(this);
   Actions a;
   if (!ok) {
     bool post_complete = false;
@@ -559,6 +564,7 @@ void Session::OnReadDone(bool ok) {
 }
 
 void Session::OnWriteDone(bool ok) {
+  ChatTsanAcquire(this);
   Actions a;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -586,6 +592,7 @@ void Session::OnWriteDone(bool ok) {
 }
 
 void Session::OnCancel() {
+  ChatTsanAcquire(this);
   Actions a;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -602,6 +609,7 @@ void Session::OnCancel() {
 }
 
 void Session::OnDone() {
+  ChatTsanAcquire(this);
   Status final_status;
   {
     std::lock_guard<std::mutex> lock(mu_);
