@@ -73,11 +73,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
 
   void Begin(RawStub* stub, std::shared_ptr<StreamImpl> self) {
     self_ = std::move(self);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      reading_ = true;
-    }
-    ChatTsanRelease(this);  // everything above happens before every reaction
+    ChatTsanRelease(this);  // construction happens before every reaction
     stub->PrepareBidiStreamingCall(&ctx_, kChatMethod, grpc::StubOptions(), this);
     AddHold();
     StartRead(&in_);
@@ -293,7 +289,6 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   void MaybeResumeReadLocked(Actions* a) {
     if (!read_paused_ || inq_.size() >= recv_queue_limit_ || reads_done_ || cancelled_) return;
     read_paused_ = false;
-    reading_ = true;
     ++outside_starts_;
     a->read = true;
     a->outside = true;
@@ -328,7 +323,6 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   grpc::ByteBuffer in_;           // the read in flight fills it
   std::deque<std::string> inq_;
   std::atomic<bool> ready_hint_{false};  // inq_ non-empty or done_, readable without mu_
-  bool reading_ = false;
   bool read_paused_ = false;
   bool reads_done_ = false;
   int outside_starts_ = 0;
@@ -344,7 +338,6 @@ void StreamImpl::OnReadDone(bool ok) {
   bool cancel = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    reading_ = false;
     std::string reply;
     if (ok && !DecodeStringValue(in_, &reply)) {
       // Not a StringValue (bad encoding or invalid UTF-8): end the call with
@@ -360,7 +353,6 @@ void StreamImpl::OnReadDone(bool ok) {
       inq_.push_back(std::move(reply));
       ready_hint_.store(true, std::memory_order_release);
       if (inq_.size() < recv_queue_limit_) {
-        reading_ = true;
         a.read = true;
       } else {
         read_paused_ = true;  // HTTP/2 flow control now slows the server down
