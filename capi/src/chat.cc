@@ -153,6 +153,13 @@ class CHandler final : public chat::Handler {
 // the fields of version N. Version 1 is the only one so far.
 bool KnownVersion(uint32_t v) { return v == 1; }
 
+// The check every function taking an options struct makes first.
+chat_code CheckOptionsVersion(uint32_t version, const char* init_function) {
+  if (KnownVersion(version)) return CHAT_OK;
+  return Fail(CHAT_ERR_BAD_ARGUMENT, std::string("opts->version is not a known options version "
+                                                 "(call ") + init_function + ")");
+}
+
 }  // namespace
 
 extern "C" {
@@ -194,10 +201,7 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
     chat_server_options o;
     chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
     if (opts) {
-      if (!KnownVersion(opts->version)) {
-        return Fail(CHAT_ERR_BAD_ARGUMENT, "opts->version is not a known options version "
-                                           "(call chat_server_options_init)");
-      }
+      if (chat_code rc = CheckOptionsVersion(opts->version, "chat_server_options_init"); rc != CHAT_OK) return rc;
       o = *opts;
     }
     if (o.mode < CHAT_MODE_ECHO || o.mode > CHAT_MODE_CUSTOM) {
@@ -375,10 +379,7 @@ chat_code chat_client_create(const char* target, const chat_client_options* opts
     chat_client_options o;
     chat_client_options_init(&o, CHAT_CLIENT_OPTIONS_VERSION);
     if (opts) {
-      if (!KnownVersion(opts->version)) {
-        return Fail(CHAT_ERR_BAD_ARGUMENT, "opts->version is not a known options version "
-                                           "(call chat_client_options_init)");
-      }
+      if (chat_code rc = CheckOptionsVersion(opts->version, "chat_client_options_init"); rc != CHAT_OK) return rc;
       o = *opts;
     }
     if (o.max_message_bytes <= 0 || o.send_queue_limit <= 0 || o.recv_queue_limit <= 0) {
@@ -419,10 +420,7 @@ chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
     if (!out) return Fail(CHAT_ERR_BAD_ARGUMENT, "out is NULL");
     chat::StreamOptions so;
     if (opts) {
-      if (!KnownVersion(opts->version)) {
-        return Fail(CHAT_ERR_BAD_ARGUMENT, "opts->version is not a known options version "
-                                           "(call chat_stream_options_init)");
-      }
+      if (chat_code rc = CheckOptionsVersion(opts->version, "chat_stream_options_init"); rc != CHAT_OK) return rc;
       so.deadline = Ms(opts->deadline_ms);
       so.wait_for_ready = opts->wait_for_ready != 0;
       if (opts->metadata_count > 0 && !opts->metadata) {
