@@ -11,12 +11,9 @@ namespace {
 TEST_F(ChatTest, SeedConversation) {
   StartServer();
   auto stream = Open();
-  ASSERT_TRUE(stream->Send("Sam", "Hi", 5s).ok());
-  ASSERT_TRUE(stream->Send("Ann", "Hey", 5s).ok());
-  ASSERT_TRUE(stream->Send("John", "Hello", 5s).ok());
-  ASSERT_TRUE(stream->Complete().ok());
+  SendSeed(*stream);
   Status end;
-  EXPECT_EQ(Drain(*stream, &end), (std::vector<std::string>{"Sam: Hi", "Ann: Hey", "John: Hello"}));
+  EXPECT_EQ(Drain(*stream, &end), SeedReplies());
   EXPECT_EQ(end.code(), Code::kEndOfStream) << end.message();
   EXPECT_TRUE(stream->FinalStatus().ok());
 }

@@ -31,6 +31,15 @@ class ChatTest : public ::testing::Test {
     return stream;
   }
 
+  // Sends the Ballerina seed (Sam/Hi, Ann/Hey, John/Hello) and half-closes.
+  static void SendSeed(ClientStream& stream) {
+    ASSERT_TRUE(stream.Send("Sam", "Hi", std::chrono::seconds(5)).ok());
+    ASSERT_TRUE(stream.Send("Ann", "Hey", std::chrono::seconds(5)).ok());
+    ASSERT_TRUE(stream.Send("John", "Hello", std::chrono::seconds(5)).ok());
+    ASSERT_TRUE(stream.Complete().ok());
+  }
+  static std::vector<std::string> SeedReplies() { return {"Sam: Hi", "Ann: Hey", "John: Hello"}; }
+
   // Receives until the stream ends; `end` gets the terminal result
   // (kEndOfStream for a clean end).
   static std::vector<std::string> Drain(ClientStream& stream, Status* end,
