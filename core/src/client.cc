@@ -17,6 +17,7 @@
 
 #include "chat/client.h"
 #include "grpc_glue.h"
+#include "send_queue.h"
 #include "tsan.h"
 #include "wire.h"
 
@@ -102,8 +103,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
                    ? Status(Code::kWouldBlock, "send queue is full")
                    : Status(Code::kTimeout, "send queue stayed full for the whole timeout");
       }
-      outq_.push_back(std::move(encoded));
-      if (!writing_) StartWriteLocked(&a);
+      if (outq_.Push(std::move(encoded))) StartWriteLocked(&a);
     }
     Run(a);
     return Status::Ok();
@@ -270,13 +270,11 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   }
 
   void StartWriteLocked(Actions* a) {
-    writing_ = true;
-    a->write = &outq_.front();
-    a->write_options = NextWriteOptions(outq_.size(), &hinted_run_);
+    a->write = outq_.StartWrite(&a->write_options);
   }
 
   void MaybeStartWritesDoneLocked(Actions* a, bool outside) {
-    if (!complete_wanted_ || writes_done_started_ || writing_ || !outq_.empty()) return;
+    if (!complete_wanted_ || writes_done_started_ || outq_.writing() || !outq_.empty()) return;
     if (cancelled_ || write_broken_ || reads_done_) return;
     writes_done_started_ = true;
     a->writes_done = true;
@@ -295,13 +293,13 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   }
 
   void MaybeReleaseHoldLocked(Actions* a) {
-    if (hold_released_ || writing_ || outside_starts_ > 0) return;
+    if (hold_released_ || outq_.writing() || outside_starts_ > 0) return;
     if (!reads_done_ && !cancelled_) return;
     hold_released_ = true;
     a->remove_hold = true;
   }
 
-  void DropQueuedLocked() { DropAllButInFlight(&outq_, writing_); }
+  void DropQueuedLocked() { outq_.DropAllButInFlight(); }
 
   const size_t max_message_bytes_;
   const size_t send_queue_limit_;
@@ -313,9 +311,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   std::condition_variable room_cv_;
   std::condition_variable recv_cv_;
   std::condition_variable done_cv_;
-  std::deque<grpc::ByteBuffer> outq_;  // front() is the write in flight when writing_
-  bool writing_ = false;
-  int hinted_run_ = 0;
+  SendQueue outq_;
   bool complete_wanted_ = false;
   bool writes_done_started_ = false;
   bool write_broken_ = false;
@@ -374,12 +370,10 @@ void StreamImpl::OnWriteDone(bool ok) {
   Actions a;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    outq_.pop_front();
-    writing_ = false;
+    bool more = outq_.WriteDone(ok);
     if (!ok) {
       write_broken_ = true;
-      outq_.clear();
-    } else if (!outq_.empty() && !cancelled_ && !reads_done_) {
+    } else if (more && !cancelled_ && !reads_done_) {
       StartWriteLocked(&a);
     }
     MaybeStartWritesDoneLocked(&a, /*outside=*/false);

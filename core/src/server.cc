@@ -3,14 +3,13 @@
 // Locking rule: a Session decides under its mutex what gRPC operations to
 // start (Actions) and starts them after unlocking, so a reaction never runs
 // while we hold a lock gRPC might need. One write is in flight at a time
-// (`writing_`); Finish is issued only when no write is in flight and no read
+// (the send queue's); Finish is issued only when no write is in flight and no read
 // is being started from outside a reaction (`outside_starts_`), because after
 // Finish completes gRPC may end the stream and no operation may follow.
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -19,6 +18,7 @@
 #include "chat/server.h"
 #include "dispatcher.h"
 #include "grpc_glue.h"
+#include "send_queue.h"
 #include "tsan.h"
 #include "wire.h"
 
@@ -112,8 +112,7 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
                    ? Status(Code::kWouldBlock, "send queue is full")
                    : Status(Code::kTimeout, "send queue stayed full for the whole timeout");
       }
-      outq_.push_back(std::move(reply));
-      if (!writing_) StartWriteLocked(&a);
+      if (outq_.Push(std::move(reply))) StartWriteLocked(&a);
     }
     Run(a);
     return Status::Ok();
@@ -133,7 +132,7 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
       ended_by_server_ = true;
       finish_status_ = std::move(status);
       DropQueuedLocked();
-      if (reset && writing_) {
+      if (reset && outq_.writing()) {
         cancel = true;
         ++outside_starts_;  // ctx_ must outlive the TryCancel below
       }
@@ -237,13 +236,11 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   }
 
   void StartWriteLocked(Actions* a) {
-    writing_ = true;
-    a->write = &outq_.front();
-    a->write_options = NextWriteOptions(outq_.size(), &hinted_run_);
+    a->write = outq_.StartWrite(&a->write_options);
   }
 
   void MaybeFinishLocked(Actions* a) {
-    if (!finish_wanted_ || finish_called_ || writing_ || outside_starts_ > 0) return;
+    if (!finish_wanted_ || finish_called_ || outq_.writing() || outside_starts_ > 0) return;
     if (finish_status_.ok() && !outq_.empty()) return;  // Complete drains first
     finish_called_ = true;
     a->finish = true;
@@ -251,7 +248,7 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   }
 
   // Keeps the write in flight (gRPC still reads it), drops the rest.
-  void DropQueuedLocked() { DropAllButInFlight(&outq_, writing_); }
+  void DropQueuedLocked() { outq_.DropAllButInFlight(); }
 
   bool WaitForRoomLocked(std::unique_lock<std::mutex>& lock, Timeout timeout) {
     auto room = [&] { return finish_wanted_ || outq_.size() < send_queue_limit_; };
@@ -278,9 +275,7 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   mutable std::mutex mu_;
   std::condition_variable room_cv_;
   grpc::ByteBuffer in_;            // the read in flight fills it
-  std::deque<grpc::ByteBuffer> outq_;  // front() is the write in flight when writing_
-  bool writing_ = false;
-  int hinted_run_ = 0;
+  SendQueue outq_;
   bool reading_ = false;
   bool read_paused_ = false;
   bool read_closed_ = false;       // client half-closed (or the call broke)
@@ -526,8 +521,7 @@ void Session::OnReadDone(bool ok) {
       std::lock_guard<std::mutex> lock(mu_);
       reading_ = false;
       if (!finish_wanted_) {
-        outq_.push_back(std::move(reply));
-        if (!writing_) StartWriteLocked(&a);
+        if (outq_.Push(std::move(reply))) StartWriteLocked(&a);
       }
       StartReadLocked(&a);
       break;
@@ -568,17 +562,15 @@ void Session::OnWriteDone(bool ok) {
   Actions a;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    outq_.pop_front();
-    writing_ = false;
+    bool more = outq_.WriteDone(ok);
     if (!ok) {
       // The stream broke under us (peer gone or cancelled): nothing more can
       // be written, but the RPC must still be finished exactly once.
-      outq_.clear();
       if (!finish_wanted_) {
         finish_wanted_ = true;
         finish_status_ = Status(Code::kCancelled, "write failed: the client is gone");
       }
-    } else if (!outq_.empty()) {
+    } else if (more) {
       StartWriteLocked(&a);
     }
     MaybeFinishLocked(&a);
