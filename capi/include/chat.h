@@ -207,7 +207,11 @@ CHAT_API int32_t chat_server_port(const chat_server *server);
  * UNAVAILABLE and closes every connection.
  * Returns when every call has ended and every callback has returned; that is
  * bounded by the grace period plus the time your callbacks take. `*cut`
- * (optional, may be NULL) receives how many calls were cut at the deadline.
+ * (optional, may be NULL) receives how many calls were cut at the deadline:
+ * calls still open then. A call you completed or failed whose last replies
+ * and status were still on their way at the deadline is ended too (its
+ * client may see UNAVAILABLE) but not counted; give a grace period to let
+ * such calls drain.
  * Stopping again returns CHAT_OK with *cut = 0.
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL server, grace_ms < 0), CHAT_ERR_BUSY
  * (called from one of this server's callbacks).

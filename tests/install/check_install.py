@@ -6,7 +6,9 @@
 3. the same source, through cc $(pkg-config --cflags --libs chat)
 4. the installed chat_server (port 0) driven by the installed chat_client,
    and the installed chat_dlopen_demo
-5. README.md's C example is the consumer source, verbatim
+5. the installed pychat package, imported from the prefix, runs the seed
+6. nothing was installed outside the prefix (install_manifest.txt)
+7. README.md's C example is the consumer source, verbatim
 
 Every child runs with a deadline; the temporary tree and any server left
 running are removed on every exit path.
@@ -81,6 +83,30 @@ def stop(proc):
         proc.wait(timeout=10)
 
 
+PYCHAT_SEED = """
+import sys, pychat
+assert pychat.__file__.startswith(sys.argv[1]), pychat.__file__
+with pychat.Server("127.0.0.1:0") as server, \\
+        pychat.Client(f"127.0.0.1:{server.port}") as client, client.chat(timeout=30) as stream:
+    for name, message in [("Sam", "Hi"), ("Ann", "Hey"), ("John", "Hello")]:
+        stream.send(name, message)
+    stream.complete()
+    for reply in stream:
+        print(reply, flush=True)
+"""
+
+
+def check_pychat(site_dir, args, env):
+    py_env = dict(env, PYTHONPATH=site_dir)
+    if args.sanitize:
+        # The interpreter is not instrumented: load the runtime before it.
+        libs = [run([args.c_compiler, f"-print-file-name={lib}"], timeout=30, capture=True).strip()
+                for lib in ("libasan.so", "libstdc++.so")]
+        py_env.update(LD_PRELOAD=" ".join(libs), ASAN_OPTIONS="detect_leaks=0")
+    out = run([sys.executable, "-c", PYCHAT_SEED, site_dir], timeout=60, env=py_env, capture=True)
+    check_seed_output(f"pychat imported from {os.path.basename(site_dir)}", out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True, help="the build tree to install")
@@ -104,6 +130,12 @@ def main():
             if not os.path.exists(os.path.join(prefix, rel)):
                 raise SystemExit(f"[install] FAILED: {rel} not installed")
         log("ok: header, library, pkg-config file and CMake package installed")
+        with open(os.path.join(args.build, "install_manifest.txt")) as f:
+            installed = f.read().split()
+        outside = [p for p in installed if not p.startswith(prefix + os.sep)]
+        if outside:
+            raise SystemExit(f"[install] FAILED: installed outside --prefix: {outside}")
+        log(f"ok: all {len(installed)} installed files are under the prefix")
 
         # (a) find_package(chat) + chat::chat
         cbuild = os.path.join(tmp, "consumer-cmake")
@@ -166,6 +198,13 @@ def main():
             check_seed_output("installed chat_dlopen_demo", run(demo, timeout=60, env=env, capture=True))
         else:
             log("examples not installed (CHAT_BUILD_EXAMPLES=OFF): skipping the programs")
+
+        # (d) pychat, imported from where it was installed
+        inits = [p for p in installed if p.endswith(os.path.join("pychat", "__init__.py"))]
+        if inits:
+            check_pychat(os.path.dirname(os.path.dirname(inits[0])), args, env)
+        else:
+            log("pychat not installed (CHAT_BUILD_PYTHON=OFF): skipping it")
 
     # The README's C example is this consumer: keep them identical.
     readme = os.path.join(args.source, "README.md")

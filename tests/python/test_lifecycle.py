@@ -154,10 +154,12 @@ class SelfDestruct:
     def __init__(self):
         self.server = None
     def on_message(self, call, name, message):
-        call.send("bye")
-        call.complete()
-        self.server = None  # the last reference
-        dropped.set()
+        if message == "drop":
+            self.server = None  # the last reference, with this call still open
+            dropped.set()
+        else:
+            call.send("bye")
+            call.complete()
 
 handler = SelfDestruct()
 handler.server = pychat.Server("127.0.0.1:0", handler=handler)
@@ -166,8 +168,14 @@ with pychat.Client(f"127.0.0.1:{port}") as client:
     with client.chat() as stream:
         stream.send("Sam", "Hi")
         assert list(stream) == ["bye"], stream.code
-    assert dropped.wait(10)
-    assert pychat._pychat._wait_deferred(10)
+    with client.chat() as stream:
+        stream.send("Sam", "drop")
+        assert dropped.wait(10)
+        assert pychat._pychat._wait_deferred(10)
+        try:
+            stream.recv(10)
+        except pychat.Unavailable:
+            print("stream cut", flush=True)
     with client.chat() as stream:  # nobody listens any more
         try:
             stream.send("Sam", "Hi")
@@ -175,7 +183,7 @@ with pychat.Client(f"127.0.0.1:{port}") as client:
         except pychat.Unavailable:
             print("server gone", flush=True)
 """)
-    check_clean(result, "server gone\n")
+    check_clean(result, "stream cut\nserver gone\n")
 
 
 def wait_blocked(pid: int) -> None:
