@@ -67,7 +67,8 @@ def main() -> int:
                 stream.complete()
             except (pychat.ChatError, pychat.ClosedError):
                 pass  # the stream has ended: its status tells why
-            reader.join()
+            while reader.is_alive():  # in slices, so Ctrl-C is seen (see chat_server.py)
+                reader.join(0.1)
             if errors:
                 print(f"chat_client: {errors[0].code.name}: {errors[0].details}", file=sys.stderr)
                 return 1

@@ -48,7 +48,11 @@ def main() -> int:
     host = args.address.rpartition(":")[0] if ":" in args.address else args.address
     print(f"listening on {host}:{server.port}", flush=True)
 
-    stop.wait()
+    # In slices: the signal may land on one of gRPC's threads, and then only
+    # a main thread that wakes up runs the handler (a bare wait() could
+    # sleep through it).
+    while not stop.wait(0.1):
+        pass
     cut = server.stop(args.grace_ms / 1000.0)
     name = "SIGINT" if received[0] == signal.SIGINT else "SIGTERM"
     print(f"chat_server: stopped on {name} ({cut} stream{'' if cut == 1 else 's'} cut)",

@@ -1,7 +1,9 @@
 """examples/python: same command lines and output as the C examples."""
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -119,6 +121,26 @@ def test_server_stop_cuts_open_streams() -> None:
                 stream.recv(WAIT)
     finally:
         server.kill()
+
+
+# tgkill(2): a signal for one thread. os.kill lets the kernel pick any thread
+# that does not block the signal, which makes the case below a coin toss.
+SYS_TGKILL = {"x86_64": 234, "aarch64": 131}.get(platform.machine())
+
+
+@pytest.mark.skipif(SYS_TGKILL is None, reason="tgkill number unknown on this machine")
+def test_signal_landing_on_a_library_thread_still_stops(py_server: ServerProcess) -> None:
+    """Python runs signal handlers on the main thread only, and only when it
+    wakes up: a SIGINT delivered to one of gRPC's threads must still stop
+    the server (a main thread asleep in an untimed wait never would)."""
+    py_server.port()
+    pid = py_server.proc.pid
+    others = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    assert others, "the server has no library threads"
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(SYS_TGKILL, pid, others[0], signal.SIGINT) == 0, ctypes.get_errno()
+    assert py_server.proc.wait(WAIT) == 0
+    assert py_server.err.rest() == "chat_server: stopped on SIGINT (0 streams cut)\n"
 
 
 def test_failures_exit_non_zero(py_server: ServerProcess) -> None:
