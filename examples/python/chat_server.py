@@ -11,9 +11,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
-from types import FrameType
-from typing import List, Optional
 
 import pychat
 
@@ -26,17 +23,10 @@ def main() -> int:
                         help="how long open streams may take to finish when stopping")
     args = parser.parse_args()
 
-    # Installed before the server exists, so an early signal still stops it
-    # cleanly instead of raising KeyboardInterrupt somewhere.
-    stop = threading.Event()
-    received: List[int] = []
-
-    def on_signal(signum: int, frame: Optional[FrameType]) -> None:
-        received.append(signum)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # Blocked before the server starts its threads (they inherit the mask), so
+    # SIGINT/SIGTERM stay pending until sigwait below takes them, as in chat_server.c.
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
 
     try:
         server = pychat.Server(args.address, mode=args.mode)
@@ -48,13 +38,9 @@ def main() -> int:
     host = args.address.rpartition(":")[0] if ":" in args.address else args.address
     print(f"listening on {host}:{server.port}", flush=True)
 
-    # In slices: the signal may land on one of gRPC's threads, and then only
-    # a main thread that wakes up runs the handler (a bare wait() could
-    # sleep through it).
-    while not stop.wait(0.1):
-        pass
+    sig = signal.sigwait(stop_signals)
     cut = server.stop(args.grace_ms / 1000.0)
-    name = "SIGINT" if received[0] == signal.SIGINT else "SIGTERM"
+    name = "SIGINT" if sig == signal.SIGINT else "SIGTERM"
     print(f"chat_server: stopped on {name} ({cut} stream{'' if cut == 1 else 's'} cut)",
           file=sys.stderr)
     server.close()

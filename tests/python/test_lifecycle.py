@@ -202,6 +202,10 @@ def test_ctrl_c_interrupts_blocking_calls() -> None:
     """SIGINT reaches a main thread blocked in recv, iteration, send and
     stop as KeyboardInterrupt, promptly."""
     child = subprocess.Popen([sys.executable, "-c", PRELUDE + """
+import signal
+# Python keeps SIGINT ignored when it starts with it ignored (a background
+# job of a script): make Ctrl-C raise whatever launched the tests.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 release = threading.Event()
 
 class Stuck:
