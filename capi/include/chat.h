@@ -14,7 +14,8 @@
  *  - Strings in. Text crosses as pointer + length, must be valid UTF-8
  *    (proto3 strings are) and is copied before the call returns: the caller
  *    keeps ownership. A NULL pointer is allowed only with length 0. Addresses,
- *    targets and metadata are NUL-terminated C strings.
+ *    targets and metadata keys are NUL-terminated C strings; metadata values
+ *    too, unless given with lengths (chat_stream_options version 2).
  *  - Strings out. Text the library hands back is borrowed: the function that
  *    returns it says until when. It is NUL-terminated as a convenience, but
  *    the length is authoritative (UTF-8 may contain U+0000).
@@ -327,13 +328,16 @@ CHAT_API void chat_client_destroy(chat_client *client);
 
 /* One metadata entry sent with a stream. Keys: lower-case letters, digits,
  * '-', '_', '.', not starting with "grpc-". Values: printable ASCII, or any
- * bytes up to the NUL when the key ends in "-bin". */
+ * bytes when the key ends in "-bin" (a value runs up to its NUL unless
+ * chat_stream_options.metadata_value_lens gives its length). */
 typedef struct chat_metadata {
   const char *key;
   const char *value;
 } chat_metadata;
 
-#define CHAT_STREAM_OPTIONS_VERSION 1
+/* Version 2 added metadata_value_lens. A program built against version 1
+ * keeps working: the library reads only the fields of opts->version. */
+#define CHAT_STREAM_OPTIONS_VERSION 2
 
 typedef struct chat_stream_options {
   uint32_t version;               /* CHAT_STREAM_OPTIONS_VERSION */
@@ -343,9 +347,16 @@ typedef struct chat_stream_options {
   int32_t wait_for_ready;         /* nonzero: wait for the server to be
                                      reachable instead of failing at once
                                      with UNAVAILABLE; default 0 */
+  /* Version 2. NULL (default): every value is a NUL-terminated string. Else
+   * metadata_count lengths: metadata[i].value is metadata_value_lens[i]
+   * bytes, which may include NULs in "-bin" values. Read during
+   * chat_client_open only. */
+  const size_t *metadata_value_lens;
 } chat_stream_options;
 
-/* Fills `opts` with the defaults of `version`. Thread-safe. */
+/* Fills `opts` with the defaults of `version`, writing only the fields that
+ * version has (1 or 2; a struct from an older header is never overrun).
+ * CHAT_ERR_BAD_ARGUMENT for NULL or an unknown version. Thread-safe. */
 CHAT_API chat_code chat_stream_options_init(chat_stream_options *opts, uint32_t version);
 
 /* Opens a stream. It never blocks: connection failures show up as the

@@ -4,6 +4,7 @@
 #include "chat.h"
 
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -150,12 +151,19 @@ class CHandler final : public chat::Handler {
 };
 
 // Option structs are append-only; a caller built against version N fills
-// the fields of version N. Version 1 is the only one so far.
-bool KnownVersion(uint32_t v) { return v == 1; }
+// the fields of version N, and its struct may be no larger than that.
+// Stream options are at version 2, the others at 1.
+bool KnownVersion(uint32_t v, uint32_t newest = 1) { return v >= 1 && v <= newest; }
+
+// The size of chat_stream_options as `version` laid it out.
+size_t StreamOptionsSize(uint32_t version) {
+  return version == 1 ? offsetof(chat_stream_options, metadata_value_lens)
+                      : sizeof(chat_stream_options);
+}
 
 // The check every function taking an options struct makes first.
-chat_code CheckOptionsVersion(uint32_t version, const char* init_function) {
-  if (KnownVersion(version)) return CHAT_OK;
+chat_code CheckOptionsVersion(uint32_t version, const char* init_function, uint32_t newest = 1) {
+  if (KnownVersion(version, newest)) return CHAT_OK;
   return Fail(CHAT_ERR_BAD_ARGUMENT, std::string("opts->version is not a known options version "
                                                  "(call ") + init_function + ")");
 }
@@ -405,8 +413,10 @@ void chat_client_destroy(chat_client* client) {
 
 chat_code chat_stream_options_init(chat_stream_options* opts, uint32_t version) {
   if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
-  if (!KnownVersion(version)) return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
-  std::memset(opts, 0, sizeof *opts);
+  if (!KnownVersion(version, CHAT_STREAM_OPTIONS_VERSION)) {
+    return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
+  }
+  std::memset(opts, 0, StreamOptionsSize(version));
   opts->version = version;
   opts->deadline_ms = -1;
   return CHAT_OK;
@@ -420,7 +430,12 @@ chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
     if (!out) return Fail(CHAT_ERR_BAD_ARGUMENT, "out is NULL");
     chat::StreamOptions so;
     if (opts) {
-      if (chat_code rc = CheckOptionsVersion(opts->version, "chat_stream_options_init"); rc != CHAT_OK) return rc;
+      if (chat_code rc = CheckOptionsVersion(opts->version, "chat_stream_options_init",
+                                             CHAT_STREAM_OPTIONS_VERSION);
+          rc != CHAT_OK) {
+        return rc;
+      }
+      const size_t* lens = opts->version >= 2 ? opts->metadata_value_lens : nullptr;
       so.deadline = Ms(opts->deadline_ms);
       so.wait_for_ready = opts->wait_for_ready != 0;
       if (opts->metadata_count > 0 && !opts->metadata) {
@@ -429,7 +444,7 @@ chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
       for (size_t i = 0; i < opts->metadata_count; ++i) {
         const chat_metadata& m = opts->metadata[i];
         if (!m.key || !m.value) return Fail(CHAT_ERR_BAD_ARGUMENT, "metadata key or value is NULL");
-        so.metadata.emplace_back(m.key, m.value);
+        so.metadata.emplace_back(m.key, lens ? std::string(m.value, lens[i]) : std::string(m.value));
       }
     }
     auto stream = std::make_unique<chat_stream>();

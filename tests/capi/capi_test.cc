@@ -3,7 +3,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -270,6 +272,33 @@ TEST_F(CApiTest, DeadlineAndMetadata) {
   EXPECT_EQ(code, CHAT_DEADLINE_EXCEEDED);
 }
 
+// A program built against the version-1 header has a shorter
+// chat_stream_options: init(1) must not write past it, and open must not
+// read the version-2 field that is not there.
+TEST_F(CApiTest, Version1StreamOptionsAreNeitherOverrunNorOverread) {
+  Start();
+  const size_t v1_size = offsetof(chat_stream_options, metadata_value_lens);
+  alignas(chat_stream_options) unsigned char buf[sizeof(chat_stream_options)];
+  std::memset(buf, 0xAB, sizeof buf);
+  auto* so = reinterpret_cast<chat_stream_options*>(buf);
+  ASSERT_EQ(chat_stream_options_init(so, 1), CHAT_OK);
+  for (size_t i = v1_size; i < sizeof buf; ++i) ASSERT_EQ(buf[i], 0xAB) << "byte " << i;
+  EXPECT_EQ(so->version, 1u);
+  EXPECT_EQ(so->deadline_ms, -1);
+  chat_metadata md[] = {{"user", "alice"}};
+  so->metadata = md;
+  so->metadata_count = 1;  // the 0xAB bytes after the struct would be a wild pointer
+  chat_stream* s = Open(so);
+  ASSERT_EQ(Send(s, "a", "b"), CHAT_OK);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  chat_code end;
+  EXPECT_EQ(Drain(s, &end), std::vector<std::string>{"a: b"});
+  EXPECT_EQ(end, CHAT_ERR_END);
+  chat_stream_options unknown;
+  EXPECT_EQ(chat_stream_options_init(&unknown, 3), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_options_init(&unknown, 0), CHAT_ERR_BAD_ARGUMENT);
+}
+
 TEST_F(CApiTest, CancelMidStream) {
   Start();
   chat_stream* s = Open();
@@ -323,6 +352,8 @@ struct Host {
   chat_code stop_from_callback = CHAT_OK;
   chat_code destroy_from_callback = CHAT_OK;
   bool fail_on_complete = false;
+  std::mutex mu;
+  std::string trace_bin;  // the "trace-bin" value on_open saw; mu
 };
 
 void OnOpen(chat_call* call, void* ud) {
@@ -332,6 +363,10 @@ void OnOpen(chat_call* call, void* ud) {
   size_t n;
   std::string user = chat_call_metadata(call, "user", &v, &n) == CHAT_OK ? Text(v, n) : "-";
   EXPECT_EQ(chat_call_metadata(call, "missing", &v, &n), CHAT_NOT_FOUND);
+  if (chat_call_metadata(call, "trace-bin", &v, &n) == CHAT_OK) {
+    std::lock_guard<std::mutex> lock(h->mu);
+    h->trace_bin.assign(v, n);
+  }
   // Enumeration sees the same entry (gRPC adds its own, e.g. user-agent).
   size_t count = 0;
   EXPECT_EQ(chat_call_metadata_count(call, &count), CHAT_OK);
@@ -443,6 +478,38 @@ TEST_F(CApiHandlerTest, CallbacksInOrderOnALibraryThread) {
   EXPECT_EQ(chat_call_id(call), 1u);
   EXPECT_EQ(chat_call_send(call, "late", 4, 0), CHAT_ERR_CLOSED);
   EXPECT_EQ(chat_call_fail(call, CHAT_INTERNAL, "x", 1), CHAT_ERR_CLOSED);
+}
+
+TEST_F(CApiHandlerTest, BinaryMetadataValuesKeepTheirNuls) {
+  StartCustom();
+  const char blob[] = {'\0', 'a', '\0', '\xff'};
+  chat_metadata md[] = {{"user", "bob"}, {"trace-bin", blob}};
+  size_t lens[] = {3, sizeof blob};
+  chat_stream_options so;
+  ASSERT_EQ(chat_stream_options_init(&so, CHAT_STREAM_OPTIONS_VERSION), CHAT_OK);
+  EXPECT_EQ(so.metadata_value_lens, nullptr);
+  so.metadata = md;
+  so.metadata_count = 2;
+  so.metadata_value_lens = lens;
+  chat_stream* s = Open(&so);
+  ASSERT_TRUE(host_.log.WaitFor("open 1 bob"));
+  {
+    std::lock_guard<std::mutex> lock(host_.mu);
+    EXPECT_EQ(host_.trace_bin, std::string(blob, sizeof blob));
+  }
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  chat_code end;
+  Drain(s, &end);
+  EXPECT_EQ(end, CHAT_ERR_END);
+  // Outside "-bin" values a NUL is refused, not cut short.
+  chat_metadata text[] = {{"user", "a\0b"}};
+  size_t text_lens[] = {3};
+  so.metadata = text;
+  so.metadata_count = 1;
+  so.metadata_value_lens = text_lens;
+  chat_stream* refused = nullptr;
+  EXPECT_EQ(chat_client_open(client_, &so, &refused), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(refused, nullptr);
 }
 
 TEST_F(CApiHandlerTest, NullOnCompleteCompletesLikeTheSeed) {

@@ -100,8 +100,14 @@ def test_metadata() -> None:
             client.chat(metadata={"Bad Key": "v"})
         with pytest.raises(ValueError, match="printable ASCII"):
             client.chat(metadata={"x-user": "tab\there"})
+        # Binary values keep their NULs; text values refuse them.
+        with client.chat(metadata={"x-user": "bin", "x-blob-bin": b"\x00a\x00"}) as stream:
+            got = seen.get(timeout=WAIT)
+            assert (got[0], got[2]) == ("bin", b"\x00a\x00")
+        with pytest.raises(ValueError, match="printable ASCII"):
+            client.chat(metadata={"x-user": "a\x00b"})
         with pytest.raises(ValueError, match="NUL"):
-            client.chat(metadata={"x-blob-bin": b"a\x00b"})
+            client.chat(metadata={"x-a\x00b": "v"})
 
 
 def test_missing_methods_have_seed_defaults() -> None:

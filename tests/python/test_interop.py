@@ -89,12 +89,14 @@ def grpcio_server() -> Iterator[Tuple[str, GrpcioEcho]]:
 def test_pychat_client_against_grpcio_server(grpcio_server: Tuple[str, GrpcioEcho]) -> None:
     address, servicer = grpcio_server
     with pychat.Client(address) as client:
-        with client.chat(metadata={"x-user": "sam"}) as stream:
+        with client.chat(metadata={"x-user": "sam", "x-blob-bin": b"\x00a\x00\xff"}) as stream:
             stream.send_many(SEED)
             stream.complete()
             assert list(stream) == SEED_REPLIES
             assert stream.code is pychat.StatusCode.OK
-        assert servicer.metadata.get(timeout=WAIT)["x-user"] == "sam"
+        seen = servicer.metadata.get(timeout=WAIT)
+        assert seen["x-user"] == "sam"
+        assert seen["x-blob-bin"] == b"\x00a\x00\xff"  # NULs and all
         with client.chat() as stream:
             stream.send("Sam", "Hi")
             stream.send("Sam", "abort")

@@ -397,17 +397,21 @@ class Client {
       } else {
         values.emplace_back(utf8_arg(value, "metadata value"));
       }
-      // The C ABI takes NUL-terminated strings.
-      if (key.find('\0') != std::string::npos || values.back().find('\0') != std::string::npos) {
-        throw py::value_error("metadata keys and values cannot contain NUL characters");
+      // Keys are C strings; values go with their lengths, so "-bin" values
+      // may hold NULs (the library refuses them in other values).
+      if (key.find('\0') != std::string::npos) {
+        throw py::value_error("metadata keys cannot contain NUL characters");
       }
     }
     std::vector<chat_metadata> entries(metadata.size());
+    std::vector<size_t> lens(metadata.size());
     for (size_t i = 0; i < metadata.size(); ++i) {
       entries[i] = chat_metadata{metadata[i].first.c_str(), values[i].c_str()};
+      lens[i] = values[i].size();
     }
     o.metadata = entries.data();
     o.metadata_count = entries.size();
+    o.metadata_value_lens = lens.data();
     o.wait_for_ready = wait_for_ready ? 1 : 0;
     chat_stream* stream = nullptr;
     chat_code rc = chat_client_open(handle_, &o, &stream);
