@@ -477,26 +477,25 @@ void Session::OnReadDone(bool ok) {
   ChatTsanAcquire(this);
   Actions a;
   if (!ok) {
-    bool post_complete = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       reading_ = false;
       read_closed_ = true;
       if (mode_ == Mode::kCustom) {
-        post_complete = !cancelled_ && !finish_wanted_;
+        if (!cancelled_ && !finish_wanted_) {
+          // A client cancel can also end the reads, with OnCancel arriving
+          // just after; checking again on the dispatcher filters most of
+          // those out. Posted under the lock, like messages.
+          auto self = shared_from_this();
+          server_->Post(*this, [self] {
+            if (!self->cancelled()) self->server_->handler()->OnComplete(self);
+          });
+        }
       } else if (!finish_wanted_) {  // built-in modes complete when the client does
         finish_wanted_ = true;
         finish_status_ = Status::Ok();
         MaybeFinishLocked(&a);
       }
-    }
-    if (post_complete) {
-      // A client cancel can also end the reads, with OnCancel arriving just
-      // after; checking again on the dispatcher filters most of those out.
-      auto self = shared_from_this();
-      server_->Post(*this, [self] {
-        if (!self->cancelled()) self->server_->handler()->OnComplete(self);
-      });
     }
     Run(a);
     return;
@@ -539,18 +538,17 @@ void Session::OnReadDone(bool ok) {
       break;
     }
     case Mode::kCustom: {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        reading_ = false;
-        ++undelivered_;
-        StartReadLocked(&a);
-      }
-      // Posted before the next read starts, so events keep the wire order.
       auto self = shared_from_this();
+      std::lock_guard<std::mutex> lock(mu_);
+      reading_ = false;
+      ++undelivered_;
+      // Posted under the lock: once it is released, AckDelivered on the
+      // dispatcher may start the next read, whose event must come after.
       server_->Post(*this, [self, name = std::move(name), message = std::move(message)] {
         self->server_->handler()->OnMessage(self, name, message);
         self->AckDelivered();
       });
+      StartReadLocked(&a);
       break;
     }
   }
