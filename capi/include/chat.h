@@ -165,7 +165,20 @@ typedef void (*chat_on_complete_fn)(chat_call *call, void *user_data);
 typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *details,
                                  size_t details_len, void *user_data);
 
-#define CHAT_SERVER_OPTIONS_VERSION 1
+/* Version 2 added the byte budgets, the memory bound and the keepalive
+ * timeout. A program built against version 1 keeps working: the library
+ * reads and writes only the fields of opts->version.
+ *
+ * Memory. Every queue is bounded in count and in bytes (the bytes of the
+ * encoded messages). A queue whose byte budget is smaller than one message
+ * still takes that message when it is empty, so the largest message always
+ * passes. While a call's queue is full the library stops reading that call
+ * (HTTP/2 flow control then slows its client down); nothing is dropped. On
+ * top of that, max_memory_bytes bounds what the whole server holds in these
+ * queues: above it, no call is read until memory is released, and new calls
+ * are refused with RESOURCE_EXHAUSTED. Beyond these queues, gRPC holds per
+ * stream at most its HTTP/2 flow-control window of data not yet read. */
+#define CHAT_SERVER_OPTIONS_VERSION 2
 
 typedef struct chat_server_options {
   uint32_t version;           /* CHAT_SERVER_OPTIONS_VERSION */
@@ -181,11 +194,20 @@ typedef struct chat_server_options {
   chat_on_complete_fn on_complete; /* optional, see above */
   chat_on_close_fn on_close;       /* optional */
   void *user_data;                 /* passed to every callback; yours */
+  /* Version 2. */
+  int64_t send_queue_bytes;   /* bytes of replies queued per call; default 8 MiB */
+  int64_t recv_window_bytes;  /* bytes of messages waiting for on_message per
+                                 call (custom mode); default 8 MiB */
+  int64_t max_memory_bytes;   /* bound on the bytes all calls hold queued;
+                                 default 256 MiB */
+  int32_t keepalive_timeout_ms; /* a ping unanswered this long ends the
+                                   connection and its calls; default 10000 */
 } chat_server_options;
 
 /* Fills `opts` with the defaults of `version` (pass
- * CHAT_SERVER_OPTIONS_VERSION). Returns CHAT_ERR_BAD_ARGUMENT for NULL or an
- * unknown version. Thread-safe. */
+ * CHAT_SERVER_OPTIONS_VERSION), writing only the fields that version has (a
+ * struct from an older header is never overrun). Returns
+ * CHAT_ERR_BAD_ARGUMENT for NULL or an unknown version. Thread-safe. */
 CHAT_API chat_code chat_server_options_init(chat_server_options *opts, uint32_t version);
 
 /* Starts a server listening on `address` ("127.0.0.1:0", "[::1]:9090",
@@ -297,7 +319,9 @@ typedef struct chat_client chat_client;
 /* One client-side stream (a /Chat/chat call). */
 typedef struct chat_stream chat_stream;
 
-#define CHAT_CLIENT_OPTIONS_VERSION 1
+/* Version 2 added the byte budgets and keepalive; the library reads only
+ * the fields of opts->version. The byte budgets work like the server's. */
+#define CHAT_CLIENT_OPTIONS_VERSION 2
 
 typedef struct chat_client_options {
   uint32_t version;          /* CHAT_CLIENT_OPTIONS_VERSION */
@@ -305,10 +329,22 @@ typedef struct chat_client_options {
   int32_t send_queue_limit;  /* messages queued per stream; default 1024 */
   int32_t recv_queue_limit;  /* replies buffered per stream before reading
                                 pauses (flow control); default 1024 */
+  /* Version 2. */
+  int64_t send_queue_bytes;  /* bytes of messages queued per stream; default 8 MiB */
+  int64_t recv_queue_bytes;  /* bytes of replies buffered per stream before
+                                reading pauses; default 8 MiB */
+  int32_t keepalive_ms;      /* HTTP/2 pings while streams are open, so a dead
+                                or frozen server ends them (UNAVAILABLE);
+                                0 = off (default). Servers refuse pings more
+                                often than they allow: libchat servers allow
+                                one every 1000 ms, gRPC's default is 5 min */
+  int32_t keepalive_timeout_ms; /* a ping unanswered this long ends the
+                                   connection; default 10000 */
 } chat_client_options;
 
-/* Fills `opts` with the defaults of `version`. CHAT_ERR_BAD_ARGUMENT for NULL
- * or an unknown version. Thread-safe. */
+/* Fills `opts` with the defaults of `version`, writing only the fields that
+ * version has. CHAT_ERR_BAD_ARGUMENT for NULL or an unknown version.
+ * Thread-safe. */
 CHAT_API chat_code chat_client_options_init(chat_client_options *opts, uint32_t version);
 
 /* Creates a client for `target`: "host:port", "http://host:port" (the

@@ -151,21 +151,41 @@ class CHandler final : public chat::Handler {
 };
 
 // Option structs are append-only; a caller built against version N fills
-// the fields of version N, and its struct may be no larger than that.
-// Stream options are at version 2, the others at 1.
-bool KnownVersion(uint32_t v, uint32_t newest = 1) { return v >= 1 && v <= newest; }
+// the fields of version N, and its struct may be no larger than that. So
+// the library writes (init) and reads (start, create, open) only the first
+// OptionsSize bytes, and takes the defaults for the rest.
+bool KnownVersion(uint32_t v, uint32_t newest) { return v >= 1 && v <= newest; }
 
-// The size of chat_stream_options as `version` laid it out.
-size_t StreamOptionsSize(uint32_t version) {
+// The size of each options struct as `version` laid it out.
+size_t OptionsSize(const chat_server_options*, uint32_t version) {
+  return version == 1 ? offsetof(chat_server_options, send_queue_bytes) : sizeof(chat_server_options);
+}
+size_t OptionsSize(const chat_client_options*, uint32_t version) {
+  return version == 1 ? offsetof(chat_client_options, send_queue_bytes) : sizeof(chat_client_options);
+}
+size_t OptionsSize(const chat_stream_options*, uint32_t version) {
   return version == 1 ? offsetof(chat_stream_options, metadata_value_lens)
                       : sizeof(chat_stream_options);
 }
 
 // The check every function taking an options struct makes first.
-chat_code CheckOptionsVersion(uint32_t version, const char* init_function, uint32_t newest = 1) {
+chat_code CheckOptionsVersion(uint32_t version, const char* init_function, uint32_t newest) {
   if (KnownVersion(version, newest)) return CHAT_OK;
   return Fail(CHAT_ERR_BAD_ARGUMENT, std::string("opts->version is not a known options version "
                                                  "(call ") + init_function + ")");
+}
+
+// Copies the caller's struct into `out`, which holds the newest version's
+// defaults: only the bytes the caller's version has.
+template <class Options>
+chat_code ReadOptions(const Options* opts, uint32_t newest, const char* init_function,
+                      Options* out) {
+  if (!opts) return CHAT_OK;
+  if (chat_code rc = CheckOptionsVersion(opts->version, init_function, newest); rc != CHAT_OK) {
+    return rc;
+  }
+  std::memcpy(static_cast<void*>(out), opts, OptionsSize(opts, opts->version));
+  return CHAT_OK;
 }
 
 }  // namespace
@@ -188,16 +208,24 @@ const char* chat_last_error(void) { return t_last_error.c_str(); }
 
 chat_code chat_server_options_init(chat_server_options* opts, uint32_t version) {
   if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
-  if (!KnownVersion(version)) return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
-  std::memset(opts, 0, sizeof *opts);
+  if (!KnownVersion(version, CHAT_SERVER_OPTIONS_VERSION)) {
+    return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
+  }
   chat::ServerOptions d;
-  opts->version = version;
-  opts->mode = CHAT_MODE_ECHO;
-  opts->max_message_bytes = static_cast<int32_t>(d.max_message_bytes);
-  opts->send_queue_limit = static_cast<int32_t>(d.send_queue_limit);
-  opts->recv_window = static_cast<int32_t>(d.recv_window);
-  opts->dispatcher_threads = d.dispatcher_threads;
-  opts->keepalive_ms = d.keepalive_ms;
+  chat_server_options o;
+  std::memset(&o, 0, sizeof o);
+  o.version = version;
+  o.mode = CHAT_MODE_ECHO;
+  o.max_message_bytes = static_cast<int32_t>(d.max_message_bytes);
+  o.send_queue_limit = static_cast<int32_t>(d.send_queue_limit);
+  o.recv_window = static_cast<int32_t>(d.recv_window);
+  o.dispatcher_threads = d.dispatcher_threads;
+  o.keepalive_ms = d.keepalive_ms;
+  o.send_queue_bytes = static_cast<int64_t>(d.send_queue_bytes);
+  o.recv_window_bytes = static_cast<int64_t>(d.recv_window_bytes);
+  o.max_memory_bytes = static_cast<int64_t>(d.max_memory_bytes);
+  o.keepalive_timeout_ms = d.keepalive_timeout_ms;
+  std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
   return CHAT_OK;
 }
 
@@ -208,15 +236,16 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
     if (!address || !out) return Fail(CHAT_ERR_BAD_ARGUMENT, "address and out are required");
     chat_server_options o;
     chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
-    if (opts) {
-      if (chat_code rc = CheckOptionsVersion(opts->version, "chat_server_options_init"); rc != CHAT_OK) return rc;
-      o = *opts;
+    if (chat_code rc = ReadOptions(opts, CHAT_SERVER_OPTIONS_VERSION, "chat_server_options_init", &o);
+        rc != CHAT_OK) {
+      return rc;
     }
     if (o.mode < CHAT_MODE_ECHO || o.mode > CHAT_MODE_CUSTOM) {
       return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown mode");
     }
     if (o.max_message_bytes <= 0 || o.send_queue_limit <= 0 || o.recv_window <= 0 ||
-        o.dispatcher_threads <= 0 || o.keepalive_ms < 0) {
+        o.dispatcher_threads <= 0 || o.keepalive_ms < 0 || o.send_queue_bytes <= 0 ||
+        o.recv_window_bytes <= 0 || o.max_memory_bytes <= 0 || o.keepalive_timeout_ms <= 0) {
       return Fail(CHAT_ERR_BAD_ARGUMENT, "limits and thread counts must be positive");
     }
     chat::ServerOptions so;
@@ -226,6 +255,10 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
     so.recv_window = static_cast<size_t>(o.recv_window);
     so.dispatcher_threads = o.dispatcher_threads;
     so.keepalive_ms = o.keepalive_ms;
+    so.keepalive_timeout_ms = o.keepalive_timeout_ms;
+    so.send_queue_bytes = static_cast<size_t>(o.send_queue_bytes);
+    so.recv_window_bytes = static_cast<size_t>(o.recv_window_bytes);
+    so.max_memory_bytes = static_cast<size_t>(o.max_memory_bytes);
     switch (o.mode) {
       case CHAT_MODE_ECHO: so.mode = chat::Mode::kEcho; break;
       case CHAT_MODE_BROADCAST: so.mode = chat::Mode::kBroadcast; break;
@@ -369,13 +402,21 @@ void chat_call_unref(chat_call* call) {
 
 chat_code chat_client_options_init(chat_client_options* opts, uint32_t version) {
   if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
-  if (!KnownVersion(version)) return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
-  std::memset(opts, 0, sizeof *opts);
+  if (!KnownVersion(version, CHAT_CLIENT_OPTIONS_VERSION)) {
+    return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
+  }
   chat::ClientOptions d;
-  opts->version = version;
-  opts->max_message_bytes = static_cast<int32_t>(d.max_message_bytes);
-  opts->send_queue_limit = static_cast<int32_t>(d.send_queue_limit);
-  opts->recv_queue_limit = static_cast<int32_t>(d.recv_queue_limit);
+  chat_client_options o;
+  std::memset(&o, 0, sizeof o);
+  o.version = version;
+  o.max_message_bytes = static_cast<int32_t>(d.max_message_bytes);
+  o.send_queue_limit = static_cast<int32_t>(d.send_queue_limit);
+  o.recv_queue_limit = static_cast<int32_t>(d.recv_queue_limit);
+  o.send_queue_bytes = static_cast<int64_t>(d.send_queue_bytes);
+  o.recv_queue_bytes = static_cast<int64_t>(d.recv_queue_bytes);
+  o.keepalive_ms = d.keepalive_ms;
+  o.keepalive_timeout_ms = d.keepalive_timeout_ms;
+  std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
   return CHAT_OK;
 }
 
@@ -386,17 +427,22 @@ chat_code chat_client_create(const char* target, const chat_client_options* opts
     if (!target || !out) return Fail(CHAT_ERR_BAD_ARGUMENT, "target and out are required");
     chat_client_options o;
     chat_client_options_init(&o, CHAT_CLIENT_OPTIONS_VERSION);
-    if (opts) {
-      if (chat_code rc = CheckOptionsVersion(opts->version, "chat_client_options_init"); rc != CHAT_OK) return rc;
-      o = *opts;
+    if (chat_code rc = ReadOptions(opts, CHAT_CLIENT_OPTIONS_VERSION, "chat_client_options_init", &o);
+        rc != CHAT_OK) {
+      return rc;
     }
-    if (o.max_message_bytes <= 0 || o.send_queue_limit <= 0 || o.recv_queue_limit <= 0) {
+    if (o.max_message_bytes <= 0 || o.send_queue_limit <= 0 || o.recv_queue_limit <= 0 ||
+        o.send_queue_bytes <= 0 || o.recv_queue_bytes <= 0 || o.keepalive_timeout_ms <= 0) {
       return Fail(CHAT_ERR_BAD_ARGUMENT, "limits must be positive");
     }
     chat::ClientOptions co;
     co.max_message_bytes = static_cast<size_t>(o.max_message_bytes);
     co.send_queue_limit = static_cast<size_t>(o.send_queue_limit);
     co.recv_queue_limit = static_cast<size_t>(o.recv_queue_limit);
+    co.send_queue_bytes = static_cast<size_t>(o.send_queue_bytes);
+    co.recv_queue_bytes = static_cast<size_t>(o.recv_queue_bytes);
+    co.keepalive_ms = o.keepalive_ms;
+    co.keepalive_timeout_ms = o.keepalive_timeout_ms;
     auto client = std::make_unique<chat_client>();
     chat::Status s = chat::Client::Create(target, co, &client->impl);
     if (!s.ok()) return FromStatus(s);
@@ -416,7 +462,7 @@ chat_code chat_stream_options_init(chat_stream_options* opts, uint32_t version) 
   if (!KnownVersion(version, CHAT_STREAM_OPTIONS_VERSION)) {
     return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
   }
-  std::memset(opts, 0, StreamOptionsSize(version));
+  std::memset(opts, 0, OptionsSize(opts, version));
   opts->version = version;
   opts->deadline_ms = -1;
   return CHAT_OK;

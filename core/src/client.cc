@@ -64,7 +64,9 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   StreamImpl(const ClientOptions& options, const StreamOptions& stream_options)
       : max_message_bytes_(options.max_message_bytes),
         send_queue_limit_(options.send_queue_limit),
-        recv_queue_limit_(options.recv_queue_limit) {
+        send_queue_bytes_(options.send_queue_bytes),
+        recv_queue_limit_(options.recv_queue_limit),
+        recv_queue_bytes_(options.recv_queue_bytes) {
     if (stream_options.deadline >= Timeout::zero()) {
       ctx_.set_deadline(std::chrono::system_clock::now() + stream_options.deadline);
     }
@@ -94,7 +96,10 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     Actions a;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      auto room = [&] { return WriteClosedLocked() || outq_.size() < send_queue_limit_; };
+      size_t bytes = encoded.Length();
+      auto room = [&] {
+        return WriteClosedLocked() || outq_.HasRoom(send_queue_limit_, send_queue_bytes_, bytes);
+      };
       bool ready = timeout < Timeout::zero() ? (room_cv_.wait(lock, room), true)
                                              : room_cv_.wait_for(lock, timeout, room);
       if (WriteClosedLocked()) return WriteClosedStatusLocked();
@@ -144,8 +149,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
       std::unique_lock<std::mutex> lock(mu_);
       if (!WaitForReplyLocked(lock, timeout)) return Status(Code::kTimeout, "no reply in time");
       if (inq_.empty()) return EndStatusLocked();
-      *reply = std::move(inq_.front());
-      inq_.pop_front();
+      *reply = PopReplyLocked();
       if (inq_.empty() && !done_) ready_hint_.store(false, std::memory_order_relaxed);
       MaybeResumeReadLocked(&a);
     }
@@ -160,10 +164,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
       std::unique_lock<std::mutex> lock(mu_);
       if (!WaitForReplyLocked(lock, timeout)) return Status(Code::kTimeout, "no reply in time");
       if (inq_.empty()) return EndStatusLocked();
-      while (max-- > 0 && !inq_.empty()) {
-        replies->push_back(std::move(inq_.front()));
-        inq_.pop_front();
-      }
+      while (max-- > 0 && !inq_.empty()) replies->push_back(PopReplyLocked());
       if (inq_.empty() && !done_) ready_hint_.store(false, std::memory_order_relaxed);
       MaybeResumeReadLocked(&a);
     }
@@ -284,8 +285,21 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     }
   }
 
+  // Reading pauses while this many replies wait (HTTP/2 flow control then
+  // slows the server down).
+  bool RecvQueueFullLocked() const {
+    return inq_.size() >= recv_queue_limit_ || inq_bytes_ >= recv_queue_bytes_;
+  }
+
+  std::string PopReplyLocked() {
+    std::string reply = std::move(inq_.front());
+    inq_.pop_front();
+    inq_bytes_ -= reply.size();
+    return reply;
+  }
+
   void MaybeResumeReadLocked(Actions* a) {
-    if (!read_paused_ || inq_.size() >= recv_queue_limit_ || reads_done_ || cancelled_) return;
+    if (!read_paused_ || RecvQueueFullLocked() || reads_done_ || cancelled_) return;
     read_paused_ = false;
     ++outside_starts_;
     a->read = true;
@@ -303,7 +317,9 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
 
   const size_t max_message_bytes_;
   const size_t send_queue_limit_;
+  const size_t send_queue_bytes_;
   const size_t recv_queue_limit_;
+  const size_t recv_queue_bytes_;
   grpc::ClientContext ctx_;
   std::shared_ptr<StreamImpl> self_;  // keeps the reactor alive until OnDone
 
@@ -318,6 +334,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   bool cancelled_ = false;
   grpc::ByteBuffer in_;           // the read in flight fills it
   std::deque<std::string> inq_;
+  size_t inq_bytes_ = 0;
   std::atomic<bool> ready_hint_{false};  // inq_ non-empty or done_, readable without mu_
   bool read_paused_ = false;
   bool reads_done_ = false;
@@ -346,9 +363,10 @@ void StreamImpl::OnReadDone(bool ok) {
       DropQueuedLocked();
     }
     if (ok) {
+      inq_bytes_ += reply.size();
       inq_.push_back(std::move(reply));
       ready_hint_.store(true, std::memory_order_release);
-      if (inq_.size() < recv_queue_limit_) {
+      if (!RecvQueueFullLocked()) {
         a.read = true;
       } else {
         read_paused_ = true;  // HTTP/2 flow control now slows the server down
@@ -466,8 +484,14 @@ Status Client::Create(std::string_view target, const ClientOptions& options,
   }
   if (t.empty()) return Status(Code::kBadArgument, "empty target");
   if (options.send_queue_limit == 0 || options.recv_queue_limit == 0 ||
+      options.send_queue_bytes == 0 || options.recv_queue_bytes == 0 ||
       options.max_message_bytes == 0 || options.max_message_bytes > static_cast<size_t>(INT32_MAX)) {
     return Status(Code::kBadArgument, "queue limits and the message size must be positive");
+  }
+  if (options.keepalive_ms < 0 || (options.keepalive_ms > 0 && options.keepalive_ms < 1000) ||
+      options.keepalive_timeout_ms <= 0) {
+    return Status(Code::kBadArgument,
+                  "keepalive_ms must be 0 (off) or at least 1000, keepalive_timeout_ms positive");
   }
   internal::KeepCallbackQueueAlive();
   grpc::ChannelArguments args;
@@ -475,6 +499,13 @@ Status Client::Create(std::string_view target, const ClientOptions& options,
   args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   // One connection per Client object, not one shared process-wide.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (options.keepalive_ms > 0) {
+    // Ping while streams are open, however long they stay quiet, so a dead
+    // or frozen server ends them with UNAVAILABLE.
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, options.keepalive_ms);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options.keepalive_timeout_ms);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  }
   auto channel = grpc::CreateCustomChannel(t, grpc::InsecureChannelCredentials(), args);
   if (!channel) return Status(Code::kBadArgument, "cannot create a channel to '" + t + "'");
   *out = std::make_unique<internal::ClientImpl>(std::move(channel), options);

@@ -1,6 +1,7 @@
 // A stream's outgoing messages. gRPC allows one write in flight per stream,
 // so the front is the message being written while writing(). Not
-// thread-safe: the owning reactor guards it with its own mutex.
+// thread-safe: the owning reactor guards it with its own mutex. The queue
+// counts its bytes, and charges them to the server's account if it has one.
 #pragma once
 
 #include <grpcpp/impl/call_op_set.h>  // grpc::WriteOptions
@@ -8,17 +9,38 @@
 
 #include <deque>
 
+#include "memory.h"
+
 namespace chat::internal {
 
 class SendQueue {
  public:
+  explicit SendQueue(MemoryAccount* account = nullptr) : account_(account) {}
+  ~SendQueue() { Uncharge(bytes_); }
+  SendQueue(const SendQueue&) = delete;
+  SendQueue& operator=(const SendQueue&) = delete;
+
   size_t size() const { return queue_.size(); }
+  size_t bytes() const { return bytes_; }
   bool empty() const { return queue_.empty(); }
   bool writing() const { return writing_; }
+
+  // Whether a message of `bytes` fits within the limits. An empty queue
+  // takes any message, so a budget below the message size never blocks.
+  bool HasRoom(size_t limit, size_t byte_limit, size_t bytes) const {
+    return queue_.empty() || (queue_.size() < limit && bytes_ + bytes <= byte_limit);
+  }
+  // Whether the queue is at or over its limits.
+  bool Full(size_t limit, size_t byte_limit) const {
+    return queue_.size() >= limit || bytes_ >= byte_limit;
+  }
 
   // Queues a message; true when no write is in flight, so the caller must
   // start one (StartWrite).
   bool Push(grpc::ByteBuffer message) {
+    size_t n = message.Length();
+    bytes_ += n;
+    if (account_) account_->Charge(n);
     queue_.push_back(std::move(message));
     return !writing_;
   }
@@ -43,22 +65,39 @@ class SendQueue {
   // The write in flight completed. After a failed write nothing more can be
   // written and everything is dropped. True when more messages wait.
   bool WriteDone(bool ok) {
-    queue_.pop_front();
+    PopFront();
     writing_ = false;
-    if (!ok) queue_.clear();
+    if (!ok) DropAllButInFlight();
     return !queue_.empty();
   }
 
   // Drops the queued messages, keeping the one in flight (gRPC still reads
   // it until its write completes).
   void DropAllButInFlight() {
-    while (queue_.size() > (writing_ ? 1u : 0u)) queue_.pop_back();
+    while (queue_.size() > (writing_ ? 1u : 0u)) {
+      size_t n = queue_.back().Length();
+      queue_.pop_back();
+      bytes_ -= n;
+      Uncharge(n);
+    }
   }
 
  private:
   static constexpr int kMaxHintedWrites = 32;
 
+  void PopFront() {
+    size_t n = queue_.front().Length();
+    queue_.pop_front();
+    bytes_ -= n;
+    Uncharge(n);
+  }
+  void Uncharge(size_t n) {
+    if (account_ && n) account_->Release(n);
+  }
+
+  MemoryAccount* const account_;  // outlives the queue, or null
   std::deque<grpc::ByteBuffer> queue_;
+  size_t bytes_ = 0;
   bool writing_ = false;
   int hinted_run_ = 0;
 };

@@ -18,6 +18,7 @@
 #include "chat/server.h"
 #include "dispatcher.h"
 #include "grpc_glue.h"
+#include "memory.h"
 #include "send_queue.h"
 #include "tsan.h"
 #include "wire.h"
@@ -32,10 +33,13 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
                       public ServerCall,
                       public std::enable_shared_from_this<Session> {
  public:
-  Session(ServerImpl* server, grpc::CallbackServerContext* ctx, uint64_t id, Mode mode,
-          size_t max_message_bytes, size_t send_queue_limit, size_t recv_window)
-      : server_(server), ctx_(ctx), id_(id), mode_(mode), max_message_bytes_(max_message_bytes),
-        send_queue_limit_(send_queue_limit), recv_window_(recv_window), peer_(ctx->peer()) {
+  Session(ServerImpl* server, grpc::CallbackServerContext* ctx, uint64_t id,
+          const ServerOptions& options, std::shared_ptr<MemoryAccount> memory)
+      : server_(server), ctx_(ctx), id_(id), mode_(options.mode),
+        max_message_bytes_(options.max_message_bytes),
+        send_queue_limit_(options.send_queue_limit), send_queue_bytes_(options.send_queue_bytes),
+        recv_window_(options.recv_window), recv_window_bytes_(options.recv_window_bytes),
+        peer_(ctx->peer()), memory_(std::move(memory)), outq_(memory_.get()) {
     for (const auto& [key, value] : ctx->client_metadata()) {
       metadata_.emplace(std::string(key.data(), key.size()), std::string(value.data(), value.size()));
     }
@@ -106,7 +110,7 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
     Actions a;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (!WaitForRoomLocked(lock, timeout)) {
+      if (!WaitForRoomLocked(lock, timeout, reply.Length())) {
         if (finish_wanted_) return Status(Code::kClosed, "stream has ended");
         return timeout == kNoWait
                    ? Status(Code::kWouldBlock, "send queue is full")
@@ -139,6 +143,7 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
       MaybeFinishLocked(&a);
     }
     room_cv_.notify_all();
+    memory_->WakeIfRoom();  // queued bytes may have left
     Run(a);
     if (cancel) {
       ctx_->TryCancel();
@@ -153,20 +158,31 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
     return Status::Ok();
   }
 
-  // The handler has run one OnMessage: the read window has room again.
-  void AckDelivered() {
-    bool start = false;
+  // The handler has run one OnMessage of `bytes`: the read window has room
+  // again, and so may the server's memory.
+  void AckDelivered(size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       --undelivered_;
-      if (read_paused_ && !ReadBlockedLocked() && CanReadLocked()) {
-        read_paused_ = false;
-        reading_ = true;
-        ++outside_starts_;
-        start = true;
-      }
+      undelivered_bytes_ -= bytes;
+      memory_->Release(bytes);
     }
-    if (!start) return;
+    ResumeRead();
+    memory_->WakeIfRoom();
+  }
+
+  // Restarts a paused read if nothing holds it back any more. Called off a
+  // reaction (dispatcher, or a stream that released memory).
+  void ResumeRead() {
+    Actions start;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!read_paused_ || QueueFullLocked()) return;
+      read_paused_ = false;
+      StartReadLocked(&start);
+      if (!start.read) return;
+      ++outside_starts_;
+    }
     StartRead(&in_);
     Actions a;
     {
@@ -177,11 +193,11 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
     Run(a);
   }
 
-  // Ends a stream that arrived while the server stops; it never joins the
-  // registry, so OnDone leaves no trace.
-  void Refuse() {
+  // Ends a stream the server does not take (it stops, or is over its
+  // memory bound); it never joins the registry, so OnDone leaves no trace.
+  void Refuse(Status why) {
     refused_ = true;
-    End(Status(Code::kUnavailable, "server is shutting down"));
+    End(std::move(why));
   }
   bool refused() const { return refused_; }  // set before Begin, read in OnDone
 
@@ -216,23 +232,38 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
 
   // Flow control: stop reading while the peer's replies (echo) or the
   // handler's backlog (custom) is full; HTTP/2 then pushes back on the client.
-  bool ReadBlockedLocked() const {
+  // Flow control: stop reading while the peer's replies (echo) or the
+  // handler's backlog (custom) is full; HTTP/2 then pushes back on the client.
+  bool QueueFullLocked() const {
     switch (mode_) {
-      case Mode::kEcho: return outq_.size() >= send_queue_limit_;
-      case Mode::kCustom: return undelivered_ >= recv_window_;
+      case Mode::kEcho: return outq_.Full(send_queue_limit_, send_queue_bytes_);
+      case Mode::kCustom:
+        return undelivered_ >= recv_window_ || undelivered_bytes_ >= recv_window_bytes_;
       case Mode::kBroadcast: return false;
     }
     return false;
   }
 
+  // Starts a read unless a full queue or the server's memory bound holds it
+  // back; then the read stays paused until the queue drains or another
+  // stream releases memory (ResumeRead).
   void StartReadLocked(Actions* a) {
     if (!CanReadLocked()) return;
-    if (ReadBlockedLocked()) {
+    if (QueueFullLocked() || (memory_->Over() && WaitForMemoryLocked())) {
       read_paused_ = true;
       return;
     }
     reading_ = true;
     a->read = true;
+  }
+
+  // Asks to be resumed once the server is back under its memory bound;
+  // false when it already is. Weak: a stream that ends meanwhile is gone.
+  bool WaitForMemoryLocked() {
+    std::weak_ptr<Session> weak = weak_from_this();
+    return memory_->WaitForRoom([weak] {
+      if (auto self = weak.lock()) self->ResumeRead();
+    });
   }
 
   void StartWriteLocked(Actions* a) {
@@ -250,8 +281,10 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   // Keeps the write in flight (gRPC still reads it), drops the rest.
   void DropQueuedLocked() { outq_.DropAllButInFlight(); }
 
-  bool WaitForRoomLocked(std::unique_lock<std::mutex>& lock, Timeout timeout) {
-    auto room = [&] { return finish_wanted_ || outq_.size() < send_queue_limit_; };
+  bool WaitForRoomLocked(std::unique_lock<std::mutex>& lock, Timeout timeout, size_t bytes) {
+    auto room = [&] {
+      return finish_wanted_ || outq_.HasRoom(send_queue_limit_, send_queue_bytes_, bytes);
+    };
     if (timeout < Timeout::zero()) {
       room_cv_.wait(lock, room);
     } else if (!room_cv_.wait_for(lock, timeout, room)) {
@@ -266,8 +299,11 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   const Mode mode_;
   const size_t max_message_bytes_;
   const size_t send_queue_limit_;
+  const size_t send_queue_bytes_;
   const size_t recv_window_;
+  const size_t recv_window_bytes_;
   const std::string peer_;
+  const std::shared_ptr<MemoryAccount> memory_;  // the server's; shared, as handles outlive it
   std::multimap<std::string, std::string> metadata_;
   std::atomic<void*> host_data_{nullptr};
   std::shared_ptr<Session> self_;  // reset in OnDone
@@ -280,6 +316,7 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   bool read_paused_ = false;
   bool read_closed_ = false;       // client half-closed (or the call broke)
   size_t undelivered_ = 0;         // custom: OnMessage events not yet run
+  size_t undelivered_bytes_ = 0;   // and their bytes, charged to memory_
   int outside_starts_ = 0;         // reads being started off a reaction thread
   bool cancelled_ = false;
   bool finish_wanted_ = false;
@@ -292,7 +329,8 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
 
 class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<Chat::Service> {
  public:
-  explicit ServerImpl(const ServerOptions& options) : options_(options) {
+  explicit ServerImpl(const ServerOptions& options)
+      : options_(options), memory_(std::make_shared<MemoryAccount>(options.max_memory_bytes)) {
     if (options_.mode == Mode::kCustom) {
       int n = options_.dispatcher_threads > 0 ? options_.dispatcher_threads : 1;
       for (int i = 0; i < n; ++i) dispatchers_.push_back(std::make_unique<Dispatcher>());
@@ -315,9 +353,15 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     if (options_.keepalive_ms > 0) {
       builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, options_.keepalive_ms);
-      builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+      builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options_.keepalive_timeout_ms);
       builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     }
+    // Clients may ping once a second (libchat clients' keepalive_ms floor);
+    // gRPC's default of five minutes would answer them with GOAWAY.
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
+    // No gRPC ResourceQuota: under pressure gRPC 1.51 cancels streams
+    // (RESOURCE_EXHAUSTED) rather than slowing them down; the server's own
+    // bound pauses reading instead, and HTTP/2 windows bound the transport.
     ChatTsanRelease(this);  // constructed before gRPC's threads call chat()
     server_ = builder.BuildAndStart();
     if (!server_ || port_ == 0) {
@@ -367,6 +411,7 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
       std::lock_guard<std::mutex> lock(registry_mu_);
       room_.reset();
     }
+    memory_->Clear();
     for (auto& d : dispatchers_) d->Shutdown();  // every handler event has run
     server_.reset();
     return Status::Ok();
@@ -377,14 +422,18 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
       grpc::CallbackServerContext* ctx) override {
     ChatTsanAcquire(this);
     uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
-    auto session = std::make_shared<Session>(this, ctx, id, options_.mode,
-                                             options_.max_message_bytes,
-                                             options_.send_queue_limit, options_.recv_window);
+    auto session = std::make_shared<Session>(this, ctx, id, options_, memory_);
     Session* reactor = session.get();
+    // Refused streams are never seen by the handler nor counted by Stop.
     if (stopping_.load()) {
-      // Refused, as gRPC itself refuses calls once shut down; never seen
-      // by the handler nor counted by Stop.
-      reactor->Refuse();
+      // As gRPC itself refuses calls once shut down.
+      reactor->Refuse(Status(Code::kUnavailable, "server is shutting down"));
+      reactor->Begin(std::move(session));
+      return reactor;
+    }
+    if (memory_->Over()) {
+      reactor->Refuse(Status(Code::kResourceExhausted,
+                             "server is over its memory bound (max_memory_bytes)"));
       reactor->Begin(std::move(session));
       return reactor;
     }
@@ -460,6 +509,7 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
   }
 
   const ServerOptions options_;
+  const std::shared_ptr<MemoryAccount> memory_;
   std::vector<std::unique_ptr<Dispatcher>> dispatchers_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
@@ -539,14 +589,17 @@ void Session::OnReadDone(bool ok) {
     }
     case Mode::kCustom: {
       auto self = shared_from_this();
+      size_t bytes = name.size() + message.size();
       std::lock_guard<std::mutex> lock(mu_);
       reading_ = false;
       ++undelivered_;
+      undelivered_bytes_ += bytes;
+      memory_->Charge(bytes);
       // Posted under the lock: once it is released, AckDelivered on the
       // dispatcher may start the next read, whose event must come after.
-      server_->Post(*this, [self, name = std::move(name), message = std::move(message)] {
+      server_->Post(*this, [self, bytes, name = std::move(name), message = std::move(message)] {
         self->server_->handler()->OnMessage(self, name, message);
-        self->AckDelivered();
+        self->AckDelivered(bytes);
       });
       StartReadLocked(&a);
       break;
@@ -572,12 +625,13 @@ void Session::OnWriteDone(bool ok) {
       StartWriteLocked(&a);
     }
     MaybeFinishLocked(&a);
-    if (read_paused_ && !ReadBlockedLocked()) {
+    if (read_paused_ && !QueueFullLocked()) {
       read_paused_ = false;
       StartReadLocked(&a);
     }
   }
   room_cv_.notify_all();
+  memory_->WakeIfRoom();  // queued bytes may have left
   Run(a);
 }
 
@@ -595,6 +649,7 @@ void Session::OnCancel() {
     MaybeFinishLocked(&a);
   }
   room_cv_.notify_all();
+  memory_->WakeIfRoom();  // queued bytes may have left
   Run(a);
 }
 
@@ -612,6 +667,7 @@ void Session::OnDone() {
     }
   }
   room_cv_.notify_all();
+  memory_->WakeIfRoom();  // queued bytes may have left
   std::shared_ptr<Session> self = std::move(self_);
   server_->Remove(self, final_status);
 }
@@ -625,8 +681,12 @@ Status Server::Start(const ServerOptions& options, std::unique_ptr<Server>* out)
     return Status(Code::kBadArgument, "custom mode needs a handler");
   }
   if (options.send_queue_limit == 0 || options.recv_window == 0 || options.max_message_bytes == 0 ||
-      options.max_message_bytes > static_cast<size_t>(INT32_MAX)) {
+      options.send_queue_bytes == 0 || options.recv_window_bytes == 0 ||
+      options.max_memory_bytes == 0 || options.max_message_bytes > static_cast<size_t>(INT32_MAX)) {
     return Status(Code::kBadArgument, "queue limits and the message size must be positive");
+  }
+  if (options.keepalive_ms < 0 || options.keepalive_timeout_ms <= 0) {
+    return Status(Code::kBadArgument, "keepalive_ms must be >= 0, keepalive_timeout_ms positive");
   }
   internal::KeepCallbackQueueAlive();
   auto server = std::make_unique<internal::ServerImpl>(options);

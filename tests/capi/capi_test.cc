@@ -88,7 +88,7 @@ TEST(CApiBasics, OptionsInitRejectsUnknownVersions) {
   chat_stream_options to;
   EXPECT_EQ(chat_server_options_init(&so, 0), CHAT_ERR_BAD_ARGUMENT);
   EXPECT_EQ(chat_server_options_init(&so, 99), CHAT_ERR_BAD_ARGUMENT);
-  EXPECT_EQ(chat_client_options_init(&co, 2), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_client_options_init(&co, CHAT_CLIENT_OPTIONS_VERSION + 1), CHAT_ERR_BAD_ARGUMENT);
   EXPECT_EQ(chat_stream_options_init(&to, 0), CHAT_ERR_BAD_ARGUMENT);
   ASSERT_EQ(chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION), CHAT_OK);
   EXPECT_EQ(so.mode, CHAT_MODE_ECHO);
@@ -270,6 +270,69 @@ TEST_F(CApiTest, DeadlineAndMetadata) {
   chat_code code;
   ASSERT_EQ(chat_stream_status(s, &code, nullptr, nullptr), CHAT_OK);
   EXPECT_EQ(code, CHAT_DEADLINE_EXCEEDED);
+}
+
+// Server and client options at version 1 (before the byte budgets): init(1)
+// writes nothing past the version-1 fields and start/create read nothing
+// past them (the 0xAB bytes would be absurd budgets if they were read).
+TEST_F(CApiTest, Version1ServerAndClientOptionsAreNeitherOverrunNorOverread) {
+  const size_t server_v1 = offsetof(chat_server_options, send_queue_bytes);
+  alignas(chat_server_options) unsigned char sbuf[sizeof(chat_server_options)];
+  std::memset(sbuf, 0xAB, sizeof sbuf);
+  auto* so = reinterpret_cast<chat_server_options*>(sbuf);
+  ASSERT_EQ(chat_server_options_init(so, 1), CHAT_OK);
+  for (size_t i = server_v1; i < sizeof sbuf; ++i) ASSERT_EQ(sbuf[i], 0xAB) << "byte " << i;
+  EXPECT_EQ(so->version, 1u);
+  chat_server* server = nullptr;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", so, &server), CHAT_OK) << chat_last_error();
+
+  const size_t client_v1 = offsetof(chat_client_options, send_queue_bytes);
+  alignas(chat_client_options) unsigned char cbuf[sizeof(chat_client_options)];
+  std::memset(cbuf, 0xAB, sizeof cbuf);
+  auto* co = reinterpret_cast<chat_client_options*>(cbuf);
+  ASSERT_EQ(chat_client_options_init(co, 1), CHAT_OK);
+  for (size_t i = client_v1; i < sizeof cbuf; ++i) ASSERT_EQ(cbuf[i], 0xAB) << "byte " << i;
+  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  chat_client* client = nullptr;
+  ASSERT_EQ(chat_client_create(target.c_str(), co, &client), CHAT_OK) << chat_last_error();
+  chat_stream* s = nullptr;
+  ASSERT_EQ(chat_client_open(client, nullptr, &s), CHAT_OK);
+  ASSERT_EQ(Send(s, "a", "b"), CHAT_OK);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  chat_code end;
+  EXPECT_EQ(Drain(s, &end), std::vector<std::string>{"a: b"});
+  EXPECT_EQ(end, CHAT_ERR_END);
+  chat_stream_destroy(s);
+  chat_client_destroy(client);
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+}
+
+TEST(CApiBasics, Version2OptionsHaveByteBudgetsAndAreChecked) {
+  chat_server_options so;
+  ASSERT_EQ(chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION), CHAT_OK);
+  EXPECT_EQ(so.send_queue_bytes, 8 << 20);
+  EXPECT_EQ(so.recv_window_bytes, 8 << 20);
+  EXPECT_EQ(so.max_memory_bytes, 256 << 20);
+  EXPECT_EQ(so.keepalive_timeout_ms, 10000);
+  chat_client_options co;
+  ASSERT_EQ(chat_client_options_init(&co, CHAT_CLIENT_OPTIONS_VERSION), CHAT_OK);
+  EXPECT_EQ(co.send_queue_bytes, 8 << 20);
+  EXPECT_EQ(co.recv_queue_bytes, 8 << 20);
+  EXPECT_EQ(co.keepalive_ms, 0);
+  chat_server* server = nullptr;
+  so.max_memory_bytes = 0;
+  EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+  so.max_memory_bytes = 1 << 20;
+  so.send_queue_bytes = -1;
+  EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(server, nullptr);
+  chat_client* client = nullptr;
+  co.recv_queue_bytes = 0;
+  EXPECT_EQ(chat_client_create("127.0.0.1:1", &co, &client), CHAT_ERR_BAD_ARGUMENT);
+  co.recv_queue_bytes = 1 << 20;
+  co.keepalive_ms = 500;  // below the 1000 ms servers accept
+  EXPECT_EQ(chat_client_create("127.0.0.1:1", &co, &client), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(client, nullptr);
 }
 
 // A program built against the version-1 header has a shorter

@@ -15,7 +15,11 @@ namespace chat {
 struct ClientOptions {
   size_t max_message_bytes = 4u << 20;
   size_t send_queue_limit = 1024;  // messages queued per stream before Send waits
+  size_t send_queue_bytes = 8u << 20;  // and their bytes (one message always fits)
   size_t recv_queue_limit = 1024;  // replies buffered per stream before reading pauses
+  size_t recv_queue_bytes = 8u << 20;  // and their bytes
+  int keepalive_ms = 0;            // ping while streams are open; 0 = off
+  int keepalive_timeout_ms = 10000;  // an unanswered ping ends the connection
 };
 
 struct StreamOptions {

@@ -73,9 +73,15 @@ struct ServerOptions {
   std::shared_ptr<Handler> handler;       // required for kCustom
   size_t max_message_bytes = 4u << 20;    // both directions
   size_t send_queue_limit = 1024;         // replies queued per stream
+  size_t send_queue_bytes = 8u << 20;     // and their bytes (one message always fits)
   size_t recv_window = 64;                // messages handed to the handler, not yet processed
+  size_t recv_window_bytes = 8u << 20;    // and their bytes
+  // Bound on the bytes all streams hold queued: above it no stream is read
+  // and new streams are refused (RESOURCE_EXHAUSTED).
+  size_t max_memory_bytes = 256u << 20;
   int dispatcher_threads = 1;             // kCustom: threads running handler methods
   int keepalive_ms = 30000;               // ping idle connections; dead peers end their streams
+  int keepalive_timeout_ms = 10000;       // an unanswered ping ends the connection
 };
 
 class Server {
