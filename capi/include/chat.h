@@ -21,7 +21,11 @@
  *    the length is authoritative (UTF-8 may contain U+0000).
  *  - Time. Durations are int64_t milliseconds. For waits, a negative value
  *    means "no limit" and is offered only where a cancel path exists; 0 means
- *    "do not wait".
+ *    "do not wait". Every positive value is honoured as given, up to
+ *    INT64_MAX: durations longer than 100 years (which no clock can add to
+ *    "now" without overflowing) are treated as 100 years, i.e. no practical
+ *    limit. This holds for timeouts, chat_stream_options.deadline_ms and
+ *    chat_server_stop's grace_ms alike.
  *  - Exceptions. No C++ exception ever leaves the library. Callbacks you give
  *    it must not throw or longjmp either.
  *  - Threads. Each function states whether it is thread-safe; each callback

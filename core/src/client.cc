@@ -66,7 +66,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
         send_queue_limit_(options.send_queue_limit),
         recv_queue_limit_(options.recv_queue_limit) {
     if (stream_options.deadline >= Timeout::zero()) {
-      ctx_.set_deadline(std::chrono::system_clock::now() + stream_options.deadline);
+      ctx_.set_deadline(std::chrono::system_clock::now() + Bounded(stream_options.deadline));
     }
     for (const auto& [key, value] : stream_options.metadata) ctx_.AddMetadata(key, value);
     if (stream_options.wait_for_ready) ctx_.set_wait_for_ready(true);
@@ -96,7 +96,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
       std::unique_lock<std::mutex> lock(mu_);
       auto room = [&] { return WriteClosedLocked() || outq_.size() < send_queue_limit_; };
       bool ready = timeout < Timeout::zero() ? (room_cv_.wait(lock, room), true)
-                                             : room_cv_.wait_for(lock, timeout, room);
+                                             : room_cv_.wait_for(lock, Bounded(timeout), room);
       if (WriteClosedLocked()) return WriteClosedStatusLocked();
       if (!ready) {
         return timeout == kNoWait
@@ -176,7 +176,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     auto ended = [&] { return done_; };
     if (timeout < Timeout::zero()) {
       done_cv_.wait(lock, ended);
-    } else if (!done_cv_.wait_for(lock, timeout, ended)) {
+    } else if (!done_cv_.wait_for(lock, Bounded(timeout), ended)) {
       return Status(Code::kTimeout, "stream still open");
     }
     return Status::Ok();
@@ -261,7 +261,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
       recv_cv_.wait(lock, ready);
       return true;
     }
-    return recv_cv_.wait_for(lock, timeout, ready);
+    return recv_cv_.wait_for(lock, Bounded(timeout), ready);
   }
 
   static bool ShouldYield() {
