@@ -28,6 +28,14 @@
  *    chat_server_stop's grace_ms alike.
  *  - Exceptions. No C++ exception ever leaves the library. Callbacks you give
  *    it must not throw or longjmp either.
+ *  - Thread cancellation. The forced unwind of pthread_exit and
+ *    pthread_cancel is let through, not swallowed: a thread cancelled
+ *    (deferred) while it waits in chat_stream_recv / _recv_batch / _wait /
+ *    _send, chat_call_send or chat_server_stop ends cleanly, the library's
+ *    locks released, and the handle stays usable and destroyable. The same
+ *    holds for a callback whose thread a foreign runtime ends with
+ *    pthread_exit (CPython does so to threads that want the GIL while the
+ *    interpreter finalizes): that dispatcher thread ends, the process lives.
  *  - Threads. Each function states whether it is thread-safe; each callback
  *    states which thread runs it.
  */

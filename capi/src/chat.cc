@@ -3,6 +3,8 @@
 // and records a thread-local message on failure.
 #include "chat.h"
 
+#include <cxxabi.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstring>
@@ -31,11 +33,19 @@ chat_code FromStatus(const chat::Status& s) {
   return static_cast<chat_code>(s.code());
 }
 
-// Runs `body` so that no exception escapes into C.
+// Runs `body` so that no exception escapes into C, with one exception that
+// is not one: the forced unwind of pthread_exit / pthread_cancel (a
+// cancellation point inside a blocking call, or a foreign runtime ending a
+// thread inside a callback) must go on unwinding until the thread ends;
+// swallowing it aborts the process. That is also why neither Guard nor the
+// entry points are noexcept: unwinding through a noexcept frame calls
+// std::terminate. No other exception reaches them.
 template <class F>
-chat_code Guard(F&& body) noexcept {
+chat_code Guard(F&& body) {
   try {
     return body();
+  } catch (abi::__forced_unwind&) {
+    throw;
   } catch (const std::bad_alloc&) {
     return Fail(CHAT_ERR_NO_MEMORY, "out of memory");
   } catch (const std::exception& e) {

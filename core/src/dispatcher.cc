@@ -1,5 +1,7 @@
 #include "dispatcher.h"
 
+#include <cxxabi.h>
+
 #include <cstdio>
 #include <exception>
 
@@ -40,6 +42,11 @@ void Dispatcher::Run() {
       // must still not take the process down from a library thread.
       try {
         task();
+      } catch (abi::__forced_unwind&) {
+        // pthread_exit or pthread_cancel is ending this thread (CPython does
+        // that to a thread that wants the GIL during finalization). It must
+        // unwind to the end: swallowing it aborts the process.
+        throw;
       } catch (const std::exception& e) {
         std::fprintf(stderr, "libchat: handler threw: %s\n", e.what());
       } catch (...) {
