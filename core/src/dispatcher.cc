@@ -2,7 +2,8 @@
 
 #include <cxxabi.h>
 
-#include <cstdio>
+#include <grpc/support/log.h>
+
 #include <exception>
 
 namespace chat::internal {
@@ -48,9 +49,10 @@ void Dispatcher::Run() {
         // unwind to the end: swallowing it aborts the process.
         throw;
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "libchat: handler threw: %s\n", e.what());
+        // Through gRPC's log, so the host's log handler sees it.
+        gpr_log(GPR_ERROR, "libchat: handler threw: %s", e.what());
       } catch (...) {
-        std::fprintf(stderr, "libchat: handler threw a non-standard exception\n");
+        gpr_log(GPR_ERROR, "libchat: handler threw a non-standard exception");
       }
     }
     batch.clear();
