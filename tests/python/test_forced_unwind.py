@@ -8,10 +8,11 @@ No pychat: plain ctypes against libchat.so (CHAT_LIB).
 
 What libchat cannot help: a ctypes callback *entered* after Py_FinalizeEx has
 finished crashes inside CPython (PyThreadState_New on a freed interpreter).
-With far more messages in flight at exit that shows up now and then (about
-1 run in 40 with 64 in flight); a ctypes host should stop its servers
-before exit, as pychat's atexit hook does. 16 in flight keeps this test about
-the unwind (3 of 12 runs died with SIGABRT before the fix).
+That happens when the dispatcher was idle all through finalization and a
+message arrives after it (a ctypes host should stop its servers before
+exit, as pychat's atexit hook does). So the callback here keeps the
+dispatcher busy: it is always inside Python or about to enter it, and the
+thread is ended (by the forced unwind) during finalization.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import pytest
 LIB = os.environ.get("CHAT_LIB")
 
 SCRIPT = textwrap.dedent(r"""
-    import ctypes, os, sys, threading
+    import ctypes, os, sys, threading, time
     from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_char_p, c_int32, c_int64,
                         c_size_t, c_uint32, c_void_p)
 
@@ -55,6 +56,8 @@ SCRIPT = textwrap.dedent(r"""
 
     @ON_MESSAGE
     def on_message(call, name, name_len, message, message_len, user_data):
+        time.sleep(0.0005)  # gives the GIL up: the dispatcher is always in or
+        # about to enter Python, never idle, while messages keep coming
         lib.chat_call_send(call, message, message_len, -1)  # echo, in Python
 
     opts = ServerOptions()
@@ -67,26 +70,25 @@ SCRIPT = textwrap.dedent(r"""
 
     flowing = threading.Event()
 
-    def drive():
-        client, stream = c_void_p(), c_void_p()
-        assert lib.chat_client_create(target, None, byref(client)) == 0
-        assert lib.chat_client_open(client, None, byref(stream)) == 0
+    client, stream = c_void_p(), c_void_p()
+    assert lib.chat_client_create(target, None, byref(client)) == 0
+    assert lib.chat_client_open(client, None, byref(stream)) == 0
+
+    def send_forever():  # blocks while the queues are full: a steady backlog
+        while lib.chat_stream_send(stream, b"n", 1, b"busy", 4, -1) == 0:
+            pass
+
+    def receive_forever():
         texts = (Text * 64)()
         count = c_size_t()
-        sent = got = 0
-        while True:
-            for _ in range(16):
-                if lib.chat_stream_send(stream, b"n", 1, b"busy", 4, -1) != 0:
-                    return
-            sent += 16
-            while got < sent:
-                if lib.chat_stream_recv_batch(stream, -1, texts, 64, byref(count)) != 0:
-                    return
-                got += count.value
+        got = 0
+        while lib.chat_stream_recv_batch(stream, -1, texts, 64, byref(count)) == 0:
+            got += count.value
             if got >= 200:
                 flowing.set()
 
-    threading.Thread(target=drive, daemon=True).start()
+    threading.Thread(target=send_forever, daemon=True).start()
+    threading.Thread(target=receive_forever, daemon=True).start()
     assert flowing.wait(20), "messages never flowed"
     print("exiting", flush=True)
     # Exit with the server busy: nothing is stopped or destroyed.
