@@ -6,16 +6,25 @@
  * Without --name it runs the seed: sends Sam/Hi, Ann/Hey, John/Hello,
  * half-closes and prints each reply as it arrives, read on another thread.
  * With --name it is an interactive chat: each stdin line is sent from NAME,
- * replies are printed as they arrive, end of input half-closes.
+ * replies are printed as they arrive, end of input half-closes. If the
+ * stream ends first (the server went away, a deadline passed) it stops
+ * reading stdin at once.
  * Exits 0 when the stream ends OK; otherwise prints the status on stderr
  * and exits 1. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chat.h"
+
+/* The reply reader's end of a pipe: it writes one byte there when the
+ * stream has ended, which wakes the stdin loop (see chat_lines). */
+static int ended_pipe[2] = {-1, -1};
 
 /* Reads replies until the stream ends; returns the final code. */
 static void *read_replies(void *arg) {
@@ -24,7 +33,12 @@ static void *read_replies(void *arg) {
     const char *text;
     size_t len;
     chat_code rc = chat_stream_recv(stream, -1, &text, &len);
-    if (rc != CHAT_OK) return (void *)(intptr_t)rc;
+    if (rc != CHAT_OK) {
+      char byte = 1;
+      while (write(ended_pipe[1], &byte, 1) < 0 && errno == EINTR) {
+      }
+      return (void *)(intptr_t)rc;
+    }
     fwrite(text, 1, len, stdout);
     fputc('\n', stdout);
     fflush(stdout);
@@ -39,6 +53,61 @@ static int usage(const char *argv0) {
 
 static chat_code send_line(chat_stream *stream, const char *name, const char *message) {
   return chat_stream_send(stream, name, strlen(name), message, strlen(message), -1);
+}
+
+/* Sends one stdin line (without its newline) from `name`. Returns 0 to go on,
+ * -1 when the stream no longer takes messages. */
+static int send_input(chat_stream *stream, const char *name, const char *line, size_t n) {
+  chat_code rc = chat_stream_send(stream, name, strlen(name), line, n, -1);
+  if (rc == CHAT_ERR_BAD_ARGUMENT) {
+    fprintf(stderr, "chat_client: not sent: %s\n", chat_last_error());
+    return 0;
+  }
+  return rc == CHAT_OK ? 0 : -1;
+}
+
+/* Sends each stdin line from `name` until end of input or the end of the
+ * stream, whichever comes first: poll() waits on stdin and on the reader's
+ * pipe together, so a stream that ends while stdin is quiet is noticed at
+ * once. stdin is read with read(), not stdio, so that no line can sit in a
+ * buffer poll() does not see. */
+static void chat_lines(chat_stream *stream, const char *name) {
+  size_t cap = 4096, used = 0;
+  char *buf = malloc(cap);
+  if (buf == NULL) return;
+  for (;;) {
+    struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {ended_pipe[0], POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fds[1].revents) break; /* the stream has ended: nothing more to send */
+    if (!fds[0].revents) continue;
+    if (used == cap) {
+      char *bigger = realloc(buf, cap * 2);
+      if (bigger == NULL) break;
+      buf = bigger;
+      cap *= 2;
+    }
+    ssize_t got = read(STDIN_FILENO, buf + used, cap - used);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) { /* end of input (or an error): a last unterminated line goes too */
+      if (used > 0) send_input(stream, name, buf, used);
+      break;
+    }
+    used += (size_t)got;
+    size_t start = 0;
+    int stop = 0;
+    for (size_t i = 0; i < used && !stop; ++i) {
+      if (buf[i] != '\n') continue;
+      stop = send_input(stream, name, buf + start, i - start) != 0;
+      start = i + 1;
+    }
+    if (stop) break;
+    memmove(buf, buf + start, used - start);
+    used -= start;
+  }
+  free(buf);
 }
 
 int main(int argc, char **argv) {
@@ -69,6 +138,12 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  if (pipe(ended_pipe) != 0) {
+    perror("chat_client: pipe");
+    chat_stream_destroy(stream);
+    chat_client_destroy(client);
+    return 1;
+  }
   pthread_t reader;
   pthread_create(&reader, NULL, read_replies, stream);
 
@@ -78,19 +153,7 @@ int main(int argc, char **argv) {
       if (send_line(stream, seed[i][0], seed[i][1]) != CHAT_OK) break;  /* status tells why */
     }
   } else {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, stdin)) > 0) {
-      if (line[n - 1] == '\n') line[--n] = '\0';
-      chat_code send_rc = chat_stream_send(stream, name, strlen(name), line, (size_t)n, -1);
-      if (send_rc == CHAT_ERR_BAD_ARGUMENT) {
-        fprintf(stderr, "chat_client: not sent: %s\n", chat_last_error());
-      } else if (send_rc != CHAT_OK) {
-        break;
-      }
-    }
-    free(line);
+    chat_lines(stream, name);
   }
   chat_stream_complete(stream);
 
@@ -107,5 +170,7 @@ int main(int argc, char **argv) {
   }
   chat_stream_destroy(stream);
   chat_client_destroy(client);
+  close(ended_pipe[0]);
+  close(ended_pipe[1]);
   return status;
 }

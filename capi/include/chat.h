@@ -21,9 +21,21 @@
  *    the length is authoritative (UTF-8 may contain U+0000).
  *  - Time. Durations are int64_t milliseconds. For waits, a negative value
  *    means "no limit" and is offered only where a cancel path exists; 0 means
- *    "do not wait".
+ *    "do not wait". Every positive value is honoured as given, up to
+ *    INT64_MAX: durations longer than 100 years (which no clock can add to
+ *    "now" without overflowing) are treated as 100 years, i.e. no practical
+ *    limit. This holds for timeouts, chat_stream_options.deadline_ms and
+ *    chat_server_stop's grace_ms alike.
  *  - Exceptions. No C++ exception ever leaves the library. Callbacks you give
  *    it must not throw or longjmp either.
+ *  - Thread cancellation. The forced unwind of pthread_exit and
+ *    pthread_cancel is let through, not swallowed: a thread cancelled
+ *    (deferred) while it waits in chat_stream_recv / _recv_batch / _wait /
+ *    _send, chat_call_send or chat_server_stop ends cleanly, the library's
+ *    locks released, and the handle stays usable and destroyable. The same
+ *    holds for a callback whose thread a foreign runtime ends with
+ *    pthread_exit (CPython does so to threads that want the GIL while the
+ *    interpreter finalizes): that dispatcher thread ends, the process lives.
  *  - Threads. Each function states whether it is thread-safe; each callback
  *    states which thread runs it.
  */
@@ -115,6 +127,54 @@ CHAT_API const char *chat_code_name(chat_code code);
  * Asynchronous outcomes (a stream's final status) are not reported here but
  * through chat_stream_status() and the on_close callback. */
 CHAT_API const char *chat_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Severities of log lines, gRPC's (gpr) levels in order, plus "nothing". */
+typedef enum chat_log_severity {
+  CHAT_LOG_DEBUG = 0,
+  CHAT_LOG_INFO = 1,
+  CHAT_LOG_ERROR = 2,
+  CHAT_LOG_NONE = 3 /* as min_severity: drop every line */
+} chat_log_severity;
+
+/* Receives one log line: `message` (len bytes, NUL-terminated, no trailing
+ * newline; "file:line: text") is borrowed for the duration of the call.
+ *
+ * Thread: any. gRPC's own threads, the library's threads, and your threads
+ * inside chat_* calls (a server that cannot bind logs on the thread calling
+ * chat_server_start), possibly several at once: the function must be
+ * thread-safe. It must not block for long, must not call libchat's blocking
+ * functions (recv, send with a timeout, wait, stop, destroy...) nor
+ * chat_set_log_handler (CHAT_ERR_BUSY), and must not throw or longjmp. A line
+ * logged while the callback runs on the same thread is dropped. */
+typedef void (*chat_log_fn)(chat_log_severity severity, const char *message, size_t len,
+                            void *user_data);
+
+/* Routes gRPC's log lines (and the library's own, such as a callback that
+ * threw) to `fn`, with `user_data`, for every line at or above
+ * `min_severity`. fn == NULL restores the default: lines at or above
+ * min_severity go to stderr in gRPC's format. min_severity == CHAT_LOG_NONE
+ * drops every line, whatever fn is.
+ *
+ * Process-wide: gRPC has one log function per process, so this also
+ * captures the lines of every other gRPC user in the process (grpcio in the
+ * same Python process, for one), and it sets gRPC's verbosity to
+ * min_severity (overriding GRPC_VERBOSITY; CHAT_LOG_NONE sets ERROR). Before
+ * the first call gRPC's defaults apply (stderr, GRPC_VERBOSITY or ERROR).
+ *
+ * The new (fn, user_data) pair takes effect as one: no call ever sees fn of
+ * one setting with user_data of another. When this returns, no call of the
+ * previous callback is running or will start; so before unloading the code
+ * the callback lives in, or freeing user_data, set another handler (or NULL).
+ *
+ * Errors: CHAT_ERR_BAD_ARGUMENT (min_severity not a chat_log_severity),
+ * CHAT_ERR_BUSY (called from inside the log callback; nothing changes).
+ * Thread-safe. */
+CHAT_API chat_code chat_set_log_handler(chat_log_fn fn, void *user_data,
+                                        chat_log_severity min_severity);
 
 /* ------------------------------------------------------------------------ */
 /* Server                                                                   */

@@ -3,6 +3,8 @@
 // and records a thread-local message on failure.
 #include "chat.h"
 
+#include <cxxabi.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstring>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "chat/client.h"
+#include "chat/log.h"
 #include "chat/server.h"
 #include "chat/status.h"
 
@@ -31,11 +34,19 @@ chat_code FromStatus(const chat::Status& s) {
   return static_cast<chat_code>(s.code());
 }
 
-// Runs `body` so that no exception escapes into C.
+// Runs `body` so that no exception escapes into C, with one exception that
+// is not one: the forced unwind of pthread_exit / pthread_cancel (a
+// cancellation point inside a blocking call, or a foreign runtime ending a
+// thread inside a callback) must go on unwinding until the thread ends;
+// swallowing it aborts the process. That is also why neither Guard nor the
+// entry points are noexcept: unwinding through a noexcept frame calls
+// std::terminate. No other exception reaches them.
 template <class F>
-chat_code Guard(F&& body) noexcept {
+chat_code Guard(F&& body) {
   try {
     return body();
+  } catch (abi::__forced_unwind&) {
+    throw;
   } catch (const std::bad_alloc&) {
     return Fail(CHAT_ERR_NO_MEMORY, "out of memory");
   } catch (const std::exception& e) {
@@ -203,6 +214,52 @@ const char* chat_code_name(chat_code code) {
 }
 
 const char* chat_last_error(void) { return t_last_error.c_str(); }
+
+/* ---- logging ---- */
+
+namespace {
+// The host's pair, read only inside the sink (under the core's lock).
+struct CLogHandler {
+  chat_log_fn fn;
+  void* user_data;
+};
+
+void CLogSink(chat::LogSeverity severity, const char* message, size_t len, void* user_data) {
+  auto* h = static_cast<CLogHandler*>(user_data);
+  h->fn(static_cast<chat_log_severity>(severity), message, len, h->user_data);
+}
+}  // namespace
+
+chat_code chat_set_log_handler(chat_log_fn fn, void* user_data, chat_log_severity min_severity) {
+  return Guard([&]() -> chat_code {
+    int32_t raw;
+    std::memcpy(&raw, &min_severity, sizeof raw);  // any int a C caller may pass
+    if (raw < CHAT_LOG_DEBUG || raw > CHAT_LOG_NONE) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "min_severity is not a chat_log_severity");
+    }
+    auto min = static_cast<chat::LogSeverity>(raw);
+    if (chat::InLogSink()) {  // before setter_mu: its holder may be waiting for us
+      return Fail(CHAT_ERR_BUSY, "chat_set_log_handler called from the log callback");
+    }
+    // The pair is handed to the core by pointer, so it is swapped as one
+    // under the core's lock: two slots, the one not in use gets the new pair.
+    static CLogHandler slots[2];
+    static int next = 0;
+    static std::mutex setter_mu;  // one setter at a time owns the slots
+    std::lock_guard<std::mutex> lock(setter_mu);
+    bool ok;
+    if (fn) {
+      CLogHandler* slot = &slots[next];
+      *slot = CLogHandler{fn, user_data};  // not in use: the core holds the other
+      ok = chat::SetLogSink(CLogSink, slot, min);
+      if (ok) next ^= 1;
+    } else {
+      ok = chat::SetLogSink(nullptr, nullptr, min);
+    }
+    if (!ok) return Fail(CHAT_ERR_BUSY, "chat_set_log_handler called from the log callback");
+    return CHAT_OK;
+  });
+}
 
 /* ---- server ---- */
 

@@ -68,7 +68,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
         recv_queue_limit_(options.recv_queue_limit),
         recv_queue_bytes_(options.recv_queue_bytes) {
     if (stream_options.deadline >= Timeout::zero()) {
-      ctx_.set_deadline(std::chrono::system_clock::now() + stream_options.deadline);
+      ctx_.set_deadline(std::chrono::system_clock::now() + Bounded(stream_options.deadline));
     }
     for (const auto& [key, value] : stream_options.metadata) ctx_.AddMetadata(key, value);
     if (stream_options.wait_for_ready) ctx_.set_wait_for_ready(true);
@@ -101,7 +101,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
         return WriteClosedLocked() || outq_.HasRoom(send_queue_limit_, send_queue_bytes_, bytes);
       };
       bool ready = timeout < Timeout::zero() ? (room_cv_.wait(lock, room), true)
-                                             : room_cv_.wait_for(lock, timeout, room);
+                                             : room_cv_.wait_for(lock, Bounded(timeout), room);
       if (WriteClosedLocked()) return WriteClosedStatusLocked();
       if (!ready) {
         return timeout == kNoWait
@@ -177,7 +177,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     auto ended = [&] { return done_; };
     if (timeout < Timeout::zero()) {
       done_cv_.wait(lock, ended);
-    } else if (!done_cv_.wait_for(lock, timeout, ended)) {
+    } else if (!done_cv_.wait_for(lock, Bounded(timeout), ended)) {
       return Status(Code::kTimeout, "stream still open");
     }
     return Status::Ok();
@@ -262,7 +262,7 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
       recv_cv_.wait(lock, ready);
       return true;
     }
-    return recv_cv_.wait_for(lock, timeout, ready);
+    return recv_cv_.wait_for(lock, Bounded(timeout), ready);
   }
 
   static bool ShouldYield() {

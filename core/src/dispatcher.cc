@@ -1,6 +1,9 @@
 #include "dispatcher.h"
 
-#include <cstdio>
+#include <cxxabi.h>
+
+#include <grpc/support/log.h>
+
 #include <exception>
 
 namespace chat::internal {
@@ -40,10 +43,16 @@ void Dispatcher::Run() {
       // must still not take the process down from a library thread.
       try {
         task();
+      } catch (abi::__forced_unwind&) {
+        // pthread_exit or pthread_cancel is ending this thread (CPython does
+        // that to a thread that wants the GIL during finalization). It must
+        // unwind to the end: swallowing it aborts the process.
+        throw;
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "libchat: handler threw: %s\n", e.what());
+        // Through gRPC's log, so the host's log handler sees it.
+        gpr_log(GPR_ERROR, "libchat: handler threw: %s", e.what());
       } catch (...) {
-        std::fprintf(stderr, "libchat: handler threw a non-standard exception\n");
+        gpr_log(GPR_ERROR, "libchat: handler threw a non-standard exception");
       }
     }
     batch.clear();

@@ -287,7 +287,7 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
     };
     if (timeout < Timeout::zero()) {
       room_cv_.wait(lock, room);
-    } else if (!room_cv_.wait_for(lock, timeout, room)) {
+    } else if (!room_cv_.wait_for(lock, Bounded(timeout), room)) {
       return false;
     }
     return !finish_wanted_;
@@ -387,7 +387,7 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
     // ones may finish by themselves until the deadline. gRPC is not shut
     // down yet, so nothing but us ends a stream and the count is exact.
     stopping_.store(true);
-    auto deadline = std::chrono::steady_clock::now() + grace;
+    auto deadline = std::chrono::steady_clock::now() + Bounded(grace);
     std::vector<std::shared_ptr<Session>> left;
     {
       std::unique_lock<std::mutex> lock(registry_mu_);

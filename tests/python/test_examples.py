@@ -98,6 +98,44 @@ def test_interactive_client_matches_c(py_server: ServerProcess) -> None:
         "Zed: hello\nZed: \nZed: ünïcode ✓\nZed: last line without newline\n")
 
 
+@pytest.mark.parametrize("client_command", [C_CLIENT, PY_CLIENT], ids=["c", "python"])
+def test_interactive_client_exits_when_the_server_dies(client_command: List[str]) -> None:
+    """With stdin still open and quiet, a stream that ends must end the client
+    (it used to sit in its stdin read until the next line or EOF)."""
+    server = ServerProcess(C_SERVER, "--address", "127.0.0.1:0")
+    client = subprocess.Popen([*client_command, "--target", f"127.0.0.1:{server.port()}",
+                               "--name", "Zed"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        out, err = Lines(client.stdout), Lines(client.stderr)
+        assert client.stdin is not None
+        client.stdin.write("hello\n")
+        client.stdin.flush()
+        assert out.next() == "Zed: hello\n"
+        server.kill()  # SIGKILL, by PID: no goodbye on the wire
+        try:
+            rc = client.wait(5.0)  # at once, in fact; 5 s for a loaded machine
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the client is still waiting on stdin after the server died")
+        assert rc == 1
+        assert err.rest().startswith("chat_client: UNAVAILABLE: ")
+        assert out.rest() == ""
+    finally:
+        server.kill()
+        if client.poll() is None:
+            client.kill()
+        client.wait()
+        if client.stdin is not None:
+            client.stdin.close()
+
+
+def test_interactive_client_still_ends_cleanly(py_server: ServerProcess) -> None:
+    """EOF on stdin half-closes; the server completes; exit 0, nothing on stderr."""
+    result = run_client(C_CLIENT, "--target", f"127.0.0.1:{py_server.port()}", "--name", "Zed",
+                        stdin="a\nb\n")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "Zed: a\nZed: b\n", "")
+
+
 def test_client_rejects_invalid_utf8_and_goes_on(py_server: ServerProcess) -> None:
     result = subprocess.run([*PY_CLIENT, "--target", f"127.0.0.1:{py_server.port()}", "--name",
                              "Zed"], input=b"ok\nbad \xff byte\nstill ok\n", capture_output=True,

@@ -13,6 +13,8 @@ See README.md for threads, the GIL, errors and object lifetimes.
 from __future__ import annotations
 
 import atexit
+import logging
+import os
 import weakref
 from types import TracebackType
 from typing import Iterable, Mapping, Optional, Tuple, Type, Union
@@ -46,7 +48,7 @@ __all__ = [
     "ClosedError", "Cancelled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
     "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
     "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
-    "library_version", "abi_version",
+    "library_version", "abi_version", "set_log_destination",
 ]
 
 __version__ = "0.1.0"
@@ -164,3 +166,35 @@ def _close_all() -> None:
 
 
 atexit.register(_close_all)
+
+
+_LOG_DESTINATIONS = ("logging", "stderr", "none")
+
+
+def set_log_destination(destination: str = "logging",
+                        level: Optional[Union[int, str]] = None) -> None:
+    """Where libchat's log lines (gRPC's own included) go, from `level` up.
+
+    "logging" (the default from import): the "pychat" logger, with gRPC's
+    DEBUG/INFO/ERROR as logging.DEBUG/INFO/ERROR. "stderr": gRPC's own
+    writer, as without pychat. "none": dropped. `level` is a logging level
+    (int or name); None: from GRPC_VERBOSITY if set, else ERROR. Process-wide,
+    like gRPC's log function: it also catches grpcio's lines in this process.
+    """
+    if destination not in _LOG_DESTINATIONS:
+        raise ValueError(f"destination must be 'logging', 'stderr' or 'none', not {destination!r}")
+    if level is None:
+        level = {"DEBUG": logging.DEBUG, "INFO": logging.INFO}.get(
+            os.environ.get("GRPC_VERBOSITY", "").upper(), logging.ERROR)
+    if isinstance(level, str):
+        named = logging.getLevelName(level.upper())
+        if not isinstance(named, int):
+            raise ValueError(f"unknown logging level {level!r}")
+        level = named
+    severity = 0 if level <= logging.DEBUG else 1 if level <= logging.INFO else 2
+    if destination == "none":
+        severity = 3
+    _pychat._set_log_destination(destination == "logging", severity)
+
+
+set_log_destination("logging")

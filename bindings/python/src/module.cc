@@ -5,4 +5,5 @@ PYBIND11_MODULE(_pychat, m) {
   pychat::define_errors(m);
   pychat::define_server(m);
   pychat::define_client(m);
+  pychat::define_log(m);
 }

@@ -8,5 +8,6 @@ namespace pychat {
 void define_errors(pybind11::module_& m);  // first: the others raise through it
 void define_server(pybind11::module_& m);
 void define_client(pybind11::module_& m);
+void define_log(pybind11::module_& m);
 
 }  // namespace pychat

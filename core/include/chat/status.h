@@ -68,6 +68,14 @@ using Timeout = std::chrono::milliseconds;
 inline constexpr Timeout kNoWait{0};
 inline constexpr Timeout kForever{-1};
 
+// The longest wait the library schedules: 100 years. Any longer budget, up to
+// INT64_MAX ms, means "no practical limit" and is cut to this before it meets
+// a clock: now() + INT64_MAX ms overflows the clocks' nanosecond counts and
+// would land in the past (an immediate timeout). Every wait, deadline and
+// grace period goes through Bounded() before it is added to a now().
+inline constexpr Timeout kLongestWait = std::chrono::hours(24 * 365 * 100);
+inline constexpr Timeout Bounded(Timeout t) { return t > kLongestWait ? kLongestWait : t; }
+
 // True when `text` is well-formed UTF-8 (proto3 string fields must be).
 bool IsValidUtf8(std::string_view text);
 
