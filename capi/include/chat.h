@@ -322,7 +322,10 @@ CHAT_API chat_code chat_client_create(const char *target, const chat_client_opti
                                       chat_client **out);
 
 /* Frees the client. Streams opened from it stay usable and must still be
- * destroyed each with chat_stream_destroy. NULL is a no-op.
+ * destroyed each with chat_stream_destroy. If the client's connection
+ * attempt is still in progress, waits for it to finish (up to 5 s), so
+ * that once the client and its streams are destroyed its connection is
+ * closed too (gRPC would otherwise leave it open). NULL is a no-op.
  * Not thread-safe with other calls on the same client. */
 CHAT_API void chat_client_destroy(chat_client *client);
 
