@@ -6,16 +6,26 @@
  * Without --name it runs the seed: sends Sam/Hi, Ann/Hey, John/Hello,
  * half-closes and prints each reply as it arrives, read on another thread.
  * With --name it is an interactive chat: each stdin line is sent from NAME,
- * replies are printed as they arrive, end of input half-closes.
+ * replies are printed as they arrive, end of input half-closes, and the
+ * program ends as soon as the stream does (a server gone mid-chat does not
+ * leave it waiting for input).
  * Exits 0 when the stream ends OK; otherwise prints the status on stderr
  * and exits 1. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "chat.h"
+
+/* Written to by the reader thread when the stream has ended, so the
+ * interactive loop stops waiting for input. */
+static int g_ended_pipe[2] = {-1, -1};
 
 /* Reads replies until the stream ends; returns the final code. */
 static void *read_replies(void *arg) {
@@ -24,7 +34,13 @@ static void *read_replies(void *arg) {
     const char *text;
     size_t len;
     chat_code rc = chat_stream_recv(stream, -1, &text, &len);
-    if (rc != CHAT_OK) return (void *)(intptr_t)rc;
+    if (rc != CHAT_OK) {
+      if (g_ended_pipe[1] >= 0) {
+        ssize_t w = write(g_ended_pipe[1], "x", 1);
+        (void)w;
+      }
+      return (void *)(intptr_t)rc;
+    }
     fwrite(text, 1, len, stdout);
     fputc('\n', stdout);
     fflush(stdout);
@@ -69,6 +85,10 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  if (name != NULL && pipe(g_ended_pipe) != 0) {
+    perror("chat_client: pipe");
+    return 1;
+  }
   pthread_t reader;
   pthread_create(&reader, NULL, read_replies, stream);
 
@@ -78,19 +98,50 @@ int main(int argc, char **argv) {
       if (send_line(stream, seed[i][0], seed[i][1]) != CHAT_OK) break;  /* status tells why */
     }
   } else {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, stdin)) > 0) {
-      if (line[n - 1] == '\n') line[--n] = '\0';
-      chat_code send_rc = chat_stream_send(stream, name, strlen(name), line, (size_t)n, -1);
-      if (send_rc == CHAT_ERR_BAD_ARGUMENT) {
-        fprintf(stderr, "chat_client: not sent: %s\n", chat_last_error());
-      } else if (send_rc != CHAT_OK) {
+    /* Lines from stdin, read with read(2) so that poll can also watch for
+     * the end of the stream. */
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    int open_input = buf != NULL;
+    while (open_input) {
+      struct pollfd fds[2] = {{0, POLLIN, 0}, {g_ended_pipe[0], POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
         break;
       }
+      if (fds[1].revents) break; /* the stream has ended */
+      if (len == cap) {
+        char *bigger = realloc(buf, cap * 2);
+        if (bigger == NULL) break;
+        buf = bigger;
+        cap *= 2;
+      }
+      ssize_t n = read(0, buf + len, cap - len);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        open_input = 0; /* end of input: a last line without '\n' still goes */
+        if (len == 0) break;
+        buf[len++] = '\n';
+      } else {
+        len += (size_t)n;
+      }
+      size_t start = 0;
+      int stop = 0;
+      for (size_t i = 0; i < len && !stop; ++i) {
+        if (buf[i] != '\n') continue;
+        chat_code send_rc = chat_stream_send(stream, name, strlen(name), buf + start, i - start, -1);
+        if (send_rc == CHAT_ERR_BAD_ARGUMENT) {
+          fprintf(stderr, "chat_client: not sent: %s\n", chat_last_error());
+        } else if (send_rc != CHAT_OK) {
+          stop = 1;
+        }
+        start = i + 1;
+      }
+      if (stop) break;
+      memmove(buf, buf + start, len - start);
+      len -= start;
     }
-    free(line);
+    free(buf);
   }
   chat_stream_complete(stream);
 
