@@ -18,6 +18,18 @@ FAULT_SERVER = os.environ.get("CHAT_FAULT_SERVER_BIN")
 CHAT_CLIENT = os.environ.get("CHAT_CLIENT_BIN")
 
 MiB = 1 << 20
+
+
+def _sanitized():
+    """True when fault_server is built with AddressSanitizer, whose shadow
+    memory and quarantine make RSS figures meaningless."""
+    if not FAULT_SERVER:
+        return False
+    with open(FAULT_SERVER, "rb") as f:
+        return b"libasan" in f.read()
+
+
+SANITIZED = _sanitized()
 WAIT = 10.0  # only reached when something is wrong
 
 

@@ -19,7 +19,7 @@ from google.protobuf import wrappers_pb2
 
 import chat_pb2
 import pychat
-from conftest import MiB, wait_until
+from conftest import SANITIZED, MiB, wait_until
 
 MAX_MEMORY = 64 * MiB
 SLACK = 32 * MiB
@@ -28,6 +28,8 @@ MEMORY_FLAGS = []
 
 
 def peak_bound_kib(baseline_kib):
+    if SANITIZED:  # ASan's quarantine alone is 256 MiB: no RSS bound holds
+        return float("inf")
     return baseline_kib + (MAX_MEMORY + SLACK) // 1024
 
 
@@ -87,7 +89,7 @@ def test_slow_reader_keeps_server_memory_bounded(fault_server, size):
     # Bounded while the slow reader was there...
     assert peaks[0] < peak_bound_kib(base), (peaks, base)
     # ...and released after it was cancelled: a second round must not need more.
-    assert peaks[1] < peaks[0] + 16 * 1024, peaks
+    assert SANITIZED or peaks[1] < peaks[0] + 16 * 1024, peaks
 
 
 def test_broadcast_slow_member_is_cut_and_others_served(fault_server):
