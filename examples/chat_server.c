@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "chat.h"
 
@@ -35,6 +36,14 @@ int main(int argc, char **argv) {
     } else {
       return usage(argv[0]);
     }
+  }
+
+  /* One fd per connection, and gRPC 1.51 stops accepting for good after one
+   * EMFILE (see chat_server_start in chat.h): take all the fds allowed. */
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &nofile) != 0) perror("chat_server: setrlimit");
   }
 
   /* Block the stop signals before any library thread exists, so they are

@@ -20,7 +20,7 @@ packages=(
   cmake ninja-build g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libgtest-dev pybind11-dev python3-dev python3-pytest
-  python3-grpcio python3-protobuf python3-mypy
+  python3-grpcio python3-protobuf python3-mypy python3-h2
 )
 missing=()
 for pkg in "${packages[@]}"; do

@@ -278,6 +278,13 @@ CHAT_API chat_code chat_server_options_init(chat_server_options *opts, uint32_t 
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL address or out, bad options, custom
  * mode without on_message), CHAT_UNAVAILABLE (cannot bind: address in use,
  * malformed address). On error *out is set to NULL and no callback ever runs.
+ * File descriptors: each connection takes one. With gRPC 1.51 a server that
+ * once fails to accept a connection because the process is out of them
+ * (EMFILE) stops accepting for good: it keeps serving the connections it
+ * has, but new clients hang until their deadline, even after fds are free
+ * again, and gRPC logs "Failed accept4" once. Only a new server recovers.
+ * Give the process room: raise the soft RLIMIT_NOFILE (the example servers
+ * raise it to the hard limit).
  * Thread-safe. */
 CHAT_API chat_code chat_server_start(const char *address, const chat_server_options *opts,
                                      chat_server **out);
@@ -418,7 +425,10 @@ CHAT_API chat_code chat_client_create(const char *target, const chat_client_opti
                                       chat_client **out);
 
 /* Frees the client. Streams opened from it stay usable and must still be
- * destroyed each with chat_stream_destroy. NULL is a no-op.
+ * destroyed each with chat_stream_destroy. If the client's connection
+ * attempt is still in progress, waits for it to finish (up to 5 s), so
+ * that once the client and its streams are destroyed its connection is
+ * closed too (gRPC would otherwise leave it open). NULL is a no-op.
  * Not thread-safe with other calls on the same client. */
 CHAT_API void chat_client_destroy(chat_client *client);
 

@@ -418,10 +418,30 @@ void StreamImpl::OnDone(const grpc::Status& status) {
   // every member was last touched.
 }
 
+// How long destroying a client waits for a connection attempt in progress
+// to settle (see ~ClientImpl). Loopback and LAN connects take milliseconds;
+// a peer that accepts TCP but never answers HTTP/2 is given up on.
+constexpr auto kConnectSettle = std::chrono::seconds(5);
+
 class ClientImpl final : public Client {
  public:
   ClientImpl(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options)
-      : stub_(std::make_unique<RawStub>(std::move(channel))), options_(options) {}
+      : channel_(channel), stub_(std::make_unique<RawStub>(std::move(channel))),
+        options_(options) {}
+
+  // gRPC 1.51 leaks the connection of a channel destroyed while its
+  // subchannel is still connecting: the attempt completes after the
+  // subchannel was orphaned, and the new transport (socket, fd, the
+  // server's side of it) is never closed. So let a connection attempt in
+  // progress finish (READY or failed) before the channel goes; then gRPC
+  // closes it as usual. Runs on the destroying application thread.
+  ~ClientImpl() override {
+    auto deadline = std::chrono::system_clock::now() + kConnectSettle;
+    grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/false);
+    while (state == GRPC_CHANNEL_CONNECTING && channel_->WaitForStateChange(state, deadline)) {
+      state = channel_->GetState(false);
+    }
+  }
 
   Status Open(const StreamOptions& options, std::shared_ptr<ClientStream>* out) override {
     for (const auto& [key, value] : options.metadata) {
@@ -441,6 +461,7 @@ class ClientImpl final : public Client {
   }
 
  private:
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<RawStub> stub_;
   const ClientOptions options_;
 };

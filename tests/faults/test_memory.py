@@ -1,0 +1,233 @@
+"""Server memory under peers that do not read, and under rapid reset.
+
+The bound: the server is to be started with a memory budget of
+MAX_MEMORY (--max-memory-bytes, once chat_server_options version 2 has
+max_memory_bytes; until then the flag does not exist and these tests show
+today's unbounded growth by failing). Its peak RSS must stay under its
+baseline + MAX_MEMORY + SLACK. SLACK covers what is not message bytes
+counted by the budget: gRPC's per-connection HTTP/2 buffers and the
+message being decoded (up to max_message_bytes, 4 MiB) on each of the
+2 reading threads, and allocator fragmentation: 32 MiB.
+"""
+import socket
+import threading
+import time
+
+import grpc
+import pytest
+from google.protobuf import wrappers_pb2
+
+import chat_pb2
+import pychat
+from conftest import SANITIZED, MiB, wait_until
+
+MAX_MEMORY = 64 * MiB
+SLACK = 32 * MiB
+# Flags that give the server its budget (added once the option exists).
+MEMORY_FLAGS = []
+
+
+def peak_bound_kib(baseline_kib):
+    if SANITIZED:  # ASan's quarantine alone is 256 MiB: no RSS bound holds
+        return float("inf")
+    return baseline_kib + (MAX_MEMORY + SLACK) // 1024
+
+
+def raw_chat(channel):
+    return channel.stream_stream("/Chat/chat",
+                                 request_serializer=chat_pb2.ChatMessage.SerializeToString,
+                                 response_deserializer=wrappers_pb2.StringValue.FromString)
+
+
+def flood(target, size, total, seconds=15.0):
+    """A grpcio client that sends `total` bytes in messages of `size` and never
+    reads a reply; returns (messages sent, the open call, its channel).
+
+    grpcio asks for a message only when the iterator is pulled, so `sent`
+    counts what the transport took; flow control stops it when the server
+    stops reading. Gives up pushing after `seconds`."""
+    channel = grpc.insecure_channel(target)
+    count = total // size
+    sent = [0]
+    stop = threading.Event()
+    body = "x" * (size - 16)
+
+    def requests():
+        for _ in range(count):
+            if stop.is_set():
+                return
+            sent[0] += 1
+            yield chat_pb2.ChatMessage(name="Slow", message=body)
+        stop.wait(seconds + 5)  # keep the stream open (no half-close)
+
+    call = raw_chat(channel)(requests(), timeout=seconds + 30)
+    deadline = time.monotonic() + seconds
+    last, last_change = -1, time.monotonic()
+    # Until every message went or no progress for 2 s (flow control holds).
+    while sent[0] < count and time.monotonic() < deadline:
+        if sent[0] != last:
+            last, last_change = sent[0], time.monotonic()
+        elif time.monotonic() - last_change > 2.0:
+            break
+        time.sleep(0.05)
+    return sent[0], call, channel, stop
+
+
+@pytest.mark.parametrize("size", [1 * MiB, 4 * MiB])
+def test_slow_reader_keeps_server_memory_bounded(fault_server, size):
+    server = fault_server("--mode", "echo", *MEMORY_FLAGS)
+    base = server.rss_kib()
+    peaks = []
+    for round_ in range(2):
+        sent, call, channel, stop = flood(server.target, size, 256 * MiB)
+        peaks.append(server.hwm_kib())
+        print(f"size {size >> 20} MiB round {round_}: {sent} sent, server VmRSS {server.rss_kib()} "
+              f"KiB, VmHWM {peaks[-1]} KiB (baseline {base} KiB)")
+        call.cancel()
+        stop.set()
+        channel.close()
+    # Bounded while the slow reader was there...
+    assert peaks[0] < peak_bound_kib(base), (peaks, base)
+    # ...and released after it was cancelled: a second round must not need more.
+    assert SANITIZED or peaks[1] < peaks[0] + 16 * 1024, peaks
+
+
+def test_broadcast_slow_member_is_cut_and_others_served(fault_server):
+    server = fault_server("--mode", "broadcast", "--send-queue-limit", "32", *MEMORY_FLAGS)
+    base = server.rss_kib()
+    channel = grpc.insecure_channel(server.target)
+    joined = threading.Event()
+
+    def slow_requests():
+        yield chat_pb2.ChatMessage(name="Slow", message="joined")
+        joined.set()
+        channel_done.wait(60)
+
+    channel_done = threading.Event()
+    slow = raw_chat(channel)(slow_requests(), timeout=60)
+    try:
+        with pychat.Client(server.target) as client, client.chat() as a, client.chat() as b:
+            assert wait_until(joined.is_set, what="the slow member joined")
+            line = "y" * (64 * 1024)
+            seen_left = False
+            rounds = 0
+            # Chat until the slow member has been cut, bounded in rounds and time.
+            deadline = time.monotonic() + 30
+            while not seen_left and rounds < 2000 and time.monotonic() < deadline:
+                rounds += 1
+                a.send("Ann", f"{rounds} {line}", timeout=5)
+                # Both readers get every line, in order, promptly.
+                for member in (a, b):
+                    got = member.recv(timeout=5)
+                    while got is not None and not got.startswith("Ann: "):
+                        seen_left |= got == "Slow left the chat"
+                        got = member.recv(timeout=5)
+                    assert got is not None and got.startswith(f"Ann: {rounds} "), got[:40]
+            # Cut (the server records RESOURCE_EXHAUSTED; its client sees a
+            # reset, which grpcio reports only once it reads): the room hears
+            # the member leave.
+            assert seen_left, f"slow member not cut after {rounds} lines"
+            a.complete()
+            b.complete()
+    finally:
+        channel_done.set()
+        slow.cancel()
+        channel.close()
+    print(f"broadcast: cut after {rounds} lines; server VmHWM {server.hwm_kib()} KiB "
+          f"(baseline {base} KiB)")
+    assert server.hwm_kib() < peak_bound_kib(base)
+
+
+def rapid_reset(port, pairs, seconds):
+    """One HTTP/2 connection: `pairs` HEADERS + RST_STREAM(CANCEL) as fast as
+    possible, or for `seconds`. Returns (pairs sent, GOAWAY seen)."""
+    import h2.config
+    import h2.connection
+    import h2.errors
+    import h2.events
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.setblocking(False)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", "/Chat/chat"),
+               (":authority", f"127.0.0.1:{port}"), ("content-type", "application/grpc"),
+               ("te", "trailers")]
+    sent, goaway = 0, False
+    pending = b""
+    deadline = time.monotonic() + seconds
+    try:
+        while sent < pairs and not goaway and time.monotonic() < deadline:
+            for _ in range(100):
+                sid = conn.get_next_available_stream_id()
+                conn.send_headers(sid, headers)
+                conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                sent += 1
+            pending += conn.data_to_send()
+            while pending and time.monotonic() < deadline:
+                try:
+                    pending = pending[sock.send(pending):]
+                except BlockingIOError:
+                    pass
+                goaway |= drain(sock, conn, h2)
+                if goaway:
+                    break
+            goaway |= drain(sock, conn, h2)
+    finally:
+        sock.close()
+    return sent, goaway
+
+
+def drain(sock, conn, h2):
+    """Feeds what the server sent into `conn`; True on GOAWAY or EOF."""
+    try:
+        data = sock.recv(1 << 16)
+    except BlockingIOError:
+        return False
+    if not data:
+        return True
+    events = conn.receive_data(data)
+    out = conn.data_to_send()
+    if out:
+        sock.setblocking(True)
+        sock.sendall(out)
+        sock.setblocking(False)
+    return any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
+
+
+def test_rapid_reset_keeps_others_served_and_memory_bounded(fault_server):
+    server = fault_server("--mode", "echo", *MEMORY_FLAGS)
+    base = server.rss_kib()
+    seeds = []
+    errors = []
+    done = threading.Event()
+
+    def well_behaved():
+        try:
+            with pychat.Client(server.target) as client:
+                while not done.is_set():
+                    t0 = time.monotonic()
+                    with client.chat(timeout=10) as s:
+                        for name, msg in (("Sam", "Hi"), ("Ann", "Hey"), ("John", "Hello")):
+                            s.send(name, msg, timeout=5)
+                        s.complete()
+                        assert list(s) == ["Sam: Hi", "Ann: Hey", "John: Hello"]
+                    seeds.append(time.monotonic() - t0)
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    t = threading.Thread(target=well_behaved)
+    t.start()
+    try:
+        sent, goaway = rapid_reset(server.port, 50_000, 30.0)
+    finally:
+        done.set()
+        t.join(timeout=30)
+    peak = server.hwm_kib()
+    print(f"rapid reset: {sent} pairs, goaway={goaway}; {len(seeds)} seeds, slowest "
+          f"{max(seeds, default=0):.3f}s; server VmHWM {peak} KiB (baseline {base} KiB)")
+    assert not t.is_alive()
+    assert not errors, errors
+    assert seeds and max(seeds) < 5.0, seeds[-5:]
+    assert sent >= 1000
+    assert peak < peak_bound_kib(base)
