@@ -2,8 +2,9 @@
  *
  *   fault_server [--address HOST:PORT] [--mode echo|broadcast|custom]
  *                [--grace-ms N] [--max-message-bytes N] [--send-queue-limit N]
- *                [--recv-window N] [--keepalive-ms N] [--handler-sleep-us N]
- *                [--raise-nofile]
+ *                [--recv-window N] [--keepalive-ms N] [--keepalive-timeout-ms N]
+ *                [--send-queue-bytes N] [--recv-window-bytes N]
+ *                [--max-memory-bytes N] [--handler-sleep-us N] [--raise-nofile]
  *
  * Prints "listening on HOST:PORT" first (flushed). Stops on SIGINT/SIGTERM
  * (taken with sigwait, as examples/chat_server.c does).
@@ -68,7 +69,9 @@ static int usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s [--address HOST:PORT] [--mode echo|broadcast|custom] [--grace-ms N]\n"
           "          [--max-message-bytes N] [--send-queue-limit N] [--recv-window N]\n"
-          "          [--keepalive-ms N] [--handler-sleep-us N] [--raise-nofile]\n",
+          "          [--keepalive-ms N] [--keepalive-timeout-ms N] [--send-queue-bytes N]\n"
+          "          [--recv-window-bytes N] [--max-memory-bytes N] [--handler-sleep-us N]\n"
+          "          [--raise-nofile]\n",
           argv0);
   return 2;
 }
@@ -80,6 +83,16 @@ static int parse_i32(const char *s, int32_t *out) {
   long v = strtol(s, &end, 10);
   if (errno != 0 || end == s || *end != '\0' || v < 0 || v > INT32_MAX) return 0;
   *out = (int32_t)v;
+  return 1;
+}
+
+/* Parses a positive decimal byte count. */
+static int parse_bytes(const char *s, int64_t *out) {
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v <= 0) return 0;
+  *out = (int64_t)v;
   return 1;
 }
 
@@ -117,6 +130,14 @@ int main(int argc, char **argv) {
       ok = parse_i32(v, &opts.recv_window);
     } else if (strcmp(a, "--keepalive-ms") == 0) {
       ok = parse_i32(v, &opts.keepalive_ms);
+    } else if (strcmp(a, "--keepalive-timeout-ms") == 0) {
+      ok = parse_i32(v, &opts.keepalive_timeout_ms);
+    } else if (strcmp(a, "--send-queue-bytes") == 0) {
+      ok = parse_bytes(v, &opts.send_queue_bytes);
+    } else if (strcmp(a, "--recv-window-bytes") == 0) {
+      ok = parse_bytes(v, &opts.recv_window_bytes);
+    } else if (strcmp(a, "--max-memory-bytes") == 0) {
+      ok = parse_bytes(v, &opts.max_memory_bytes);
     } else if (strcmp(a, "--handler-sleep-us") == 0) {
       ok = parse_i32(v, &sleep_us);
     } else {
