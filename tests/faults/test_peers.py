@@ -45,16 +45,18 @@ def test_client_sigkill_server_sees_cancelled(fault_server, chat_client):
     assert server.next_close(timeout=END_BOUND) == (1, "CANCELLED")
 
 
-# Server keepalive: a ping every KEEPALIVE_MS on the idle connection, and
-# gRPC's keepalive timeout (10 s, fixed in ServerImpl::Init today) for the
-# answer. A frozen client never answers, so its call ends within about
-# KEEPALIVE_MS + 10 s; the bound leaves room for a busy machine.
+# Keepalive: a ping every KEEPALIVE_MS on an idle connection, and
+# KEEPALIVE_TIMEOUT_MS for its answer. A frozen peer never answers, so its
+# calls end within about the sum of the two; the bound leaves room for a
+# busy machine.
 KEEPALIVE_MS = 500
-FROZEN_BOUND = KEEPALIVE_MS / 1000 + 10 + 5
+KEEPALIVE_TIMEOUT_MS = 1500
+FROZEN_BOUND = (KEEPALIVE_MS + KEEPALIVE_TIMEOUT_MS) / 1000 + 5
 
 
 def test_frozen_client_is_ended_by_server_keepalive(fault_server, chat_client):
-    server = fault_server("--mode", "custom", "--keepalive-ms", str(KEEPALIVE_MS))
+    server = fault_server("--mode", "custom", "--keepalive-ms", str(KEEPALIVE_MS),
+                          "--keepalive-timeout-ms", str(KEEPALIVE_TIMEOUT_MS))
     client = chat_client(server.target, "Ann")
     say(client, "Hi")
     assert client.out.next() == "Ann: Hi\n"
@@ -68,7 +70,30 @@ def test_frozen_client_is_ended_by_server_keepalive(fault_server, chat_client):
     assert call_id == 1
     assert code in ("CANCELLED", "UNAVAILABLE")
     # Not ended before a ping could have gone unanswered.
-    assert took >= KEEPALIVE_MS / 1000, took
+    assert took >= KEEPALIVE_TIMEOUT_MS / 1000, took
+
+
+# Client keepalive (pychat's keepalive=, chat_client_options.keepalive_ms)
+# ends a stream to a frozen server with UNAVAILABLE: without it the stream
+# would wait forever. gRPC's client keepalive timeout is the default 10 s.
+CLIENT_FROZEN_BOUND = 1.0 + 10 + 5
+
+
+def test_frozen_server_is_ended_by_client_keepalive(fault_server):
+    server = fault_server("--mode", "echo")
+    with pychat.Client(server.target, keepalive=1.0) as client, client.chat() as stream:
+        stream.send("Sam", "Hi", timeout=WAIT_SEND)
+        assert stream.recv(timeout=END_BOUND) == "Sam: Hi"
+        server.signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(pychat.Unavailable):
+                stream.recv(timeout=CLIENT_FROZEN_BOUND)
+            took = time.monotonic() - t0
+        finally:
+            server.signal(signal.SIGCONT)
+        assert took >= 1.0, took
+        assert stream.code == pychat.StatusCode.UNAVAILABLE
 
 
 WAIT_SEND = 5.0

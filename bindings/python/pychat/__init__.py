@@ -79,7 +79,9 @@ class Server(_pychat.Server):
                  handler: Optional[object] = None, max_message_bytes: Optional[int] = None,
                  send_queue_limit: Optional[int] = None, recv_window: Optional[int] = None,
                  dispatcher_threads: Optional[int] = None,
-                 keepalive: Optional[float] = None) -> None:
+                 keepalive: Optional[float] = None, send_queue_bytes: Optional[int] = None,
+                 recv_window_bytes: Optional[int] = None,
+                 max_memory_bytes: Optional[int] = None) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
         if mode is None:
@@ -89,7 +91,8 @@ class Server(_pychat.Server):
         if (handler is None) != (mode != "custom"):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         super().__init__(address, _MODES[mode], handler, max_message_bytes, send_queue_limit,
-                         recv_window, dispatcher_threads, keepalive)
+                         recv_window, dispatcher_threads, keepalive, send_queue_bytes,
+                         recv_window_bytes, max_memory_bytes)
         self.address = address
         self.mode = mode
         _live.add(self)
@@ -118,10 +121,17 @@ class Client(_pychat.Client):
 
     def __init__(self, target: str, *, max_message_bytes: Optional[int] = None,
                  send_queue_limit: Optional[int] = None,
-                 recv_queue_limit: Optional[int] = None) -> None:
+                 recv_queue_limit: Optional[int] = None,
+                 send_queue_bytes: Optional[int] = None,
+                 recv_queue_bytes: Optional[int] = None,
+                 keepalive: Optional[float] = None) -> None:
+        """keepalive: seconds between HTTP/2 pings while streams are open, so
+        a dead or frozen server ends them with UNAVAILABLE (None: off; at
+        least 1.0 against libchat servers)."""
         if not isinstance(target, str):
             raise TypeError(f"target must be str, not {type(target).__name__}")
-        super().__init__(target, max_message_bytes, send_queue_limit, recv_queue_limit)
+        super().__init__(target, max_message_bytes, send_queue_limit, recv_queue_limit,
+                         send_queue_bytes, recv_queue_bytes, keepalive)
         _live.add(self)
 
     def chat(self, timeout: Optional[float] = None, metadata: Optional[Metadata] = None, *,

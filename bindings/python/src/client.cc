@@ -364,13 +364,21 @@ class Stream {
 class Client {
  public:
   Client(const std::string& target, std::optional<int> max_message_bytes,
-         std::optional<int> send_queue_limit, std::optional<int> recv_queue_limit)
+         std::optional<int> send_queue_limit, std::optional<int> recv_queue_limit,
+         std::optional<int64_t> send_queue_bytes, std::optional<int64_t> recv_queue_bytes,
+         std::optional<double> keepalive)
       : target_(target) {
     chat_client_options o;
     chat_client_options_init(&o, CHAT_CLIENT_OPTIONS_VERSION);
     if (max_message_bytes) o.max_message_bytes = *max_message_bytes;
     if (send_queue_limit) o.send_queue_limit = *send_queue_limit;
     if (recv_queue_limit) o.recv_queue_limit = *recv_queue_limit;
+    if (send_queue_bytes) o.send_queue_bytes = *send_queue_bytes;
+    if (recv_queue_bytes) o.recv_queue_bytes = *recv_queue_bytes;
+    if (keepalive) {
+      if (!(*keepalive >= 0.0)) throw py::value_error("keepalive must be >= 0 seconds");
+      o.keepalive_ms = static_cast<int32_t>(std::min<int64_t>(to_ms(*keepalive), INT32_MAX));
+    }
     chat_code rc = chat_client_create(target.c_str(), &o, &handle_);
     if (rc != CHAT_OK) raise_last(rc);
   }
@@ -470,9 +478,11 @@ void define_client(py::module_& m) {
       });
 
   py::class_<Client>(m, "Client", "A connection to a Chat server (native part; use pychat.Client).")
-      .def(py::init<const std::string&, std::optional<int>, std::optional<int>, std::optional<int>>(),
+      .def(py::init<const std::string&, std::optional<int>, std::optional<int>, std::optional<int>,
+                    std::optional<int64_t>, std::optional<int64_t>, std::optional<double>>(),
            py::arg("target"), py::arg("max_message_bytes"), py::arg("send_queue_limit"),
-           py::arg("recv_queue_limit"))
+           py::arg("recv_queue_limit"), py::arg("send_queue_bytes"), py::arg("recv_queue_bytes"),
+           py::arg("keepalive"))
       .def("_open", &Client::open, py::arg("timeout"), py::arg("metadata"),
            py::arg("wait_for_ready"))
       .def("close", &Client::close, "Frees the client; streams already opened stay usable.")

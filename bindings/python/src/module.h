@@ -3,7 +3,15 @@
 
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
 namespace pychat {
+
+// Seconds from Python to the C ABI's milliseconds, capped at 1e11 ms (about
+// three years), far below where int64 arithmetic could overflow.
+inline int64_t to_ms(double seconds) { return std::llround(std::min(seconds * 1000.0, 1e11)); }
 
 void define_errors(pybind11::module_& m);  // first: the others raise through it
 void define_server(pybind11::module_& m);

@@ -38,8 +38,6 @@ std::mutex g_deferred_mu;
 std::condition_variable g_deferred_cv;
 int g_deferred = 0;
 
-int64_t to_ms(double seconds) { return std::llround(std::min(seconds * 1000.0, 1e11)); }
-
 // One server-side stream. Holds a chat_call reference, so the handle stays
 // valid for as long as Python keeps the object (calls on it raise
 // ClosedError once the stream has ended).
@@ -345,7 +343,8 @@ class Server {
   Server(const std::string& address, int mode, py::object handler,
          std::optional<int> max_message_bytes, std::optional<int> send_queue_limit,
          std::optional<int> recv_window, std::optional<int> dispatcher_threads,
-         std::optional<double> keepalive)
+         std::optional<double> keepalive, std::optional<int64_t> send_queue_bytes,
+         std::optional<int64_t> recv_window_bytes, std::optional<int64_t> max_memory_bytes)
       : core_(std::make_unique<ServerCore>()) {
     chat_server_options o;
     chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
@@ -354,6 +353,9 @@ class Server {
     if (send_queue_limit) o.send_queue_limit = *send_queue_limit;
     if (recv_window) o.recv_window = *recv_window;
     if (dispatcher_threads) o.dispatcher_threads = *dispatcher_threads;
+    if (send_queue_bytes) o.send_queue_bytes = *send_queue_bytes;
+    if (recv_window_bytes) o.recv_window_bytes = *recv_window_bytes;
+    if (max_memory_bytes) o.max_memory_bytes = *max_memory_bytes;
     if (keepalive) {
       if (!(*keepalive >= 0.0)) throw py::value_error("keepalive must be >= 0 seconds");
       o.keepalive_ms = static_cast<int32_t>(std::min<int64_t>(to_ms(*keepalive), INT32_MAX));
@@ -502,10 +504,12 @@ void define_server(py::module_& m) {
 
   py::class_<Server>(m, "Server", "A running Chat server (native part; use pychat.Server).")
       .def(py::init<const std::string&, int, py::object, std::optional<int>, std::optional<int>,
-                    std::optional<int>, std::optional<int>, std::optional<double>>(),
+                    std::optional<int>, std::optional<int>, std::optional<double>,
+                    std::optional<int64_t>, std::optional<int64_t>, std::optional<int64_t>>(),
            py::arg("address"), py::arg("mode"), py::arg("handler"), py::arg("max_message_bytes"),
            py::arg("send_queue_limit"), py::arg("recv_window"), py::arg("dispatcher_threads"),
-           py::arg("keepalive"))
+           py::arg("keepalive"), py::arg("send_queue_bytes"), py::arg("recv_window_bytes"),
+           py::arg("max_memory_bytes"))
       .def_property_readonly("port", &Server::port)
       .def_property_readonly("closed", &Server::closed)
       .def("stop", &Server::stop, py::arg("grace") = 5.0,
