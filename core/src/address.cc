@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cstdint>
+#include <initializer_list>
 
 namespace chat::internal {
 namespace {
@@ -182,6 +183,16 @@ bool HasUrlScheme(std::string_view s, std::string_view* scheme) {
   return true;
 }
 
+// Schemes gRPC 1.51 resolves: "name:rest" with one of these as name is a
+// URI to gRPC, whatever else it could mean.
+bool IsGrpcScheme(std::string_view s) {
+  for (std::string_view scheme : {"dns", "ipv4", "ipv6", "unix", "unix-abstract", "xds",
+                                  "google-c2p", "google-c2p-experimental"}) {
+    if (s == scheme) return true;
+  }
+  return false;
+}
+
 Status NormalizeImpl(std::string_view t, std::string* out) {
   if (t.empty()) return Bad("empty target");
   std::string host;
@@ -193,7 +204,10 @@ Status NormalizeImpl(std::string_view t, std::string* out) {
     if (rest.empty()) return Bad("http:// target has no host:port");
     Status st = SplitHostPort(rest, 1, HostKind::kAny, &host, &port);
     if (!st.ok()) return st;
-    out->assign(rest.data(), rest.size());
+    // gRPC would read "ipv4:9090" as the ipv4 scheme, not as host "ipv4";
+    // spell such hosts out as DNS names.
+    out->assign(IsGrpcScheme(host) ? "dns:///" : "");
+    out->append(rest.data(), rest.size());
     return Status::Ok();
   }
   Status st;
@@ -216,6 +230,10 @@ Status NormalizeImpl(std::string_view t, std::string* out) {
   } else {
     std::string_view scheme;
     if (HasUrlScheme(t, &scheme)) return Bad("unsupported target scheme " + Quote(scheme));
+    size_t colon = t.find(':');
+    if (colon != std::string_view::npos && IsGrpcScheme(t.substr(0, colon))) {
+      return Bad("unsupported target scheme " + Quote(t.substr(0, colon)));
+    }
     st = SplitHostPort(t, 1, HostKind::kAny, &host, &port);
   }
   if (!st.ok()) return st;

@@ -31,7 +31,10 @@ Status ParseListenAddress(std::string_view address, ListenAddress* out);
 
 // A client target as gRPC should see it:
 //   "host:port", "[ipv6]:port"           -> unchanged (port 1..65535)
-//   "http://host:port", trailing '/'s    -> "host:port"
+//   "http://host:port", trailing '/'s    -> "host:port" ("dns:///host:port"
+//                                           when host is a gRPC scheme name
+//                                           such as "ipv4", which gRPC would
+//                                           otherwise read as that scheme)
 //   "https://..."                         -> refused (no TLS yet)
 //   "dns:[//authority/]host:port", "ipv4:a.b.c.d:port[,...]",
 //   "ipv6:[addr]:port[,...]"              -> unchanged, every port checked

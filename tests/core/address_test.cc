@@ -115,6 +115,10 @@ TEST(Target, KeepsWhatWorkedAndNormalizesHttp) {
   EXPECT_EQ(Normalized("unix:/tmp/chat.sock"), "unix:/tmp/chat.sock");
   EXPECT_EQ(Normalized("unix-abstract:chat"), "unix-abstract:chat");
   EXPECT_EQ(Normalized("unix-abstract:"), "unix-abstract:");
+  // A host named like a gRPC scheme stays a host (fuzz_address found that
+  // "http://ipv4:1" became "ipv4:1", which gRPC reads as the ipv4 scheme).
+  EXPECT_EQ(Normalized("http://ipv4:60073///"), "dns:///ipv4:60073");
+  EXPECT_EQ(Normalized("http://xds:1"), "dns:///xds:1");
 }
 
 TEST(Target, ValidatesPorts) {
@@ -141,11 +145,13 @@ TEST(Target, RefusesWhatCannotWork) {
   EXPECT_NE(TargetError("xds:///service").find("unsupported target scheme 'xds'"),
             std::string::npos);
   EXPECT_NE(TargetError("unix:").find("no path"), std::string::npos);
+  EXPECT_NE(TargetError("xds:1").find("unsupported target scheme 'xds'"), std::string::npos);
+  EXPECT_NE(TargetError("ipv4:1").find("no port"), std::string::npos);
   EXPECT_NE(TargetError("dns://resolver").find("dns:///"), std::string::npos);
 }
 
 TEST(Target, NormalizingIsIdempotent) {
-  for (const char* t : {"http://127.0.0.1:9090/", "127.0.0.1:9090", "http://[::1]:1",
+  for (const char* t : {"http://127.0.0.1:9090/", "127.0.0.1:9090", "http://[::1]:1", "http://dns:7",
                         "dns:///h:1", "unix:/x", "ipv4:1.2.3.4:5"}) {
     std::string once = Normalized(t);
     EXPECT_EQ(Normalized(once), once) << t;
