@@ -10,10 +10,15 @@
 #   FUZZ_TIMEOUT=n        one input slower than this many seconds is a failure (default 10)
 #   FUZZ_BUILD_DIR=dir    build tree (default build-fuzz)
 #   FUZZ_JOBS=n           build parallelism (default 2)
+#   FUZZ_BUILD_ONLY=1     configure and build, run nothing
+#   FUZZ_SKIP_BUILD=1     run what is built (scripts/test.sh builds in a phase of its own)
 #
 # Targets run one after another, one process each (-jobs/-workers unused).
 # Work files (grown corpus, artifacts, logs) go to $FUZZ_BUILD_DIR/runs/.
 set -euo pipefail
+# The whole script is one block, parsed before it runs, so editing this file
+# during a long run does not change the run.
+{
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -29,18 +34,26 @@ for tool in clang-14 clang++-14; do
     { say "$tool is missing: run scripts/setup.sh (it installs clang-14 and libclang-rt-14-dev)"; exit 1; }
 done
 
-mkdir -p "$build_dir"
-log=$build_dir/fuzz-configure.log
-if ! CC=clang-14 CXX=clang++-14 cmake -S . -B "$build_dir" -G Ninja \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_FUZZ=ON \
-    -DCHAT_BUILD_EXAMPLES=OFF -DCHAT_BUILD_PYTHON=OFF -DCHAT_BUILD_BENCH=OFF \
-    -DCHAT_BUILD_TESTS=OFF -DPython_EXECUTABLE=/usr/bin/python3 >"$log" 2>&1; then
-  cat "$log"
-  say "configure failed (log: $log)"
-  exit 1
-fi
-say "build: $build_dir (${targets[*]})"
-cmake --build "$build_dir" -j "${FUZZ_JOBS:-2}" --target "${targets[@]}"
+build() {
+  mkdir -p "$build_dir"
+  log=$build_dir/fuzz-configure.log
+  if ! CC=clang-14 CXX=clang++-14 cmake -S . -B "$build_dir" -G Ninja \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_FUZZ=ON \
+      -DCHAT_BUILD_EXAMPLES=OFF -DCHAT_BUILD_PYTHON=OFF -DCHAT_BUILD_BENCH=OFF \
+      -DCHAT_BUILD_TESTS=OFF -DPython_EXECUTABLE=/usr/bin/python3 >"$log" 2>&1; then
+    cat "$log"
+    say "configure failed (log: $log)"
+    exit 1
+  fi
+  say "build: $build_dir (${targets[*]})"
+  cmake --build "$build_dir" -j "${FUZZ_JOBS:-2}" --target "${targets[@]}"
+}
+
+if [[ -z ${FUZZ_SKIP_BUILD:-} ]]; then build; fi
+if [[ -n ${FUZZ_BUILD_ONLY:-} ]]; then exit 0; fi
+for t in "${targets[@]}"; do
+  [[ -x $build_dir/fuzz/$t ]] || { say "$build_dir/fuzz/$t is not built"; exit 1; }
+done
 
 runs=$build_dir/runs
 failed=0
@@ -81,3 +94,4 @@ done
 say "results (${seconds}s per target):"
 for l in "${results[@]}"; do say "  $l"; done
 exit "$failed"
+}
