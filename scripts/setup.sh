@@ -21,6 +21,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libgtest-dev pybind11-dev python3-dev python3-pytest
   python3-grpcio python3-protobuf python3-mypy python3-h2
+  clang-14 libclang-rt-14-dev
 )
 missing=()
 for pkg in "${packages[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the whole ctest suite on the Release build, then the
 # SANITIZED_LABELS again under AddressSanitizer + UndefinedBehaviorSanitizer,
-# then TSAN_LABELS under ThreadSanitizer.
+# then TSAN_LABELS under ThreadSanitizer, then each libFuzzer target for
+# FUZZ_SECONDS (scripts/fuzz.sh).
 #
 #   SANITIZED_LABELS=re   ctest labels for the sanitized run
 #                         (default: core|capi|interop|install|python|faults; pychat
@@ -9,8 +10,10 @@
 #   TSAN_LABELS=re        ctest labels for the ThreadSanitizer run (default
 #                         core|capi: the C++ suites; Python and the grpcio
 #                         peer add nothing TSan can see into)
+#   FUZZ_SECONDS=n        seconds per fuzz target (default 30; see
+#                         fuzz/README.md for long runs)
 #   BUILD_DIR, CMAKE_ARGS as for setup.sh; ASAN_BUILD_DIR (default build-asan),
-#   TSAN_BUILD_DIR (default build-tsan)
+#   TSAN_BUILD_DIR (default build-tsan), FUZZ_BUILD_DIR (default build-fuzz)
 #
 # Tests run one at a time (ctest -j1): they are timing-sensitive and the
 # per-test TIMEOUTs live in CMake. Exits non-zero if any phase failed.
@@ -130,6 +133,11 @@ tsan_tests() {
   return "$rc"
 }
 
+# The fuzz build and the fuzz run are two phases, like the others: a build
+# that fails fails the run and skips the fuzzing.
+fuzz_build() { FUZZ_BUILD_ONLY=1 bash scripts/fuzz.sh; }
+fuzz_run() { FUZZ_SKIP_BUILD=1 bash scripts/fuzz.sh; }
+
 skipped() { summary+=("$(printf '%-22s %5s   skipped (%s)' "$1" - "$2")"); }
 
 t_all=$SECONDS
@@ -151,6 +159,13 @@ if [[ ${summary[-1]} == *FAILED* ]]; then
   skipped "tests (tsan)" "no tsan build"
 else
   phase "tests (tsan)" tsan_tests
+fi
+
+phase "build (${FUZZ_BUILD_DIR:-build-fuzz})" fuzz_build
+if [[ ${summary[-1]} == *FAILED* ]]; then
+  skipped "fuzz" "no fuzz build"
+else
+  phase "fuzz" fuzz_run
 fi
 
 echo

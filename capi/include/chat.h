@@ -271,13 +271,19 @@ typedef struct chat_server_options {
 CHAT_API chat_code chat_server_options_init(chat_server_options *opts, uint32_t version);
 
 /* Starts a server listening on `address` ("127.0.0.1:0", "[::1]:9090",
- * "0.0.0.0:9090"; port 0 picks a free port, see chat_server_port). `opts` may
- * be NULL for all defaults (the echo server); it is read during the call only.
- * On success *out receives a server you must release with
+ * "0.0.0.0:9090"; port 0 picks a free port, see chat_server_port). The forms
+ * accepted: "host:port" with a host name or IPv4 address, "[ipv6]:port",
+ * where port is decimal digits in 0..65535; or a Unix socket, "unix:/path",
+ * "unix:relative/path" or "unix-abstract:name" (chat_server_port gives 1).
+ * `opts` may be NULL for all defaults (the echo server); it is read during
+ * the call only. On success *out receives a server you must release with
  * chat_server_destroy.
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL address or out, bad options, custom
- * mode without on_message), CHAT_UNAVAILABLE (cannot bind: address in use,
- * malformed address). On error *out is set to NULL and no callback ever runs.
+ * mode without on_message, malformed address: no port, a port out of range
+ * or not all digits, an empty host, an unbracketed IPv6 address; nothing is
+ * bound then), CHAT_UNAVAILABLE (a well-formed address that cannot be bound:
+ * in use, unknown host, not a local address). On error *out is set to NULL
+ * and no callback ever runs.
  * File descriptors: each connection takes one. With gRPC 1.51 a server that
  * once fails to accept a connection because the process is out of them
  * (EMFILE) stops accepting for good: it keeps serving the connections it
@@ -414,13 +420,18 @@ typedef struct chat_client_options {
  * Thread-safe. */
 CHAT_API chat_code chat_client_options_init(chat_client_options *opts, uint32_t version);
 
-/* Creates a client for `target`: "host:port", "http://host:port" (the
- * Ballerina URL form) or a gRPC target such as "dns:///host:port",
- * "ipv4:127.0.0.1:9090" or "unix:/path". It connects lazily, on the first
- * stream, with one HTTP/2 connection per client. `opts` may be NULL.
+/* Creates a client for `target`: "host:port" or "[ipv6]:port", the same
+ * behind "http://" (the Ballerina URL form; trailing '/'s are ignored), or a
+ * gRPC target: "dns:///host:port", "ipv4:127.0.0.1:9090[,...]",
+ * "ipv6:[::1]:9090[,...]", "unix:/path", "unix-abstract:name". Every port
+ * given must be decimal digits in 1..65535, and the host:port forms need one.
+ * It connects lazily, on the first stream, with one HTTP/2 connection per
+ * client. `opts` may be NULL.
  * On success *out receives a client to release with chat_client_destroy.
- * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, empty or https:// target, bad
- * options). Thread-safe. */
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, empty, https:// or malformed target:
+ * missing or bad port, unknown scheme; bad options). An unreachable server
+ * is not an error here: the stream ends with CHAT_UNAVAILABLE.
+ * Thread-safe. */
 CHAT_API chat_code chat_client_create(const char *target, const chat_client_options *opts,
                                       chat_client **out);
 

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "address.h"
 #include "chat/client.h"
 #include "grpc_glue.h"
 #include "send_queue.h"
@@ -495,15 +496,9 @@ void KeepCallbackQueueAlive() {
 
 Status Client::Create(std::string_view target, const ClientOptions& options,
                       std::unique_ptr<Client>* out) {
-  std::string t(target);
-  if (t.rfind("https://", 0) == 0) {
-    return Status(Code::kBadArgument, "TLS targets (https://) are not supported");
-  }
-  if (t.rfind("http://", 0) == 0) {
-    t.erase(0, 7);
-    while (!t.empty() && t.back() == '/') t.pop_back();
-  }
-  if (t.empty()) return Status(Code::kBadArgument, "empty target");
+  std::string t;
+  Status normalized = internal::NormalizeTarget(target, &t);
+  if (!normalized.ok()) return normalized;
   if (options.send_queue_limit == 0 || options.recv_queue_limit == 0 ||
       options.send_queue_bytes == 0 || options.recv_queue_bytes == 0 ||
       options.max_message_bytes == 0 || options.max_message_bytes > static_cast<size_t>(INT32_MAX)) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "chat.grpc.pb.h"
+#include "address.h"
 #include "chat/server.h"
 #include "dispatcher.h"
 #include "grpc_glue.h"
@@ -688,6 +689,11 @@ Status Server::Start(const ServerOptions& options, std::unique_ptr<Server>* out)
   if (options.keepalive_ms < 0 || options.keepalive_timeout_ms <= 0) {
     return Status(Code::kBadArgument, "keepalive_ms must be >= 0, keepalive_timeout_ms positive");
   }
+  // gRPC would take a malformed address its own way (a port above 65535
+  // truncated to 16 bits, a missing one read as 443): check it before
+  // anything binds.
+  Status address = internal::ParseListenAddress(options.address, nullptr);
+  if (!address.ok()) return address;
   internal::KeepCallbackQueueAlive();
   auto server = std::make_unique<internal::ServerImpl>(options);
   Status s = server->Init();

@@ -5,10 +5,16 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <fstream>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <dirent.h>
+#include <unistd.h>
 
 #include "../core/test_support.h"
 #include "chat.h"
@@ -38,6 +44,39 @@ std::vector<std::string> Drain(chat_stream* s, chat_code* end) {
     }
     out.emplace_back(text, len);
   }
+}
+
+// TCP sockets in LISTEN state (0A) that this process holds: the socket
+// inodes behind /proc/self/fd that /proc/self/net/tcp{,6} lists as listening.
+int ListeningSockets() {
+  std::set<std::string> inodes;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(dir)) {
+      std::string link = std::string("/proc/self/fd/") + e->d_name;
+      char buf[64];
+      ssize_t n = readlink(link.c_str(), buf, sizeof buf - 1);
+      if (n <= 0) continue;
+      std::string target(buf, static_cast<size_t>(n));
+      if (target.rfind("socket:[", 0) == 0 && target.back() == ']') {
+        inodes.insert(target.substr(8, target.size() - 9));
+      }
+    }
+    closedir(dir);
+  }
+  int listening = 0;
+  for (const char* table : {"/proc/self/net/tcp", "/proc/self/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string sl, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      fields >> sl >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >>
+          inode;
+      if (state == "0A" && inodes.count(inode)) ++listening;
+    }
+  }
+  return listening;
 }
 
 class CApiTest : public ::testing::Test {
@@ -660,7 +699,7 @@ TEST(CApiServer, CustomModeNeedsOnMessageAndBadAddressesFail) {
   so.mode = CHAT_MODE_ECHO;
   so.send_queue_limit = 0;
   EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
-  EXPECT_EQ(chat_server_start("nonsense", nullptr, &server), CHAT_UNAVAILABLE);
+  EXPECT_EQ(chat_server_start("nonsense", nullptr, &server), CHAT_ERR_BAD_ARGUMENT);
   EXPECT_EQ(server, nullptr);
   ASSERT_EQ(chat_server_start("127.0.0.1:0", nullptr, &server), CHAT_OK);
   std::string taken = "127.0.0.1:" + std::to_string(chat_server_port(server));
@@ -668,6 +707,63 @@ TEST(CApiServer, CustomModeNeedsOnMessageAndBadAddressesFail) {
   EXPECT_EQ(chat_server_start(taken.c_str(), nullptr, &second), CHAT_UNAVAILABLE);
   EXPECT_NE(std::string(chat_last_error()).find("listen"), std::string::npos);
   EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+}
+
+TEST(CApiServer, MalformedAddressesAreRejectedAndBindNothing) {
+  // The counter sees a real listener, so "no more than before" means something.
+  int before = ListeningSockets();
+  chat_server* good = nullptr;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", nullptr, &good), CHAT_OK) << chat_last_error();
+  EXPECT_GT(ListeningSockets(), before);
+  ASSERT_EQ(chat_server_destroy(good), CHAT_OK);
+  EXPECT_EQ(ListeningSockets(), before);
+
+  struct Case {
+    const char* address;
+    const char* says;
+  } cases[] = {
+      {"127.0.0.1:70000", "port 70000 is out of range 0..65535"},
+      {"127.0.0.1:65536", "out of range"},
+      {"127.0.0.1:99999999999", "out of range"},
+      {"127.0.0.1", "address has no port"},
+      {"127.0.0.1:-1", "not a decimal number"},
+      {"127.0.0.1:80x", "not a decimal number"},
+      {"[::1]:65536", "out of range"},
+      {"::1:0", "brackets"},
+  };
+  for (const auto& c : cases) {
+    chat_server* server = reinterpret_cast<chat_server*>(0x1);
+    chat_code rc = chat_server_start(c.address, nullptr, &server);
+    EXPECT_EQ(rc, CHAT_ERR_BAD_ARGUMENT) << c.address << " -> port " << chat_server_port(server);
+    EXPECT_NE(std::string(chat_last_error()).find(c.says), std::string::npos)
+        << c.address << ": " << chat_last_error();
+    if (rc == CHAT_OK) {
+      chat_server_destroy(server);  // the old behaviour: listening somewhere
+    } else {
+      EXPECT_EQ(server, nullptr) << c.address;
+    }
+    EXPECT_EQ(ListeningSockets(), before) << c.address;
+  }
+}
+
+TEST(CApiClient, MalformedTargetsAreRejected) {
+  for (const char* target : {"127.0.0.1:70000", "127.0.0.1", "http://127.0.0.1:65536/",
+                             "127.0.0.1:80x", "http://127.0.0.1", "dns:///localhost",
+                             "ipv4:127.0.0.1:99999"}) {
+    chat_client* client = reinterpret_cast<chat_client*>(0x1);
+    EXPECT_EQ(chat_client_create(target, nullptr, &client), CHAT_ERR_BAD_ARGUMENT) << target;
+    EXPECT_EQ(client, nullptr) << target;
+    EXPECT_NE(std::string(chat_last_error()).find("port"), std::string::npos) << chat_last_error();
+    if (client != nullptr) chat_client_destroy(client);
+  }
+  for (const char* target : {"127.0.0.1:1", "http://127.0.0.1:1/", "localhost:1",
+                             "dns:///localhost:1", "ipv4:127.0.0.1:1", "ipv6:[::1]:1",
+                             "unix:/nonexistent/chat.sock"}) {
+    chat_client* client = nullptr;
+    EXPECT_EQ(chat_client_create(target, nullptr, &client), CHAT_OK) << target << ": "
+                                                                      << chat_last_error();
+    chat_client_destroy(client);
+  }
 }
 
 TEST(CApiServer, BroadcastThroughTheCApi) {

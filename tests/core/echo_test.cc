@@ -281,8 +281,12 @@ TEST_F(ChatTest, AddressInUseIsAnError) {
   so.address = "127.0.0.1:" + std::to_string(server_->port());
   std::unique_ptr<Server> second;
   EXPECT_EQ(Server::Start(so, &second).code(), Code::kUnavailable);
+  // Malformed is the caller's mistake, not the network's.
   so.address = "not an address";
-  EXPECT_EQ(Server::Start(so, &second).code(), Code::kUnavailable);
+  EXPECT_EQ(Server::Start(so, &second).code(), Code::kBadArgument);
+  so.address = "127.0.0.1:70000";
+  EXPECT_EQ(Server::Start(so, &second).code(), Code::kBadArgument);
+  EXPECT_EQ(second, nullptr);
 }
 
 TEST_F(ChatTest, StopIsIdempotentAndClosesTheDoor) {

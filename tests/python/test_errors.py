@@ -132,3 +132,24 @@ def test_exception_in_on_open_and_on_complete() -> None:
                     for _ in stream:
                         pass
         assert [u[0] for u in unraisable] == [KeyError, ValueError]
+
+
+@pytest.mark.parametrize("address, says", [
+    ("127.0.0.1:70000", "port 70000 is out of range 0..65535"),
+    ("127.0.0.1:65536", "out of range"),
+    ("127.0.0.1:99999999999", "out of range"),
+    ("127.0.0.1", "address has no port"),
+    ("127.0.0.1:-1", "not a decimal number"),
+    ("127.0.0.1:80x", "not a decimal number"),
+])
+def test_malformed_server_address_is_a_value_error(address: str, says: str) -> None:
+    # Before, gRPC took these its own way: 70000 listened on 4464, no port on 443.
+    with pytest.raises(ValueError, match="bad listen address") as info:
+        pychat.Server(address)
+    assert says in str(info.value)
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1:70000", "http://127.0.0.1", "127.0.0.1:0"])
+def test_malformed_client_target_is_a_value_error(target: str) -> None:
+    with pytest.raises(ValueError, match="bad target"):
+        pychat.Client(target)

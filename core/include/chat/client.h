@@ -56,8 +56,10 @@ class ClientStream {
 
 class Client {
  public:
-  // `target`: "host:port", "http://host:port" (Ballerina's URL form) or any
-  // gRPC target ("dns:///h:p", "ipv4:127.0.0.1:p", "unix:/path").
+  // `target`: "host:port", "http://host:port" (Ballerina's URL form) or a
+  // gRPC target ("dns:///h:p", "ipv4:127.0.0.1:p", "ipv6:[::1]:p",
+  // "unix:/path", "unix-abstract:name"). A missing port or one outside
+  // 1..65535 is kBadArgument (see core/src/address.h).
   static Status Create(std::string_view target, const ClientOptions& options,
                        std::unique_ptr<Client>* out);
   virtual ~Client() = default;  // open streams keep the channel alive
