@@ -7,6 +7,8 @@
 // is being started from outside a reaction (`outside_starts_`), because after
 // Finish completes gRPC may end the stream and no operation may follow.
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -19,6 +21,7 @@
 #include "chat/server.h"
 #include "dispatcher.h"
 #include "grpc_glue.h"
+#include "listener.h"
 #include "memory.h"
 #include "send_queue.h"
 #include "tsan.h"
@@ -30,17 +33,33 @@ namespace {
 
 class ServerImpl;
 
+// A client connection, as the listener accepted it. `seq` tells apart
+// connections that got the same descriptor number one after the other.
+struct Connection {
+  int fd = -1;
+  uint64_t seq = 0;
+  std::string peer;  // "ipv4:127.0.0.1:41234"
+};
+
+// Rapid reset (CVE-2023-44487): gRPC 1.51 turns every HEADERS frame into a
+// call even when RST_STREAM follows at once, and runs those calls far more
+// slowly than a client can send the frames, so their backlog grows without
+// bound. A connection whose client cancels streams this often is taken for
+// that pattern and closed. Deadlines that expire do not count.
+constexpr int kMaxClientCancelsPerSecond = 100;
+
 class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                       public ServerCall,
                       public std::enable_shared_from_this<Session> {
  public:
   Session(ServerImpl* server, grpc::CallbackServerContext* ctx, uint64_t id,
-          const ServerOptions& options, std::shared_ptr<MemoryAccount> memory)
+          const ServerOptions& options, std::shared_ptr<MemoryAccount> memory, Connection conn)
       : server_(server), ctx_(ctx), id_(id), mode_(options.mode),
         max_message_bytes_(options.max_message_bytes),
         send_queue_limit_(options.send_queue_limit), send_queue_bytes_(options.send_queue_bytes),
         recv_window_(options.recv_window), recv_window_bytes_(options.recv_window_bytes),
-        peer_(ctx->peer()), memory_(std::move(memory)), outq_(memory_.get()) {
+        peer_(std::move(conn.peer)), conn_fd_(conn.fd), conn_seq_(conn.seq),
+        memory_(std::move(memory)), outq_(memory_.get()) {
     for (const auto& [key, value] : ctx->client_metadata()) {
       metadata_.emplace(std::string(key.data(), key.size()), std::string(value.data(), value.size()));
     }
@@ -174,10 +193,11 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
 
   // Restarts a paused read if nothing holds it back any more. Called off a
   // reaction (dispatcher, or a stream that released memory).
-  void ResumeRead() {
+  void ResumeRead(bool from_waiter = false) {
     Actions start;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (from_waiter) memory_waiter_ = false;
       if (!read_paused_ || QueueFullLocked()) return;
       read_paused_ = false;
       StartReadLocked(&start);
@@ -261,10 +281,12 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   // Asks to be resumed once the server is back under its memory bound;
   // false when it already is. Weak: a stream that ends meanwhile is gone.
   bool WaitForMemoryLocked() {
+    if (memory_waiter_) return true;  // one registration per stream is enough
     std::weak_ptr<Session> weak = weak_from_this();
-    return memory_->WaitForRoom([weak] {
-      if (auto self = weak.lock()) self->ResumeRead();
+    memory_waiter_ = memory_->WaitForRoom([weak] {
+      if (auto self = weak.lock()) self->ResumeRead(/*from_waiter=*/true);
     });
+    return memory_waiter_;
   }
 
   void StartWriteLocked(Actions* a) {
@@ -304,6 +326,8 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   const size_t recv_window_;
   const size_t recv_window_bytes_;
   const std::string peer_;
+  const int conn_fd_;
+  const uint64_t conn_seq_;
   const std::shared_ptr<MemoryAccount> memory_;  // the server's; shared, as handles outlive it
   std::multimap<std::string, std::string> metadata_;
   std::atomic<void*> host_data_{nullptr};
@@ -324,11 +348,20 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   bool finish_called_ = false;
   bool ended_by_server_ = false;   // End() chose the status; a later cancel keeps it
   bool refused_ = false;
+  bool memory_waiter_ = false;     // a resume callback is registered with memory_
   Status finish_status_;
   std::string last_name_;
 };
 
 class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<Chat::Service> {
+  // What the server knows of a client connection, by descriptor.
+  struct Conn {
+    uint64_t seq = 0;
+    std::string peer;
+    std::chrono::steady_clock::time_point window_start;
+    int cancels = 0;  // streams cancelled by the client since window_start
+    bool closed = false;
+  };
  public:
   explicit ServerImpl(const ServerOptions& options)
       : options_(options), memory_(std::make_shared<MemoryAccount>(options.max_memory_bytes)) {
@@ -344,31 +377,113 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
   }
 
   Status Init() {
+    ListenAddress address;
+    Status s = ParseListenAddress(options_.address, &address);
+    if (s.ok()) s = Listener::Open(address, &listener_);
+    if (!s.ok()) return s;
+    port_ = listener_->port();
+    // No listening port for gRPC: the listener hands it connections.
     grpc::ServerBuilder builder;
-    builder.AddListeningPort(options_.address, grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(this);
     builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
     builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
-    // gRPC sets SO_REUSEPORT by default, which lets a second server "bind" a
-    // port already in use; a chat server must get an error instead.
-    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     if (options_.keepalive_ms > 0) {
       builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, options_.keepalive_ms);
       builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options_.keepalive_timeout_ms);
       builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     }
-    // Clients may ping once a second (libchat clients' keepalive_ms floor);
-    // gRPC's default of five minutes would answer them with GOAWAY.
-    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
+    // Clients may ping once a second (libchat clients' keepalive_ms floor;
+    // half that here, so a ping that arrives early is no strike). gRPC's
+    // default of five minutes would answer them with GOAWAY.
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
     // No gRPC ResourceQuota: under pressure gRPC 1.51 cancels streams
     // (RESOURCE_EXHAUSTED) rather than slowing them down; the server's own
     // bound pauses reading instead, and HTTP/2 windows bound the transport.
     ChatTsanRelease(this);  // constructed before gRPC's threads call chat()
     server_ = builder.BuildAndStart();
-    if (!server_ || port_ == 0) {
-      return Status(Code::kUnavailable, "cannot listen on '" + options_.address + "'");
-    }
+    if (!server_) return Status(Code::kUnavailable, "cannot start the gRPC server");
+    listener_->Start([this](int fd, std::string peer) { OnAccept(fd, std::move(peer)); });
     return Status::Ok();
+  }
+
+  // On the listener's thread: remember who the connection is, then give it
+  // to gRPC, which owns the descriptor from then on.
+  void OnAccept(int fd, std::string peer) {
+    {
+      std::lock_guard<std::mutex> lock(conns_mu_);
+      Conn& c = conns_[fd];
+      c.seq = ++conn_seq_;
+      c.peer = std::move(peer);
+      c.window_start = std::chrono::steady_clock::now();
+      c.cancels = 0;
+      c.closed = false;
+    }
+    grpc::AddInsecureChannelFromFd(server_.get(), fd);
+  }
+
+  // The connection a call came on. gRPC names connections it was handed
+  // by descriptor ("fd:12"); the listener recorded the real peer.
+  Connection ConnectionOf(const std::string& grpc_peer) {
+    Connection c;
+    c.peer = grpc_peer;
+    if (grpc_peer.rfind("fd:", 0) != 0) return c;
+    int fd = std::atoi(grpc_peer.c_str() + 3);
+    std::lock_guard<std::mutex> lock(conns_mu_);
+    auto it = conns_.find(fd);
+    if (it == conns_.end()) return c;
+    c.fd = fd;
+    c.seq = it->second.seq;
+    c.peer = it->second.peer;
+    return c;
+  }
+
+  // A stream of connection (fd, seq) was cancelled by its client. Too many
+  // of those too fast: close the connection.
+  void NoteClientCancel(int fd, uint64_t seq) {
+    if (fd < 0) return;
+    std::string peer, why;
+    {
+      std::lock_guard<std::mutex> lock(conns_mu_);
+      auto it = conns_.find(fd);
+      if (it == conns_.end() || it->second.seq != seq) return;
+      Conn& c = it->second;
+      auto now = std::chrono::steady_clock::now();
+      if (now - c.window_start > std::chrono::seconds(1)) {
+        c.window_start = now;
+        c.cancels = 0;
+      }
+      if (++c.cancels <= kMaxClientCancelsPerSecond || !CloseLocked(fd, &c)) return;
+      peer = c.peer;
+      why = std::to_string(c.cancels) + " streams cancelled by the client within a second";
+    }
+    LogRapidReset(peer, why);
+  }
+
+  // Closes connection `c` under conns_mu_ (which OnAccept takes before a
+  // descriptor number can be reused): gRPC owns the descriptor and may
+  // have closed it already, so it is touched only while it still is this
+  // connection (same peer address). Reading what is queued on it makes
+  // gRPC's next read see the end at once, instead of parsing every frame
+  // the flood left in the socket. False if already closed or gone.
+  bool CloseLocked(int fd, Conn* c) {
+    if (c->closed) return false;
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0 ||
+        PeerString(ss, len) != c->peer) {
+      return false;
+    }
+    c->closed = true;
+    shutdown(fd, SHUT_RDWR);
+    char sink[16384];
+    while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
+    }
+    return true;
+  }
+
+  static void LogRapidReset(const std::string& peer, const std::string& why) {
+    gpr_log(GPR_ERROR, "libchat: closed the connection from %s: %s (rapid reset)", peer.c_str(),
+            why.c_str());
   }
 
   int port() const override { return port_; }
@@ -388,6 +503,7 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
     // ones may finish by themselves until the deadline. gRPC is not shut
     // down yet, so nothing but us ends a stream and the count is exact.
     stopping_.store(true);
+    listener_->Close();  // new connections are refused from now on
     auto deadline = std::chrono::steady_clock::now() + Bounded(grace);
     std::vector<std::shared_ptr<Session>> left;
     {
@@ -423,7 +539,8 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
       grpc::CallbackServerContext* ctx) override {
     ChatTsanAcquire(this);
     uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
-    auto session = std::make_shared<Session>(this, ctx, id, options_, memory_);
+    auto session =
+        std::make_shared<Session>(this, ctx, id, options_, memory_, ConnectionOf(ctx->peer()));
     Session* reactor = session.get();
     // Refused streams are never seen by the handler nor counted by Stop.
     if (stopping_.load()) {
@@ -514,6 +631,12 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
   std::vector<std::unique_ptr<Dispatcher>> dispatchers_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::unique_ptr<Listener> listener_;
+
+
+  std::mutex conns_mu_;
+  std::unordered_map<int, Conn> conns_;  // by descriptor; bounded by the fd table
+  uint64_t conn_seq_ = 0;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<bool> stopping_{false};
   std::mutex stop_mu_;
@@ -599,8 +722,11 @@ void Session::OnReadDone(bool ok) {
       // Posted under the lock: once it is released, AckDelivered on the
       // dispatcher may start the next read, whose event must come after.
       server_->Post(*this, [self, bytes, name = std::move(name), message = std::move(message)] {
+        struct Ack {  // also when OnMessage throws or the thread is unwound
+          Session* s; size_t n;
+          ~Ack() { s->AckDelivered(n); }
+        } ack{self.get(), bytes};
         self->server_->handler()->OnMessage(self, name, message);
-        self->AckDelivered(bytes);
       });
       StartReadLocked(&a);
       break;
@@ -657,16 +783,19 @@ void Session::OnCancel() {
 void Session::OnDone() {
   ChatTsanAcquire(this);
   Status final_status;
+  bool client_cancel = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (cancelled_ && !ended_by_server_) {
       bool expired = ctx_->deadline() <= std::chrono::system_clock::now();
       final_status = expired ? Status(Code::kDeadlineExceeded, "deadline exceeded")
                              : Status(Code::kCancelled, "cancelled by the client");
+      client_cancel = !expired;
     } else {
       final_status = finish_status_;
     }
   }
+  if (client_cancel) server_->NoteClientCancel(conn_fd_, conn_seq_);
   room_cv_.notify_all();
   memory_->WakeIfRoom();  // queued bytes may have left
   std::shared_ptr<Session> self = std::move(self_);

@@ -1,5 +1,8 @@
 // Every queue is bounded in bytes as well as in count, and a server bounds
 // what all its streams hold together.
+#include <malloc.h>
+
+#include <stdexcept>
 #include <thread>
 
 #include "harness.h"
@@ -210,6 +213,102 @@ TEST_F(ChatTest, AStreamPausedByAnotherStreamsMemoryResumes) {
   ASSERT_TRUE(holder->Complete().ok());
   EXPECT_EQ(Drain(*holder, &end).size(), 6u);
   EXPECT_EQ(end.code(), Code::kEndOfStream) << end.message();
+}
+
+class ThrowingHandler : public Handler {
+ public:
+  void OnMessage(const std::shared_ptr<ServerCall>& call, std::string_view name,
+                 std::string_view) override {
+    if (name == "boom") throw std::runtime_error("handler bug");
+    call->Send(std::string(name), 5s);
+  }
+};
+
+// A handler that throws (a bug, logged) must not leave its message's bytes
+// charged: the server would stay over its bound and refuse everyone.
+TEST_F(ChatTest, AThrowingHandlerReleasesItsMessagesMemory) {
+  ServerOptions so;
+  so.mode = Mode::kCustom;
+  so.handler = std::make_shared<ThrowingHandler>();
+  so.max_memory_bytes = kMiB;
+  StartServer(so);
+  auto bad = Open();
+  ASSERT_TRUE(bad->Send("boom", std::string(kMiB, 'x'), 5s).ok());
+  ASSERT_TRUE(bad->Complete().ok());
+  std::string reply;
+  Status end = bad->Recv(&reply, 5s);  // the half-close is still read
+  EXPECT_EQ(end.code(), Code::kEndOfStream) << end.message();
+  auto fresh = Open();
+  ASSERT_TRUE(fresh->Send("Ann", "Hey", 5s).ok());
+  Status s = fresh->Recv(&reply, 5s);
+  EXPECT_TRUE(s.ok()) << CodeName(s.code()) << ": " << s.message();
+}
+
+// A handler holding a message keeps the server over its bound while it
+// pushes replies to another stream that is paused by the bound: that
+// stream must wait for memory once, not once per reply written (each wait
+// is a callback kept until memory is released).
+TEST_F(ChatTest, AStreamPausedByTheBoundWaitsForMemoryOnce) {
+  class Holding : public Handler {
+   public:
+    void OnOpen(const std::shared_ptr<ServerCall>& call) override {
+      std::lock_guard<std::mutex> lock(mu);
+      if (call->metadata().count("pushed")) pushed = call;
+    }
+    void OnMessage(const std::shared_ptr<ServerCall>& call, std::string_view name,
+                   std::string_view) override {
+      if (name == "hold") gate.Wait(60s);
+      call->Send(std::string(name), 5s);
+    }
+    std::mutex mu;
+    std::shared_ptr<ServerCall> pushed;
+    Gate gate;
+  };
+  auto handler = std::make_shared<Holding>();
+  ServerOptions so;
+  so.mode = Mode::kCustom;
+  so.handler = handler;
+  so.max_memory_bytes = kMiB;
+  so.dispatcher_threads = 2;
+  StartServer(so);
+  auto holder = Open();
+  StreamOptions po;
+  po.metadata = {{"pushed", "1"}};
+  auto pushed = Open(po);
+  std::string reply;
+  ASSERT_TRUE(pushed->Send("free", "0", 5s).ok());
+  ASSERT_TRUE(pushed->Recv(&reply, 5s).ok());
+  ASSERT_TRUE(holder->Send("hold", std::string(kMiB, 'h'), 5s).ok());
+  ASSERT_TRUE(WaitUntilOverBoundWith(*client_));
+  ASSERT_TRUE(pushed->Send("free", "1", 5s).ok());  // read, then its next read waits
+  ASSERT_TRUE(pushed->Recv(&reply, 5s).ok());
+  std::shared_ptr<ServerCall> call;
+  {
+    std::lock_guard<std::mutex> lock(handler->mu);
+    call = handler->pushed;
+  }
+  ASSERT_TRUE(call);
+  constexpr int kPushes = 50000;
+  std::thread reader([&] {
+    std::string r;
+    for (int i = 0; i < kPushes; ++i) {
+      if (!pushed->Recv(&r, 10s).ok()) return;
+    }
+  });
+  auto heap = [] {
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+  };
+  size_t before = heap();
+  for (int i = 0; i < kPushes; ++i) ASSERT_TRUE(call->Send("n", 10s).ok());
+  reader.join();
+  size_t after = heap();
+  EXPECT_LT(after > before ? after - before : 0, kMiB) << "a wait registered per write";
+  handler->gate.Open();
+  ASSERT_TRUE(holder->Recv(&reply, 10s).ok());
+  ASSERT_TRUE(pushed->Send("free", "2", 5s).ok());
+  ASSERT_TRUE(pushed->Recv(&reply, 10s).ok());
+  EXPECT_EQ(reply, "free");
 }
 
 }  // namespace
