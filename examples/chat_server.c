@@ -38,8 +38,8 @@ int main(int argc, char **argv) {
     }
   }
 
-  /* One fd per connection, and gRPC 1.51 stops accepting for good after one
-   * EMFILE (see chat_server_start in chat.h): take all the fds allowed. */
+  /* One fd per connection; out of them, new clients wait until some are
+   * free (see chat_server_start in chat.h): take all the fds allowed. */
   struct rlimit nofile;
   if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
     nofile.rlim_cur = nofile.rlim_max;

@@ -284,13 +284,15 @@ CHAT_API chat_code chat_server_options_init(chat_server_options *opts, uint32_t 
  * bound then), CHAT_UNAVAILABLE (a well-formed address that cannot be bound:
  * in use, unknown host, not a local address). On error *out is set to NULL
  * and no callback ever runs.
- * File descriptors: each connection takes one. With gRPC 1.51 a server that
- * once fails to accept a connection because the process is out of them
- * (EMFILE) stops accepting for good: it keeps serving the connections it
- * has, but new clients hang until their deadline, even after fds are free
- * again, and gRPC logs "Failed accept4" once. Only a new server recovers.
- * Give the process room: raise the soft RLIMIT_NOFILE (the example servers
- * raise it to the hard limit).
+ * Connections: the server accepts them on a thread of its own. Each takes
+ * a file descriptor; when the process has none left (EMFILE), the server
+ * logs once, keeps serving the connections it has, and accepts again as
+ * soon as descriptors are free (retrying every 20 ms to 1 s); clients that
+ * connect meanwhile wait in the listen backlog. Raising the soft
+ * RLIMIT_NOFILE avoids the wait (the example servers raise it to the hard
+ * limit). A connection whose client cancels more than 100 streams within a
+ * second is closed (the "rapid reset" flood, CVE-2023-44487, which gRPC
+ * 1.51 does not guard against), and the server logs it.
  * Thread-safe. */
 CHAT_API chat_code chat_server_start(const char *address, const chat_server_options *opts,
                                      chat_server **out);

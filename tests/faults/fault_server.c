@@ -15,9 +15,8 @@
  * the server's view of how each stream ended.
  *
  * --raise-nofile raises the soft RLIMIT_NOFILE to the hard limit before the
- * server starts (see chat_server_start in chat.h: gRPC 1.51 stops accepting
- * for good after one EMFILE). Without it the limit is left as inherited, so
- * a test can start the server with a low one. */
+ * server starts, as examples/chat_server.c does. Without it the limit is
+ * left as inherited, so a test can start the server with a low one. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <limits.h>
