@@ -235,8 +235,12 @@ typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *de
  * passes. While a call's queue is full the library stops reading that call
  * (HTTP/2 flow control then slows its client down); nothing is dropped. On
  * top of that, max_memory_bytes bounds what the whole server holds in these
- * queues: above it, no call is read until memory is released, and new calls
- * are refused with RESOURCE_EXHAUSTED. Beyond these queues, gRPC holds per
+ * queues: above it, in echo and broadcast mode the call holding the most
+ * unsent replies (its client reads the slowest) is cut with
+ * RESOURCE_EXHAUSTED, as a room cuts a member that cannot keep up; in custom
+ * mode, where your handler decides, no call is read until memory is
+ * released. A new call that finds the server still over is refused with
+ * RESOURCE_EXHAUSTED. Beyond these queues, gRPC holds per
  * stream at most its HTTP/2 flow-control window of data not yet read. */
 #define CHAT_SERVER_OPTIONS_VERSION 2
 

@@ -48,6 +48,10 @@ struct Connection {
 // that pattern and closed. Deadlines that expire do not count.
 constexpr int kMaxClientCancelsPerSecond = 100;
 
+// Over its memory bound, a built-in server cuts the stream that holds the
+// most, if that is at least this fraction of the bound (ServerImpl::RelieveMemory).
+constexpr size_t kMinCutShare = 64;
+
 class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                       public ServerCall,
                       public std::enable_shared_from_this<Session> {
@@ -201,8 +205,11 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
       if (!read_paused_ || QueueFullLocked()) return;
       read_paused_ = false;
       StartReadLocked(&start);
-      if (!start.read) return;
-      ++outside_starts_;
+      if (start.read) ++outside_starts_;
+    }
+    if (!start.read) {
+      Run(start);  // what pausing again asks for
+      return;
     }
     StartRead(&in_);
     Actions a;
@@ -227,6 +234,10 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
     std::lock_guard<std::mutex> lock(mu_);
     return cancelled_;
   }
+  size_t queued_bytes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return outq_.bytes();
+  }
 
   // --- reactions ---
   void OnReadDone(bool ok) override;
@@ -241,13 +252,10 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
     bool read = false;
     bool finish = false;
     grpc::Status finish_status;
+    bool over_bound = false;  // a read paused on the server's memory bound
   };
 
-  void Run(const Actions& a) {
-    if (a.write) StartWrite(a.write, a.write_options);
-    if (a.read) StartRead(&in_);
-    if (a.finish) Finish(a.finish_status);
-  }
+  void Run(const Actions& a);  // after ServerImpl: it may ask it for memory
 
   bool CanReadLocked() const { return !reading_ && !read_closed_ && !finish_wanted_; }
 
@@ -270,8 +278,13 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   // stream releases memory (ResumeRead).
   void StartReadLocked(Actions* a) {
     if (!CanReadLocked()) return;
-    if (QueueFullLocked() || (memory_->Over() && WaitForMemoryLocked())) {
+    if (QueueFullLocked()) {
       read_paused_ = true;
+      return;
+    }
+    if (memory_->Over() && WaitForMemoryLocked()) {
+      read_paused_ = true;
+      a->over_bound = true;
       return;
     }
     reading_ = true;
@@ -549,6 +562,7 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
       reactor->Begin(std::move(session));
       return reactor;
     }
+    if (memory_->Over()) RelieveMemory();  // built-in modes: cut the slowest reader
     if (memory_->Over()) {
       reactor->Refuse(Status(Code::kResourceExhausted,
                              "server is over its memory bound (max_memory_bytes)"));
@@ -574,6 +588,36 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
   }
 
   const std::shared_ptr<Handler>& handler() const { return options_.handler; }
+
+  // A stream paused on the memory bound. In the built-in modes the stream
+  // holding the most queued replies is the slowest reader: it is cut with
+  // RESOURCE_EXHAUSTED, as a room cuts a member that cannot keep up, so the
+  // other clients keep being served. Custom mode leaves that choice to the
+  // host: its streams only pause. One scan at a time; a stream holding
+  // less than kMinCutShare of the bound is not worth cutting.
+  void RelieveMemory() {
+    if (options_.mode == Mode::kCustom || !memory_->Over()) return;
+    if (relieving_.exchange(true)) return;
+    std::shared_ptr<Session> slowest;
+    size_t most = 0;
+    {
+      std::lock_guard<std::mutex> lock(registry_mu_);
+      for (auto& [id, session] : live_) {
+        size_t held = session->queued_bytes();
+        if (held > most) {
+          most = held;
+          slowest = session;
+        }
+      }
+    }
+    if (slowest && most >= options_.max_memory_bytes / kMinCutShare) {
+      slowest->End(Status(Code::kResourceExhausted,
+                          "the server is over its memory bound and this stream's client "
+                          "reads the slowest"),
+                   /*reset=*/true);
+    }
+    relieving_ = false;
+  }
 
   // Sends `line` to every open stream. A member whose queue is full is too
   // slow for the room: it is cut with RESOURCE_EXHAUSTED rather than letting
@@ -628,6 +672,7 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
 
   const ServerOptions options_;
   const std::shared_ptr<MemoryAccount> memory_;
+  std::atomic<bool> relieving_{false};
   std::vector<std::unique_ptr<Dispatcher>> dispatchers_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
@@ -646,6 +691,13 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
   std::unordered_map<uint64_t, std::shared_ptr<Session>> live_;
   std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room_;
 };
+
+void Session::Run(const Actions& a) {
+  if (a.write) StartWrite(a.write, a.write_options);
+  if (a.read) StartRead(&in_);
+  if (a.finish) Finish(a.finish_status);
+  if (a.over_bound) server_->RelieveMemory();
+}
 
 void Session::OnReadDone(bool ok) {
   ChatTsanAcquire(this);

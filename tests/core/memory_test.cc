@@ -311,5 +311,51 @@ TEST_F(ChatTest, AStreamPausedByTheBoundWaitsForMemoryOnce) {
   EXPECT_EQ(reply, "free");
 }
 
+// An echo server over its bound because of clients that never read cuts
+// the one holding the most replies (RESOURCE_EXHAUSTED), like a room cuts a
+// slow member, so clients that do read keep being served.
+TEST_F(ChatTest, OverTheBoundAnEchoServerCutsItsSlowestReader) {
+  ServerOptions so;
+  so.max_memory_bytes = 4 * kMiB;
+  so.send_queue_bytes = 2 * kMiB;
+  ClientOptions co;
+  co.recv_queue_bytes = 256 * 1024;
+  StartServer(so, co);
+  constexpr int kSlow = 4;
+  std::vector<std::shared_ptr<ClientStream>> slow;
+  std::vector<std::thread> senders;
+  const std::string payload(256 * 1024, 's');
+  for (int i = 0; i < kSlow; ++i) slow.push_back(Open());
+  for (auto& st : slow) {
+    senders.emplace_back([&st, &payload] {
+      for (int i = 0; i < 200; ++i) {
+        if (!st->Send("slow", payload, 2s).ok()) return;  // pushed back, or cut
+      }
+    });
+  }
+  for (auto& t : senders) t.join();
+  // The slow readers filled the server; a reading client is still served.
+  for (int round = 0; round < 3; ++round) {
+    auto fast = Open();
+    SendSeed(*fast);
+    Status end;
+    EXPECT_EQ(Drain(*fast, &end), SeedReplies()) << "round " << round;
+    EXPECT_EQ(end.code(), Code::kEndOfStream) << end.message();
+  }
+  // And some slow readers, not all, were cut: reading them now, a cut one
+  // ends CANCELLED (the server reset it) after the replies it had, the
+  // others end OK after every echo.
+  int cut = 0;
+  for (auto& st : slow) {
+    st->Complete();
+    Status end;
+    Drain(*st, &end);
+    if (end.code() == Code::kCancelled) ++cut;
+    else EXPECT_EQ(end.code(), Code::kEndOfStream) << end.message();
+  }
+  EXPECT_GE(cut, 1);
+  EXPECT_LT(cut, kSlow) << "every slow reader was cut, not just the slowest";
+}
+
 }  // namespace
 }  // namespace chat::testing

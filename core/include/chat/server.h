@@ -76,8 +76,9 @@ struct ServerOptions {
   size_t send_queue_bytes = 8u << 20;     // and their bytes (one message always fits)
   size_t recv_window = 64;                // messages handed to the handler, not yet processed
   size_t recv_window_bytes = 8u << 20;    // and their bytes
-  // Bound on the bytes all streams hold queued: above it no stream is read
-  // and new streams are refused (RESOURCE_EXHAUSTED).
+  // Bound on the bytes all streams hold queued: above it the built-in modes
+  // cut the slowest reader, custom mode stops reading; new streams that
+  // still find it over are refused (RESOURCE_EXHAUSTED).
   size_t max_memory_bytes = 256u << 20;
   int dispatcher_threads = 1;             // kCustom: threads running handler methods
   int keepalive_ms = 30000;               // ping idle connections; dead peers end their streams
