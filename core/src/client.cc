@@ -9,6 +9,8 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -436,12 +438,22 @@ class ClientImpl final : public Client {
   // server's side of it) is never closed. So let a connection attempt in
   // progress finish (READY or failed) before the channel goes; then gRPC
   // closes it as usual. Runs on the destroying application thread.
+  // The wait is on the steady clock (a wall-clock step cannot stretch it)
+  // and not a thread-cancellation point: a destructor cannot be unwound.
   ~ClientImpl() override {
-    auto deadline = std::chrono::system_clock::now() + kConnectSettle;
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    auto until = std::chrono::steady_clock::now() + kConnectSettle;
     grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/false);
-    while (state == GRPC_CHANNEL_CONNECTING && channel_->WaitForStateChange(state, deadline)) {
+    while (state == GRPC_CHANNEL_CONNECTING) {
+      auto left = until - std::chrono::steady_clock::now();
+      if (left <= left.zero() ||
+          !channel_->WaitForStateChange(state, std::chrono::system_clock::now() + left)) {
+        break;
+      }
       state = channel_->GetState(false);
     }
+    pthread_setcancelstate(cancel_state, nullptr);
   }
 
   Status Open(const StreamOptions& options, std::shared_ptr<ClientStream>* out) override {
