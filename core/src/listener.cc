@@ -7,10 +7,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -37,8 +40,13 @@ std::string PeerString(const sockaddr_storage& ss, unsigned len) {
     }
     case AF_INET6: {
       const auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
+      std::string port = std::to_string(ntohs(in6.sin6_port));
+      if (IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr)) {  // an IPv4 client on a dual-stack socket
+        inet_ntop(AF_INET, &in6.sin6_addr.s6_addr[12], host, sizeof host);
+        return std::string("ipv4:") + host + ":" + port;
+      }
       inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
-      return std::string("ipv6:[") + host + "]:" + std::to_string(ntohs(in6.sin6_port));
+      return std::string("ipv6:%5B") + host + "%5D:" + port;  // brackets escaped, as gRPC does
     }
     case AF_UNIX: {
       const auto& un = reinterpret_cast<const sockaddr_un&>(ss);
@@ -61,6 +69,32 @@ int BoundPort(int fd) {
   return 0;
 }
 
+// Whether `path` is a Unix socket nobody listens on any more, left by a
+// server that died: only such a file is replaced. Anything else there (a
+// live server's socket, a regular file) makes the bind fail instead.
+bool IsStaleSocket(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  std::memcpy(un.sun_path, path.data(), std::min(path.size(), sizeof un.sun_path - 1));
+  bool refused = connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof un) != 0 &&
+                 errno == ECONNREFUSED;
+  close(fd);
+  return refused;
+}
+
+// "0.0.0.0", "::", "[::0]"...: every local address. As with gRPC, that
+// means both families, so it is bound as a dual-stack IPv6 socket.
+bool IsWildcard(const std::string& host) {
+  in_addr a4;
+  in6_addr a6;
+  if (inet_pton(AF_INET, host.c_str(), &a4) == 1) return a4.s_addr == htonl(INADDR_ANY);
+  return inet_pton(AF_INET6, host.c_str(), &a6) == 1 && IN6_IS_ADDR_UNSPECIFIED(&a6);
+}
+
 // A listening socket on `ai`, or -1 with `*error` set.
 int ListenOn(const addrinfo& ai, bool dual_stack, std::string* error) {
   int fd = socket(ai.ai_family, ai.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai.ai_protocol);
@@ -75,8 +109,10 @@ int ListenOn(const addrinfo& ai, bool dual_stack, std::string* error) {
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
   }
   if (bind(fd, ai.ai_addr, ai.ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-    *error = ErrnoText(errno);
+    int err = errno;
+    *error = ErrnoText(err);
     close(fd);
+    errno = err;  // the caller looks at it
     return -1;
   }
   return fd;
@@ -88,33 +124,8 @@ Status Listener::Open(const ListenAddress& address, std::unique_ptr<Listener>* o
   std::unique_ptr<Listener> l(new Listener);
   std::string error = "no address";
   if (address.kind == ListenAddress::Kind::kTcp) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_ADDRCONFIG;
-    addrinfo* list = nullptr;
-    std::string port = std::to_string(address.port);
-    const char* host = address.host.empty() ? nullptr : address.host.c_str();
-    if (int rc = getaddrinfo(host, port.c_str(), &hints, &list); rc != 0) {
-      return Status(Code::kUnavailable, "cannot resolve '" + address.host + "': " + gai_strerror(rc));
-    }
-    std::unique_ptr<addrinfo, void (*)(addrinfo*)> guard(list, freeaddrinfo);
-    // "[::]" means every address, IPv4 included, as it does for gRPC.
-    bool dual_stack = address.host == "::";
-    for (addrinfo* ai = list; ai; ai = ai->ai_next) {
-      // Port 0: the first socket picks the port, the others take the same.
-      if (l->port_ != 0) {
-        if (ai->ai_family == AF_INET) {
-          reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_port = htons(l->port_);
-        } else if (ai->ai_family == AF_INET6) {
-          reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_port = htons(l->port_);
-        }
-      }
-      int fd = ListenOn(*ai, dual_stack, &error);
-      if (fd < 0) continue;
-      l->fds_.push_back(fd);
-      if (l->port_ == 0) l->port_ = BoundPort(fd);
-    }
+    Status st = l->ListenTcp(address);
+    if (!st.ok()) return st;
   } else {
     sockaddr_un un{};
     un.sun_family = AF_UNIX;
@@ -126,7 +137,7 @@ Status Listener::Open(const ListenAddress& address, std::unique_ptr<Listener>* o
     std::memcpy(un.sun_path + (abstract ? 1 : 0), address.path.data(), address.path.size());
     socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + (abstract ? 1 : 0) +
                                            address.path.size() + (abstract ? 0 : 1));
-    if (!abstract) unlink(address.path.c_str());  // a stale socket file, as gRPC does
+    if (!abstract && IsStaleSocket(address.path)) unlink(address.path.c_str());
     addrinfo ai{};
     ai.ai_family = AF_UNIX;
     ai.ai_socktype = SOCK_STREAM;
@@ -146,6 +157,61 @@ Status Listener::Open(const ListenAddress& address, std::unique_ptr<Listener>* o
   return Status::Ok();
 }
 
+// Binds every address the host resolves to, on one port. With port 0 the
+// first socket picks the port; if another family has it taken already, all
+// are closed and a new port is tried. A fixed port that cannot be bound on
+// every address is an error: serving on only some of them would hide it.
+Status Listener::ListenTcp(const ListenAddress& address) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_ADDRCONFIG;
+  bool wildcard = IsWildcard(address.host);
+  const char* host = wildcard ? "::" : address.host.c_str();
+  std::string port = std::to_string(address.port);
+  addrinfo* list = nullptr;
+  int rc = getaddrinfo(host, port.c_str(), &hints, &list);
+  if (rc != 0 && wildcard) {  // no IPv6 on this machine: IPv4 only
+    host = "0.0.0.0";
+    wildcard = false;
+    rc = getaddrinfo(host, port.c_str(), &hints, &list);
+  }
+  if (rc != 0) {
+    return Status(Code::kUnavailable, "cannot resolve '" + address.host + "': " + gai_strerror(rc));
+  }
+  std::unique_ptr<addrinfo, void (*)(addrinfo*)> guard(list, freeaddrinfo);
+  std::string error;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    port_ = address.port;
+    bool retry = false;
+    for (addrinfo* ai = list; ai && !retry; ai = ai->ai_next) {
+      if (ai->ai_family == AF_INET) {
+        reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_port = htons(port_);
+      } else if (ai->ai_family == AF_INET6) {
+        reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_port = htons(port_);
+      }
+      int fd = ListenOn(*ai, wildcard, &error);
+      if (fd < 0) {
+        retry = address.port == 0 && !fds_.empty() && errno == EADDRINUSE;
+        if (!retry) {
+          for (int f : fds_) close(f);
+          fds_.clear();
+          return Status(Code::kUnavailable, "cannot listen on '" + address.host + ":" +
+                                                std::to_string(port_) + "': " + error);
+        }
+        break;
+      }
+      fds_.push_back(fd);
+      if (port_ == 0) port_ = BoundPort(fd);
+    }
+    if (!retry) return Status::Ok();
+    for (int f : fds_) close(f);  // the picked port is taken on another family
+    fds_.clear();
+  }
+  return Status(Code::kUnavailable, "cannot find a port free on every address of '" +
+                                        address.host + "': " + error);
+}
+
 Listener::~Listener() {
   Close();
   for (int fd : wake_) {
@@ -155,7 +221,13 @@ Listener::~Listener() {
 
 void Listener::Start(OnAccept on_accept) {
   on_accept_ = std::move(on_accept);
+  // The accept thread takes no signals: they stay for the host's threads
+  // (a handler expecting EINTR on its own thread must get it there).
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   thread_ = std::thread([this] { Run(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 void Listener::Close() {
@@ -182,20 +254,46 @@ void Listener::Run() {
       for (int fd : fds_) pfds.push_back({fd, POLLIN, 0});
     }
     int n = poll(pfds.data(), pfds.size(), backoff_ms_ > 0 ? backoff_ms_ : -1);
-    if (n < 0 && errno != EINTR) return;  // cannot happen with valid fds
-    if (pfds[0].revents) return;          // Close()
-    if (backoff_ms_ > 0 && n == 0) {
-      // Try again; AcceptReady keeps or ends the back-off.
-      for (int fd : fds_) AcceptReady(fd);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      // Out of kernel memory, say: never give up accepting, wait and retry.
+      Backoff("poll", errno);
       continue;
     }
-    for (size_t i = 1; i < pfds.size(); ++i) {
-      if (pfds[i].revents) AcceptReady(pfds[i].fd);
+    if (pfds[0].revents) return;  // Close()
+    bool out_of_fds = false;
+    for (int fd : fds_) {
+      bool ready = backoff_ms_ > 0;  // after a back-off, try every socket
+      for (size_t i = 1; i < pfds.size(); ++i) ready |= pfds[i].fd == fd && pfds[i].revents;
+      if (!ready) continue;
+      switch (AcceptReady(fd)) {
+        case AcceptResult::kOutOfFds: out_of_fds = true; break;
+        case AcceptResult::kAccepted:
+        case AcceptResult::kIdle: break;
+      }
+    }
+    if (out_of_fds) {
+      Backoff("accept", last_errno_);
+    } else {
+      if (backoff_ms_ > 0) gpr_log(GPR_INFO, "libchat: accepting connections again");
+      backoff_ms_ = 0;
     }
   }
 }
 
-void Listener::AcceptReady(int listen_fd) {
+// Logs the first failure of a shortage and waits longer after each one.
+void Listener::Backoff(const char* what, int err) {
+  if (backoff_ms_ == 0) {
+    gpr_log(GPR_ERROR, "libchat: cannot accept connections (%s: %s); retrying until it can",
+            what, ErrnoText(err).c_str());
+    backoff_ms_ = kFirstBackoffMs;
+  } else {
+    backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
+  }
+}
+
+Listener::AcceptResult Listener::AcceptReady(int listen_fd) {
+  bool accepted = false;
   for (;;) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
@@ -205,26 +303,13 @@ void Listener::AcceptReady(int listen_fd) {
       int err = errno;
       if (err == EINTR || err == ECONNABORTED) continue;
       if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        if (backoff_ms_ == 0) {
-          gpr_log(GPR_ERROR,
-                  "libchat: cannot accept connections: %s; retrying until descriptors are free",
-                  ErrnoText(err).c_str());
-          backoff_ms_ = kFirstBackoffMs;
-        } else {
-          backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
-        }
-        return;
+        last_errno_ = err;
+        return AcceptResult::kOutOfFds;
       }
-      if (backoff_ms_ > 0 && err == EAGAIN) {
-        gpr_log(GPR_INFO, "libchat: accepting connections again");
-      }
-      if (err == EAGAIN || err == EWOULDBLOCK) backoff_ms_ = 0;
-      return;  // EAGAIN, or an error of one connection: wait for the next
+      // EAGAIN: nothing more waiting; another error concerns one connection.
+      return accepted ? AcceptResult::kAccepted : AcceptResult::kIdle;
     }
-    if (backoff_ms_ > 0) {
-      gpr_log(GPR_INFO, "libchat: accepting connections again");
-      backoff_ms_ = 0;
-    }
+    accepted = true;
     if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
       int one = 1;  // gRPC's own listener does the same: no Nagle delay
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

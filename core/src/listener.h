@@ -23,7 +23,8 @@ struct sockaddr_storage;
 namespace chat::internal {
 
 // A socket address as gRPC spells peers ("ipv4:127.0.0.1:41234",
-// "ipv6:[::1]:41234", "unix:/path").
+// "ipv6:%5B::1%5D:41234", "unix:/path"); an IPv4 client of a dual-stack
+// socket is "ipv4:".
 std::string PeerString(const sockaddr_storage& address, unsigned address_len);
 
 class Listener {
@@ -34,7 +35,8 @@ class Listener {
   using OnAccept = std::function<void(int fd, std::string peer)>;
 
   // Binds and listens on every address `address` resolves to (one port for
-  // all of them; port 0 picks a free one). kUnavailable when none binds.
+  // all of them; port 0 picks a free one). "0.0.0.0" and "[::]" mean both
+  // address families, as with gRPC. kUnavailable when any cannot be bound.
   static Status Open(const ListenAddress& address, std::unique_ptr<Listener>* out);
   ~Listener();  // Close()
   Listener(const Listener&) = delete;
@@ -50,9 +52,13 @@ class Listener {
   void Close();
 
  private:
+  enum class AcceptResult { kIdle, kAccepted, kOutOfFds };
+
   Listener() = default;
+  Status ListenTcp(const ListenAddress& address);
   void Run();
-  void AcceptReady(int listen_fd);
+  AcceptResult AcceptReady(int listen_fd);
+  void Backoff(const char* what, int err);
 
   std::vector<int> fds_;
   int wake_[2] = {-1, -1};  // a pipe: Close writes, the accept loop wakes
@@ -62,6 +68,7 @@ class Listener {
   std::mutex close_mu_;
   bool closed_ = false;
   int backoff_ms_ = 0;  // > 0 while descriptors ran out
+  int last_errno_ = 0;  // the accept error that started or continued it
 };
 
 }  // namespace chat::internal

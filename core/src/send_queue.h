@@ -24,6 +24,7 @@ class SendQueue {
   size_t bytes() const { return bytes_; }
   bool empty() const { return queue_.empty(); }
   bool writing() const { return writing_; }
+  uint64_t sent() const { return sent_; }  // writes completed, ever
 
   // Whether a message of `bytes` fits within the limits. An empty queue
   // takes any message, so a budget below the message size never blocks.
@@ -65,6 +66,7 @@ class SendQueue {
   // The write in flight completed. After a failed write nothing more can be
   // written and everything is dropped. True when more messages wait.
   bool WriteDone(bool ok) {
+    if (ok) ++sent_;
     PopFront();
     writing_ = false;
     if (!ok) DropAllButInFlight();
@@ -98,6 +100,7 @@ class SendQueue {
   MemoryAccount* const account_;  // outlives the queue, or null
   std::deque<grpc::ByteBuffer> queue_;
   size_t bytes_ = 0;
+  uint64_t sent_ = 0;
   bool writing_ = false;
   int hinted_run_ = 0;
 };

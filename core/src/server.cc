@@ -44,9 +44,12 @@ struct Connection {
 // Rapid reset (CVE-2023-44487): gRPC 1.51 turns every HEADERS frame into a
 // call even when RST_STREAM follows at once, and runs those calls far more
 // slowly than a client can send the frames, so their backlog grows without
-// bound. A connection whose client cancels streams this often is taken for
-// that pattern and closed. Deadlines that expire do not count.
-constexpr int kMaxClientCancelsPerSecond = 100;
+// bound. A connection is taken for that pattern and closed when, within a
+// second, this many of its streams end cancelled (by the client or by a
+// deadline, which the client chooses) before a message went either way, or
+// when it has more streams alive than any client of ours would open.
+constexpr int kMaxEmptyCancelsPerSecond = 100;
+constexpr int kMaxLiveStreamsPerConnection = 16384;
 
 // Over its memory bound, a built-in server cuts the stream that holds the
 // most, if that is at least this fraction of the bound (ServerImpl::RelieveMemory).
@@ -149,13 +152,16 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   // Ends the stream with an error after the write in flight; drops queued
   // replies. With `reset`, a write stuck behind a peer that does not read is
   // not waited for: the stream is reset (the peer sees CANCELLED) and
-  // `status` stays the reason the server reports.
-  Status End(Status status, bool reset = false) {
+  // `status` stays the reason the server reports. With `force`, a stream
+  // already ending (completed, its replies still queued) is cut too.
+  Status End(Status status, bool reset = false, bool force = false) {
     Actions a;
     bool cancel = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (finish_wanted_) return Status(Code::kClosed, "stream already ended");
+      if (finish_wanted_ && (!force || finish_called_)) {
+        return Status(Code::kClosed, "stream already ended");
+      }
       finish_wanted_ = true;
       ended_by_server_ = true;
       finish_status_ = std::move(status);
@@ -364,6 +370,7 @@ class Session final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byt
   bool memory_waiter_ = false;     // a resume callback is registered with memory_
   Status finish_status_;
   std::string last_name_;
+  uint64_t messages_read_ = 0;
 };
 
 class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<Chat::Service> {
@@ -372,7 +379,8 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
     uint64_t seq = 0;
     std::string peer;
     std::chrono::steady_clock::time_point window_start;
-    int cancels = 0;  // streams cancelled by the client since window_start
+    int cancels = 0;  // empty streams cancelled since window_start
+    int live = 0;     // streams not yet done
     bool closed = false;
   };
  public:
@@ -429,30 +437,48 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
       c.peer = std::move(peer);
       c.window_start = std::chrono::steady_clock::now();
       c.cancels = 0;
+      c.live = 0;
       c.closed = false;
     }
     grpc::AddInsecureChannelFromFd(server_.get(), fd);
   }
 
-  // The connection a call came on. gRPC names connections it was handed
-  // by descriptor ("fd:12"); the listener recorded the real peer.
+  // The connection a new call came on, which counts it as one more live
+  // stream of it. gRPC names connections it was handed by descriptor
+  // ("fd:12"); the listener recorded the real peer.
   Connection ConnectionOf(const std::string& grpc_peer) {
     Connection c;
     c.peer = grpc_peer;
     if (grpc_peer.rfind("fd:", 0) != 0) return c;
     int fd = std::atoi(grpc_peer.c_str() + 3);
-    std::lock_guard<std::mutex> lock(conns_mu_);
-    auto it = conns_.find(fd);
-    if (it == conns_.end()) return c;
-    c.fd = fd;
-    c.seq = it->second.seq;
-    c.peer = it->second.peer;
+    std::string why;
+    {
+      std::lock_guard<std::mutex> lock(conns_mu_);
+      auto it = conns_.find(fd);
+      if (it == conns_.end()) return c;
+      Conn& conn = it->second;
+      c.fd = fd;
+      c.seq = conn.seq;
+      c.peer = conn.peer;
+      if (++conn.live > kMaxLiveStreamsPerConnection && CloseLocked(fd, &conn)) {
+        why = std::to_string(conn.live) + " streams alive at once";
+      }
+    }
+    if (!why.empty()) LogRapidReset(c.peer, why);
     return c;
   }
 
-  // A stream of connection (fd, seq) was cancelled by its client. Too many
-  // of those too fast: close the connection.
-  void NoteClientCancel(int fd, uint64_t seq) {
+  // A stream of connection (fd, seq) is done.
+  void StreamGone(int fd, uint64_t seq) {
+    if (fd < 0) return;
+    std::lock_guard<std::mutex> lock(conns_mu_);
+    auto it = conns_.find(fd);
+    if (it != conns_.end() && it->second.seq == seq) --it->second.live;
+  }
+
+  // A stream of connection (fd, seq) was cancelled before any message went
+  // either way. Too many of those too fast: close the connection.
+  void NoteEmptyCancel(int fd, uint64_t seq) {
     if (fd < 0) return;
     std::string peer, why;
     {
@@ -465,9 +491,10 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
         c.window_start = now;
         c.cancels = 0;
       }
-      if (++c.cancels <= kMaxClientCancelsPerSecond || !CloseLocked(fd, &c)) return;
+      if (++c.cancels <= kMaxEmptyCancelsPerSecond || !CloseLocked(fd, &c)) return;
       peer = c.peer;
-      why = std::to_string(c.cancels) + " streams cancelled by the client within a second";
+      why = std::to_string(c.cancels) +
+            " streams cancelled within a second before any message went either way";
     }
     LogRapidReset(peer, why);
   }
@@ -596,27 +623,41 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
   // host: its streams only pause. One scan at a time; a stream holding
   // less than kMinCutShare of the bound is not worth cutting.
   void RelieveMemory() {
-    if (options_.mode == Mode::kCustom || !memory_->Over()) return;
+    if (options_.mode == Mode::kCustom) return;
+    // One scan at a time; a call that finds one running makes it go round
+    // again, so no request is lost.
+    relieve_again_ = true;
     if (relieving_.exchange(true)) return;
-    std::shared_ptr<Session> slowest;
-    size_t most = 0;
-    {
-      std::lock_guard<std::mutex> lock(registry_mu_);
-      for (auto& [id, session] : live_) {
-        size_t held = session->queued_bytes();
-        if (held > most) {
-          most = held;
-          slowest = session;
+    struct Done {
+      std::atomic<bool>* flag;
+      ~Done() { flag->store(false); }
+    } done{&relieving_};
+    while (relieve_again_.exchange(false)) {
+      while (memory_->Over()) {
+        std::shared_ptr<Session> slowest;
+        size_t most = 0;
+        {
+          std::lock_guard<std::mutex> lock(registry_mu_);
+          for (auto& [id, session] : live_) {
+            size_t held = session->queued_bytes();
+            if (held > most) {
+              most = held;
+              slowest = session;
+            }
+          }
+        }
+        if (!slowest || most < options_.max_memory_bytes / kMinCutShare) break;
+        // Forced: a client that half-closed and stopped reading still holds
+        // its replies, and is cut like any other.
+        if (!slowest->End(Status(Code::kResourceExhausted,
+                                 "the server is over its memory bound and this stream's "
+                                 "client reads the slowest"),
+                          /*reset=*/true, /*force=*/true)
+                 .ok()) {
+          break;  // finishing already: its bytes leave with its last write
         }
       }
     }
-    if (slowest && most >= options_.max_memory_bytes / kMinCutShare) {
-      slowest->End(Status(Code::kResourceExhausted,
-                          "the server is over its memory bound and this stream's client "
-                          "reads the slowest"),
-                   /*reset=*/true);
-    }
-    relieving_ = false;
   }
 
   // Sends `line` to every open stream. A member whose queue is full is too
@@ -649,7 +690,9 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
       empty = live_.empty();
     }
     if (empty) registry_cv_.notify_all();
-    if (options_.mode == Mode::kBroadcast) {
+    // A room over its memory bound skips the notice: sent to every member
+    // it would push members that read fine over their queues as well.
+    if (options_.mode == Mode::kBroadcast && !memory_->Over()) {
       const std::string& who =
           session->last_name().empty() ? std::to_string(session->id()) : session->last_name();
       Broadcast(EncodeStringValue(who + " left the chat"));
@@ -673,6 +716,7 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
   const ServerOptions options_;
   const std::shared_ptr<MemoryAccount> memory_;
   std::atomic<bool> relieving_{false};
+  std::atomic<bool> relieve_again_{false};
   std::vector<std::unique_ptr<Dispatcher>> dispatchers_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
@@ -738,6 +782,10 @@ void Session::OnReadDone(bool ok) {
     End(Status(Code::kInvalidArgument,
                "received bytes are not a valid ChatMessage (string fields must be UTF-8)"));
     return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++messages_read_;
   }
   switch (mode_) {
     case Mode::kEcho: {
@@ -835,19 +883,20 @@ void Session::OnCancel() {
 void Session::OnDone() {
   ChatTsanAcquire(this);
   Status final_status;
-  bool client_cancel = false;
+  bool empty_cancel = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (cancelled_ && !ended_by_server_) {
       bool expired = ctx_->deadline() <= std::chrono::system_clock::now();
       final_status = expired ? Status(Code::kDeadlineExceeded, "deadline exceeded")
                              : Status(Code::kCancelled, "cancelled by the client");
-      client_cancel = !expired;
+      empty_cancel = messages_read_ == 0 && outq_.sent() == 0;
     } else {
       final_status = finish_status_;
     }
   }
-  if (client_cancel) server_->NoteClientCancel(conn_fd_, conn_seq_);
+  if (empty_cancel) server_->NoteEmptyCancel(conn_fd_, conn_seq_);
+  server_->StreamGone(conn_fd_, conn_seq_);
   room_cv_.notify_all();
   memory_->WakeIfRoom();  // queued bytes may have left
   std::shared_ptr<Session> self = std::move(self_);

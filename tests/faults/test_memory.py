@@ -137,10 +137,11 @@ def test_broadcast_slow_member_is_cut_and_others_served(fault_server):
     assert server.hwm_kib() < peak_bound_kib(base)
 
 
-def rapid_reset(port, pairs, seconds, burst=False):
+def rapid_reset(port, pairs, seconds, burst=False, timeout=None):
     """One HTTP/2 connection: `pairs` HEADERS + RST_STREAM(CANCEL), paced in
     batches of 100 while reading what the server says, or (burst) all
-    encoded first and written in one go. Stops after `seconds`. Returns
+    encoded first and written in one go; each with a grpc-timeout header
+    when `timeout` is given. Stops after `seconds`. Returns
     (pairs sent, whether the server closed the connection)."""
     import h2.config
     import h2.connection
@@ -151,7 +152,7 @@ def rapid_reset(port, pairs, seconds, burst=False):
     conn.initiate_connection()
     headers = [(":method", "POST"), (":scheme", "http"), (":path", "/Chat/chat"),
                (":authority", f"127.0.0.1:{port}"), ("content-type", "application/grpc"),
-               ("te", "trailers")]
+               ("te", "trailers")] + ([("grpc-timeout", timeout)] if timeout else [])
 
     def pair():
         sid = conn.get_next_available_stream_id()
@@ -213,12 +214,14 @@ def drain(sock, conn, h2):
     return any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
 
 
-@pytest.mark.parametrize("burst", [False, True], ids=["paced", "burst"])
-def test_rapid_reset_is_cut_off_and_memory_stays_bounded(fault_server, burst):
+@pytest.mark.parametrize("burst,timeout", [(False, None), (True, None), (True, "1n")],
+                         ids=["paced", "burst", "burst-with-1ns-deadline"])
+def test_rapid_reset_is_cut_off_and_memory_stays_bounded(fault_server, burst, timeout):
     """gRPC 1.51 turns every reset stream into a call (CVE-2023-44487); the
     server closes a connection whose streams are cancelled before sending
-    anything 50 times a second, so the backlog stays small and the others
-    are served throughout."""
+    anything 100 times a second, so the backlog stays small and the others
+    are served throughout. A deadline the flood gives itself does not hide
+    it."""
     server = fault_server("--mode", "echo", *MEMORY_FLAGS)
     base = server.rss_kib()
     seeds = []
@@ -243,7 +246,7 @@ def test_rapid_reset_is_cut_off_and_memory_stays_bounded(fault_server, burst):
     t.start()
     try:
         assert wait_until(lambda: seeds, what="a first seed")
-        sent, closed = rapid_reset(server.port, 50_000, 20.0, burst=burst)
+        sent, closed = rapid_reset(server.port, 50_000, 20.0, burst=burst, timeout=timeout)
         # The others go on being served after the flood.
         n = len(seeds)
         assert wait_until(lambda: len(seeds) > n + 3, what="seeds after the flood")
@@ -260,3 +263,21 @@ def test_rapid_reset_is_cut_off_and_memory_stays_bounded(fault_server, burst):
     assert closed, "the server kept the flooding connection open"
     assert "rapid reset" in server.err.text()
     assert peak < peak_bound_kib(base)
+
+
+def test_a_client_that_cancels_after_real_work_is_not_cut(fault_server):
+    """Hundreds of short streams, each answered and then cancelled, on one
+    connection, beside a long-lived stream: that is use, not a flood, and
+    the connection stays open."""
+    server = fault_server("--mode", "echo")
+    with pychat.Client(server.target) as client, client.chat() as long_lived:
+        long_lived.send("Long", "lived", timeout=5)
+        assert long_lived.recv(timeout=5) == "Long: lived"
+        for i in range(300):
+            with client.chat(timeout=10) as s:
+                s.send("Q", str(i), timeout=5)
+                assert s.recv(timeout=5) == f"Q: {i}"
+                s.cancel()
+        long_lived.send("Still", "here", timeout=5)
+        assert long_lived.recv(timeout=5) == "Still: here"
+    assert "rapid reset" not in server.err.text()
