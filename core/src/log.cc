@@ -75,11 +75,13 @@ bool SetLogSink(LogFn fn, void* user_data, LogSeverity min) {
   if (t_in_sink) return false;
   State& st = GetState();
   {
+    // gRPC's verbosity is set under the same lock, so concurrent setters
+    // cannot leave it out of step with the sink.
     std::unique_lock<std::shared_mutex> lock(st.mu);
     st.sink = Sink{fn, user_data, min};
+    gpr_set_log_verbosity(min == LogSeverity::kNone ? GPR_LOG_SEVERITY_ERROR
+                                                    : static_cast<gpr_log_severity>(min));
   }
-  gpr_set_log_verbosity(min == LogSeverity::kNone ? GPR_LOG_SEVERITY_ERROR
-                                                  : static_cast<gpr_log_severity>(min));
   static std::once_flag installed;
   std::call_once(installed, [] { gpr_set_log_function(Trampoline); });
   return true;
