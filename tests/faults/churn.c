@@ -1,6 +1,6 @@
 /* churn: connection churn against an in-process echo server, over chat.h.
  *
- *   churn [CYCLES] [--report]
+ *   churn [CYCLES]
  *
  * Runs CYCLES (default 300) of each variant below, destroying everything
  * while the client's lazy connect may still be in progress, then waits (up
@@ -17,8 +17,7 @@
  *   nosend    create, open, destroy stream, destroy client
  *   client1st create, open, send, destroy client, destroy stream
  *
- * and this process's VmRSS has grown by less than RSS_SLACK_KIB.
- * --report is accepted for compatibility; VmRSS is always printed. */
+ * and this process's VmRSS has grown by less than RSS_SLACK_KIB. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <stdio.h>
@@ -138,14 +137,9 @@ static int settle(int port, int fds0, double timeout_s, int *fds, int *conns) {
 }
 
 int main(int argc, char **argv) {
-  long cycles = 300;
-  int report = 0;
-  for (int i = 1; i < argc; ++i) {
-    if (strcmp(argv[i], "--report") == 0) report = 1;
-    else cycles = strtol(argv[i], NULL, 10);
-  }
-  if (cycles <= 0) {
-    fprintf(stderr, "usage: %s [CYCLES] [--report]\n", argv[0]);
+  long cycles = argc > 1 ? strtol(argv[1], NULL, 10) : 300;
+  if (argc > 2 || cycles <= 0) {
+    fprintf(stderr, "usage: %s [CYCLES]\n", argv[0]);
     return 2;
   }
 
@@ -218,7 +212,6 @@ int main(int argc, char **argv) {
     ok = 0;
   }
 #endif
-  (void)report;
   chat_server_destroy(server);
   printf("churn: %s\n", ok ? "ok" : "FAILED");
   return ok ? 0 : 1;
