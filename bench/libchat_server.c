@@ -44,8 +44,13 @@ int main(int argc, char **argv) {
   sigaddset(&stop, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
+  /* The idle round holds 10,000 streams on one connection: each counts
+   * toward the memory bound, and one connection may hold half of it. */
+  chat_server_options opts;
+  chat_server_options_init(&opts, CHAT_SERVER_OPTIONS_VERSION);
+  opts.max_memory_bytes = (int64_t)1 << 30;
   chat_server *server = NULL;
-  chat_code rc = chat_server_start(address, NULL, &server);
+  chat_code rc = chat_server_start(address, &opts, &server);
   if (rc != CHAT_OK) {
     fprintf(stderr, "bench_libchat_server: %s: %s\n", chat_code_name(rc), chat_last_error());
     return 1;

@@ -262,8 +262,10 @@ typedef struct chat_server_options {
   int64_t send_queue_bytes;   /* bytes of replies queued per call; default 8 MiB */
   int64_t recv_window_bytes;  /* bytes of messages waiting for on_message per
                                  call (custom mode); default 8 MiB */
-  int64_t max_memory_bytes;   /* bound on the bytes all calls hold queued;
-                                 default 256 MiB */
+  int64_t max_memory_bytes;   /* bound on what all calls hold: their queued
+                                 bytes plus 16 KiB per open call (gRPC's
+                                 state for it); one connection may hold at
+                                 most half of it. Default 256 MiB */
   int32_t keepalive_timeout_ms; /* a ping unanswered this long ends the
                                    connection and its calls; default 10000 */
 } chat_server_options;
