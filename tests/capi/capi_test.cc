@@ -17,34 +17,17 @@
 #include <unistd.h>
 
 #include "../core/test_support.h"
+#include "capi_pair.h"
 #include "chat.h"
 
 namespace {
 
+using chat::testing::Drain;
 using chat::testing::EventLog;
 using chat::testing::Gate;
+using chat::testing::Send;
 
 std::string Text(const char* p, size_t n) { return std::string(p, n); }
-
-chat_code Send(chat_stream* s, const std::string& name, const std::string& msg,
-               int64_t timeout_ms = 5000) {
-  return chat_stream_send(s, name.data(), name.size(), msg.data(), msg.size(), timeout_ms);
-}
-
-// Receives until the stream ends; *end gets the terminal code.
-std::vector<std::string> Drain(chat_stream* s, chat_code* end) {
-  std::vector<std::string> out;
-  for (;;) {
-    const char* text;
-    size_t len;
-    chat_code rc = chat_stream_recv(s, 10000, &text, &len);
-    if (rc != CHAT_OK) {
-      *end = rc;
-      return out;
-    }
-    out.emplace_back(text, len);
-  }
-}
 
 // TCP sockets in LISTEN state (0A) that this process holds: the socket
 // inodes behind /proc/self/fd that /proc/self/net/tcp{,6} lists as listening.
@@ -79,28 +62,7 @@ int ListeningSockets() {
   return listening;
 }
 
-class CApiTest : public ::testing::Test {
- protected:
-  void Start(const chat_server_options* opts = nullptr) {
-    ASSERT_EQ(chat_server_start("127.0.0.1:0", opts, &server_), CHAT_OK) << chat_last_error();
-    std::string target = "http://127.0.0.1:" + std::to_string(chat_server_port(server_));
-    ASSERT_EQ(chat_client_create(target.c_str(), nullptr, &client_), CHAT_OK) << chat_last_error();
-  }
-  chat_stream* Open(const chat_stream_options* opts = nullptr) {
-    chat_stream* s = nullptr;
-    EXPECT_EQ(chat_client_open(client_, opts, &s), CHAT_OK) << chat_last_error();
-    streams_.push_back(s);
-    return s;
-  }
-  void TearDown() override {
-    for (auto* s : streams_) chat_stream_destroy(s);
-    chat_client_destroy(client_);
-    EXPECT_EQ(chat_server_destroy(server_), CHAT_OK);
-  }
-  chat_server* server_ = nullptr;
-  chat_client* client_ = nullptr;
-  std::vector<chat_stream*> streams_;
-};
+using CApiTest = chat::testing::ServerClientPair;
 
 TEST(CApiBasics, VersionsAndCodeNames) {
   EXPECT_STREQ(chat_version(), CHAT_VERSION_STRING);

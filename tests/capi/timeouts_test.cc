@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "capi_pair.h"
 #include "chat.h"
 
 namespace {
@@ -22,37 +23,13 @@ constexpr int64_t kHuge[] = {INT64_MAX, INT64_MAX / 2, 10000000000000LL /* 1e13 
 // How long the other side takes before it does what a waiter waits for.
 constexpr auto kLater = 100ms;
 
-chat_code Send(chat_stream* s, const std::string& name, const std::string& msg,
-               int64_t timeout_ms = 5000) {
-  return chat_stream_send(s, name.data(), name.size(), msg.data(), msg.size(), timeout_ms);
-}
+using chat::testing::Send;
 
-class HugeTimeouts : public ::testing::TestWithParam<int64_t> {
- protected:
-  void StartEcho(const chat_server_options* so = nullptr,
-                 const chat_client_options* co = nullptr) {
-    ASSERT_EQ(chat_server_start("127.0.0.1:0", so, &server_), CHAT_OK) << chat_last_error();
-    std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server_));
-    ASSERT_EQ(chat_client_create(target.c_str(), co, &client_), CHAT_OK) << chat_last_error();
-  }
-  chat_stream* Open(const chat_stream_options* opts = nullptr) {
-    chat_stream* s = nullptr;
-    EXPECT_EQ(chat_client_open(client_, opts, &s), CHAT_OK) << chat_last_error();
-    streams_.push_back(s);
-    return s;
-  }
-  void TearDown() override {
-    for (auto* s : streams_) chat_stream_destroy(s);
-    chat_client_destroy(client_);
-    EXPECT_EQ(chat_server_destroy(server_), CHAT_OK);
-  }
-  chat_server* server_ = nullptr;
-  chat_client* client_ = nullptr;
-  std::vector<chat_stream*> streams_;
-};
+class HugeTimeouts : public chat::testing::ServerClientPair,
+                     public ::testing::WithParamInterface<int64_t> {};
 
 TEST_P(HugeTimeouts, RecvWaitsForALateReply) {
-  StartEcho();
+  Start();
   chat_stream* s = Open();
   std::thread later([&] {
     std::this_thread::sleep_for(kLater);  // the reply must be waited for
@@ -67,7 +44,7 @@ TEST_P(HugeTimeouts, RecvWaitsForALateReply) {
 }
 
 TEST_P(HugeTimeouts, RecvBatchWaitsForALateReply) {
-  StartEcho();
+  Start();
   chat_stream* s = Open();
   std::thread later([&] {
     std::this_thread::sleep_for(kLater);
@@ -83,7 +60,7 @@ TEST_P(HugeTimeouts, RecvBatchWaitsForALateReply) {
 }
 
 TEST_P(HugeTimeouts, WaitWaitsForTheEnd) {
-  StartEcho();
+  Start();
   chat_stream* s = Open();
   std::thread later([&] {
     std::this_thread::sleep_for(kLater);
@@ -98,7 +75,7 @@ TEST_P(HugeTimeouts, WaitWaitsForTheEnd) {
 }
 
 TEST_P(HugeTimeouts, StreamDeadlineIsNoPracticalLimit) {
-  StartEcho();
+  Start();
   chat_stream_options so;
   chat_stream_options_init(&so, CHAT_STREAM_OPTIONS_VERSION);
   so.deadline_ms = GetParam();
@@ -157,7 +134,7 @@ TEST_P(HugeTimeouts, StreamSendWaitsForRoom) {
   chat_client_options_init(&co, CHAT_CLIENT_OPTIONS_VERSION);
   co.send_queue_limit = 4;
   co.recv_queue_limit = 4;
-  StartEcho(&so, &co);
+  Start(&so, &co);
   chat_stream* s = Open();
   const std::string payload(16384, 'z');
   chat_code rc = FillUntilStuck([&] { return Send(s, "n", payload, 200); });
@@ -199,7 +176,7 @@ TEST_P(HugeTimeouts, CallSendWaitsForRoom) {
   chat_client_options co;
   chat_client_options_init(&co, CHAT_CLIENT_OPTIONS_VERSION);
   co.recv_queue_limit = 4;
-  StartEcho(&so, &co);
+  Start(&so, &co);
   chat_stream* s = Open();
   ASSERT_EQ(Send(s, "hello", "server"), CHAT_OK);  // makes the call start
   auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -227,7 +204,7 @@ TEST_P(HugeTimeouts, CallSendWaitsForRoom) {
 }
 
 TEST_P(HugeTimeouts, StopWithoutOpenCallsReturnsAtOnce) {
-  StartEcho();
+  Start();
   auto t0 = std::chrono::steady_clock::now();
   int32_t cut = -1;
   ASSERT_EQ(chat_server_stop(server_, GetParam(), &cut), CHAT_OK);
@@ -236,7 +213,7 @@ TEST_P(HugeTimeouts, StopWithoutOpenCallsReturnsAtOnce) {
 }
 
 TEST_P(HugeTimeouts, StopWaitsForAnOpenCallInsteadOfCuttingIt) {
-  StartEcho();
+  Start();
   chat_stream* s = Open();
   ASSERT_EQ(Send(s, "a", "b"), CHAT_OK);
   const char* text;

@@ -56,22 +56,21 @@ class ChatTest : public ::testing::Test {
     }
   }
 
-  // Sends 1 KiB messages until a send waits 200 ms in vain, i.e. the
+  // Sends `size`-byte messages until a send waits 300 ms in vain, i.e. the
   // bounded queues and HTTP/2 flow control push back. Returns how many were
-  // accepted; fails the test if it never pushes back within a generous bound
-  // (the queues plus HTTP/2 windows of a few MB).
-  static int SendUntilPushedBack(ClientStream& stream) {
-    constexpr int kBound = 100000;
-    const std::string payload(1024, 'p');
-    for (int accepted = 0; accepted < kBound; ++accepted) {
-      Status s = stream.Send("slow", payload, std::chrono::milliseconds(200));
+  // accepted; fails the test if it never pushes back within `bound`
+  // messages (the queues plus HTTP/2 windows of a few MB).
+  static int SendUntilPushedBack(ClientStream& stream, size_t size = 1024, int bound = 100000) {
+    const std::string payload(size, 'p');
+    for (int accepted = 0; accepted < bound; ++accepted) {
+      Status s = stream.Send("slow", payload, std::chrono::milliseconds(300));
       if (!s.ok()) {
         EXPECT_EQ(s.code(), Code::kTimeout) << s.message();
         return accepted;
       }
     }
-    ADD_FAILURE() << "never pushed back after " << kBound << " messages";
-    return kBound;
+    ADD_FAILURE() << "never pushed back after " << bound << " messages";
+    return bound;
   }
 
   void TearDown() override {

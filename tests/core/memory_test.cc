@@ -12,20 +12,6 @@ namespace {
 
 constexpr size_t kMiB = 1u << 20;
 
-// Sends `size`-byte messages until a send waits 300 ms in vain; returns how
-// many were accepted (at most `bound`).
-int SendBigUntilPushedBack(ClientStream& stream, size_t size, int bound) {
-  const std::string payload(size, 'b');
-  for (int accepted = 0; accepted < bound; ++accepted) {
-    Status s = stream.Send("big", payload, std::chrono::milliseconds(300));
-    if (!s.ok()) {
-      EXPECT_EQ(s.code(), Code::kTimeout) << s.message();
-      return accepted;
-    }
-  }
-  return bound;
-}
-
 // An echo client that never reads 1 MiB replies: with counts alone (1024
 // per queue) the server would hold about a gigabyte; with 2 MiB budgets on
 // each of the four queues, plus HTTP/2 windows, the sender is pushed back
@@ -38,7 +24,7 @@ TEST_F(ChatTest, ByteBudgetsPushBackOnBigMessages) {
   co.recv_queue_bytes = 2 * kMiB;
   StartServer(so, co);
   auto stream = Open();
-  int accepted = SendBigUntilPushedBack(*stream, kMiB, 200);
+  int accepted = SendUntilPushedBack(*stream, kMiB, 200);
   EXPECT_GT(accepted, 0);
   EXPECT_LT(accepted, 40) << "the byte budgets did not push back";
   ASSERT_TRUE(stream->Complete().ok());
@@ -93,7 +79,7 @@ TEST_F(ChatTest, ServerMemoryBoundRefusesNewStreamsUntilMemoryIsReleased) {
   so.max_memory_bytes = 3 * kMiB;
   StartServer(so);
   auto heavy = Open();
-  int accepted = SendBigUntilPushedBack(*heavy, kMiB, 200);
+  int accepted = SendUntilPushedBack(*heavy, kMiB, 200);
   EXPECT_LT(accepted, 40) << "the server's bound did not stop reading";
 
   // Over the bound: a new stream is refused at once.
