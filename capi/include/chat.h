@@ -310,7 +310,8 @@ CHAT_API int32_t chat_server_port(const chat_server *server);
  * finish by themselves for up to `grace_ms`, then ends the rest with
  * UNAVAILABLE and closes every connection.
  * Returns when every call has ended and every callback has returned; that is
- * bounded by the grace period plus the time your callbacks take. `*cut`
+ * bounded by the grace period, plus up to a second for the statuses of cut
+ * calls to be written, plus the time your callbacks take. `*cut`
  * (optional, may be NULL) receives how many calls were cut at the deadline:
  * calls still open then. A call you completed or failed whose last replies
  * and status were still on their way at the deadline is ended too (its

@@ -57,6 +57,10 @@ constexpr int kMaxEmptyCancelsPerSecond = 100;
 constexpr size_t kStreamOverheadBytes = 16 * 1024;
 constexpr int kReadChunkBytes = 4096;  // see ServerImpl::Init
 
+// How long a stop waits for the statuses of the streams it cut to be
+// written before gRPC's shutdown cancels what is left (ServerImpl::Stop).
+constexpr auto kCutFlush = std::chrono::seconds(1);
+
 // Over its memory bound, a built-in server cuts the stream that holds the
 // most, if that is at least this fraction of the bound (ServerImpl::RelieveMemory).
 constexpr size_t kMinCutShare = 64;
@@ -574,8 +578,16 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
       }
     }
     left.clear();
-    // Nothing is left to wait for: gRPC cancels any stream still finishing,
-    // closes idle connections at once, and returns when every OnDone ran.
+    // Let the statuses just given leave (each stream's OnDone comes once its
+    // status is written; streams stuck behind a peer were reset above), so
+    // clients read UNAVAILABLE rather than the CANCELLED of a shutdown that
+    // overtook it. Bounded: after kCutFlush gRPC cancels whatever is still
+    // finishing, closes idle connections at once, and returns when every
+    // OnDone ran.
+    {
+      std::unique_lock<std::mutex> lock(registry_mu_);
+      registry_cv_.wait_for(lock, kCutFlush, [&] { return live_.empty(); });
+    }
     server_->Shutdown(std::chrono::system_clock::now());
     {
       // Pairs with the registry updates of the last OnDones, which reached
