@@ -281,3 +281,55 @@ def test_a_client_that_cancels_after_real_work_is_not_cut(fault_server):
         long_lived.send("Still", "here", timeout=5)
         assert long_lived.recv(timeout=5) == "Still: here"
     assert "rapid reset" not in server.err.text()
+
+
+def test_a_half_closed_slow_reader_is_cut_too(fault_server):
+    """Two streams send about 1.9 MiB each and half-close, a third 0.65 MiB,
+    and the client never opens its receive window: the echo server's
+    replies pile up past its 4 MiB bound. The server must cut the largest
+    holder even though its client half-closed (it is only draining), so a
+    new client is served instead of refused."""
+    import h2.config
+    import h2.connection
+
+    server = fault_server("--mode", "echo", "--max-memory-bytes", str(4 * MiB))
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", "/Chat/chat"),
+               (":authority", f"127.0.0.1:{server.port}"),
+               ("content-type", "application/grpc"), ("te", "trailers")]
+    body = chat_pb2.ChatMessage(name="Slow", message="x" * 65000).SerializeToString()
+    frame = b"\0" + len(body).to_bytes(4, "big") + body
+    deadline = time.monotonic() + 20
+    try:
+        # One stream after the other, each sent whole and half-closed; the
+        # server's WINDOW_UPDATEs are read (h2 answers nothing to DATA: the
+        # client's own window stays shut, so no reply can leave the server).
+        for count in (30, 30, 10):
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, headers)
+            data = frame * count
+            while data and time.monotonic() < deadline:
+                room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+                if room > 0:
+                    chunk, data = data[:room], data[room:]
+                    conn.send_data(sid, chunk, end_stream=not data)
+                sock.sendall(conn.data_to_send())
+                if room <= 0:
+                    sock.settimeout(0.1)
+                    try:
+                        conn.receive_data(sock.recv(1 << 16))
+                    except socket.timeout:
+                        pass
+                    sock.sendall(conn.data_to_send())
+            if data:
+                break  # the server stopped reading: over its bound
+        # The server is full of replies nobody reads; a reading client is
+        # still served, because the largest holder was cut.
+        with pychat.Client(server.target) as client, client.chat(timeout=10) as s:
+            s.send("Sam", "Hi", timeout=5)
+            s.complete()
+            assert list(s) == ["Sam: Hi"]
+    finally:
+        sock.close()
