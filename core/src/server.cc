@@ -449,13 +449,11 @@ class ServerImpl final : public Server, public Chat::WithRawCallbackMethod_chat<
   void OnAccept(int fd, std::string peer) {
     {
       std::lock_guard<std::mutex> lock(conns_mu_);
-      Conn& c = conns_[fd];
+      Conn c;  // replaces what an earlier connection on this number left
       c.seq = ++conn_seq_;
       c.peer = std::move(peer);
       c.window_start = std::chrono::steady_clock::now();
-      c.cancels = 0;
-      c.live = 0;
-      c.closed = false;
+      conns_[fd] = std::move(c);
     }
     grpc::AddInsecureChannelFromFd(server_.get(), fd);
   }
