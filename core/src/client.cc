@@ -1,11 +1,5 @@
-// Client side: one ClientBidiReactor per stream, writes from any thread,
-// replies buffered for a pull-style Recv.
-//
-// The reactor holds a hold (AddHold) from the start, so OnDone cannot run
-// while an application thread may still start an operation. The hold goes
-// only when no further operation can start and nothing can be lost: every
-// reply has been read from gRPC (or the stream was cancelled), no write is
-// in flight, and no read is being started from an application thread.
+// Client side: streams on gRPC's completion-queue API, writes from any
+// thread, replies buffered for a pull-style Recv.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -19,6 +13,7 @@
 
 #include "address.h"
 #include "chat/client.h"
+#include "cq.h"
 #include "grpc_glue.h"
 #include "send_queue.h"
 #include "tsan.h"
@@ -61,15 +56,22 @@ bool IsValidMetadataValue(const std::string& key, const std::string& value) {
   return true;
 }
 
-class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
-                         public ClientStream {
+// One client stream on the completion-queue API, pinned to one of the
+// process's client queues (ClientQueues). Application threads send, receive
+// and cancel; the queue's thread runs the completions. As on the server,
+// every gRPC operation starts under the stream's mutex (starting one never
+// runs our code), and ops_ counts those not yet completed: the stream is
+// over once Finish has completed and nothing else is in flight.
+//
+// Finish is issued only once every reply has been read from gRPC (or the
+// stream was cancelled), so no reply is lost behind the status.
+class StreamImpl final : public ClientStream {
  public:
   StreamImpl(const ClientOptions& options, const StreamOptions& stream_options)
       : max_message_bytes_(options.max_message_bytes),
-        send_queue_limit_(options.send_queue_limit),
-        send_queue_bytes_(options.send_queue_bytes),
         recv_queue_limit_(options.recv_queue_limit),
-        recv_queue_bytes_(options.recv_queue_bytes) {
+        recv_queue_bytes_(options.recv_queue_bytes),
+        out_(options.send_queue_limit, options.send_queue_bytes) {
     if (stream_options.deadline >= Timeout::zero()) {
       ctx_.set_deadline(std::chrono::system_clock::now() + Bounded(stream_options.deadline));
     }
@@ -78,12 +80,15 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   }
 
   void Begin(RawStub* stub, std::shared_ptr<StreamImpl> self) {
+    std::lock_guard<std::mutex> lock(mu_);
     self_ = std::move(self);
-    ChatTsanRelease(this);  // construction happens before every reaction
-    stub->PrepareBidiStreamingCall(&ctx_, kChatMethod, grpc::StubOptions(), this);
-    AddHold();
-    StartRead(&in_);
-    StartCall();
+    call_ = stub->PrepareCall(&ctx_, kChatMethod, ClientQueues::Get().Pick());
+    // Writes wait for the start (it uses the write slot); the first read
+    // may go at once.
+    ops_ = 2;
+    call_->StartCall(Arm(&start_tag_));
+    reading_ = true;
+    call_->Read(&in_, Arm(&read_tag_));
   }
 
   Status Send(std::string_view name, std::string_view message, Timeout timeout) override {
@@ -96,82 +101,60 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
                                          std::to_string(max_message_bytes_));
     }
     grpc::ByteBuffer encoded = EncodeChatMessage(name, message);  // outside the lock
-    Actions a;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      size_t bytes = encoded.Length();
-      auto room = [&] {
-        return WriteClosedLocked() || outq_.HasRoom(send_queue_limit_, send_queue_bytes_, bytes);
-      };
-      bool ready = timeout < Timeout::zero() ? (room_cv_.wait(lock, room), true)
-                                             : room_cv_.wait_for(lock, Bounded(timeout), room);
-      if (WriteClosedLocked()) return WriteClosedStatusLocked();
-      if (!ready) {
-        return timeout == kNoWait
-                   ? Status(Code::kWouldBlock, "send queue is full")
-                   : Status(Code::kTimeout, "send queue stayed full for the whole timeout");
-      }
-      if (outq_.Push(std::move(encoded))) StartWriteLocked(&a);
+    std::unique_lock<std::mutex> lock(mu_);
+    auto closed = [&] { return WriteClosedLocked(); };
+    Status room =
+        closed() ? Status::Ok() : out_.WaitForRoom(lock, timeout, encoded.Length(), closed);
+    if (closed()) return WriteClosedStatusLocked();
+    if (!room.ok()) return room;
+    if (out_.queue().Push(std::move(encoded)) && started_) {
+      ++ops_;
+      out_.StartWrite(call_.get(), &write_tag_);
     }
-    Run(a);
     return Status::Ok();
   }
 
   Status Complete() override {
-    Actions a;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (cancelled_) return Status(Code::kClosed, "stream was cancelled");
-      if (complete_wanted_ || reads_done_ || write_broken_) return Status::Ok();
-      complete_wanted_ = true;
-      MaybeStartWritesDoneLocked(&a, /*outside=*/true);
-    }
-    Run(a);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancelled_) return Status(Code::kClosed, "stream was cancelled");
+    if (complete_wanted_ || reads_done_ || write_broken_) return Status::Ok();
+    complete_wanted_ = true;
+    MaybeWritesDoneLocked();
     return Status::Ok();
   }
 
   Status Cancel() override {
-    Actions a;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (cancelled_) return Status::Ok();
       if (done_) return Status(Code::kClosed, "stream already ended");
       cancelled_ = true;
-      DropQueuedLocked();
-      MaybeReleaseHoldLocked(&a);
+      out_.queue().DropAllButInFlight();
+      ctx_.TryCancel();
+      MaybeFinishLocked();
     }
-    room_cv_.notify_all();
-    ctx_.TryCancel();  // safe even if OnDone races: ctx_ lives as long as we do
-    Run(a);
+    out_.NotifyRoom();
     return Status::Ok();
   }
 
   Status Recv(std::string* reply, Timeout timeout) override {
-    Actions a;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (!WaitForReplyLocked(lock, timeout)) return Status(Code::kTimeout, "no reply in time");
-      if (inq_.empty()) return EndStatusLocked();
-      *reply = PopReplyLocked();
-      if (inq_.empty() && !done_) ready_hint_.store(false, std::memory_order_relaxed);
-      MaybeResumeReadLocked(&a);
-    }
-    Run(a);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!WaitForReplyLocked(lock, timeout)) return Status(Code::kTimeout, "no reply in time");
+    if (inq_.empty()) return EndStatusLocked();
+    *reply = PopReplyLocked();
+    if (inq_.empty() && !done_) ready_hint_.store(false, std::memory_order_relaxed);
+    MaybeResumeReadLocked();
     return Status::Ok();
   }
 
   Status RecvBatch(std::vector<std::string>* replies, size_t max, Timeout timeout) override {
     if (max == 0) return Status(Code::kBadArgument, "max must be at least 1");
-    Actions a;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (!WaitForReplyLocked(lock, timeout)) return Status(Code::kTimeout, "no reply in time");
-      if (inq_.empty()) return EndStatusLocked();
-      while (max-- > 0 && !inq_.empty()) replies->push_back(PopReplyLocked());
-      if (inq_.empty() && !done_) ready_hint_.store(false, std::memory_order_relaxed);
-      MaybeResumeReadLocked(&a);
-    }
-    Run(a);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!WaitForReplyLocked(lock, timeout)) return Status(Code::kTimeout, "no reply in time");
+    if (inq_.empty()) return EndStatusLocked();
+    while (max-- > 0 && !inq_.empty()) replies->push_back(PopReplyLocked());
+    if (inq_.empty() && !done_) ready_hint_.store(false, std::memory_order_relaxed);
+    MaybeResumeReadLocked();
     return Status::Ok();
   }
 
@@ -194,42 +177,22 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
 
   void Close() override {
     Cancel();
-    Wait(kForever);  // bounded: a cancelled call always reaches OnDone
+    Wait(kForever);  // bounded: a cancelled call always completes its Finish
   }
-
-  void OnReadDone(bool ok) override;
-  void OnWriteDone(bool ok) override;
-  void OnDone(const grpc::Status& status) override;
 
  private:
-  struct Actions {
-    const grpc::ByteBuffer* write = nullptr;
-    grpc::WriteOptions write_options;
-    bool read = false;
-    bool writes_done = false;
-    bool outside = false;  // started off a reaction thread: see outside_starts_
-    bool remove_hold = false;
-  };
-
-  void Run(const Actions& a) {
-    if (a.write) StartWrite(a.write, a.write_options);
-    if (a.read) StartRead(&in_);
-    if (a.writes_done) StartWritesDone();
-    if (a.outside) {
-      Actions after;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        --outside_starts_;
-        MaybeReleaseHoldLocked(&after);
-      }
-      if (after.remove_hold) RemoveHold();
-    }
-    if (a.remove_hold) RemoveHold();
-  }
+  void OnStart(bool ok);
+  void OnRead(bool ok);
+  void OnWrite(bool ok);
+  void OnWritesDone(bool ok);
+  void OnFinish(bool ok);
+  void Over();
 
   // Writing makes no sense once the user half-closed or cancelled, a write
   // failed, or the server ended the call (all its replies were read).
-  bool WriteClosedLocked() const { return complete_wanted_ || cancelled_ || write_broken_ || reads_done_; }
+  bool WriteClosedLocked() const {
+    return complete_wanted_ || cancelled_ || write_broken_ || reads_done_;
+  }
   Status WriteClosedStatusLocked() const {
     if (complete_wanted_) return Status(Code::kClosed, "stream was completed (half-closed)");
     if (cancelled_) return Status(Code::kClosed, "stream was cancelled");
@@ -273,19 +236,23 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     return ++t_yield_skips % kRecvYieldProbe == 0;
   }
 
-  void StartWriteLocked(Actions* a) {
-    a->write = outq_.StartWrite(&a->write_options);
-  }
-
-  void MaybeStartWritesDoneLocked(Actions* a, bool outside) {
-    if (!complete_wanted_ || writes_done_started_ || outq_.writing() || !outq_.empty()) return;
+  // The half-close goes once every queued message is written (it takes the
+  // write slot, like a write).
+  void MaybeWritesDoneLocked() {
+    if (!complete_wanted_ || writes_done_started_ || !started_ || !out_.Drained()) return;
     if (cancelled_ || write_broken_ || reads_done_) return;
     writes_done_started_ = true;
-    a->writes_done = true;
-    if (outside) {
-      ++outside_starts_;
-      a->outside = true;
-    }
+    ++ops_;
+    call_->WritesDone(Arm(&writes_done_tag_));
+  }
+
+  // Finish once no more replies can come from gRPC: the reads ended, or the
+  // stream was cancelled and no read is in flight.
+  void MaybeFinishLocked() {
+    if (finish_called_ || (!reads_done_ && !(cancelled_ && !reading_))) return;
+    finish_called_ = true;
+    ++ops_;
+    call_->Finish(&status_, Arm(&finish_tag_));
   }
 
   // Reading pauses while this many replies wait (HTTP/2 flow control then
@@ -301,124 +268,171 @@ class StreamImpl final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     return reply;
   }
 
-  void MaybeResumeReadLocked(Actions* a) {
+  void MaybeResumeReadLocked() {
     if (!read_paused_ || RecvQueueFullLocked() || reads_done_ || cancelled_) return;
     read_paused_ = false;
-    ++outside_starts_;
-    a->read = true;
-    a->outside = true;
+    reading_ = true;
+    ++ops_;
+    call_->Read(&in_, Arm(&read_tag_));
   }
-
-  void MaybeReleaseHoldLocked(Actions* a) {
-    if (hold_released_ || outq_.writing() || outside_starts_ > 0) return;
-    if (!reads_done_ && !cancelled_) return;
-    hold_released_ = true;
-    a->remove_hold = true;
-  }
-
-  void DropQueuedLocked() { outq_.DropAllButInFlight(); }
 
   const size_t max_message_bytes_;
-  const size_t send_queue_limit_;
-  const size_t send_queue_bytes_;
   const size_t recv_queue_limit_;
   const size_t recv_queue_bytes_;
   grpc::ClientContext ctx_;
-  std::shared_ptr<StreamImpl> self_;  // keeps the reactor alive until OnDone
+  std::shared_ptr<StreamImpl> self_;  // until Over()
+  OpTag<StreamImpl, &StreamImpl::OnStart> start_tag_{this};
+  OpTag<StreamImpl, &StreamImpl::OnRead> read_tag_{this};
+  OpTag<StreamImpl, &StreamImpl::OnWrite> write_tag_{this};
+  OpTag<StreamImpl, &StreamImpl::OnWritesDone> writes_done_tag_{this};
+  OpTag<StreamImpl, &StreamImpl::OnFinish> finish_tag_{this};
 
   mutable std::mutex mu_;
-  std::condition_variable room_cv_;
   std::condition_variable recv_cv_;
   std::condition_variable done_cv_;
-  SendQueue outq_;
+  // Declared after ctx_: it lives in the call's arena, which ctx_ frees.
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
+  Outbox out_;
+  int ops_ = 0;                   // operations started, not yet completed
+  bool started_ = false;          // StartCall completed: writes may go
   bool complete_wanted_ = false;
   bool writes_done_started_ = false;
   bool write_broken_ = false;
   bool cancelled_ = false;
   grpc::ByteBuffer in_;           // the read in flight fills it
+  bool reading_ = false;
   std::deque<std::string> inq_;
   size_t inq_bytes_ = 0;
   std::atomic<bool> ready_hint_{false};  // inq_ non-empty or done_, readable without mu_
   bool read_paused_ = false;
   bool reads_done_ = false;
-  int outside_starts_ = 0;
-  bool hold_released_ = false;
-  bool done_ = false;
+  bool finish_called_ = false;
+  bool finished_ = false;         // Finish completed: status_ is final
+  bool done_ = false;             // over: nothing in flight any more
+  grpc::Status status_;           // Finish fills it
   Status final_;
   Status malformed_;              // set when a reply could not be parsed
 };
 
-void StreamImpl::OnReadDone(bool ok) {
-  ChatTsanAcquire(this);
-  Actions a;
-  bool cancel = false;
+void StreamImpl::OnStart(bool ok) {
+  bool over;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    std::string reply;
-    if (ok && !DecodeStringValue(in_, &reply)) {
+    --ops_;
+    started_ = true;
+    if (!ok) {
+      write_broken_ = true;  // the call never started: its status tells why
+      out_.queue().DropAllButInFlight();
+    } else if (!out_.queue().empty() && !cancelled_ && !reads_done_) {
+      ++ops_;
+      out_.StartWrite(call_.get(), &write_tag_);
+    }
+    MaybeWritesDoneLocked();
+    over = finished_ && ops_ == 0;
+  }
+  out_.NotifyRoom();
+  if (over) Over();
+}
+
+void StreamImpl::OnRead(bool ok) {
+  std::string reply;
+  bool parsed = ok && DecodeStringValue(in_, &reply);
+  bool over;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --ops_;
+    reading_ = false;
+    if (ok && !parsed) {
       // Not a StringValue (bad encoding or invalid UTF-8): end the call with
       // a clear status instead of passing on or dropping the bytes.
       ok = false;
       malformed_ = Status(Code::kInternal,
                           "received bytes are not a valid StringValue (must be UTF-8)");
-      cancel = !cancelled_;
-      cancelled_ = true;
-      DropQueuedLocked();
+      if (!cancelled_) {
+        cancelled_ = true;
+        ctx_.TryCancel();
+      }
     }
     if (ok) {
       inq_bytes_ += reply.size();
       inq_.push_back(std::move(reply));
       ready_hint_.store(true, std::memory_order_release);
-      if (!RecvQueueFullLocked()) {
-        a.read = true;
+      if (cancelled_) {
+        // No more reads: Finish follows.
+      } else if (!RecvQueueFullLocked()) {
+        reading_ = true;
+        ++ops_;
+        call_->Read(&in_, Arm(&read_tag_));
       } else {
         read_paused_ = true;  // HTTP/2 flow control now slows the server down
       }
     } else {
       reads_done_ = true;
-      DropQueuedLocked();
-      MaybeReleaseHoldLocked(&a);
+      out_.queue().DropAllButInFlight();
     }
+    MaybeFinishLocked();
+    over = finished_ && ops_ == 0;
   }
   recv_cv_.notify_all();
-  if (!ok) room_cv_.notify_all();
-  if (cancel) ctx_.TryCancel();  // in a reaction: OnDone cannot run yet
-  Run(a);
+  if (!ok) out_.NotifyRoom();
+  if (over) Over();
 }
 
-void StreamImpl::OnWriteDone(bool ok) {
-  ChatTsanAcquire(this);
-  Actions a;
+void StreamImpl::OnWrite(bool ok) {
+  bool over;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    bool more = outq_.WriteDone(ok);
+    --ops_;
+    bool more = out_.queue().WriteDone(ok);
     if (!ok) {
       write_broken_ = true;
     } else if (more && !cancelled_ && !reads_done_) {
-      StartWriteLocked(&a);
+      ++ops_;
+      out_.StartWrite(call_.get(), &write_tag_);
     }
-    MaybeStartWritesDoneLocked(&a, /*outside=*/false);
-    MaybeReleaseHoldLocked(&a);
+    MaybeWritesDoneLocked();
+    over = finished_ && ops_ == 0;
   }
-  room_cv_.notify_all();
-  Run(a);
+  out_.NotifyRoom();
+  if (over) Over();
 }
 
-void StreamImpl::OnDone(const grpc::Status& status) {
-  ChatTsanAcquire(this);
+void StreamImpl::OnWritesDone(bool) {
+  bool over;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --ops_;
+    over = finished_ && ops_ == 0;
+  }
+  if (over) Over();
+}
+
+void StreamImpl::OnFinish(bool) {
+  bool over;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --ops_;
+    finished_ = true;
+    over = ops_ == 0;
+  }
+  if (over) Over();
+}
+
+// Nothing is in flight and the status is in: wake every waiter. `self` may
+// be the last reference: the stream is destroyed here, after every member
+// was last touched.
+void StreamImpl::Over() {
   std::shared_ptr<StreamImpl> self;
   {
     std::lock_guard<std::mutex> lock(mu_);
     done_ = true;
     ready_hint_.store(true, std::memory_order_release);
-    final_ = malformed_.ok() ? FromGrpc(status) : malformed_;
+    final_ = malformed_.ok() ? FromGrpc(status_) : malformed_;
     self = std::move(self_);
   }
   recv_cv_.notify_all();
-  room_cv_.notify_all();
+  out_.NotifyRoom();
   done_cv_.notify_all();
-  // `self` may be the last reference: the stream is destroyed here, after
-  // every member was last touched.
 }
 
 // How long destroying a client waits for a connection attempt in progress
@@ -481,29 +495,6 @@ class ClientImpl final : public Client {
 
 }  // namespace
 
-// gRPC 1.51 shares one callback completion queue per process: the first
-// callback server or channel starts it, the last one shuts it down, and
-// starting it again afterwards now and then aborts the process
-// ("ref_counted.h: prior > 0" on a gRPC thread). A host that stops its last
-// server and later starts another would hit that. A channel that made one
-// callback call holds the queue until the channel is destroyed, so one idle
-// channel kept for the life of the process keeps the queue up.
-void KeepCallbackQueueAlive() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    // Never connects (no such socket) and is never destroyed, on purpose;
-    // the static pointer keeps it reachable, so leak checkers stay quiet.
-    static ClientImpl* keeper = new ClientImpl(
-        grpc::CreateCustomChannel("unix:/nonexistent/libchat-keeps-grpc-queue",
-                                  grpc::InsecureChannelCredentials(), args),
-        ClientOptions{});
-    std::shared_ptr<ClientStream> stream;
-    if (keeper->Open({}, &stream).ok()) stream->Close();  // the call takes the queue
-  });
-}
-
 }  // namespace internal
 
 Status Client::Create(std::string_view target, const ClientOptions& options,
@@ -521,7 +512,7 @@ Status Client::Create(std::string_view target, const ClientOptions& options,
     return Status(Code::kBadArgument,
                   "keepalive_ms must be 0 (off) or at least 1000, keepalive_timeout_ms positive");
   }
-  internal::KeepCallbackQueueAlive();
+  internal::KeepGrpcInitialized();
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));

@@ -15,7 +15,4 @@ inline grpc::Status ToGrpc(const Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), s.message());
 }
 
-// Keeps gRPC's process-wide callback queue from being restarted (client.cc).
-void KeepCallbackQueueAlive();
-
 }  // namespace chat::internal

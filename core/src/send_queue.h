@@ -1,14 +1,19 @@
-// A stream's outgoing messages. gRPC allows one write in flight per stream,
-// so the front is the message being written while writing(). Not
-// thread-safe: the owning reactor guards it with its own mutex. The queue
-// counts its bytes, and charges them to the server's account if it has one.
+// A stream's outgoing messages, and the send side that server and client
+// streams share (Outbox). gRPC allows one write in flight per stream, so the
+// front is the message being written while writing(). Not thread-safe: the
+// owning stream guards it with its own mutex. The queue counts its bytes,
+// and charges them to the server's account if it has one.
 #pragma once
 
 #include <grpcpp/impl/call_op_set.h>  // grpc::WriteOptions
 #include <grpcpp/support/byte_buffer.h>
 
+#include <condition_variable>
 #include <deque>
+#include <mutex>
 
+#include "chat/status.h"
+#include "cq.h"
 #include "memory.h"
 
 namespace chat::internal {
@@ -103,6 +108,57 @@ class SendQueue {
   uint64_t sent_ = 0;
   bool writing_ = false;
   int hinted_run_ = 0;
+};
+
+// The send side of one stream, server or client: the bounded queue, the
+// wait for room in it, and the start of each write. Every method runs under
+// the owning stream's mutex (`lock` is that mutex, held).
+class Outbox {
+ public:
+  Outbox(size_t limit, size_t byte_limit, MemoryAccount* account = nullptr)
+      : limit_(limit), byte_limit_(byte_limit), queue_(account) {}
+
+  SendQueue& queue() { return queue_; }
+  const SendQueue& queue() const { return queue_; }
+  // At or over its limits: a built-in server stops reading until it drains.
+  bool Full() const { return queue_.Full(limit_, byte_limit_); }
+  // Nothing queued and nothing in flight: the last write-side operation
+  // (a server's Finish, a client's WritesDone) may go.
+  bool Drained() const { return queue_.empty() && !queue_.writing(); }
+
+  // Waits up to `timeout` for room for `bytes`, giving up at once when
+  // `closed()` becomes true (the caller then reports why). kWouldBlock with
+  // kNoWait, kTimeout after a positive timeout.
+  template <class Closed>
+  Status WaitForRoom(std::unique_lock<std::mutex>& lock, Timeout timeout, size_t bytes,
+                     Closed closed) {
+    auto ready = [&] { return closed() || queue_.HasRoom(limit_, byte_limit_, bytes); };
+    if (timeout < Timeout::zero()) {
+      room_cv_.wait(lock, ready);
+    } else if (!room_cv_.wait_for(lock, Bounded(timeout), ready)) {
+      return timeout == kNoWait
+                 ? Status(Code::kWouldBlock, "send queue is full")
+                 : Status(Code::kTimeout, "send queue stayed full for the whole timeout");
+    }
+    return Status::Ok();
+  }
+  // Wakes senders waiting for room (after a write, or when the stream ends).
+  void NotifyRoom() { room_cv_.notify_all(); }
+
+  // Starts writing the front message on `stream` (a gRPC async reader-
+  // writer), completing on `tag`. Call only when !queue().writing().
+  template <class Stream>
+  void StartWrite(Stream* stream, CqTag* tag) {
+    grpc::WriteOptions options;
+    const grpc::ByteBuffer* message = queue_.StartWrite(&options);
+    stream->Write(*message, options, Arm(tag));
+  }
+
+ private:
+  const size_t limit_;
+  const size_t byte_limit_;
+  SendQueue queue_;
+  std::condition_variable room_cv_;
 };
 
 }  // namespace chat::internal

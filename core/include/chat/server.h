@@ -81,6 +81,9 @@ struct ServerOptions {
   // still find it over are refused (RESOURCE_EXHAUSTED).
   size_t max_memory_bytes = 256u << 20;
   int dispatcher_threads = 1;             // kCustom: threads running handler methods
+  // Transport threads, each draining its own completion queue; every stream
+  // stays on one of them. 0: one per core.
+  int completion_queues = 0;
   int keepalive_ms = 30000;               // ping idle connections; dead peers end their streams
   int keepalive_timeout_ms = 10000;       // an unanswered ping ends the connection
 };

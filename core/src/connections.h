@@ -1,0 +1,65 @@
+// What the server knows of each client connection the listener accepted:
+// who it is (gRPC only sees "fd:12"), how many streams it has open, and how
+// many it reset before a message went either way, so a connection that
+// floods the server with streams (rapid reset) can be closed.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "server_stream.h"
+
+namespace chat::internal {
+
+// Rapid reset (CVE-2023-44487): gRPC 1.51 turns every HEADERS frame into a
+// call even when RST_STREAM follows at once, and runs those calls far more
+// slowly than a client can send the frames, so their backlog grows without
+// bound. A connection is taken for that pattern and closed when, within a
+// second, this many of its streams end cancelled (by the client or by a
+// deadline, which the client chooses) before a message went either way, or
+// when its live streams hold more than half of the server's memory bound
+// (on a busy machine a burst can be parsed whole before any of its streams
+// is seen cancelled: this bounds it all the same).
+constexpr int kMaxEmptyCancelsPerSecond = 100;
+
+// What one open stream costs besides its queued messages (gRPC's call and
+// our session: about 20 KiB measured), charged to the server's memory bound.
+constexpr size_t kStreamOverheadBytes = 16 * 1024;
+
+class ServerConnections {
+ public:
+  explicit ServerConnections(size_t max_memory_bytes) : max_memory_bytes_(max_memory_bytes) {}
+
+  // On the listener's thread, before gRPC is handed the descriptor.
+  void Accepted(int fd, std::string peer);
+  // The connection a new stream came on (gRPC names connections it was
+  // handed by descriptor: "fd:12"); counts one more live stream of it.
+  Connection Of(const std::string& grpc_peer);
+  // A stream of `conn` is over.
+  void StreamGone(const Connection& conn);
+  // A stream of `conn` was cancelled before any message went either way.
+  // Too many of those too fast: the connection is closed.
+  void NoteEmptyCancel(const Connection& conn);
+  void Clear();
+
+ private:
+  struct Conn {
+    uint64_t seq = 0;  // tells apart connections that got the same descriptor
+    std::string peer;
+    std::chrono::steady_clock::time_point window_start;
+    int cancels = 0;  // empty streams cancelled since window_start
+    size_t live = 0;  // streams not yet over
+    bool closed = false;
+  };
+  bool CloseLocked(int fd, Conn* c);
+  static void LogRapidReset(const std::string& peer, const std::string& why);
+
+  const size_t max_memory_bytes_;
+  std::mutex mu_;
+  std::unordered_map<int, Conn> conns_;  // by descriptor; bounded by the fd table
+  uint64_t seq_ = 0;
+};
+
+}  // namespace chat::internal

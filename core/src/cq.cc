@@ -1,0 +1,72 @@
+#include "cq.h"
+
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+
+namespace chat::internal {
+
+CqThread::CqThread(std::unique_ptr<grpc::CompletionQueue> cq, const char* name)
+    : cq_(std::move(cq)) {
+  // Host signals go to the host's threads, not to ours.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  thread_ = std::thread([this] { Run(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  pthread_setname_np(thread_.native_handle(), name);
+}
+
+CqThread::~CqThread() { Shutdown(); }
+
+void CqThread::Shutdown() {
+  if (shut_) return;
+  shut_ = true;
+  cq_->Shutdown();
+  thread_.join();
+}
+
+void CqThread::Run() {
+  void* tag;
+  bool ok;
+  while (cq_->Next(&tag, &ok)) {
+    ChatTsanAcquire(tag);  // pairs with Arm
+    static_cast<CqTag*>(tag)->Complete(ok);
+  }
+}
+
+int DefaultQueueCount() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+ClientQueues& ClientQueues::Get() {
+  // Leaked on purpose: its threads run until the process exits.
+  static ClientQueues* queues = new ClientQueues;
+  return *queues;
+}
+
+ClientQueues::ClientQueues() {
+  KeepGrpcInitialized();
+  int n = DefaultQueueCount();
+  for (int i = 0; i < n; ++i) {
+    std::string name = "chat-cli-cq" + std::to_string(i);
+    threads_.push_back(
+        std::make_unique<CqThread>(std::make_unique<grpc::CompletionQueue>(), name.c_str()));
+  }
+}
+
+grpc::CompletionQueue* ClientQueues::Pick() {
+  return threads_[next_.fetch_add(1, std::memory_order_relaxed) % threads_.size()]->cq();
+}
+
+void KeepGrpcInitialized() {
+  static std::once_flag once;
+  std::call_once(once, [] { grpc_init(); });  // never paired with grpc_shutdown
+}
+
+}  // namespace chat::internal

@@ -1,0 +1,453 @@
+#include "server_stream.h"
+
+#include "grpc_glue.h"
+#include "wire.h"
+
+namespace chat::internal {
+namespace {
+
+// The full method path of the wire contract (no proto package).
+constexpr char kChatMethod[] = "/Chat/chat";
+
+}  // namespace
+
+void Session::Request(SessionHost* host, grpc::AsyncGenericService* service,
+                      grpc::ServerCompletionQueue* cq, int queue, const Limits& limits,
+                      std::shared_ptr<MemoryAccount> memory) {
+  auto session = std::make_shared<Session>(host, limits, std::move(memory));
+  Session* s = session.get();
+  s->queue_ = queue;
+  s->call_ = std::make_unique<Call>();
+  s->self_ = std::move(session);
+  // Before RequestCall, as gRPC requires; delivered only if a call arrives.
+  s->call_->ctx.AsyncNotifyWhenDone(Arm(&s->done_tag_));
+  // From here on the session belongs to the queue's thread.
+  service->RequestCall(&s->call_->ctx, &s->call_->stream, cq, cq, Arm(&s->accept_tag_));
+}
+
+Session::Session(SessionHost* host, const Limits& limits, std::shared_ptr<MemoryAccount> memory)
+    : host_(host), limits_(limits), memory_(std::move(memory)),
+      out_(limits.send_queue_limit, limits.send_queue_bytes, memory_.get()) {}
+
+Session::~Session() = default;
+
+// --- ServerCall ---
+
+Status Session::Send(std::string_view text, Timeout timeout) {
+  if (!IsValidUtf8(text)) return Status(Code::kBadArgument, "reply is not valid UTF-8");
+  if (StringFieldWireSize(text.size()) > limits_.max_message_bytes) {
+    return Status(Code::kTooLarge, "reply of " + std::to_string(text.size()) +
+                                       " bytes exceeds the maximum message size of " +
+                                       std::to_string(limits_.max_message_bytes));
+  }
+  return Enqueue(EncodeStringValue(text), timeout);
+}
+
+Status Session::Complete() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (finish_wanted_) {
+    return finish_status_.ok() && !cancelled_ ? Status::Ok()
+                                              : Status(Code::kClosed, "stream already ended");
+  }
+  finish_wanted_ = true;
+  finish_status_ = Status::Ok();
+  MaybeFinishLocked();
+  return Status::Ok();
+}
+
+Status Session::Fail(Code code, std::string_view details) {
+  if (!IsGrpcCode(static_cast<int32_t>(code)) || code == Code::kOk) {
+    return Status(Code::kBadArgument, "fail needs a gRPC error code (1..16)");
+  }
+  if (!IsValidUtf8(details)) return Status(Code::kBadArgument, "details are not valid UTF-8");
+  return End(Status(code, std::string(details)));
+}
+
+bool Session::ended() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return finish_wanted_ || done_;
+}
+
+// --- used by the server ---
+
+Status Session::Enqueue(grpc::ByteBuffer reply, Timeout timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto closed = [&] { return finish_wanted_ || done_; };
+  Status room = closed() ? Status::Ok() : out_.WaitForRoom(lock, timeout, reply.Length(), closed);
+  if (closed()) return Status(Code::kClosed, "stream has ended");
+  if (!room.ok()) return room;
+  // No Finish can have been issued: finish_wanted_ is still false.
+  if (out_.queue().Push(std::move(reply))) {
+    ++ops_;
+    out_.StartWrite(&call_->stream, &write_tag_);
+  }
+  return Status::Ok();
+}
+
+Status Session::End(Status status, bool reset, bool force) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (done_ || (finish_wanted_ && (!force || finish_called_))) {
+      return Status(Code::kClosed, "stream already ended");
+    }
+    finish_wanted_ = true;
+    ended_by_server_ = true;
+    finish_status_ = std::move(status);
+    out_.queue().DropAllButInFlight();  // gRPC still reads the one in flight
+    // A write stuck behind a peer that does not read would hold Finish back
+    // for ever: cancel the call, which fails the write.
+    if (reset && out_.queue().writing()) call_->ctx.TryCancel();
+    MaybeFinishLocked();
+  }
+  out_.NotifyRoom();
+  memory_->WakeIfRoom();  // queued bytes may have left
+  return Status::Ok();
+}
+
+void Session::AckDelivered(size_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --undelivered_;
+    undelivered_bytes_ -= bytes;
+    memory_->Release(bytes);
+  }
+  ResumeRead();
+  memory_->WakeIfRoom();
+}
+
+void Session::ResumeRead(bool from_waiter) {
+  bool over_bound;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (from_waiter) memory_waiter_ = false;
+    if (!read_paused_ || QueueFullLocked()) return;
+    read_paused_ = false;
+    StartReadLocked();
+    over_bound = read_paused_;
+  }
+  if (over_bound) host_->RelieveMemory();
+}
+
+bool Session::cancelled() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancelled_;
+}
+
+size_t Session::queued_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return out_.queue().bytes();
+}
+
+// --- state rules (mu_ held) ---
+
+// Flow control: stop reading while the peer's replies (echo) or the
+// handler's backlog (custom) is full; HTTP/2 then pushes back on the client.
+bool Session::QueueFullLocked() const {
+  switch (limits_.mode) {
+    case Mode::kEcho: return out_.Full();
+    case Mode::kCustom:
+      return undelivered_ >= limits_.recv_window ||
+             undelivered_bytes_ >= limits_.recv_window_bytes;
+    case Mode::kBroadcast: return false;
+  }
+  return false;
+}
+
+// Starts a read unless a full queue or the server's memory bound holds it
+// back; then read_paused_ is set and the read waits for ResumeRead (from
+// the queue draining, the handler catching up, or memory being released).
+// A read paused on the memory bound leaves memory_waiter_ set: the caller
+// asks the server to relieve memory once it has unlocked.
+void Session::StartReadLocked() {
+  if (reading_ || read_closed_ || finish_wanted_ || done_) return;
+  if (QueueFullLocked()) {
+    read_paused_ = true;
+    return;
+  }
+  if (memory_->Over() && WaitForMemoryLocked()) {
+    read_paused_ = true;
+    return;
+  }
+  reading_ = true;
+  ++ops_;
+  call_->stream.Read(&in_, Arm(&read_tag_));
+}
+
+// Asks to be resumed once the server is back under its memory bound; false
+// when it already is. Weak: a stream that is over meanwhile is gone.
+bool Session::WaitForMemoryLocked() {
+  if (memory_waiter_) return true;  // one registration per stream is enough
+  std::weak_ptr<Session> weak = weak_from_this();
+  memory_waiter_ = memory_->WaitForRoom([weak] {
+    if (auto self = weak.lock()) self->ResumeRead(/*from_waiter=*/true);
+  });
+  return memory_waiter_;
+}
+
+// Finish goes last: after the write in flight and, for OK, after every
+// queued reply. A call gRPC already reported over needs none.
+void Session::MaybeFinishLocked() {
+  if (!finish_wanted_ || finish_called_ || done_ || out_.queue().writing()) return;
+  if (finish_status_.ok() && !out_.queue().empty()) return;  // Complete drains first
+  finish_called_ = true;
+  ++ops_;
+  call_->stream.Finish(ToGrpc(finish_status_), Arm(&finish_tag_));
+}
+
+// The client half-closed, or the call broke under a read.
+void Session::EndOfReadsLocked() {
+  read_closed_ = true;
+  if (limits_.mode == Mode::kCustom) {
+    if (!cancelled_ && !finish_wanted_) {
+      // A client cancel also ends the reads, and gRPC reports the call done
+      // just after; looking again on the dispatcher filters most of those
+      // out. Posted under the lock, after every message of the stream.
+      auto self = shared_from_this();
+      host_->Post(*this, [self] {
+        if (!self->cancelled()) self->host_->handler().OnComplete(self);
+      });
+    }
+  } else if (!finish_wanted_) {  // built-in modes complete when the client does
+    finish_wanted_ = true;
+    finish_status_ = Status::Ok();
+    MaybeFinishLocked();
+  }
+}
+
+// --- completions, on the session's queue thread ---
+
+void Session::OnAccept(bool ok) {
+  if (!ok) {
+    // The server is shutting down: no call came, and no done tag will.
+    auto self = std::move(self_);
+    call_.reset();
+    return;  // `self` may free the session here
+  }
+  host_->Accepted(queue_);  // the next stream may come on this queue now
+  grpc::GenericServerContext& ctx = call_->ctx;
+  if (ctx.method() != kChatMethod) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ops_ = 1;  // the done tag
+    finish_wanted_ = true;
+    ended_by_server_ = true;
+    finish_status_ = Status(Code::kUnimplemented, "unknown method " + ctx.method() +
+                                                      " (this server serves /Chat/chat)");
+    MaybeFinishLocked();
+    return;
+  }
+  id_ = host_->NextId();
+  conn_ = host_->ConnectionOf(ctx.peer());
+  for (const auto& [key, value] : ctx.client_metadata()) {
+    metadata_.emplace(std::string(key.data(), key.size()), std::string(value.data(), value.size()));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ops_ = 1;  // the done tag
+  }
+  Status admitted = host_->Admit(shared_from_this());
+  bool over_bound = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (admitted.ok()) {
+      admitted_ = true;
+      StartReadLocked();
+      over_bound = read_paused_ && memory_waiter_;
+    } else if (!finish_wanted_) {
+      // Refused (stopping, or over the memory bound): never seen by the
+      // handler nor counted by Stop.
+      finish_wanted_ = true;
+      ended_by_server_ = true;
+      finish_status_ = std::move(admitted);
+      MaybeFinishLocked();
+    }
+  }
+  if (over_bound) host_->RelieveMemory();
+}
+
+void Session::OnRead(bool ok) {
+  std::string name, message;
+  bool valid = ok && DecodeChatMessage(in_, &name, &message);
+  bool over = false, over_bound = false;
+  if (ok && !valid) {
+    // Not a ChatMessage (bad encoding or invalid UTF-8): fail the stream
+    // rather than guess; nothing after it is read.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --ops_;
+      reading_ = false;
+      over = OverLocked();
+    }
+    if (over) return Over();
+    End(Status(Code::kInvalidArgument,
+               "received bytes are not a valid ChatMessage (string fields must be UTF-8)"));
+    return;
+  }
+  if (!ok) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --ops_;
+      reading_ = false;
+      EndOfReadsLocked();
+      over = OverLocked();
+    }
+    if (over) Over();
+    return;
+  }
+  switch (limits_.mode) {
+    case Mode::kEcho: {
+      // Answered here, on the stream's own thread: no hop, no handler.
+      grpc::ByteBuffer reply = EncodeLine(name, message);
+      std::lock_guard<std::mutex> lock(mu_);
+      --ops_;
+      reading_ = false;
+      ++messages_read_;
+      if (!finish_wanted_ && !done_ && out_.queue().Push(std::move(reply))) {
+        ++ops_;
+        out_.StartWrite(&call_->stream, &write_tag_);
+      }
+      StartReadLocked();
+      over_bound = read_paused_ && memory_waiter_;
+      over = OverLocked();
+      break;
+    }
+    case Mode::kBroadcast: {
+      grpc::ByteBuffer line = EncodeLine(name, message);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        --ops_;
+        reading_ = false;
+        ++messages_read_;
+        last_name_ = std::move(name);
+        over = OverLocked();
+      }
+      if (over) return Over();
+      host_->Broadcast(line);
+      std::lock_guard<std::mutex> lock(mu_);
+      StartReadLocked();
+      over_bound = read_paused_ && memory_waiter_;
+      break;
+    }
+    case Mode::kCustom: {
+      auto self = shared_from_this();
+      size_t bytes = name.size() + message.size();
+      std::lock_guard<std::mutex> lock(mu_);
+      --ops_;
+      reading_ = false;
+      ++messages_read_;
+      ++undelivered_;
+      undelivered_bytes_ += bytes;
+      memory_->Charge(bytes);
+      // Posted under the lock: once it is released, AckDelivered on the
+      // dispatcher may start the next read, whose event must come after.
+      host_->Post(*this, [self, bytes, name = std::move(name), message = std::move(message)] {
+        struct Ack {  // also when OnMessage throws or the thread is unwound
+          Session* s;
+          size_t n;
+          ~Ack() { s->AckDelivered(n); }
+        } ack{self.get(), bytes};
+        self->host_->handler().OnMessage(self, name, message);
+      });
+      StartReadLocked();
+      over_bound = read_paused_ && memory_waiter_;
+      over = OverLocked();
+      break;
+    }
+  }
+  if (over_bound) host_->RelieveMemory();
+  if (over) Over();
+}
+
+void Session::OnWrite(bool ok) {
+  bool over, over_bound = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --ops_;
+    bool more = out_.queue().WriteDone(ok);
+    if (!ok) {
+      // The stream broke under us (peer gone or cancelled): nothing more can
+      // be written, but the call must still end exactly once.
+      if (!finish_wanted_) {
+        finish_wanted_ = true;
+        finish_status_ = Status(Code::kCancelled, "write failed: the client is gone");
+      }
+    } else if (more && !finish_called_ && !done_) {
+      ++ops_;
+      out_.StartWrite(&call_->stream, &write_tag_);
+    }
+    MaybeFinishLocked();
+    if (read_paused_ && !QueueFullLocked()) {
+      read_paused_ = false;
+      StartReadLocked();
+      over_bound = read_paused_ && memory_waiter_;
+    }
+    over = OverLocked();
+  }
+  out_.NotifyRoom();
+  memory_->WakeIfRoom();  // queued bytes may have left
+  if (over_bound) host_->RelieveMemory();
+  if (over) Over();
+}
+
+void Session::OnFinish(bool) {
+  bool over;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --ops_;
+    over = OverLocked();
+  }
+  if (over) Over();
+}
+
+// gRPC reports the call over: finished, or cancelled (by the client, its
+// deadline, a broken connection, or our own TryCancel).
+void Session::OnDone(bool) {
+  bool over, empty = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --ops_;
+    done_ = true;
+    if (call_->ctx.IsCancelled()) {
+      // Counted here, as early as gRPC tells: in a flood of streams
+      // reset at once (rapid reset) this is what closes the connection.
+      empty = !ended_by_server_ && messages_read_ == 0 && out_.queue().sent() == 0;
+      cancelled_ = true;
+      if (!finish_wanted_) {
+        finish_wanted_ = true;
+        finish_status_ = Status(Code::kCancelled, "cancelled");
+      }
+      out_.queue().DropAllButInFlight();
+    }
+    over = OverLocked();
+  }
+  out_.NotifyRoom();
+  memory_->WakeIfRoom();  // queued bytes may have left
+  if (empty && admitted_) host_->NoteEmptyCancel(conn_);
+  if (over) Over();
+}
+
+// Every operation is back and the call is over: free gRPC's side of it and
+// tell the server. `self` may be the last reference.
+void Session::Over() {
+  Status final_status;
+  std::unique_ptr<Call> call;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    over_ = true;
+    if (cancelled_ && !ended_by_server_) {
+      bool expired = call_->ctx.deadline() <= std::chrono::system_clock::now();
+      final_status = expired ? Status(Code::kDeadlineExceeded, "deadline exceeded")
+                             : Status(Code::kCancelled, "cancelled by the client");
+    } else {
+      final_status = finish_status_;
+    }
+    out_.queue().DropAllButInFlight();  // nothing is in flight now
+    call = std::move(call_);
+  }
+  call.reset();
+  out_.NotifyRoom();
+  memory_->WakeIfRoom();
+  std::shared_ptr<Session> self = std::move(self_);
+  host_->Finished(self, final_status);
+}
+
+}  // namespace chat::internal

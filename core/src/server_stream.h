@@ -1,0 +1,178 @@
+// One server-side /Chat/chat stream on gRPC's completion-queue API.
+//
+// A Session is pinned to one completion queue: its completions (accept,
+// read, write, finish, done) all run on that queue's thread, in order. Any
+// other thread may send, complete or fail it (a handler on a dispatcher, a
+// broadcast from another stream, a stop). Every gRPC operation is started
+// under the session's mutex: starting one never runs our code (completions
+// go to the queue), so holding the mutex costs no deadlock, and the
+// decision to start an operation and its start are one step, which is
+// what keeps Finish last and the in-flight count (ops_) exact.
+//
+// Lifetime: the session holds itself (self_) from RequestCall until every
+// operation it started has completed and gRPC reported the call done; then
+// its gRPC state is freed on its queue's thread and the server forgets it
+// (SessionHost::Finished). Hosts may keep the ServerCall longer: every call
+// on it then returns kClosed.
+#pragma once
+
+#include <grpcpp/generic/async_generic_service.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "chat/server.h"
+#include "cq.h"
+#include "memory.h"
+#include "send_queue.h"
+
+namespace chat::internal {
+
+class Session;
+
+// A client connection, as the listener accepted it (ServerConnections).
+struct Connection {
+  int fd = -1;
+  uint64_t seq = 0;
+  std::string peer;  // "ipv4:127.0.0.1:41234"
+};
+
+// What a session needs of its server. Implemented by ServerImpl.
+class SessionHost {
+ public:
+  // A request completed: ask gRPC for the next stream on the same queue.
+  virtual void Accepted(int queue) = 0;
+  virtual uint64_t NextId() = 0;  // 1, 2, ... in order of arrival
+  // The connection a new stream came on (gRPC's peer string names it),
+  // which counts one more live stream of it until Finished.
+  virtual Connection ConnectionOf(const std::string& grpc_peer) = 0;
+  // A new /Chat/chat stream: registers it, or refuses it (returns the status
+  // to end it with). Runs on the session's queue thread before its first read.
+  virtual Status Admit(const std::shared_ptr<Session>& session) = 0;
+  // Custom mode: runs `task` on the dispatcher thread of this session.
+  virtual void Post(const Session& session, std::function<void()> task) = 0;
+  virtual Handler& handler() = 0;
+  // Broadcast mode: sends an encoded line to every member.
+  virtual void Broadcast(const grpc::ByteBuffer& line) = 0;
+  // A stream paused on the server's memory bound.
+  virtual void RelieveMemory() = 0;
+  // Rapid-reset bookkeeping (ServerConnections).
+  virtual void NoteEmptyCancel(const Connection& conn) = 0;
+  // The stream is over: `status` is final, and no gRPC state is left.
+  virtual void Finished(const std::shared_ptr<Session>& session, const Status& status) = 0;
+};
+
+class Session final : public ServerCall, public std::enable_shared_from_this<Session> {
+ public:
+  struct Limits {
+    Mode mode;
+    size_t max_message_bytes, send_queue_limit, send_queue_bytes, recv_window, recv_window_bytes;
+  };
+
+  // Asks gRPC for the next stream on `queue` (the session is created for
+  // that request, and holds itself until it is over).
+  static void Request(SessionHost* host, grpc::AsyncGenericService* service,
+                      grpc::ServerCompletionQueue* cq, int queue, const Limits& limits,
+                      std::shared_ptr<MemoryAccount> memory);
+  Session(SessionHost* host, const Limits& limits, std::shared_ptr<MemoryAccount> memory);
+  ~Session() override;
+
+  // --- ServerCall ---
+  uint64_t id() const override { return id_; }
+  const std::string& peer() const override { return conn_.peer; }
+  const std::multimap<std::string, std::string>& metadata() const override { return metadata_; }
+  void set_host_data(void* data) override { host_data_.store(data, std::memory_order_release); }
+  void* host_data() const override { return host_data_.load(std::memory_order_acquire); }
+  Status Send(std::string_view text, Timeout timeout) override;
+  Status Complete() override;
+  Status Fail(Code code, std::string_view details) override;
+  bool ended() const override;
+
+  // --- used by the server ---
+  // Queues an encoded reply already known to be valid.
+  Status Enqueue(grpc::ByteBuffer reply, Timeout timeout);
+  // Ends the stream with an error after the write in flight, dropping queued
+  // replies. With `reset`, a write stuck behind a peer that does not read is
+  // not waited for: the stream is reset (the peer sees CANCELLED) and
+  // `status` stays the reason the server reports. With `force`, a stream
+  // already ending (completed, its replies still queued) is cut too.
+  Status End(Status status, bool reset = false, bool force = false);
+  // The handler ran one OnMessage of `bytes`: the window has room again.
+  void AckDelivered(size_t bytes);
+  // Restarts a read paused on a full queue or on the memory bound.
+  void ResumeRead(bool from_waiter = false);
+  bool cancelled() const;
+  size_t queued_bytes() const;
+  const Connection& connection() const { return conn_; }
+  bool admitted() const { return admitted_; }  // after Finished
+  const std::string& last_name() const { return last_name_; }  // broadcast, after Finished
+
+ private:
+  // gRPC's side of the call; freed as soon as the call is over, so a host
+  // holding the ServerCall holds no gRPC state.
+  struct Call {
+    grpc::GenericServerContext ctx;
+    grpc::GenericServerAsyncReaderWriter stream{&ctx};
+  };
+
+  void OnAccept(bool ok);
+  void OnRead(bool ok);
+  void OnWrite(bool ok);
+  void OnFinish(bool ok);
+  void OnDone(bool ok);
+
+  bool QueueFullLocked() const;
+  void StartReadLocked();
+  bool WaitForMemoryLocked();
+  void MaybeFinishLocked();
+  // True when the stream is over and the caller must call Over() after
+  // unlocking.
+  bool OverLocked() const { return done_ && ops_ == 0 && !over_; }
+  void Over();
+  void EndOfReadsLocked();
+
+  SessionHost* const host_;
+  const Limits limits_;
+  const std::shared_ptr<MemoryAccount> memory_;  // the server's; shared, as handles outlive it
+  // Set on the queue thread before the session is shared; then read-only.
+  uint64_t id_ = 0;
+  Connection conn_;
+  std::multimap<std::string, std::string> metadata_;
+  int queue_ = 0;
+  std::atomic<void*> host_data_{nullptr};
+  std::shared_ptr<Session> self_;  // until Over()
+
+  OpTag<Session, &Session::OnAccept> accept_tag_{this};
+  OpTag<Session, &Session::OnRead> read_tag_{this};
+  OpTag<Session, &Session::OnWrite> write_tag_{this};
+  OpTag<Session, &Session::OnFinish> finish_tag_{this};
+  OpTag<Session, &Session::OnDone> done_tag_{this};
+
+  mutable std::mutex mu_;
+  std::unique_ptr<Call> call_;     // until Over()
+  grpc::ByteBuffer in_;            // the read in flight fills it
+  Outbox out_;
+  int ops_ = 0;                    // operations started, not yet completed (done tag included)
+  bool reading_ = false;
+  bool read_paused_ = false;
+  bool read_closed_ = false;       // client half-closed (or the call broke)
+  size_t undelivered_ = 0;         // custom: OnMessage events not yet run
+  size_t undelivered_bytes_ = 0;   // and their bytes, charged to memory_
+  bool admitted_ = false;          // the server registered it (Finished reports it)
+  bool cancelled_ = false;
+  bool done_ = false;              // gRPC reported the call over
+  bool over_ = false;
+  bool finish_wanted_ = false;
+  bool finish_called_ = false;
+  bool ended_by_server_ = false;   // End() chose the status; a later cancel keeps it
+  bool memory_waiter_ = false;     // a resume callback is registered with memory_
+  Status finish_status_;
+  std::string last_name_;
+  uint64_t messages_read_ = 0;
+};
+
+}  // namespace chat::internal
