@@ -192,8 +192,8 @@ typedef struct chat_call chat_call;
 /* Handler callbacks (CHAT_MODE_CUSTOM).
  *
  * Thread: every callback runs on one of the server's dispatcher threads
- * (dispatcher_threads of them), never on a gRPC thread and never on a thread
- * of yours. The callbacks of one call run in order on one thread: on_open,
+ * (dispatcher_threads of them), never on a gRPC or transport thread and
+ * never on a thread of yours. The callbacks of one call run in order on one thread: on_open,
  * on_message..., on_complete, on_close. Callbacks of different calls may run
  * concurrently when dispatcher_threads > 1.
  *
@@ -226,8 +226,9 @@ typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *de
                                  size_t details_len, void *user_data);
 
 /* Version 2 added the byte budgets, the memory bound and the keepalive
- * timeout. A program built against version 1 keeps working: the library
- * reads and writes only the fields of opts->version.
+ * timeout; version 3 the number of completion queues. A program built
+ * against an older version keeps working: the library reads and writes only
+ * the fields of opts->version.
  *
  * Memory. Every queue is bounded in count and in bytes (the bytes of the
  * encoded messages). A queue whose byte budget is smaller than one message
@@ -242,7 +243,7 @@ typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *de
  * released. A new call that finds the server still over is refused with
  * RESOURCE_EXHAUSTED. Beyond these queues, gRPC holds per
  * stream at most its HTTP/2 flow-control window of data not yet read. */
-#define CHAT_SERVER_OPTIONS_VERSION 2
+#define CHAT_SERVER_OPTIONS_VERSION 3
 
 typedef struct chat_server_options {
   uint32_t version;           /* CHAT_SERVER_OPTIONS_VERSION */
@@ -268,6 +269,11 @@ typedef struct chat_server_options {
                                  most half of it. Default 256 MiB */
   int32_t keepalive_timeout_ms; /* a ping unanswered this long ends the
                                    connection and its calls; default 10000 */
+  /* Version 3. */
+  int32_t completion_queues;  /* transport threads, each alone draining one
+                                 gRPC completion queue; every call stays on
+                                 one of them. 1..256, or 0 (the default) for
+                                 one per core. Callbacks never run on them. */
 } chat_server_options;
 
 /* Fills `opts` with the defaults of `version` (pass

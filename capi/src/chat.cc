@@ -169,7 +169,11 @@ bool KnownVersion(uint32_t v, uint32_t newest) { return v >= 1 && v <= newest; }
 
 // The size of each options struct as `version` laid it out.
 size_t OptionsSize(const chat_server_options*, uint32_t version) {
-  return version == 1 ? offsetof(chat_server_options, send_queue_bytes) : sizeof(chat_server_options);
+  switch (version) {
+    case 1: return offsetof(chat_server_options, send_queue_bytes);
+    case 2: return offsetof(chat_server_options, completion_queues);
+    default: return sizeof(chat_server_options);
+  }
 }
 size_t OptionsSize(const chat_client_options*, uint32_t version) {
   return version == 1 ? offsetof(chat_client_options, send_queue_bytes) : sizeof(chat_client_options);
@@ -282,6 +286,7 @@ chat_code chat_server_options_init(chat_server_options* opts, uint32_t version) 
   o.recv_window_bytes = static_cast<int64_t>(d.recv_window_bytes);
   o.max_memory_bytes = static_cast<int64_t>(d.max_memory_bytes);
   o.keepalive_timeout_ms = d.keepalive_timeout_ms;
+  o.completion_queues = d.completion_queues;
   std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
   return CHAT_OK;
 }
@@ -305,6 +310,9 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
         o.recv_window_bytes <= 0 || o.max_memory_bytes <= 0 || o.keepalive_timeout_ms <= 0) {
       return Fail(CHAT_ERR_BAD_ARGUMENT, "limits and thread counts must be positive");
     }
+    if (o.completion_queues < 0 || o.completion_queues > 256) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "completion_queues must be 0 (one per core) to 256");
+    }
     chat::ServerOptions so;
     so.address = address;
     so.max_message_bytes = static_cast<size_t>(o.max_message_bytes);
@@ -316,6 +324,7 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
     so.send_queue_bytes = static_cast<size_t>(o.send_queue_bytes);
     so.recv_window_bytes = static_cast<size_t>(o.recv_window_bytes);
     so.max_memory_bytes = static_cast<size_t>(o.max_memory_bytes);
+    so.completion_queues = o.completion_queues;
     switch (o.mode) {
       case CHAT_MODE_ECHO: so.mode = chat::Mode::kEcho; break;
       case CHAT_MODE_BROADCAST: so.mode = chat::Mode::kBroadcast; break;

@@ -1,5 +1,5 @@
 // A thread that runs host callbacks, so host code never runs inside a gRPC
-// reaction (a blocking host would starve gRPC's threads).
+// completion (a blocking host would starve the transport threads).
 #pragma once
 
 #include <condition_variable>

@@ -1,4 +1,4 @@
-// Small pieces shared by the server and client reactors.
+// Small pieces shared by the server and client streams.
 #pragma once
 
 #include <grpcpp/support/status.h>

@@ -308,6 +308,74 @@ TEST_F(CApiTest, Version1ServerAndClientOptionsAreNeitherOverrunNorOverread) {
   EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
 }
 
+// Version 2 (before completion_queues): neither overrun by init nor
+// overread by start (0xAB bytes would be an out-of-range queue count).
+TEST(CApiBasics, Version2ServerOptionsAreNeitherOverrunNorOverread) {
+  const size_t server_v2 = offsetof(chat_server_options, completion_queues);
+  alignas(chat_server_options) unsigned char sbuf[sizeof(chat_server_options)];
+  std::memset(sbuf, 0xAB, sizeof sbuf);
+  auto* so = reinterpret_cast<chat_server_options*>(sbuf);
+  ASSERT_EQ(chat_server_options_init(so, 2), CHAT_OK);
+  for (size_t i = server_v2; i < sizeof sbuf; ++i) ASSERT_EQ(sbuf[i], 0xAB) << "byte " << i;
+  EXPECT_EQ(so->keepalive_timeout_ms, 10000);
+  chat_server* server = nullptr;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", so, &server), CHAT_OK) << chat_last_error();
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+}
+
+// The names of this process's threads that start with `prefix`.
+int ThreadsNamed(const std::string& prefix) {
+  int n = 0;
+  DIR* dir = opendir("/proc/self/task");
+  if (!dir) return -1;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream comm(std::string("/proc/self/task/") + e->d_name + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind(prefix, 0) == 0) ++n;
+  }
+  closedir(dir);
+  return n;
+}
+
+// Version 3: completion_queues sets the server's transport threads; their
+// number does not grow with the streams.
+TEST(CApiBasics, CompletionQueuesSetTheTransportThreads) {
+  chat_server_options so;
+  ASSERT_EQ(chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION), CHAT_OK);
+  EXPECT_EQ(so.completion_queues, 0);
+  chat_server* server = nullptr;
+  for (int bad : {-1, 257}) {
+    so.completion_queues = bad;
+    EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT) << bad;
+    EXPECT_EQ(server, nullptr);
+  }
+  int before = ThreadsNamed("chat-srv-cq");
+  so.completion_queues = 3;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_OK) << chat_last_error();
+  EXPECT_EQ(ThreadsNamed("chat-srv-cq"), before + 3);
+  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  chat_client* client = nullptr;
+  ASSERT_EQ(chat_client_create(target.c_str(), nullptr, &client), CHAT_OK);
+  std::vector<chat_stream*> streams(200);
+  for (auto*& s : streams) {
+    ASSERT_EQ(chat_client_open(client, nullptr, &s), CHAT_OK);
+    ASSERT_EQ(Send(s, "n", "m"), CHAT_OK);
+  }
+  for (auto* s : streams) {
+    const char* reply;
+    size_t len;
+    ASSERT_EQ(chat_stream_recv(s, 5000, &reply, &len), CHAT_OK) << chat_last_error();
+    EXPECT_EQ(Text(reply, len), "n: m");
+  }
+  EXPECT_EQ(ThreadsNamed("chat-srv-cq"), before + 3);  // 200 open streams, same threads
+  for (auto* s : streams) chat_stream_destroy(s);
+  chat_client_destroy(client);
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+  EXPECT_EQ(ThreadsNamed("chat-srv-cq"), before);  // joined by the stop
+}
+
 TEST(CApiBasics, Version2OptionsHaveByteBudgetsAndAreChecked) {
   chat_server_options so;
   ASSERT_EQ(chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION), CHAT_OK);

@@ -81,7 +81,8 @@ class Server(_pychat.Server):
                  dispatcher_threads: Optional[int] = None,
                  keepalive: Optional[float] = None, send_queue_bytes: Optional[int] = None,
                  recv_window_bytes: Optional[int] = None,
-                 max_memory_bytes: Optional[int] = None) -> None:
+                 max_memory_bytes: Optional[int] = None,
+                 completion_queues: Optional[int] = None) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
         if mode is None:
@@ -92,7 +93,7 @@ class Server(_pychat.Server):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         super().__init__(address, _MODES[mode], handler, max_message_bytes, send_queue_limit,
                          recv_window, dispatcher_threads, keepalive, send_queue_bytes,
-                         recv_window_bytes, max_memory_bytes)
+                         recv_window_bytes, max_memory_bytes, completion_queues)
         self.address = address
         self.mode = mode
         _live.add(self)

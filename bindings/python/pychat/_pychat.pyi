@@ -39,7 +39,8 @@ class Server:
                  max_message_bytes: Optional[int], send_queue_limit: Optional[int],
                  recv_window: Optional[int], dispatcher_threads: Optional[int],
                  keepalive: Optional[float], send_queue_bytes: Optional[int],
-                 recv_window_bytes: Optional[int], max_memory_bytes: Optional[int]) -> None: ...
+                 recv_window_bytes: Optional[int], max_memory_bytes: Optional[int],
+                 completion_queues: Optional[int]) -> None: ...
     @property
     def port(self) -> int: ...
     @property

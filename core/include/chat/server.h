@@ -43,7 +43,7 @@ class ServerCall {
 };
 
 // Host logic for Mode::kCustom. Every method runs on one of the server's
-// dispatcher threads, never inside a gRPC reaction; the events of one stream
+// dispatcher threads, never on a transport thread; the events of one stream
 // run in order (open, messages..., complete, close) on the same thread.
 // Methods must not block for long: they hold up every stream on that thread.
 class Handler {
