@@ -121,7 +121,8 @@ tsan_build() {
     -DPython_EXECUTABLE=/usr/bin/python3 >"$log" 2>&1 ||
     { cat "$log"; return 1; }
   cmake --build "$tsan_dir" --target chat_core_tests chat_capi_tests chat_header_c99 \
-    chat_header_cxx capi_dlopen_demo chat_server chat_client chat_log_helper
+    chat_header_cxx capi_dlopen_demo chat_server chat_client chat_log_helper \
+    chat_capi_host_proto
 }
 
 tsan_tests() {
