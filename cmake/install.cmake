@@ -6,7 +6,7 @@ include(CMakePackageConfigHelpers)
 
 set(CHAT_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/chat)
 
-# chat links chat_core (static), chat_proto and gRPC PRIVATE. For a SHARED
+# chat links chat_core (static), gRPC and protobuf PRIVATE. For a SHARED
 # library CMake keeps private dependencies out of the exported interface
 # (they are absorbed into libchat.so), so the export needs only `chat`.
 # Keep those links PRIVATE: a PUBLIC one would demand exporting chat_core.
