@@ -1,0 +1,132 @@
+// Stop racing the streams' own completions: no gRPC operation may start on
+// a completion queue after it was shut down (gRPC 1.51 asserts in
+// grpc_call_start_batch, "grpc_cq_begin_op(cq_, notify_tag)", and aborts).
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "harness.h"
+
+namespace chat::testing {
+namespace {
+
+// Queues more than a peer that does not read lets through, then completes:
+// the OK status waits behind a write stuck on HTTP/2 flow control.
+class StuckHandler : public Handler {
+ public:
+  void OnOpen(const std::shared_ptr<ServerCall>& call) override {
+    const std::string big(32 * 1024, 'x');
+    for (int i = 0; i < 8; ++i) call->Send(big, kNoWait);
+    call->Complete();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++completed;
+    }
+    cv.notify_all();
+  }
+  void OnMessage(const std::shared_ptr<ServerCall>&, std::string_view, std::string_view) override {}
+  bool WaitCompleted(int n, std::chrono::seconds timeout) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, timeout, [&] { return completed >= n; });
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  int completed = 0;
+};
+
+// Raw gRPC streams that open and never read. No BDP probing: the stream
+// window stays at 64 KiB, so the server's writes get stuck for sure.
+class SilentPeers {
+ public:
+  SilentPeers(int port, int connections, int streams) {
+    for (int c = 0; c < connections; ++c) {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      args.SetInt("test.connection", c);  // one connection each
+      stubs_.push_back(std::make_unique<Stub>(grpc::CreateCustomChannel(
+          "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args)));
+    }
+    drain_ = std::thread([this] {
+      void* tag;
+      bool ok;
+      while (cq_.Next(&tag, &ok)) {
+      }
+    });
+    for (int i = 0; i < streams; ++i) {
+      auto call = std::make_unique<Call>();
+      call->rw = stubs_[i % stubs_.size()]->PrepareCall(&call->ctx, "/Chat/chat", &cq_);
+      call->rw->StartCall(call.get());
+      calls_.push_back(std::move(call));
+    }
+  }
+  ~SilentPeers() {
+    for (auto& call : calls_) {
+      call->ctx.TryCancel();
+      call->rw->Finish(&call->status, call.get());
+    }
+    cq_.Shutdown();
+    drain_.join();
+  }
+
+ private:
+  using Stub = grpc::TemplatedGenericStub<grpc::ByteBuffer, grpc::ByteBuffer>;
+  struct Call {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::GenericClientAsyncReaderWriter> rw;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<Stub>> stubs_;
+  grpc::CompletionQueue cq_;
+  std::thread drain_;
+  std::vector<std::unique_ptr<Call>> calls_;  // declared last: freed first
+};
+
+// Each round: many streams whose Finish is held back by a stuck write when
+// Stop runs. gRPC's shutdown fails those writes, and each failed write
+// starts the Finish on the stream's queue thread. If Stop shuts the queue
+// down before that thread is through with them, the Finish starts on a
+// shut-down queue and the process aborts. New streams keep
+// arriving meanwhile, so accepts race the shutdown too. (With the queue's
+// thread starved on purpose, hundreds of its completions run after the
+// queue's shutdown; none may start an operation.)
+TEST(StopRace, NoOperationStartsAfterQueueShutdown) {
+  constexpr int kRounds = 2;
+  constexpr int kStreams = 400;
+  for (int round = 0; round < kRounds; ++round) {
+    auto handler = std::make_shared<StuckHandler>();
+    ServerOptions so;
+    so.mode = Mode::kCustom;
+    so.handler = handler;
+    so.completion_queues = 1;
+    std::unique_ptr<Server> server;
+    ASSERT_TRUE(Server::Start(so, &server).ok());
+    {
+      SilentPeers peers(server->port(), 4, kStreams);
+      ASSERT_TRUE(handler->WaitCompleted(kStreams, std::chrono::seconds(30)));
+      int cut = -1;
+      std::atomic<bool> stopped{false};
+      std::thread flood([&] {
+        std::vector<std::unique_ptr<SilentPeers>> more;
+        while (!stopped.load() && more.size() < 200) {
+          more.push_back(std::make_unique<SilentPeers>(server->port(), 1, 20));
+        }
+      });
+      auto t0 = std::chrono::steady_clock::now();
+      ASSERT_TRUE(server->Stop(Timeout::zero(), &cut).ok());  // aborts on the bug
+      stopped = true;
+      flood.join();
+      // The writes were stuck: Stop waited its flush second for them.
+      EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace chat::testing
