@@ -29,11 +29,14 @@ static void *watch_stdin(void *arg) {
 int main(int argc, char **argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the driver */
   const char *address = "127.0.0.1:0";
+  int queues = 0; /* the library's default: one per core */
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
       address = argv[++i];
+    } else if (strcmp(argv[i], "--completion-queues") == 0 && i + 1 < argc) {
+      queues = atoi(argv[++i]);
     } else {
-      fprintf(stderr, "usage: %s [--address HOST:PORT]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--address HOST:PORT] [--completion-queues N]\n", argv[0]);
       return 2;
     }
   }
@@ -49,6 +52,7 @@ int main(int argc, char **argv) {
   chat_server_options opts;
   chat_server_options_init(&opts, CHAT_SERVER_OPTIONS_VERSION);
   opts.max_memory_bytes = (int64_t)1 << 30;
+  opts.completion_queues = queues;
   chat_server *server = NULL;
   chat_code rc = chat_server_start(address, &opts, &server);
   if (rc != CHAT_OK) {

@@ -31,7 +31,7 @@ constexpr int kReadChunkBytes = 4096;  // see ServerImpl::Init
 // Streams requested from gRPC ahead of time on each queue: a new stream
 // waits for none of them to be asked for, and gRPC holds the calls beyond
 // them until we take them, so a flood cannot outrun the server.
-constexpr int kRequestsPerQueue = 8;
+constexpr int kRequestsPerQueue = 4;
 
 // How long a stop waits for the statuses of the streams it cut to be
 // written before gRPC's shutdown cancels what is left (ServerImpl::Stop).
@@ -147,10 +147,13 @@ class ServerImpl final : public Server, public SessionHost {
       registry_cv_.wait_until(lock, deadline, [&] { return live_.empty(); });
       for (auto& [id, session] : live_) left.push_back(session);
     }
-    // Cut what is left. Reset streams whose last write is stuck behind a
-    // peer that does not read, so they end now rather than never.
+    // Cut what is left, completed streams whose replies still wait for
+    // their reader included. Reset streams whose last write is stuck behind
+    // a peer that does not read, so they end now rather than never.
     for (auto& session : left) {
-      if (session->End(Status(Code::kUnavailable, "server is shutting down"), /*reset=*/true).ok()) {
+      if (session->End(Status(Code::kUnavailable, "server is shutting down"), /*reset=*/true,
+                       /*force=*/true)
+              .ok()) {
         ++*cut;
       }
     }
@@ -231,37 +234,38 @@ class ServerImpl final : public Server, public SessionHost {
   void RelieveMemory() override {
     if (options_.mode == Mode::kCustom) return;
     // One scan at a time; a call that finds one running makes it go round
-    // again, so no request is lost.
+    // again, and the scanner looks once more after letting go, so no
+    // request is lost between its last look and its release.
     relieve_again_ = true;
-    if (relieving_.exchange(true)) return;
-    struct Done {
-      std::atomic<bool>* flag;
-      ~Done() { flag->store(false); }
-    } done{&relieving_};
-    while (relieve_again_.exchange(false)) {
-      while (memory_->Over()) {
-        std::shared_ptr<Session> slowest;
-        size_t most = 0;
-        {
-          std::lock_guard<std::mutex> lock(registry_mu_);
-          for (auto& [id, session] : live_) {
-            size_t held = session->queued_bytes();
-            if (held > most) {
-              most = held;
-              slowest = session;
-            }
+    while (relieve_again_.load() && !relieving_.exchange(true)) {
+      while (relieve_again_.exchange(false)) CutSlowestWhileOver();
+      relieving_.store(false);
+    }
+  }
+
+  void CutSlowestWhileOver() {
+    while (memory_->Over()) {
+      std::shared_ptr<Session> slowest;
+      size_t most = 0;
+      {
+        std::lock_guard<std::mutex> lock(registry_mu_);
+        for (auto& [id, session] : live_) {
+          size_t held = session->queued_bytes();
+          if (held > most) {
+            most = held;
+            slowest = session;
           }
         }
-        if (!slowest || most < options_.max_memory_bytes / kMinCutShare) break;
-        // Forced: a client that half-closed and stopped reading still holds
-        // its replies, and is cut like any other.
-        if (!slowest->End(Status(Code::kResourceExhausted,
-                                 "the server is over its memory bound and this stream's "
-                                 "client reads the slowest"),
-                          /*reset=*/true, /*force=*/true)
-                 .ok()) {
-          break;  // finishing already: its bytes leave with its last write
-        }
+      }
+      if (!slowest || most < options_.max_memory_bytes / kMinCutShare) return;
+      // Forced: a client that half-closed and stopped reading still holds
+      // its replies, and is cut like any other.
+      if (!slowest->End(Status(Code::kResourceExhausted,
+                               "the server is over its memory bound and this stream's "
+                               "client reads the slowest"),
+                        /*reset=*/true, /*force=*/true)
+               .ok()) {
+        return;  // finishing already: its bytes leave with its last write
       }
     }
   }

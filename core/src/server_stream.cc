@@ -20,13 +20,14 @@ void Session::Request(SessionHost* host, grpc::AsyncGenericService* service,
   s->call_ = std::make_unique<Call>();
   s->self_ = std::move(session);
   // Before RequestCall, as gRPC requires; delivered only if a call arrives.
-  s->call_->ctx.AsyncNotifyWhenDone(Arm(&s->done_tag_));
+  if (s->notify_done_) s->call_->ctx.AsyncNotifyWhenDone(Arm(&s->done_tag_));
   // From here on the session belongs to the queue's thread.
   service->RequestCall(&s->call_->ctx, &s->call_->stream, cq, cq, Arm(&s->accept_tag_));
 }
 
 Session::Session(SessionHost* host, const Limits& limits, std::shared_ptr<MemoryAccount> memory)
-    : host_(host), limits_(limits), memory_(std::move(memory)),
+    : host_(host), limits_(limits), notify_done_(limits.mode == Mode::kCustom),
+      memory_(std::move(memory)),
       out_(limits.send_queue_limit, limits.send_queue_bytes, memory_.get()) {}
 
 Session::~Session() = default;
@@ -227,7 +228,7 @@ void Session::OnAccept(bool ok) {
   grpc::GenericServerContext& ctx = call_->ctx;
   if (ctx.method() != kChatMethod) {
     std::lock_guard<std::mutex> lock(mu_);
-    ops_ = 1;  // the done tag
+    ops_ = notify_done_ ? 1 : 0;  // the done tag
     finish_wanted_ = true;
     ended_by_server_ = true;
     finish_status_ = Status(Code::kUnimplemented, "unknown method " + ctx.method() +
@@ -242,7 +243,7 @@ void Session::OnAccept(bool ok) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ops_ = 1;  // the done tag
+    ops_ = notify_done_ ? 1 : 0;  // the done tag
   }
   Status admitted = host_->Admit(shared_from_this());
   bool over_bound = false;
@@ -388,14 +389,32 @@ void Session::OnWrite(bool ok) {
   if (over) Over();
 }
 
-void Session::OnFinish(bool) {
-  bool over;
+void Session::OnFinish(bool ok) {
+  bool over, empty = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
+    finish_completed_ = true;
+    // Without a done tag, a Finish that fails is how a cancel shows.
+    if (!notify_done_ && !ok) empty = MarkCancelledLocked();
     over = OverLocked();
   }
+  if (empty) host_->NoteEmptyCancel(conn_);
   if (over) Over();
+}
+
+// The call was cancelled (by the client, its deadline, a broken connection
+// or our own TryCancel). True when nothing had gone either way: such
+// streams, reset in a flood, are what closes a connection (rapid reset).
+bool Session::MarkCancelledLocked() {
+  bool empty = !ended_by_server_ && messages_read_ == 0 && out_.queue().sent() == 0;
+  cancelled_ = true;
+  if (!finish_wanted_) {
+    finish_wanted_ = true;
+    finish_status_ = Status(Code::kCancelled, "cancelled");
+  }
+  out_.queue().DropAllButInFlight();
+  return empty;
 }
 
 // gRPC reports the call over: finished, or cancelled (by the client, its
@@ -406,22 +425,12 @@ void Session::OnDone(bool) {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
     done_ = true;
-    if (call_->ctx.IsCancelled()) {
-      // Counted here, as early as gRPC tells: in a flood of streams
-      // reset at once (rapid reset) this is what closes the connection.
-      empty = !ended_by_server_ && messages_read_ == 0 && out_.queue().sent() == 0;
-      cancelled_ = true;
-      if (!finish_wanted_) {
-        finish_wanted_ = true;
-        finish_status_ = Status(Code::kCancelled, "cancelled");
-      }
-      out_.queue().DropAllButInFlight();
-    }
+    if (call_->ctx.IsCancelled()) empty = MarkCancelledLocked();
     over = OverLocked();
   }
   out_.NotifyRoom();
   memory_->WakeIfRoom();  // queued bytes may have left
-  if (empty && admitted_) host_->NoteEmptyCancel(conn_);
+  if (empty) host_->NoteEmptyCancel(conn_);
   if (over) Over();
 }
 

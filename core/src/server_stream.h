@@ -126,17 +126,29 @@ class Session final : public ServerCall, public std::enable_shared_from_this<Ses
   void OnDone(bool ok);
 
   bool QueueFullLocked() const;
+  bool MarkCancelledLocked();
   void StartReadLocked();
   bool WaitForMemoryLocked();
   void MaybeFinishLocked();
   // True when the stream is over and the caller must call Over() after
-  // unlocking.
-  bool OverLocked() const { return done_ && ops_ == 0 && !over_; }
+  // unlocking: gRPC reported the call over (the done tag, or without one
+  // the Finish), and nothing else is in flight.
+  bool OverLocked() const {
+    return (notify_done_ ? done_ : finish_completed_) && ops_ == 0 && !over_;
+  }
   void Over();
   void EndOfReadsLocked();
 
   SessionHost* const host_;
   const Limits limits_;
+  // Whether gRPC tells us at once when the call ends (AsyncNotifyWhenDone).
+  // Only custom mode asks: its handler must hear of a cancel at once. The
+  // built-in modes learn it from the next read, write or Finish that fails,
+  // because every outstanding tag costs every completion of its queue a
+  // step: Debian's gRPC is built without NDEBUG, so each completion looks
+  // its tag up in a list of all outstanding ones (cq_check_tag), and a
+  // done tag per idle stream doubled that list.
+  const bool notify_done_;
   const std::shared_ptr<MemoryAccount> memory_;  // the server's; shared, as handles outlive it
   // Set on the queue thread before the session is shared; then read-only.
   uint64_t id_ = 0;
@@ -164,7 +176,8 @@ class Session final : public ServerCall, public std::enable_shared_from_this<Ses
   size_t undelivered_bytes_ = 0;   // and their bytes, charged to memory_
   bool admitted_ = false;          // the server registered it (Finished reports it)
   bool cancelled_ = false;
-  bool done_ = false;              // gRPC reported the call over
+  bool done_ = false;              // gRPC reported the call over (done tag)
+  bool finish_completed_ = false;
   bool over_ = false;
   bool finish_wanted_ = false;
   bool finish_called_ = false;

@@ -118,12 +118,13 @@ TEST(StopRace, NoOperationStartsAfterQueueShutdown) {
           more.push_back(std::make_unique<SilentPeers>(server->port(), 1, 20));
         }
       });
-      auto t0 = std::chrono::steady_clock::now();
       ASSERT_TRUE(server->Stop(Timeout::zero(), &cut).ok());  // aborts on the bug
       stopped = true;
       flood.join();
-      // The writes were stuck: Stop waited its flush second for them.
-      EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900));
+      // The completed streams whose writes were stuck are cut by the stop
+      // (with the streams of the flood it admitted before it began), not
+      // left for gRPC's shutdown to cancel after the flush second.
+      EXPECT_GE(cut, kStreams);
     }
   }
 }
