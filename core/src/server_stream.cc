@@ -21,8 +21,12 @@ void Session::Request(SessionHost* host, grpc::AsyncGenericService* service,
   s->self_ = std::move(session);
   // Before RequestCall, as gRPC requires; delivered only if a call arrives.
   if (s->notify_done_) s->call_->ctx.AsyncNotifyWhenDone(Arm(&s->done_tag_));
-  // From here on the session belongs to the queue's thread.
-  service->RequestCall(&s->call_->ctx, &s->call_->stream, cq, cq, Arm(&s->accept_tag_));
+  // From here on the session belongs to the queue's thread: read what the
+  // request needs first, then arm the tag (its release covers those reads).
+  grpc::GenericServerContext* ctx = &s->call_->ctx;
+  grpc::GenericServerAsyncReaderWriter* stream = &s->call_->stream;
+  void* tag = Arm(&s->accept_tag_);
+  service->RequestCall(ctx, stream, cq, cq, tag);
 }
 
 Session::Session(SessionHost* host, const Limits& limits, std::shared_ptr<MemoryAccount> memory)
