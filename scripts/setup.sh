@@ -22,6 +22,9 @@ packages=(
   libgtest-dev pybind11-dev python3-dev python3-pytest
   python3-grpcio python3-protobuf python3-mypy python3-h2
   clang-14 libclang-rt-14-dev
+  # the benchmark's grpc-go peer, built offline in GOPATH mode
+  golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev
+  protoc-gen-go protoc-gen-go-grpc
 )
 missing=()
 for pkg in "${packages[@]}"; do
