@@ -6,11 +6,14 @@
 //
 //   bench_grpc_client --target HOST:PORT --workload single|pingpong|streams|idle
 //                     [--messages N] [--streams S] [--channels C] [--checkpoint K]
-//                     [--timeout-s T]
+//                     [--timeout-s T] [--sync]
 //
 // Every reply is checked against "bench: <message>" in order. Prints one JSON
 // line with the result. Exit codes: 0 ok, 1 wrong reply or failed RPC,
-// 2 usage, 3 timed out.
+// 2 usage, 3 timed out. With --sync it prints {"sync": "start"} just before
+// its clock starts and {"sync": "stop"} once every measured stream has ended,
+// and each time waits for a line on stdin (the driver reads the server's CPU
+// time then).
 //
 // idle: opens S streams (spread over C connections), sends one message on
 // each and waits for its reply, prints {"ready": true, "streams": S}, then
@@ -229,7 +232,18 @@ struct Args {
   size_t channels = 1;
   size_t checkpoint = 0;  // idle: also stop after this many streams
   int timeout_s = 60;
+  bool sync = false;
 };
+
+// --sync: tell the driver where the measured interval starts or ends and
+// wait until it has sampled the server.
+void SyncPoint(const Args& a, const char* what) {
+  if (!a.sync) return;
+  std::printf("{\"sync\": \"%s\"}\n", what);
+  std::fflush(stdout);
+  std::string line;
+  std::getline(std::cin, line);
+}
 
 std::shared_ptr<grpc::Channel> Connect(const std::string& target, int timeout_s) {
   grpc::ChannelArguments args;
@@ -295,7 +309,9 @@ int Run(const Args& a) {
 
   if (a.workload == "pingpong") {
     PingPong(stub, 200, deadline);  // warm-up: connection, allocator, caches
+    SyncPoint(a, "start");
     std::vector<double> rtt = PingPong(stub, a.messages, deadline);
+    SyncPoint(a, "stop");
     double sum = 0;
     for (double v : rtt) sum += v;
     std::printf("{\"workload\": \"pingpong\", \"round_trips\": %llu, \"p50_us\": %.2f, "
@@ -310,10 +326,12 @@ int Run(const Args& a) {
     PingPong(stub, 200, deadline);
     Shared shared;
     auto* s = new Stream(&shared, a.messages, false, false);
+    SyncPoint(a, "start");
     int64_t t0 = bench_now_ns();
     s->Start(stub, a.messages);
     s->Allow(a.messages, /*half_close=*/true);
     WaitOrDie(&shared, deadline, [&] { return shared.done == 1; }, "the stream");
+    SyncPoint(a, "stop");
     double secs = (shared.last_reply_ns - t0) / 1e9;
     delete s;
     std::printf("{\"workload\": \"single\", \"messages\": %llu, \"seconds\": %.6f, "
@@ -357,9 +375,11 @@ int Run(const Args& a) {
       return 0;
     }
     shared.last_reply_ns = 0;
+    SyncPoint(a, "start");
     int64_t t0 = bench_now_ns();
     for (Stream* s : streams) s->Allow(total, /*half_close=*/true);
     WaitOrDie(&shared, deadline, [&] { return shared.done == a.streams; }, "the streams");
+    SyncPoint(a, "stop");
     double secs = (shared.last_reply_ns - t0) / 1e9;
     for (Stream* s : streams) delete s;
     uint64_t n = a.messages * a.streams;
@@ -378,6 +398,10 @@ int main(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
+    if (k == "--sync") {
+      a.sync = true;
+      continue;
+    }
     const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
     if (!v) {
       a.workload.clear();
@@ -401,7 +425,7 @@ int main(int argc, char** argv) {
   if (a.target.empty() || !known || a.messages == 0 || a.streams == 0 || a.timeout_s <= 0) {
     std::fprintf(stderr,
                  "usage: %s --target HOST:PORT --workload single|pingpong|streams|idle "
-                 "[--messages N] [--streams S] [--channels C] [--checkpoint K] [--timeout-s T]\n",
+                 "[--messages N] [--streams S] [--channels C] [--checkpoint K] [--timeout-s T] [--sync]\n",
                  argv[0]);
     return 2;
   }

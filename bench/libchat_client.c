@@ -4,10 +4,13 @@
  * chat_stream_recv_batch; ping-pong uses chat_stream_send + chat_stream_recv.
  *
  *   bench_libchat_client --target HOST:PORT --workload single|pingpong|streams
- *                        [--messages N] [--streams S] [--timeout-s T]
+ *                        [--messages N] [--streams S] [--timeout-s T] [--sync]
  *
  * Every reply is checked against "bench: <message>" in order. Prints one JSON
- * line. Exit codes: 0 ok, 1 wrong reply or failed call, 2 usage, 3 timed out. */
+ * line. Exit codes: 0 ok, 1 wrong reply or failed call, 2 usage, 3 timed out.
+ * With --sync it prints {"sync": "start"} just before its clock starts and
+ * {"sync": "stop"} once every measured stream has ended, and each time waits
+ * for a line on stdin (the driver reads the server's CPU time then). */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -105,6 +108,18 @@ static void pingpong(chat_client *client, uint64_t count, double *rtt_us) {
   chat_stream_destroy(s);
 }
 
+static int sync_on;
+
+/* --sync: tell the driver where the measured interval starts or ends and
+ * wait until it has sampled the server. */
+static void sync_point(const char *what) {
+  if (!sync_on) return;
+  printf("{\"sync\": \"%s\"}\n", what);
+  fflush(stdout);
+  char line[64];
+  if (!fgets(line, sizeof line, stdin)) return; /* EOF: go on */
+}
+
 struct sender {
   chat_stream **streams;
   size_t nstreams;
@@ -130,25 +145,31 @@ int main(int argc, char **argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the driver */
   const char *target = NULL, *workload = NULL;
   unsigned long long messages = 10000, nstreams = 1000;
-  int timeout_s = 60;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const char *k = argv[i], *v = argv[i + 1];
-    if (strcmp(k, "--target") == 0) target = v;
+  int timeout_s = 60, bad = 0;
+  for (int i = 1; i < argc && !bad; ++i) {
+    const char *k = argv[i];
+    if (strcmp(k, "--sync") == 0) {
+      sync_on = 1;
+      continue;
+    }
+    const char *v = ++i < argc ? argv[i] : NULL;
+    if (!v) bad = 1;
+    else if (strcmp(k, "--target") == 0) target = v;
     else if (strcmp(k, "--workload") == 0) workload = v;
     else if (strcmp(k, "--messages") == 0) messages = strtoull(v, NULL, 10);
     else if (strcmp(k, "--streams") == 0) nstreams = strtoull(v, NULL, 10);
     else if (strcmp(k, "--timeout-s") == 0) timeout_s = atoi(v);
-    else workload = NULL, i = argc;
+    else bad = 1;
   }
   int known = workload && (strcmp(workload, "single") == 0 || strcmp(workload, "pingpong") == 0 ||
                            strcmp(workload, "streams") == 0);
   /* Streams are read one after another, so each must buffer all its replies
    * (recv_queue_limit 1024) or the sender could wait on an unread stream. */
-  if (!target || !known || argc % 2 == 0 || messages == 0 || nstreams == 0 || timeout_s <= 0 ||
+  if (!target || !known || bad || messages == 0 || nstreams == 0 || timeout_s <= 0 ||
       (strcmp(workload, "streams") == 0 && messages > 1000)) {
     fprintf(stderr,
             "usage: %s --target HOST:PORT --workload single|pingpong|streams "
-            "[--messages N (streams: <= 1000)] [--streams S] [--timeout-s T]\n",
+            "[--messages N (streams: <= 1000)] [--streams S] [--timeout-s T] [--sync]\n",
             argv[0]);
     return 2;
   }
@@ -162,7 +183,9 @@ int main(int argc, char **argv) {
 
   if (strcmp(workload, "pingpong") == 0) {
     double *rtt = malloc(messages * sizeof *rtt);
+    sync_point("start");
     pingpong(client, messages, rtt);
+    sync_point("stop");
     double sum = 0;
     for (uint64_t i = 0; i < messages; ++i) sum += rtt[i];
     bench_sort(rtt, messages);
@@ -175,11 +198,13 @@ int main(int argc, char **argv) {
     chat_stream *s = open_stream(client);
     struct sender w = {&s, 1, 0, messages, 0};
     pthread_t t;
+    sync_point("start");
     pthread_create(&t, NULL, send_all, &w);
     recv_checked(s, 0, messages);
     int64_t t1 = bench_now_ns();
     pthread_join(t, NULL);
     expect_end(s);
+    sync_point("stop");
     chat_stream_destroy(s);
     double secs = (double)(t1 - w.t0) / 1e9;
     printf("{\"workload\": \"single\", \"messages\": %llu, \"seconds\": %.6f, "
@@ -196,14 +221,14 @@ int main(int argc, char **argv) {
     for (size_t k = 0; k < nstreams; ++k) recv_checked(streams[k], 0, 1);
     struct sender w = {streams, nstreams, 1, messages, 0};
     pthread_t t;
+    sync_point("start");
     pthread_create(&t, NULL, send_all, &w);
     for (size_t k = 0; k < nstreams; ++k) recv_checked(streams[k], 1, messages);
     int64_t t1 = bench_now_ns();
     pthread_join(t, NULL);
-    for (size_t k = 0; k < nstreams; ++k) {
-      expect_end(streams[k]);
-      chat_stream_destroy(streams[k]);
-    }
+    for (size_t k = 0; k < nstreams; ++k) expect_end(streams[k]);
+    sync_point("stop");
+    for (size_t k = 0; k < nstreams; ++k) chat_stream_destroy(streams[k]);
     free(streams);
     double secs = (double)(t1 - w.t0) / 1e9;
     printf("{\"workload\": \"streams\", \"streams\": %llu, \"messages_per_stream\": %llu, "

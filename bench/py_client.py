@@ -3,6 +3,7 @@
 
     py_client.py --subject pychat|grpcio --target HOST:PORT
                  --workload single|pingpong|streams [--messages N] [--streams S]
+                 [--sync]
 
 pychat: `pychat.Client(target).chat()` -> stream with send(name, message),
 complete() and iteration over the replies.
@@ -12,6 +13,9 @@ request iterator, the way grpcio's own examples drive a bidi stream.
 Both are used the same way as the C client: one thread sends while another
 reads. Every reply is checked against "bench: <message>" in order. Prints one
 JSON line. Exit codes: 0 ok, 1 wrong reply or failed call, 2 usage/import.
+With --sync it prints {"sync": "start"} just before its clock starts and
+{"sync": "stop"} once every measured stream has ended, and each time waits for
+a line on stdin (the driver reads the server's CPU time then).
 """
 import argparse
 import json
@@ -22,6 +26,15 @@ import threading
 import time
 
 NAME = "bench"
+SYNC = False
+
+
+def sync_point(what):
+    # --sync: tell the driver where the measured interval starts or ends and
+    # wait until it has sampled the server.
+    if SYNC:
+        print(json.dumps({"sync": what}), flush=True)
+        sys.stdin.readline()
 
 
 def message(i):
@@ -121,13 +134,16 @@ def run_pychat(args):
     pingpong(200)  # warm-up: connection, caches
     if args.workload == "pingpong":
         rtt = []
+        sync_point("start")
         pingpong(args.messages, rtt)
+        sync_point("stop")
         return pingpong_result(rtt)
     if args.workload == "single":
         s = client.chat()
         it = iter(s)
         want = expected_list(0, args.messages)
         w = Sender(send, complete, [s], 0, args.messages)
+        sync_point("start")
         w.start()
         read(it, 0, want)
         t1 = time.perf_counter()
@@ -135,6 +151,7 @@ def run_pychat(args):
         if w.error:
             raise w.error
         expect_end(it)
+        sync_point("stop")
         return single_result(args.messages, t1 - w.t0)
     streams = [client.chat() for _ in range(args.streams)]
     its = [iter(s) for s in streams]
@@ -145,6 +162,7 @@ def run_pychat(args):
         read(it, 0, first)
     want = expected_list(1, args.messages)
     w = Sender(send, complete, streams, 1, args.messages)
+    sync_point("start")
     w.start()
     for it in its:
         read(it, 1, want)
@@ -154,6 +172,7 @@ def run_pychat(args):
         raise w.error
     for it in its:
         expect_end(it)
+    sync_point("stop")
     return streams_result(args, t1 - w.t0)
 
 
@@ -238,12 +257,15 @@ def run_grpcio(args):
     pingpong(200)
     if args.workload == "pingpong":
         rtt = []
+        sync_point("start")
         pingpong(args.messages, rtt)
+        sync_point("stop")
         return pingpong_result(rtt)
     if args.workload == "single":
         s = open_stream()
         want = expected_list(0, args.messages)
         w = Sender(send, complete, [s], 0, args.messages)
+        sync_point("start")
         w.start()
         read(s[1], 0, want)
         t1 = time.perf_counter()
@@ -251,6 +273,7 @@ def run_grpcio(args):
         if w.error:
             raise w.error
         expect_end(s[1])
+        sync_point("stop")
         return single_result(args.messages, t1 - w.t0)
     streams = [open_stream() for _ in range(args.streams)]
     for s in streams:
@@ -260,6 +283,7 @@ def run_grpcio(args):
         read(s[1], 0, first)
     want = expected_list(1, args.messages)
     w = Sender(send, complete, streams, 1, args.messages)
+    sync_point("start")
     w.start()
     for s in streams:
         read(s[1], 1, want)
@@ -269,6 +293,7 @@ def run_grpcio(args):
         raise w.error
     for s in streams:
         expect_end(s[1])
+    sync_point("stop")
     channel.close()
     return streams_result(args, t1 - w.t0)
 
@@ -280,7 +305,10 @@ def main():
     p.add_argument("--workload", choices=["single", "pingpong", "streams"], required=True)
     p.add_argument("--messages", type=int, default=10000)
     p.add_argument("--streams", type=int, default=1000)
+    p.add_argument("--sync", action="store_true")
     args = p.parse_args()
+    global SYNC
+    SYNC = args.sync
     run = run_pychat if args.subject == "pychat" else run_grpcio
     try:
         result = run(args)
