@@ -4,7 +4,9 @@
 Starts each server on 127.0.0.1 (port 0), runs every workload for every
 subject as a separate client process, interleaving subjects within each
 repetition, and reports the median over repetitions as a table (stdout) and,
-with --json, as JSON.
+with --json, as JSON. A second table puts each server (grpc-go, libchat,
+gRPC C++) under the same grpc-go client. Beside throughput it reports the
+server's CPU time and context switches per message over the measured interval.
 
     run_bench.py --build-dir BUILD [--quick] [--json PATH]
     (or --bin-dir BUILD/bench --pygen-dir BUILD/pygen --pychat-dir BUILD/python)
@@ -27,16 +29,44 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-SUBJECTS = ["grpc_cpp", "libchat_c", "pychat", "grpcio"]
+SUBJECTS = ["grpc_cpp", "libchat_c", "pychat", "grpcio", "grpc_go"]
+# Servers, by the name their column has in the tables.
+SERVERS = {"grpc_cpp": ["bench_grpc_server"], "libchat_c": ["bench_libchat_server"],
+           "grpc_go": ["bench_go", "--mode", "server"]}
+# Every client/server pairing measured: run name -> (client, server). The
+# main table's subjects, then the grpc-go client against the other servers
+# (the "servers under the grpc-go client" table; its grpc_go column is the
+# grpc_go subject's run).
+RUNS = {"grpc_cpp": ("grpc_cpp", "grpc_cpp"), "libchat_c": ("libchat_c", "libchat_c"),
+        "pychat": ("pychat", "libchat_c"), "grpcio": ("grpcio", "libchat_c"),
+        "grpc_go": ("grpc_go", "grpc_go"),
+        "go_client/libchat_c": ("grpc_go", "libchat_c"),
+        "go_client/grpc_cpp": ("grpc_go", "grpc_cpp")}
+GO_TABLE = {"grpc_go": "grpc_go", "libchat_c": "go_client/libchat_c",
+            "grpc_cpp": "go_client/grpc_cpp"}  # column -> run
 # (key, label, unit, higher_is_better)
 FIGURES = [
     ("single_stream_msgs_per_s", "single stream", "msgs/s", True),
+    ("single_stream_server_cpu_us_per_msg", "single stream: server CPU", "us/msg", False),
     ("pingpong_p50_us", "ping-pong p50", "us", False),
     ("pingpong_p99_us", "ping-pong p99", "us", False),
     ("streams1000_msgs_per_s", "1,000 streams", "msgs/s", True),
+    ("streams1000_server_cpu_us_per_msg", "1,000 streams: server CPU", "us/msg", False),
     ("idle10k_rss_mb", "10k idle: server RSS", "MB", False),
     ("idle10k_threads", "10k idle: server threads", "", False),
 ]
+GO_FIGURES = [
+    ("single_stream_msgs_per_s", "single stream", "msgs/s", True),
+    ("single_stream_server_cpu_us_per_msg", "single stream: server CPU", "us/msg", False),
+    ("single_stream_server_cs_per_msg", "single stream: server ctx switches", "/msg", False),
+    ("pingpong_p50_us", "ping-pong p50", "us", False),
+    ("pingpong_p99_us", "ping-pong p99", "us", False),
+    ("streams1000_msgs_per_s", "1,000 streams", "msgs/s", True),
+    ("streams1000_server_cpu_us_per_msg", "1,000 streams: server CPU", "us/msg", False),
+    ("streams1000_server_cs_per_msg", "1,000 streams: server ctx switches", "/msg", False),
+]
+# Recorded for every run (JSON), whether a table shows it or not.
+RUN_FIGURES = [k for k, _, _, _ in GO_FIGURES]
 
 # Workload sizes. The two native subjects get the same counts and so do the
 # two Python subjects; Python runs fewer messages so a default run stays
@@ -51,7 +81,7 @@ PROFILES = {
                   native=dict(single=5_000, pingpong=500, per_stream=5),
                   python=dict(single=2_000, pingpong=300, per_stream=3)),
 }
-NATIVE = ("grpc_cpp", "libchat_c")
+NATIVE = ("grpc_cpp", "libchat_c", "grpc_go")  # clients given the native sizes
 
 
 class BenchFailure(Exception):
@@ -145,14 +175,57 @@ def read_json_line(lines, timeout, what):
 # Servers
 
 
+def _cpu_clock(pid):
+    """The CPU-time clock of process `pid` (clock_getcpuclockid), or None."""
+    clk = ctypes.c_int()
+    if _libc.clock_getcpuclockid(pid, ctypes.byref(clk)) != 0:
+        return None
+    return clk.value
+
+
 class Server:
-    def __init__(self, kind, binary):
+    def __init__(self, kind, cmd):
         self.kind = kind
-        self.proc = spawn([binary, "--address", "127.0.0.1:0"], stdin=subprocess.PIPE)
+        self.proc = spawn(cmd + ["--address", "127.0.0.1:0"], stdin=subprocess.PIPE)
         self.lines = Lines(self.proc)
         hello = read_json_line(self.lines, 20, "%s server start" % kind)
         self.port, self.pid = hello["port"], hello["pid"]
         self.target = "127.0.0.1:%d" % self.port
+        self.clock = _cpu_clock(self.pid)
+
+    def usage(self):
+        """(CPU seconds, context switches) of the server so far.
+
+        CPU: utime + stime of the whole process, all threads including those
+        that ended. Read from the process's CPU-time clock, which is that sum
+        in ns (/proc/PID/stat has it in clock ticks, 10 ms here: too coarse
+        for a --quick run); /proc/PID/stat is the fallback. Context switches:
+        voluntary + involuntary summed over the live threads
+        (/proc/PID/task/*/status; /proc/PID/status counts the main thread only,
+        and a thread that ends takes its count along)."""
+        self.check_alive()
+        cpu = None
+        if self.clock is not None:
+            try:
+                cpu = time.clock_gettime(self.clock)
+            except OSError:
+                cpu = None
+        if cpu is None:
+            with open("/proc/%d/stat" % self.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        switches = 0
+        task_dir = "/proc/%d/task" % self.pid
+        for tid in os.listdir(task_dir):
+            try:
+                with open("%s/%s/status" % (task_dir, tid)) as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches:",
+                                            "nonvoluntary_ctxt_switches:")):
+                            switches += int(line.split()[1])
+            except OSError:  # the thread just ended
+                pass
+        return cpu, switches
 
     def check_alive(self):
         if self.proc.poll() is not None:
@@ -200,8 +273,8 @@ class Bench:
         env["PYTHONPATH"] = os.pathsep.join(paths + [env["PYTHONPATH"]] if env.get("PYTHONPATH") else paths)
         self.py_env = env
         self.python = sys.executable
-        self.available = {}   # subject -> None or reason it is skipped
-        self.raw = {s: {} for s in SUBJECTS}  # subject -> figure -> [per rep]
+        self.available = {}   # subject (= client) -> None or reason it is skipped
+        self.raw = {r: {} for r in RUNS}  # run -> figure -> [per rep]
         self.details = {}
 
     def probe_python(self):
@@ -217,67 +290,102 @@ class Bench:
                 last = (r.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
                 self.available[subject] = "not importable (%s)" % last
         self.available["grpc_cpp"] = self.available["libchat_c"] = None
+        self.available["grpc_go"] = (
+            None if os.access(self.bin("bench_go"), os.X_OK) else
+            "bench_go not built (go, protoc-gen-go, protoc-gen-go-grpc or "
+            "golang-google-grpc-dev missing when the build tree was configured)")
 
-    def client_cmd(self, subject, target, workload):
-        sizes = self.p["native" if subject in NATIVE else "python"]
+    def server_cmd(self, kind):
+        return [self.bin(SERVERS[kind][0])] + SERVERS[kind][1:]
+
+    def run_available(self, run):
+        client, server = RUNS[run]
+        return not self.available[client] and not self.available[server]
+
+    def client_cmd(self, client, target, workload):
+        sizes = self.p["native" if client in NATIVE else "python"]
         n = sizes["per_stream" if workload == "streams" else workload]
         common = ["--target", target, "--workload", workload, "--messages", str(n),
-                  "--streams", str(self.p["streams"])]
-        if subject == "grpc_cpp":
-            return [self.bin("bench_grpc_client")] + common + ["--timeout-s", str(self.p["client_timeout"])], None
-        if subject == "libchat_c":
-            return [self.bin("bench_libchat_client")] + common + ["--timeout-s", str(self.p["client_timeout"])], None
-        return [self.python, os.path.join(HERE, "py_client.py"), "--subject", subject] + common, self.py_env
+                  "--streams", str(self.p["streams"]), "--sync"]
+        timeout = ["--timeout-s", str(self.p["client_timeout"])]
+        if client == "grpc_cpp":
+            return [self.bin("bench_grpc_client")] + common + timeout, None
+        if client == "libchat_c":
+            return [self.bin("bench_libchat_client")] + common + timeout, None
+        if client == "grpc_go":
+            return [self.bin("bench_go"), "--mode", "client"] + common + timeout, None
+        return [self.python, os.path.join(HERE, "py_client.py"), "--subject", client] + common, self.py_env
 
-    def run_client(self, subject, server, workload):
-        cmd, env = self.client_cmd(subject, server.target, workload)
-        proc = spawn(cmd, env=env)
+    def run_client(self, run, server, workload):
+        """One client process. It prints {"sync": "start"} and {"sync": "stop"}
+        around its measured interval and waits on stdin each time, so the
+        server's CPU time and context switches are sampled at exactly those
+        points. Returns (result, cpu seconds, context switches) of the
+        interval."""
+        client = RUNS[run][0]
+        what = "%s %s" % (run, workload)
+        cmd, env = self.client_cmd(client, server.target, workload)
+        proc = spawn(cmd, env=env, stdin=subprocess.PIPE)
+        lines = Lines(proc)
+        deadline = time.monotonic() + self.p["client_timeout"] + 10
+        marks = {}
         try:
-            out, _ = proc.communicate(timeout=self.p["client_timeout"] + 10)
-        except subprocess.TimeoutExpired:
+            while True:
+                left = deadline - time.monotonic()
+                line = lines.readline(left, what)
+                if not line.startswith("{"):
+                    continue
+                msg = json.loads(line)
+                if "sync" not in msg:
+                    break
+                marks[msg["sync"]] = server.usage()
+                proc.stdin.write(b"go\n")
+                proc.stdin.flush()
+            rc = proc.wait(timeout=max(deadline - time.monotonic(), 1))
+        except (BenchFailure, OSError, ValueError, subprocess.TimeoutExpired) as e:
             proc.kill()
-            proc.communicate()
-            raise BenchFailure("%s %s: timed out: %s" % (subject, workload, err_text(proc)))
+            proc.wait()
+            raise BenchFailure("%s failed: %s %s" % (what, e, err_text(proc)))
         finally:
             reap(proc)
         server.check_alive()
-        lines = [l for l in out.decode(errors="replace").splitlines() if l.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            raise BenchFailure("%s %s failed (rc=%s): %s %s" % (
-                subject, workload, proc.returncode, lines[-1] if lines else "", err_text(proc)))
-        return json.loads(lines[-1])
+        if rc != 0 or "error" in msg or set(marks) != {"start", "stop"}:
+            raise BenchFailure("%s failed (rc=%s): %s %s" % (what, rc, msg, err_text(proc)))
+        (cpu0, cs0), (cpu1, cs1) = marks["start"], marks["stop"]
+        return msg, cpu1 - cpu0, cs1 - cs0
 
-    def record(self, subject, figure, value):
-        self.raw[subject].setdefault(figure, []).append(value)
+    def record(self, run, figure, value):
+        self.raw[run].setdefault(figure, []).append(value)
 
     def throughput_round(self, rep, servers):
-        order = SUBJECTS[rep % len(SUBJECTS):] + SUBJECTS[:rep % len(SUBJECTS)]
+        runs = [r for r in RUNS if self.run_available(r)]
+        order = runs[rep % len(runs):] + runs[:rep % len(runs)]
         for workload in ("single", "pingpong", "streams"):
-            for subject in order:
-                if self.available[subject]:
+            for run in order:
+                server = servers[RUNS[run][1]]
+                r, cpu, cs = self.run_client(run, server, workload)
+                if workload == "pingpong":
+                    self.record(run, "pingpong_p50_us", r["p50_us"])
+                    self.record(run, "pingpong_p99_us", r["p99_us"])
+                    log("  rep %d %-8s %-19s p50 %.1f us, p99 %.1f us" % (
+                        rep + 1, workload, run, r["p50_us"], r["p99_us"]))
                     continue
-                server = servers["grpc_cpp" if subject == "grpc_cpp" else "libchat"]
-                r = self.run_client(subject, server, workload)
-                if workload == "single":
-                    self.record(subject, "single_stream_msgs_per_s", r["msgs_per_s"])
-                    shown = "%.0f msgs/s" % r["msgs_per_s"]
-                elif workload == "pingpong":
-                    self.record(subject, "pingpong_p50_us", r["p50_us"])
-                    self.record(subject, "pingpong_p99_us", r["p99_us"])
-                    shown = "p50 %.1f us, p99 %.1f us" % (r["p50_us"], r["p99_us"])
-                else:
-                    self.record(subject, "streams1000_msgs_per_s", r["msgs_per_s"])
-                    shown = "%.0f msgs/s" % r["msgs_per_s"]
-                log("  rep %d %-8s %-9s %s" % (rep + 1, workload, subject, shown))
+                key = "single_stream" if workload == "single" else "streams1000"
+                n = r["messages"] if workload == "single" else r["streams"] * r["messages_per_stream"]
+                self.record(run, key + "_msgs_per_s", r["msgs_per_s"])
+                self.record(run, key + "_server_cpu_us_per_msg", round(cpu * 1e6 / n, 3))
+                self.record(run, key + "_server_cs_per_msg", round(cs / n, 4))
+                log("  rep %d %-8s %-19s %.0f msgs/s, server %.2f us CPU and %.3f context "
+                    "switches per message" % (rep + 1, workload, run, r["msgs_per_s"],
+                                              cpu * 1e6 / n, cs / n))
 
     def idle_round(self, rep):
         """Fresh server, 10k streams opened and confirmed by a raw gRPC client
         process, then the server's VmRSS and Threads."""
-        kinds = [("grpc_cpp", "bench_grpc_server"), ("libchat_c", "bench_libchat_server")]
-        if rep % 2:
-            kinds.reverse()
-        for subject, binary in kinds:
-            server = Server(subject, self.bin(binary))
+        kinds = [k for k in SERVERS if not self.available[k]]
+        kinds = kinds[rep % len(kinds):] + kinds[:rep % len(kinds)]
+        for subject in kinds:
+            server = Server(subject, self.server_cmd(subject))
             try:
                 rss0, threads0 = server.sample()
                 client = spawn([self.bin("bench_grpc_client"), "--target", server.target,
@@ -327,8 +435,7 @@ class Bench:
         for s, why in self.available.items():
             if why:
                 log("note: %s skipped: %s" % (s, why))
-        servers = {"grpc_cpp": Server("grpc_cpp", self.bin("bench_grpc_server")),
-                   "libchat": Server("libchat", self.bin("bench_libchat_server"))}
+        servers = {k: Server(k, self.server_cmd(k)) for k in SERVERS if not self.available[k]}
         for rep in range(self.p["reps"]):
             self.throughput_round(rep, servers)
             # Server memory and threads barely move between runs; fewer
@@ -339,12 +446,14 @@ class Bench:
             s.stop()
 
     def medians(self):
+        """run -> figure -> median (None when not measured)."""
+        keys = [k for k, _, _, _ in FIGURES] + RUN_FIGURES
         out = {}
-        for s in SUBJECTS:
-            out[s] = {}
-            for key, _, _, _ in FIGURES:
-                vals = self.raw[s].get(key)
-                out[s][key] = round(statistics.median(vals), 2) if vals else None
+        for run in RUNS:
+            out[run] = {}
+            for key in keys:
+                vals = self.raw[run].get(key)
+                out[run][key] = round(statistics.median(vals), 3) if vals else None
         return out
 
 
@@ -367,18 +476,23 @@ def fmt(v, unit):
         return "{:,.0f}".format(v)
     if unit in ("us", "MB"):
         return "{:,.1f}".format(v)
+    if unit == "us/msg":
+        return "{:,.2f}".format(v)
+    if unit == "/msg":
+        return "{:,.3f}".format(v)
     return "{:,.0f}".format(v)
 
 
-def table(med):
-    head = ["figure"] + SUBJECTS
+def table(med, figures, columns, base):
+    """columns: [(heading, run)]; ratios are to the `base` run's figure."""
+    head = ["figure"] + [c for c, _ in columns]
     rows = []
-    for key, label, unit, higher in FIGURES:
+    for key, label, unit, higher in figures:
         row = ["%s (%s, %s better)" % (label, unit or "count", "higher" if higher else "lower")]
-        base = med["grpc_cpp"][key]
-        for s in SUBJECTS:
-            v = med[s][key]
-            r = ratio(v, base)
+        b = med[base][key]
+        for _, run in columns:
+            v = med[run][key]
+            r = ratio(v, b)
             row.append(fmt(v, unit) + ("" if r is None else " (%.2fx)" % r))
         rows.append(row)
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
@@ -390,6 +504,7 @@ def table(med):
 def targets(med, details):
     """The team's goals for libchat; informational, never a failure."""
     g, c, py, gi = med["grpc_cpp"], med["libchat_c"], med["pychat"], med["grpcio"]
+    go, go_c = med["grpc_go"], med["go_client/libchat_c"]
     out = []
 
     def add(name, value, goal, ok):
@@ -406,6 +521,12 @@ def targets(med, details):
     add("pychat single stream vs grpcio", r, ">= 10x", r is not None and r >= 10)
     r = ratio(py["streams1000_msgs_per_s"], gi["streams1000_msgs_per_s"])
     add("pychat 1,000 streams vs grpcio", r, ">= 10x", r is not None and r >= 10)
+    # Server CPU per message with the grpc-go client driving each server.
+    for key, what in (("single_stream", "one stream"), ("streams1000", "1,000 streams")):
+        k = key + "_server_cpu_us_per_msg"
+        r = ratio(go_c[k], go[k])
+        add("libchat server CPU/msg, %s, go client, vs grpc_go" % what, r, "<= 1.0x",
+            r is not None and r <= 1.0)
     r = ratio(c["idle10k_rss_mb"], g["idle10k_rss_mb"])
     add("libchat server RSS, 10k idle streams, vs grpc_cpp", r, "<= 1.2x", r is not None and r <= 1.2)
     # "Independent of stream count": the same from 1k to 10k idle streams
@@ -427,7 +548,7 @@ def targets_text(ts):
         v = t["value"]
         shown = "n/a" if v is None else (("%.3fx" % v) if isinstance(v, float) else str(v))
         state = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
-        lines.append("  %-52s %-10s goal %-9s %s" % (t["target"], shown, t["goal"], state))
+        lines.append("  %-60s %-10s goal %-9s %s" % (t["target"], shown, t["goal"], state))
     return "\n".join(lines)
 
 
@@ -451,7 +572,7 @@ def main():
     if not args.bin_dir or not args.pygen_dir:
         ap.error("give --build-dir, or --bin-dir and --pygen-dir")
     for name in ("bench_grpc_server", "bench_grpc_client", "bench_libchat_server",
-                 "bench_libchat_client"):
+                 "bench_libchat_client"):  # bench_go is optional (needs go)
         if not os.access(os.path.join(args.bin_dir, name), os.X_OK):
             ap.error("%s not found in %s: build it first (ninja -C BUILD)" % (name, args.bin_dir))
 
@@ -475,7 +596,11 @@ def main():
 
     med = bench.medians()
     ts = targets(med, bench.details)
-    print(table(med))
+    print(table(med, FIGURES, [(s, s) for s in SUBJECTS], "grpc_cpp"))
+    print()
+    print("servers under the grpc-go client (ratios to grpc_go):")
+    print(table(med, GO_FIGURES, [(s, GO_TABLE[s]) for s in ("grpc_go", "libchat_c", "grpc_cpp")],
+                "grpc_go"))
     print()
     print(targets_text(ts))
     for s, why in bench.available.items():
@@ -483,12 +608,15 @@ def main():
             print("note: %s: %s; its figures are null" % (s, why))
     print("note: idle figures are the server's: libchat_c shows the libchat echo "
           "server, pychat/grpcio target that same server and show n/a")
+    print("note: server CPU and context switches per message are the server "
+          "process's over the client's measured interval (see README.md)")
     print("%s run, %d repetition(s) (idle: %d), medians; %.1f s" % (
         "quick" if args.quick else "default", profile["reps"], profile["idle_reps"], elapsed))
 
     if args.json:
         doc = {
-            "subjects": med,
+            "subjects": {s: med[s] for s in SUBJECTS},
+            "go_client": {s: {k: med[GO_TABLE[s]][k] for k in RUN_FIGURES} for s in GO_TABLE},
             "targets": ts,
             "details": bench.details,
             "raw": bench.raw,
