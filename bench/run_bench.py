@@ -457,6 +457,19 @@ class Bench:
         return out
 
 
+def busy_cpu_seconds():
+    """CPU time the whole machine (all CPUs) has spent busy, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]  # user .. steal
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+
+
+def own_cpu_seconds():
+    """CPU time of the driver and its (reaped) children: every peer."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -584,6 +597,7 @@ def main():
         profile["idle_reps"] = min(profile["idle_reps"], args.reps)
 
     started = time.monotonic()
+    busy0, own0 = busy_cpu_seconds(), own_cpu_seconds()
     bench = Bench(args, profile)
     failure = None
     try:
@@ -593,6 +607,9 @@ def main():
     finally:
         kill_all()
     elapsed = time.monotonic() - started
+    # What else ran on the machine meanwhile, in CPUs on average: the
+    # figures are only comparable between runs with little of it.
+    other = max(busy_cpu_seconds() - busy0 - (own_cpu_seconds() - own0), 0) / elapsed
 
     med = bench.medians()
     ts = targets(med, bench.details)
@@ -610,8 +627,10 @@ def main():
           "server, pychat/grpcio target that same server and show n/a")
     print("note: server CPU and context switches per message are the server "
           "process's over the client's measured interval (see README.md)")
-    print("%s run, %d repetition(s) (idle: %d), medians; %.1f s" % (
-        "quick" if args.quick else "default", profile["reps"], profile["idle_reps"], elapsed))
+    print("%s run, %d repetition(s) (idle: %d), medians; %.1f s; other load on the "
+          "machine meanwhile: %.2f of %d CPUs" % (
+              "quick" if args.quick else "default", profile["reps"], profile["idle_reps"],
+              elapsed, other, os.cpu_count()))
 
     if args.json:
         doc = {
@@ -624,7 +643,7 @@ def main():
             "config": dict(profile, mode="quick" if args.quick else "default",
                            idle_channels=args.idle_channels),
             "machine": {"host": platform.node(), "cpus": os.cpu_count(),
-                        "platform": platform.platform()},
+                        "platform": platform.platform(), "other_load_cpus": round(other, 2)},
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seconds": round(elapsed, 1),
             "failure": failure,
