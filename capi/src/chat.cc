@@ -311,7 +311,7 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
       return Fail(CHAT_ERR_BAD_ARGUMENT, "limits and thread counts must be positive");
     }
     if (o.completion_queues < 0 || o.completion_queues > 256) {
-      return Fail(CHAT_ERR_BAD_ARGUMENT, "completion_queues must be 0 (one per core) to 256");
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "completion_queues must be 0 (the default count) to 256");
     }
     chat::ServerOptions so;
     so.address = address;

@@ -39,8 +39,13 @@ void CqThread::Run() {
   }
 }
 
-int DefaultQueueCount() {
+int DefaultServerQueueCount() {
   unsigned n = std::thread::hardware_concurrency();
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+int DefaultClientQueueCount() {
+  unsigned n = std::thread::hardware_concurrency() / 2;
   return n > 0 ? static_cast<int>(n) : 1;
 }
 
@@ -52,7 +57,7 @@ ClientQueues& ClientQueues::Get() {
 
 ClientQueues::ClientQueues() {
   KeepGrpcInitialized();
-  int n = DefaultQueueCount();
+  int n = DefaultClientQueueCount();
   for (int i = 0; i < n; ++i) {
     std::string name = "chat-cli-cq" + std::to_string(i);
     threads_.push_back(

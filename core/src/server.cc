@@ -92,7 +92,7 @@ class ServerImpl final : public Server, public SessionHost {
     // No gRPC ResourceQuota: under pressure gRPC 1.51 cancels streams
     // (RESOURCE_EXHAUSTED) rather than slowing them down; the server's own
     // bound pauses reading instead, and HTTP/2 windows bound the transport.
-    int queues = options_.completion_queues > 0 ? options_.completion_queues : DefaultQueueCount();
+    int queues = options_.completion_queues > 0 ? options_.completion_queues : DefaultServerQueueCount();
     std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> cqs;
     for (int i = 0; i < queues; ++i) cqs.push_back(builder.AddCompletionQueue());
     server_ = builder.BuildAndStart();
@@ -374,7 +374,7 @@ Status Server::Start(const ServerOptions& options, std::unique_ptr<Server>* out)
     return Status(Code::kBadArgument, "keepalive_ms must be >= 0, keepalive_timeout_ms positive");
   }
   if (options.completion_queues < 0 || options.completion_queues > 256) {
-    return Status(Code::kBadArgument, "completion_queues must be 0 (one per core) to 256");
+    return Status(Code::kBadArgument, "completion_queues must be 0 (the default count) to 256");
   }
   // gRPC would take a malformed address its own way (a port above 65535
   // truncated to 16 bits, a missing one read as 443): check it before
