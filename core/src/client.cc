@@ -107,10 +107,8 @@ class StreamImpl final : public ClientStream {
         closed() ? Status::Ok() : out_.WaitForRoom(lock, timeout, encoded.Length(), closed);
     if (closed()) return WriteClosedStatusLocked();
     if (!room.ok()) return room;
-    if (out_.queue().Push(std::move(encoded)) && started_) {
-      ++ops_;
-      out_.StartWrite(call_.get(), &write_tag_);
-    }
+    out_.queue().Push(std::move(encoded));
+    MaybeWriteNextLocked();
     return Status::Ok();
   }
 
@@ -236,6 +234,19 @@ class StreamImpl final : public ClientStream {
     return ++t_yield_skips % kRecvYieldProbe == 0;
   }
 
+  // Starts the next queued message unless one is in flight, the call has
+  // not started yet (the start holds the write slot) or it can no longer
+  // write.
+  void MaybeWriteNextLocked() {
+    if (out_.queue().empty() || out_.queue().writing() || !started_) return;
+    if (cancelled_ || reads_done_ || write_broken_) return;
+    ++ops_;
+    out_.StartWrite(call_.get(), &write_tag_);
+  }
+
+  // Over once Finish has completed and nothing else is in flight.
+  bool OverLocked() const { return finished_ && ops_ == 0; }
+
   // The half-close goes once every queued message is written (it takes the
   // write slot, like a write).
   void MaybeWritesDoneLocked() {
@@ -323,12 +334,11 @@ void StreamImpl::OnStart(bool ok) {
     if (!ok) {
       write_broken_ = true;  // the call never started: its status tells why
       out_.queue().DropAllButInFlight();
-    } else if (!out_.queue().empty() && !cancelled_ && !reads_done_) {
-      ++ops_;
-      out_.StartWrite(call_.get(), &write_tag_);
+    } else {
+      MaybeWriteNextLocked();
     }
     MaybeWritesDoneLocked();
-    over = finished_ && ops_ == 0;
+    over = OverLocked();
   }
   out_.NotifyRoom();
   if (over) Over();
@@ -371,7 +381,7 @@ void StreamImpl::OnRead(bool ok) {
       out_.queue().DropAllButInFlight();
     }
     MaybeFinishLocked();
-    over = finished_ && ops_ == 0;
+    over = OverLocked();
   }
   recv_cv_.notify_all();
   if (!ok) out_.NotifyRoom();
@@ -383,15 +393,14 @@ void StreamImpl::OnWrite(bool ok) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
-    bool more = out_.queue().WriteDone(ok);
+    out_.queue().WriteDone(ok);  // a failed write drops the rest
     if (!ok) {
       write_broken_ = true;
-    } else if (more && !cancelled_ && !reads_done_) {
-      ++ops_;
-      out_.StartWrite(call_.get(), &write_tag_);
+    } else {
+      MaybeWriteNextLocked();
     }
     MaybeWritesDoneLocked();
-    over = finished_ && ops_ == 0;
+    over = OverLocked();
   }
   out_.NotifyRoom();
   if (over) Over();
@@ -402,7 +411,7 @@ void StreamImpl::OnWritesDone(bool) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
-    over = finished_ && ops_ == 0;
+    over = OverLocked();
   }
   if (over) Over();
 }
