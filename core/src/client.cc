@@ -16,7 +16,6 @@
 #include "cq.h"
 #include "grpc_glue.h"
 #include "send_queue.h"
-#include "tsan.h"
 #include "wire.h"
 
 namespace chat {

@@ -19,7 +19,6 @@
 #include "listener.h"
 #include "memory.h"
 #include "server_stream.h"
-#include "tsan.h"
 #include "wire.h"
 
 namespace chat {
