@@ -88,10 +88,11 @@ int DefaultServerQueueCount();
 // A server keeps one per core: the same effect is there (with the grpc-go
 // client on the same 2 cores, one server queue cost 2.5-2.8 µs of CPU per
 // message against 3.2-3.7 for two, and 5.9 against 8-9 with 1,000
-// streams), but with one thread a burst of reset streams (rapid reset) is
-// parsed faster than that thread takes the calls, and gRPC's backlog of
-// calls not yet taken grew to 650 MB in the fault test. completion_queues
-// = 1 is the right setting for a small box that is not exposed.
+// streams), but one thread parses a burst of reset streams (rapid reset)
+// before it runs the completions that would close the connection: gRPC's
+// backlog grew to 650 MB in the fault test (with 4 or 64 calls requested
+// ahead alike), where a second thread sees the cancels while the first
+// parses. completion_queues = 1 suits a small box that is not exposed.
 int DefaultClientQueueCount();
 
 // The queues client streams run on, shared by every Client in the process
