@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <vector>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -126,6 +127,56 @@ TEST(StopRace, NoOperationStartsAfterQueueShutdown) {
       // left for gRPC's shutdown to cancel after the flush second.
       EXPECT_GE(cut, kStreams);
     }
+  }
+}
+
+// Counts what the handler sees and never ends a stream itself.
+class CountingHandler : public Handler {
+ public:
+  void OnOpen(const std::shared_ptr<ServerCall>&) override { ++opens; }
+  void OnMessage(const std::shared_ptr<ServerCall>&, std::string_view, std::string_view) override {}
+  void OnComplete(const std::shared_ptr<ServerCall>&) override {}
+  void OnClose(const std::shared_ptr<ServerCall>&, const Status& status) override {
+    ++closes;
+    if (status.code() == Code::kUnavailable) ++unavailable;
+  }
+  std::atomic<int> opens{0}, closes{0}, unavailable{0};
+};
+
+// Streams keep arriving while Stop runs. Each one is either refused before
+// the handler sees it, or open when the stop cuts what is left and so
+// counted in `cut` and closed UNAVAILABLE: none may slip in between and be
+// ended by gRPC's shutdown instead, unseen by the count.
+TEST(StopRace, EveryStreamTheHandlerSawIsCutByTheStop) {
+  constexpr int kRounds = 5;
+  for (int round = 0; round < kRounds; ++round) {
+    auto handler = std::make_shared<CountingHandler>();
+    ServerOptions so;
+    so.mode = Mode::kCustom;
+    so.handler = handler;
+    std::unique_ptr<Server> server;
+    ASSERT_TRUE(Server::Start(so, &server).ok());
+    std::atomic<bool> stopped{false};
+    std::vector<std::unique_ptr<SilentPeers>> peers;  // outlive the stop
+    std::thread flood([&] {
+      while (!stopped.load() && peers.size() < 300) {
+        peers.push_back(std::make_unique<SilentPeers>(server->port(), 1, 10));
+      }
+    });
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (handler->opens.load() < 50 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::yield();
+    }
+    ASSERT_GE(handler->opens.load(), 50);
+    int cut = -1;
+    ASSERT_TRUE(server->Stop(Timeout::zero(), &cut).ok());
+    stopped = true;
+    flood.join();
+    // Stop returns once every handler event ran.
+    EXPECT_EQ(cut, handler->opens.load()) << "round " << round;
+    EXPECT_EQ(handler->closes.load(), handler->opens.load()) << "round " << round;
+    EXPECT_EQ(handler->unavailable.load(), handler->opens.load()) << "round " << round;
+    peers.clear();
   }
 }
 
