@@ -181,6 +181,7 @@ class StreamImpl final : public ClientStream {
   void OnStart(bool ok);
   void OnRead(bool ok);
   void OnWrite(bool ok);
+  void WriteSlotBack(bool ok, bool was_write);
   void OnWritesDone(bool ok);
   void OnFinish(bool ok);
   void Over();
@@ -324,14 +325,22 @@ class StreamImpl final : public ClientStream {
   Status malformed_;              // set when a reply could not be parsed
 };
 
-void StreamImpl::OnStart(bool ok) {
+void StreamImpl::OnStart(bool ok) { WriteSlotBack(ok, /*was_write=*/false); }
+
+// The write slot is free again, after the call's start or a write. After a
+// failed one nothing more can be written (its status tells why).
+void StreamImpl::WriteSlotBack(bool ok, bool was_write) {
   bool over;
   {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
-    started_ = true;
+    if (was_write) {
+      out_.queue().WriteDone(ok);
+    } else {
+      started_ = true;
+    }
     if (!ok) {
-      write_broken_ = true;  // the call never started: its status tells why
+      write_broken_ = true;
       out_.queue().DropAllButInFlight();
     } else {
       MaybeWriteNextLocked();
@@ -387,23 +396,7 @@ void StreamImpl::OnRead(bool ok) {
   if (over) Over();
 }
 
-void StreamImpl::OnWrite(bool ok) {
-  bool over;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    --ops_;
-    out_.queue().WriteDone(ok);  // a failed write drops the rest
-    if (!ok) {
-      write_broken_ = true;
-    } else {
-      MaybeWriteNextLocked();
-    }
-    MaybeWritesDoneLocked();
-    over = OverLocked();
-  }
-  out_.NotifyRoom();
-  if (over) Over();
-}
+void StreamImpl::OnWrite(bool ok) { WriteSlotBack(ok, /*was_write=*/true); }
 
 void StreamImpl::OnWritesDone(bool) {
   bool over;
