@@ -8,7 +8,8 @@
  * Conventions that hold for every function below:
  *  - Results. Functions return a chat_code: CHAT_OK (0) on success. On
  *    failure chat_last_error() holds a message for the calling thread.
- *  - Handles. chat_server, chat_call, chat_client and chat_stream are opaque.
+ *  - Handles. chat_queue, chat_server, chat_call, chat_client and
+ *    chat_stream are opaque.
  *    Each has one creator and one destroyer; destroyers accept NULL. Passing
  *    NULL where a handle is required returns CHAT_ERR_BAD_ARGUMENT.
  *  - Strings in. Text crosses as pointer + length, must be valid UTF-8
@@ -80,6 +81,16 @@ CHAT_API int32_t chat_version_number(void);
 CHAT_API int32_t chat_abi_version(void);
 
 /* ------------------------------------------------------------------------ */
+/* Handles                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct chat_server chat_server; /* a listening server */
+typedef struct chat_call chat_call;     /* one server-side stream (an open /Chat/chat call) */
+typedef struct chat_client chat_client; /* one connection to a server */
+typedef struct chat_stream chat_stream; /* one client-side stream (a /Chat/chat call) */
+typedef struct chat_queue chat_queue;   /* an event queue (see "Event queue") */
+
+/* ------------------------------------------------------------------------ */
 /* Result codes                                                             */
 /* ------------------------------------------------------------------------ */
 
@@ -127,6 +138,21 @@ CHAT_API const char *chat_code_name(chat_code code);
  * Asynchronous outcomes (a stream's final status) are not reported here but
  * through chat_stream_status() and the on_close callback. */
 CHAT_API const char *chat_last_error(void);
+
+/* Error details per handle, for hosts whose calls hop between threads
+ * (async runtimes), where the thread-local message may be another call's.
+ * Each copies the message of the last chat_* call on that handle that
+ * failed (returned anything but CHAT_OK) into buf (size bytes, always
+ * NUL-terminated when size > 0, truncated if need be) and returns the
+ * message's full length, like snprintf; "" (0) when none has failed, or
+ * for an invalid handle. buf may be NULL when size is 0. A failure that
+ * comes before the handle is known valid (a NULL or dead handle) is only in
+ * chat_last_error. Thread-safe. */
+CHAT_API size_t chat_server_error(const chat_server *server, char *buf, size_t size);
+CHAT_API size_t chat_call_error(const chat_call *call, char *buf, size_t size);
+CHAT_API size_t chat_client_error(const chat_client *client, char *buf, size_t size);
+CHAT_API size_t chat_stream_error(const chat_stream *stream, char *buf, size_t size);
+CHAT_API size_t chat_queue_error(const chat_queue *queue, char *buf, size_t size);
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                  */
@@ -177,17 +203,129 @@ CHAT_API chat_code chat_set_log_handler(chat_log_fn fn, void *user_data,
                                         chat_log_severity min_severity);
 
 /* ------------------------------------------------------------------------ */
+/* Event queue: one file descriptor for an event loop                       */
+/* ------------------------------------------------------------------------ */
+
+/* A queue of events that servers and client streams deliver to instead of
+ * calling back on a library thread or waiting in a blocking receive. The
+ * host drains it on its own thread: an event loop (Node, asyncio, libuv,
+ * epoll) watches one file descriptor, readable while events are pending,
+ * and drains when it is. Any number of servers and streams may share one
+ * queue; a host usually has one per loop.
+ *
+ * Order: the events of one call or stream come out in the order they
+ * happened: server calls OPEN, MESSAGE..., HALF_CLOSE, CLOSE; client
+ * streams REPLY..., END. WRITABLE may come between them. CLOSE and END
+ * come exactly once, last. Events of different calls and streams
+ * interleave.
+ *
+ * Bounds: nothing is dropped and memory stays bounded. A server call's
+ * messages count against recv_window / recv_window_bytes from the moment
+ * they are read until they are drained, and a client stream's replies
+ * against recv_queue_limit / recv_queue_bytes; while a call or stream is at
+ * its bound the library stops reading it (HTTP/2 flow control slows its
+ * peer down). So the queue holds at most the sum of those bounds, plus one
+ * OPEN, HALF_CLOSE, CLOSE or END, WRITABLE and WAKE each.
+ *
+ * Threads: no host code runs on a library thread: the library only
+ * pushes events, and every other move (send, complete, fail, cancel) is
+ * the host's, from the thread that drains or any other. */
+
+/* Values of chat_event.type. */
+typedef enum chat_event_type {
+  CHAT_EVENT_WAKE = 0,       /* chat_queue_wake was called (no call, no stream) */
+  CHAT_EVENT_OPEN = 1,       /* server: a call opened; `call` is new */
+  CHAT_EVENT_MESSAGE = 2,    /* server: the client sent name / text */
+  CHAT_EVENT_HALF_CLOSE = 3, /* server: the client sends no more; the library
+                                does not complete the call for you: call
+                                chat_call_complete (the seed's behaviour) or
+                                go on sending */
+  CHAT_EVENT_CLOSE = 4,      /* server: the call ended; code and text (the
+                                details) are its final status, as on_close
+                                reports it. The call's last event */
+  CHAT_EVENT_REPLY = 5,      /* client: a reply, in text */
+  CHAT_EVENT_END = 6,        /* client: the stream ended after its replies;
+                                code (CHAT_OK for a clean end) and text (the
+                                details) are its final status, as
+                                chat_stream_status reports it. Its last event */
+  CHAT_EVENT_WRITABLE = 7    /* server or client: a send that returned
+                                CHAT_ERR_WOULD_BLOCK or CHAT_ERR_TIMEOUT on
+                                this call or stream would now find room.
+                                Once per such refusal, never after the end */
+} chat_event_type;
+
+/* One event, as chat_queue_drain hands it out. Every pointer in it is
+ * borrowed until the next chat_queue_drain on the same queue or
+ * chat_queue_destroy. */
+typedef struct chat_event {
+  int32_t type;        /* a chat_event_type */
+  chat_code code;      /* CLOSE and END: the final status code; else CHAT_OK */
+  chat_call *call;     /* server events: the call. Valid from its OPEN
+                                 until the drain after the one that returned
+                                 its CLOSE (chat_call_ref keeps it longer) */
+  chat_stream *stream; /* client events: the stream. Yours: valid
+                                 until you destroy it (which discards its
+                                 pending events) */
+  void *user_data;     /* client events: the stream's
+                          chat_stream_options.user_data; server events: what
+                          chat_call_set_user_data set (NULL until then) */
+  const char *name;    /* MESSAGE: the sender's name; else NULL */
+  size_t name_len;
+  const char *text;    /* MESSAGE: the message; REPLY: the reply; CLOSE, END:
+                          the status details; else NULL */
+  size_t text_len;
+} chat_event;
+
+/* Creates an empty queue. *out receives it, to release with
+ * chat_queue_destroy. Errors: CHAT_ERR_BAD_ARGUMENT (out is NULL),
+ * CHAT_UNAVAILABLE (no file descriptor left for its pipe). Thread-safe. */
+CHAT_API chat_code chat_queue_create(chat_queue **out);
+
+/* The queue's readiness descriptor: the read end of a non-blocking pipe,
+ * readable while events are pending (possibly also, spuriously, right after
+ * they were drained). Watch it with poll/epoll/select, asyncio's
+ * add_reader or libuv. Owned by the queue and closed by chat_queue_destroy:
+ * do not close it. You may read from it (Node's net.Socket reads what it
+ * watches; give it a dup()): then treat each wake-up as "drain until
+ * chat_queue_drain returns fewer events than asked for", because the byte
+ * you consumed was the only signal for everything pending. -1 for NULL.
+ * Thread-safe. */
+CHAT_API int chat_queue_fd(const chat_queue *queue);
+
+/* Takes up to `max` pending events into out[0..*count), oldest first.
+ * timeout_ms == 0 returns at once (with *count == 0 if nothing is pending,
+ * and then makes no system call); > 0 waits up to that long for the first
+ * event; < 0 waits until there is one (chat_queue_wake ends the wait with a
+ * WAKE event). Returns CHAT_OK also when the wait ran out (*count == 0).
+ * Draining releases what the previous drain handed out, and gives the
+ * drained messages' and replies' room back to their calls and streams.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL queue, out or count, max == 0).
+ * One draining thread at a time per queue; safe alongside every other call. */
+CHAT_API chat_code chat_queue_drain(chat_queue *queue, int64_t timeout_ms, chat_event *out,
+                                    size_t max, size_t *count);
+
+/* Queues one WAKE event (unless one is pending already), which makes the
+ * descriptor readable and ends a waiting chat_queue_drain: a way for other
+ * threads to get the draining loop's attention. Never blocks.
+ * Errors: CHAT_ERR_BAD_ARGUMENT. Thread-safe, also from callbacks. */
+CHAT_API chat_code chat_queue_wake(chat_queue *queue);
+
+/* Frees the queue and closes its descriptor; pending events are discarded
+ * (their calls' handles released). Destroy the servers and streams that
+ * deliver to it first: any still running from then on have their events
+ * dropped (their messages and replies are lost; nothing else breaks).
+ * NULL is a no-op. Not thread-safe with other calls on the same queue. */
+CHAT_API void chat_queue_destroy(chat_queue *queue);
+
+/* ------------------------------------------------------------------------ */
 /* Server                                                                   */
 /* ------------------------------------------------------------------------ */
 
-typedef struct chat_server chat_server;
-/* One server-side stream (an open /Chat/chat call). */
-typedef struct chat_call chat_call;
 
 /* Values of chat_server_options.mode. */
 #define CHAT_MODE_ECHO 0      /* each message answered as "<name>: <message>" */
 #define CHAT_MODE_BROADCAST 1 /* each message sent to every open stream */
-#define CHAT_MODE_CUSTOM 2    /* the callbacks below decide */
+#define CHAT_MODE_CUSTOM 2    /* the callbacks below, or an event queue, decide */
 
 /* Handler callbacks (CHAT_MODE_CUSTOM).
  *
@@ -226,7 +364,8 @@ typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *de
                                  size_t details_len, void *user_data);
 
 /* Version 2 added the byte budgets, the memory bound and the keepalive
- * timeout; version 3 the number of completion queues. A program built
+ * timeout; version 3 the number of completion queues; version 4 the event
+ * queue. A program built
  * against an older version keeps working: the library reads and writes only
  * the fields of opts->version.
  *
@@ -243,7 +382,7 @@ typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *de
  * released. A new call that finds the server still over is refused with
  * RESOURCE_EXHAUSTED. Beyond these queues, gRPC holds per
  * stream at most its HTTP/2 flow-control window of data not yet read. */
-#define CHAT_SERVER_OPTIONS_VERSION 3
+#define CHAT_SERVER_OPTIONS_VERSION 4
 
 typedef struct chat_server_options {
   uint32_t version;           /* CHAT_SERVER_OPTIONS_VERSION */
@@ -255,7 +394,7 @@ typedef struct chat_server_options {
   int32_t keepalive_ms;       /* HTTP/2 pings on idle connections so dead
                                  peers end their calls; 0 = off; default 30000 */
   chat_on_open_fn on_open;         /* optional */
-  chat_on_message_fn on_message;   /* required in CHAT_MODE_CUSTOM */
+  chat_on_message_fn on_message;   /* required in CHAT_MODE_CUSTOM without a queue */
   chat_on_complete_fn on_complete; /* optional, see above */
   chat_on_close_fn on_close;       /* optional */
   void *user_data;                 /* passed to every callback; yours */
@@ -278,6 +417,16 @@ typedef struct chat_server_options {
                                  on a small machine that is not exposed;
                                  more keep up with a flood of reset
                                  streams (rapid reset). */
+  /* Version 4. */
+  chat_queue *queue;          /* CHAT_MODE_CUSTOM only, optional: deliver the
+                                 calls' events to this queue (see "Event
+                                 queue") instead of calling on_*, which must
+                                 then be NULL. The server runs no dispatcher
+                                 threads (dispatcher_threads is ignored),
+                                 recv_window counts messages not yet drained,
+                                 and stop and destroy never wait for the
+                                 thread that drains. Borrowed: the queue must
+                                 outlive the server. */
 } chat_server_options;
 
 /* Fills `opts` with the defaults of `version` (pass
@@ -403,13 +552,18 @@ CHAT_API chat_code chat_call_ref(chat_call *call);
  * NULL is a no-op. */
 CHAT_API void chat_call_unref(chat_call *call);
 
+/* Attaches a pointer of yours to the call (NULL clears it); event-queue
+ * hosts get it back in every later chat_event.user_data of the call.
+ * Errors: CHAT_ERR_BAD_ARGUMENT for NULL. Thread-safe. */
+CHAT_API chat_code chat_call_set_user_data(chat_call *call, void *user_data);
+
+/* What chat_call_set_user_data set; NULL before, and for NULL. Thread-safe. */
+CHAT_API void *chat_call_user_data(const chat_call *call);
+
 /* ------------------------------------------------------------------------ */
 /* Client                                                                   */
 /* ------------------------------------------------------------------------ */
 
-typedef struct chat_client chat_client;
-/* One client-side stream (a /Chat/chat call). */
-typedef struct chat_stream chat_stream;
 
 /* Version 2 added the byte budgets and keepalive; the library reads only
  * the fields of opts->version. The byte budgets work like the server's. */
@@ -471,9 +625,10 @@ typedef struct chat_metadata {
   const char *value;
 } chat_metadata;
 
-/* Version 2 added metadata_value_lens. A program built against version 1
- * keeps working: the library reads only the fields of opts->version. */
-#define CHAT_STREAM_OPTIONS_VERSION 2
+/* Version 2 added metadata_value_lens, version 3 the event queue. A
+ * program built against an older version keeps working: the library reads
+ * only the fields of opts->version. */
+#define CHAT_STREAM_OPTIONS_VERSION 3
 
 typedef struct chat_stream_options {
   uint32_t version;               /* CHAT_STREAM_OPTIONS_VERSION */
@@ -488,10 +643,17 @@ typedef struct chat_stream_options {
    * bytes, which may include NULs in "-bin" values. Read during
    * chat_client_open only. */
   const size_t *metadata_value_lens;
+  /* Version 3. */
+  chat_queue *queue;  /* optional: deliver this stream's replies, its end
+                         and WRITABLE to this queue (see "Event queue");
+                         chat_stream_recv and _recv_batch then return
+                         CHAT_ERR_BAD_STATE. Borrowed: the queue must
+                         outlive the stream */
+  void *user_data;    /* yours: handed back in each of its events */
 } chat_stream_options;
 
 /* Fills `opts` with the defaults of `version`, writing only the fields that
- * version has (1 or 2; a struct from an older header is never overrun).
+ * version has (1 to 3; a struct from an older header is never overrun).
  * CHAT_ERR_BAD_ARGUMENT for NULL or an unknown version. Thread-safe. */
 CHAT_API chat_code chat_stream_options_init(chat_stream_options *opts, uint32_t version);
 
