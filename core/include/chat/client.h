@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "chat/event_queue.h"
 #include "chat/status.h"
 
 namespace chat {
@@ -26,6 +27,10 @@ struct StreamOptions {
   Timeout deadline = kForever;  // relative RPC deadline; negative: none
   std::vector<std::pair<std::string, std::string>> metadata;
   bool wait_for_ready = false;  // queue the RPC while the server is unreachable
+  // Deliver replies, the end and kWritable to this queue (events carry
+  // `tag`) instead of keeping them for Recv, which then returns kBadState.
+  std::shared_ptr<EventQueue> queue;
+  void* tag = nullptr;
 };
 
 // One client stream. Every method is thread-safe; Recv has one consumer at a time.

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "chat/event_queue.h"
 #include "chat/status.h"
 
 namespace chat {
@@ -70,7 +71,11 @@ enum class Mode {
 struct ServerOptions {
   std::string address = "127.0.0.1:0";  // port 0 picks a free port
   Mode mode = Mode::kEcho;
-  std::shared_ptr<Handler> handler;       // required for kCustom
+  std::shared_ptr<Handler> handler;       // kCustom: a Handler or a queue
+  // kCustom: deliver the streams' events to this queue instead of a
+  // Handler. No dispatcher threads run; recv_window counts messages not yet
+  // drained; Stop never waits for the host that drains.
+  std::shared_ptr<EventQueue> queue;
   size_t max_message_bytes = 4u << 20;    // both directions
   size_t send_queue_limit = 1024;         // replies queued per stream
   size_t send_queue_bytes = 8u << 20;     // and their bytes (one message always fits)

@@ -1,0 +1,106 @@
+// An event queue: servers and client streams deliver their events to it,
+// and the host drains it on a thread of its own, woken by one readable file
+// descriptor (a pipe, so every event loop can watch it). The C ABI's
+// chat_queue and pychat.aio sit on it. capi/include/chat.h documents the
+// promises (order, bounds, threads) for both.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <condition_variable>
+#include <string>
+#include <vector>
+
+#include "chat/status.h"
+
+namespace chat {
+
+class ServerCall;
+
+namespace internal {
+// What an event came from: told when its events leave the queue, so the
+// room they took in its window is given back (and reading resumes).
+class EventSource {
+ public:
+  virtual ~EventSource() = default;
+  // `count` events carrying `bytes` of text were drained.
+  virtual void Drained(size_t count, size_t bytes) = 0;
+  // True when a half-close event is stale: the call was cancelled since.
+  virtual bool Cancelled() const { return false; }
+};
+}  // namespace internal
+
+// The numbers are the C ABI's chat_event_type.
+enum class EventType : int32_t {
+  kWake = 0,       // EventQueue::Wake
+  kOpen = 1,       // server: a call opened
+  kMessage = 2,    // server: name, text
+  kHalfClose = 3,  // server: the client sends no more
+  kClose = 4,      // server: the call ended (code, text = details); its last event
+  kReply = 5,      // client: text
+  kEnd = 6,        // client: the stream ended (code, text = details); its last event
+  kWritable = 7,   // a refused send would find room now
+};
+
+struct Event {
+  EventType type = EventType::kWake;
+  std::shared_ptr<ServerCall> call;  // server events
+  void* tag = nullptr;               // client events: StreamOptions::tag
+  Code code = Code::kOk;             // kClose, kEnd
+  std::string name;                  // kMessage
+  std::string text;                  // kMessage, kReply; kClose, kEnd: details
+  // Window accounting (kMessage, kReply): who to give `credit` bytes back to.
+  std::shared_ptr<internal::EventSource> source;
+  size_t credit = 0;
+};
+
+class EventQueue {
+ public:
+  // kUnavailable when no pipe can be made (no descriptors left).
+  static Status Create(std::shared_ptr<EventQueue>* out);
+  ~EventQueue();
+  EventQueue(const EventQueue&) = delete;
+  EventQueue& operator=(const EventQueue&) = delete;
+
+  // The read end of the pipe: readable while events are pending.
+  int fd() const { return read_fd_; }
+
+  // Appends up to `max` events to *out, oldest first, waiting up to
+  // `timeout` for the first (kForever: until one comes; Wake ends it).
+  // Returns OK also when none came. One drainer at a time.
+  Status Drain(std::vector<Event>* out, size_t max, Timeout timeout);
+  // Queues one kWake event unless one is pending. Thread-safe, never blocks.
+  void Wake();
+  // Drops what is pending and every later event (their window room is
+  // given back); `dropped` sees each dropped event first (the C ABI frees
+  // handles there). Idempotent.
+  void Close(const std::function<void(Event&)>& dropped = nullptr);
+  // Drops the pending events whose tag is `tag` (a destroyed client stream).
+  void Purge(void* tag);
+
+  // For the library's streams: queues one event. Thread-safe, never blocks.
+  void Push(Event event);
+
+ private:
+  EventQueue(int read_fd, int write_fd) : read_fd_(read_fd), write_fd_(write_fd) {}
+  void SignalLocked();
+  void UnsignalLocked();
+  static void GiveBack(std::vector<Event>* events, size_t from);
+
+  const int read_fd_;
+  const int write_fd_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Event> events_;
+  bool signalled_ = false;  // a byte is in the pipe (or was read by the host)
+  bool wake_pending_ = false;
+  bool closed_ = false;
+  int waiters_ = 0;
+  std::function<void(Event&)> dropped_;
+};
+
+}  // namespace chat
