@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "chat/client.h"
+#include "chat/event_queue.h"
 #include "chat/log.h"
 #include "chat/server.h"
 #include "chat/status.h"
@@ -23,6 +24,29 @@
 namespace {
 
 thread_local std::string t_last_error;
+
+// A handle's own copy of its last failure (chat_*_error), for hosts whose
+// calls on one handle hop between threads.
+class ErrorSlot {
+ public:
+  void Set(const std::string& message) const {  // const: failures on const handles count too
+    std::lock_guard<std::mutex> lock(mu_);
+    message_ = message;
+  }
+  size_t CopyTo(char* buf, size_t size) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (buf && size > 0) {
+      size_t n = message_.size() < size - 1 ? message_.size() : size - 1;
+      std::memcpy(buf, message_.data(), n);
+      buf[n] = '\0';
+    }
+    return message_.size();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::string message_;
+};
 
 chat_code Fail(chat_code code, std::string message) {
   t_last_error = std::move(message);
@@ -77,28 +101,46 @@ constexpr uint32_t kServerTag = 0x43535256;  // "CSRV"
 constexpr uint32_t kCallTag = 0x4343414c;    // "CCAL"
 constexpr uint32_t kClientTag = 0x43434c49;  // "CCLI"
 constexpr uint32_t kStreamTag = 0x43535452;  // "CSTR"
+constexpr uint32_t kQueueTag = 0x43515545;   // "CQUE"
 
 }  // namespace
 
 struct chat_call {
   uint32_t tag = kCallTag;
   std::shared_ptr<chat::ServerCall> impl;
-  std::atomic<int> refs{1};  // the library's own until on_close returns
+  // The library's own until on_close returns, or until the drain after the
+  // one that handed out its CLOSE event.
+  std::atomic<int> refs{1};
+  std::atomic<void*> user_data{nullptr};
+  ErrorSlot error;
 };
 
 struct chat_server {
   uint32_t tag = kServerTag;
   std::unique_ptr<chat::Server> impl;
+  ErrorSlot error;
 };
 
 struct chat_client {
   uint32_t tag = kClientTag;
   std::unique_ptr<chat::Client> impl;
+  ErrorSlot error;
+};
+
+struct chat_queue {
+  uint32_t tag = kQueueTag;
+  std::shared_ptr<chat::EventQueue> impl;
+  std::vector<chat::Event> batch;  // what the last drain handed out
+  std::vector<chat_call*> closed;  // calls whose CLOSE it handed out: unref next drain
+  ErrorSlot error;
 };
 
 struct chat_stream {
   uint32_t tag = kStreamTag;
   std::shared_ptr<chat::ClientStream> impl;
+  std::shared_ptr<chat::EventQueue> queue;  // or null
+  void* user_data = nullptr;
+  ErrorSlot error;
   std::string reply;                  // what the last recv handed out
   std::vector<std::string> batch;     // what the last recv_batch handed out
   std::mutex status_mu;               // chat_stream_status is thread-safe
@@ -113,6 +155,24 @@ bool Live(const H* h, uint32_t tag) { return h != nullptr && h->tag == tag; }
 
 chat_code BadHandle(const char* what) {
   return Fail(CHAT_ERR_BAD_ARGUMENT, std::string("not a valid ") + what + " handle");
+}
+
+// Runs an entry point on a handle: Guard, plus the handle's own copy of the
+// message when it fails (a handle that is not valid has no slot).
+template <class H, class F>
+chat_code OnHandle(H* h, uint32_t tag, F&& body) {
+  chat_code rc = Guard(std::forward<F>(body));
+  if (rc != CHAT_OK && Live(h, tag)) h->error.Set(t_last_error);
+  return rc;
+}
+
+template <class H>
+size_t CopyError(const H* h, uint32_t tag, char* buf, size_t size) {
+  if (!Live(h, tag)) {
+    if (buf && size > 0) buf[0] = '\0';
+    return 0;
+  }
+  return h->error.CopyTo(buf, size);
 }
 
 // Adapts the C callbacks to the core's Handler. Runs on dispatcher threads.
@@ -172,6 +232,7 @@ size_t OptionsSize(const chat_server_options*, uint32_t version) {
   switch (version) {
     case 1: return offsetof(chat_server_options, send_queue_bytes);
     case 2: return offsetof(chat_server_options, completion_queues);
+    case 3: return offsetof(chat_server_options, queue);
     default: return sizeof(chat_server_options);
   }
 }
@@ -179,8 +240,11 @@ size_t OptionsSize(const chat_client_options*, uint32_t version) {
   return version == 1 ? offsetof(chat_client_options, send_queue_bytes) : sizeof(chat_client_options);
 }
 size_t OptionsSize(const chat_stream_options*, uint32_t version) {
-  return version == 1 ? offsetof(chat_stream_options, metadata_value_lens)
-                      : sizeof(chat_stream_options);
+  switch (version) {
+    case 1: return offsetof(chat_stream_options, metadata_value_lens);
+    case 2: return offsetof(chat_stream_options, queue);
+    default: return sizeof(chat_stream_options);
+  }
 }
 
 // The check every function taking an options struct makes first.
@@ -325,13 +389,27 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
     so.recv_window_bytes = static_cast<size_t>(o.recv_window_bytes);
     so.max_memory_bytes = static_cast<size_t>(o.max_memory_bytes);
     so.completion_queues = o.completion_queues;
+    if (o.queue) {
+      if (!Live(o.queue, kQueueTag)) return BadHandle("chat_queue");
+      if (o.mode != CHAT_MODE_CUSTOM) {
+        return Fail(CHAT_ERR_BAD_ARGUMENT, "an event queue needs CHAT_MODE_CUSTOM");
+      }
+      if (o.on_open || o.on_message || o.on_complete || o.on_close) {
+        return Fail(CHAT_ERR_BAD_ARGUMENT,
+                    "a server on an event queue takes no callbacks (set on_* to NULL)");
+      }
+    }
     switch (o.mode) {
       case CHAT_MODE_ECHO: so.mode = chat::Mode::kEcho; break;
       case CHAT_MODE_BROADCAST: so.mode = chat::Mode::kBroadcast; break;
       default:
-        if (!o.on_message) return Fail(CHAT_ERR_BAD_ARGUMENT, "custom mode needs on_message");
         so.mode = chat::Mode::kCustom;
-        so.handler = std::make_shared<CHandler>(o);
+        if (o.queue) {
+          so.queue = o.queue->impl;
+        } else {
+          if (!o.on_message) return Fail(CHAT_ERR_BAD_ARGUMENT, "custom mode needs on_message");
+          so.handler = std::make_shared<CHandler>(o);
+        }
     }
     auto server = std::make_unique<chat_server>();
     chat::Status s = chat::Server::Start(so, &server->impl);
@@ -347,7 +425,7 @@ int32_t chat_server_port(const chat_server* server) {
 }
 
 chat_code chat_server_stop(chat_server* server, int64_t grace_ms, int32_t* cut) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(server, kServerTag, [&]() -> chat_code {
     if (cut) *cut = 0;
     if (!Live(server, kServerTag)) return BadHandle("chat_server");
     if (grace_ms < 0) return Fail(CHAT_ERR_BAD_ARGUMENT, "grace_ms must be >= 0");
@@ -359,7 +437,7 @@ chat_code chat_server_stop(chat_server* server, int64_t grace_ms, int32_t* cut) 
 }
 
 chat_code chat_server_destroy(chat_server* server) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(server, kServerTag, [&]() -> chat_code {
     if (!server) return CHAT_OK;
     if (!Live(server, kServerTag)) return BadHandle("chat_server");
     int cut = 0;
@@ -383,7 +461,7 @@ const char* chat_call_peer(const chat_call* call) {
 
 chat_code chat_call_metadata(const chat_call* call, const char* key, const char** value,
                              size_t* len) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     if (!key || !value || !len) return Fail(CHAT_ERR_BAD_ARGUMENT, "key, value and len are required");
     const auto& md = call->impl->metadata();
@@ -396,7 +474,7 @@ chat_code chat_call_metadata(const chat_call* call, const char* key, const char*
 }
 
 chat_code chat_call_metadata_count(const chat_call* call, size_t* count) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (count) *count = 0;
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     if (!count) return Fail(CHAT_ERR_BAD_ARGUMENT, "count is NULL");
@@ -407,7 +485,7 @@ chat_code chat_call_metadata_count(const chat_call* call, size_t* count) {
 
 chat_code chat_call_metadata_at(const chat_call* call, size_t index, const char** key,
                                 size_t* key_len, const char** value, size_t* value_len) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     if (!key || !key_len || !value || !value_len) {
       return Fail(CHAT_ERR_BAD_ARGUMENT, "key, key_len, value and value_len are required");
@@ -424,7 +502,7 @@ chat_code chat_call_metadata_at(const chat_call* call, size_t index, const char*
 }
 
 chat_code chat_call_send(chat_call* call, const char* text, size_t len, int64_t timeout_ms) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     if (!TextOk(text, len)) return Fail(CHAT_ERR_BAD_ARGUMENT, "text is NULL");
     return FromStatus(call->impl->Send(View(text, len), Ms(timeout_ms)));
@@ -432,14 +510,14 @@ chat_code chat_call_send(chat_call* call, const char* text, size_t len, int64_t 
 }
 
 chat_code chat_call_complete(chat_call* call) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     return FromStatus(call->impl->Complete());
   });
 }
 
 chat_code chat_call_fail(chat_call* call, chat_code code, const char* details, size_t details_len) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     if (!TextOk(details, details_len)) return Fail(CHAT_ERR_BAD_ARGUMENT, "details is NULL");
     int32_t raw = RawCode(code);
@@ -536,7 +614,7 @@ chat_code chat_stream_options_init(chat_stream_options* opts, uint32_t version) 
 
 chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
                            chat_stream** out) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(client, kClientTag, [&]() -> chat_code {
     if (out) *out = nullptr;
     if (!Live(client, kClientTag)) return BadHandle("chat_client");
     if (!out) return Fail(CHAT_ERR_BAD_ARGUMENT, "out is NULL");
@@ -550,6 +628,10 @@ chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
       const size_t* lens = opts->version >= 2 ? opts->metadata_value_lens : nullptr;
       so.deadline = Ms(opts->deadline_ms);
       so.wait_for_ready = opts->wait_for_ready != 0;
+      if (opts->version >= 3 && opts->queue) {
+        if (!Live(opts->queue, kQueueTag)) return BadHandle("chat_queue");
+        so.queue = opts->queue->impl;
+      }
       if (opts->metadata_count > 0 && !opts->metadata) {
         return Fail(CHAT_ERR_BAD_ARGUMENT, "metadata is NULL but metadata_count is not 0");
       }
@@ -560,6 +642,11 @@ chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
       }
     }
     auto stream = std::make_unique<chat_stream>();
+    if (so.queue) {
+      stream->queue = so.queue;
+      stream->user_data = opts->user_data;
+      so.tag = stream.get();  // the queue's events name the handle
+    }
     chat::Status s = client->impl->Open(so, &stream->impl);
     if (!s.ok()) return FromStatus(s);
     *out = stream.release();
@@ -569,7 +656,7 @@ chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
 
 chat_code chat_stream_send(chat_stream* stream, const char* name, size_t name_len,
                            const char* message, size_t message_len, int64_t timeout_ms) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     if (!TextOk(name, name_len) || !TextOk(message, message_len)) {
       return Fail(CHAT_ERR_BAD_ARGUMENT, "name or message is NULL");
@@ -580,14 +667,14 @@ chat_code chat_stream_send(chat_stream* stream, const char* name, size_t name_le
 }
 
 chat_code chat_stream_complete(chat_stream* stream) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     return FromStatus(stream->impl->Complete());
   });
 }
 
 chat_code chat_stream_cancel(chat_stream* stream) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     return FromStatus(stream->impl->Cancel());
   });
@@ -595,7 +682,7 @@ chat_code chat_stream_cancel(chat_stream* stream) {
 
 chat_code chat_stream_recv(chat_stream* stream, int64_t timeout_ms, const char** text,
                            size_t* len) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     if (!text || !len) return Fail(CHAT_ERR_BAD_ARGUMENT, "text and len are required");
     chat::Status s = stream->impl->Recv(&stream->reply, Ms(timeout_ms));
@@ -608,7 +695,7 @@ chat_code chat_stream_recv(chat_stream* stream, int64_t timeout_ms, const char**
 
 chat_code chat_stream_recv_batch(chat_stream* stream, int64_t timeout_ms, chat_text* out,
                                  size_t max, size_t* count) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
     if (count) *count = 0;
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     if (!out || !count || max == 0) {
@@ -627,7 +714,7 @@ chat_code chat_stream_recv_batch(chat_stream* stream, int64_t timeout_ms, chat_t
 }
 
 chat_code chat_stream_wait(chat_stream* stream, int64_t timeout_ms) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     return FromStatus(stream->impl->Wait(Ms(timeout_ms)));
   });
@@ -635,7 +722,7 @@ chat_code chat_stream_wait(chat_stream* stream, int64_t timeout_ms) {
 
 chat_code chat_stream_status(chat_stream* stream, chat_code* code, const char** details,
                              size_t* details_len) {
-  return Guard([&]() -> chat_code {
+  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     if (!code) return Fail(CHAT_ERR_BAD_ARGUMENT, "code is NULL");
     std::lock_guard<std::mutex> lock(stream->status_mu);
@@ -658,6 +745,149 @@ void chat_stream_destroy(chat_stream* stream) {
     stream->impl->Close();
     stream->tag = 0;
     delete stream;
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_call_set_user_data(chat_call* call, void* user_data) {
+  if (!Live(call, kCallTag)) return BadHandle("chat_call");
+  call->user_data.store(user_data, std::memory_order_release);
+  return CHAT_OK;
+}
+
+void* chat_call_user_data(const chat_call* call) {
+  return Live(call, kCallTag) ? call->user_data.load(std::memory_order_acquire) : nullptr;
+}
+
+/* ---- error details per handle ---- */
+
+size_t chat_server_error(const chat_server* server, char* buf, size_t size) {
+  return CopyError(server, kServerTag, buf, size);
+}
+size_t chat_call_error(const chat_call* call, char* buf, size_t size) {
+  return CopyError(call, kCallTag, buf, size);
+}
+size_t chat_client_error(const chat_client* client, char* buf, size_t size) {
+  return CopyError(client, kClientTag, buf, size);
+}
+size_t chat_stream_error(const chat_stream* stream, char* buf, size_t size) {
+  return CopyError(stream, kStreamTag, buf, size);
+}
+size_t chat_queue_error(const chat_queue* queue, char* buf, size_t size) {
+  return CopyError(queue, kQueueTag, buf, size);
+}
+
+/* ---- event queue ---- */
+
+chat_code chat_queue_create(chat_queue** out) {
+  return Guard([&]() -> chat_code {
+    if (!out) return Fail(CHAT_ERR_BAD_ARGUMENT, "out is NULL");
+    *out = nullptr;
+    auto queue = std::make_unique<chat_queue>();
+    chat::Status s = chat::EventQueue::Create(&queue->impl);
+    if (!s.ok()) return FromStatus(s);
+    *out = queue.release();
+    return CHAT_OK;
+  });
+}
+
+int chat_queue_fd(const chat_queue* queue) {
+  return Live(queue, kQueueTag) ? queue->impl->fd() : -1;
+}
+
+namespace {
+// A server event's call handle: made when its OPEN is drained (the host's
+// thread, before any other event of the call), the library's reference
+// dropped at the drain after the one that hands out its CLOSE.
+chat_call* CallHandle(const std::shared_ptr<chat::ServerCall>& call) {
+  auto* handle = static_cast<chat_call*>(call->host_data());
+  if (!handle) {
+    handle = new chat_call;
+    handle->impl = call;
+    call->set_host_data(handle);
+  }
+  return handle;
+}
+
+// The queue's CLOSE events that no drain will hand out: release their
+// calls' handles. Stateless: it runs after the chat_queue is gone too.
+void DropEvent(chat::Event& e) {
+  if (e.type != chat::EventType::kClose || !e.call) return;
+  if (auto* handle = static_cast<chat_call*>(e.call->host_data())) chat_call_unref(handle);
+}
+}  // namespace
+
+chat_code chat_queue_drain(chat_queue* queue, int64_t timeout_ms, chat_event* out, size_t max,
+                           size_t* count) {
+  return OnHandle(queue, kQueueTag, [&]() -> chat_code {
+    if (count) *count = 0;
+    if (!Live(queue, kQueueTag)) return BadHandle("chat_queue");
+    if (!out || !count || max == 0) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "out and count are required and max must be > 0");
+    }
+    for (chat_call* call : queue->closed) chat_call_unref(call);
+    queue->closed.clear();
+    queue->batch.clear();
+    chat::Status s = queue->impl->Drain(&queue->batch, max, Ms(timeout_ms));
+    if (!s.ok()) return FromStatus(s);
+    size_t n = 0;
+    for (chat::Event& e : queue->batch) {
+      chat_event& c = out[n++];
+      c.type = static_cast<int32_t>(e.type);
+      c.code = static_cast<chat_code>(e.code);
+      c.call = nullptr;
+      c.stream = nullptr;
+      c.user_data = nullptr;
+      c.name = nullptr;
+      c.name_len = 0;
+      c.text = nullptr;
+      c.text_len = 0;
+      if (e.call) {
+        c.call = CallHandle(e.call);
+        c.user_data = c.call->user_data.load(std::memory_order_acquire);
+        if (e.type == chat::EventType::kClose) queue->closed.push_back(c.call);
+      } else if (e.tag) {
+        c.stream = static_cast<chat_stream*>(e.tag);
+        c.user_data = c.stream->user_data;
+      }
+      switch (e.type) {
+        case chat::EventType::kMessage:
+          c.name = e.name.c_str();
+          c.name_len = e.name.size();
+          [[fallthrough]];
+        case chat::EventType::kReply:
+        case chat::EventType::kClose:
+        case chat::EventType::kEnd:
+          c.text = e.text.c_str();
+          c.text_len = e.text.size();
+          break;
+        default: break;
+      }
+    }
+    *count = n;
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_queue_wake(chat_queue* queue) {
+  return OnHandle(queue, kQueueTag, [&]() -> chat_code {
+    if (!Live(queue, kQueueTag)) return BadHandle("chat_queue");
+    queue->impl->Wake();
+    return CHAT_OK;
+  });
+}
+
+void chat_queue_destroy(chat_queue* queue) {
+  Guard([&]() -> chat_code {
+    if (!Live(queue, kQueueTag)) return CHAT_OK;
+    for (chat_call* call : queue->closed) chat_call_unref(call);
+    queue->closed.clear();
+    queue->batch.clear();
+    // Servers and streams still running hold the core queue: it lives on,
+    // closed, dropping what they push (and releasing those calls' handles).
+    queue->impl->Close(DropEvent);
+    queue->tag = 0;
+    delete queue;
     return CHAT_OK;
   });
 }

@@ -64,12 +64,18 @@ bool IsValidMetadataValue(const std::string& key, const std::string& value) {
 //
 // Finish is issued only once every reply has been read from gRPC (or the
 // stream was cancelled), so no reply is lost behind the status.
-class StreamImpl final : public ClientStream {
+//
+// On an event queue (StreamOptions::queue) replies go to the queue instead
+// of inq_, pushed under mu_ so they keep their order, and count against the
+// receive bounds until the host drains them (Drained); the end follows
+// them, pushed once the stream is over.
+class StreamImpl final : public ClientStream, public EventSource {
  public:
   StreamImpl(const ClientOptions& options, const StreamOptions& stream_options)
       : max_message_bytes_(options.max_message_bytes),
         recv_queue_limit_(options.recv_queue_limit),
         recv_queue_bytes_(options.recv_queue_bytes),
+        queue_(stream_options.queue), tag_(stream_options.tag),
         out_(options.send_queue_limit, options.send_queue_bytes) {
     if (stream_options.deadline >= Timeout::zero()) {
       ctx_.set_deadline(std::chrono::system_clock::now() + Bounded(stream_options.deadline));
@@ -105,7 +111,10 @@ class StreamImpl final : public ClientStream {
     Status room =
         closed() ? Status::Ok() : out_.WaitForRoom(lock, timeout, encoded.Length(), closed);
     if (closed()) return WriteClosedStatusLocked();
-    if (!room.ok()) return room;
+    if (!room.ok()) {
+      if (queue_) want_writable_ = true;
+      return room;
+    }
     out_.queue().Push(std::move(encoded));
     MaybeWriteNextLocked();
     return Status::Ok();
@@ -135,6 +144,7 @@ class StreamImpl final : public ClientStream {
   }
 
   Status Recv(std::string* reply, Timeout timeout) override {
+    if (queue_) return QueuedStatus();
     std::unique_lock<std::mutex> lock(mu_);
     if (!WaitForReplyLocked(lock, timeout)) return Status(Code::kTimeout, "no reply in time");
     if (inq_.empty()) return EndStatusLocked();
@@ -146,6 +156,7 @@ class StreamImpl final : public ClientStream {
 
   Status RecvBatch(std::vector<std::string>* replies, size_t max, Timeout timeout) override {
     if (max == 0) return Status(Code::kBadArgument, "max must be at least 1");
+    if (queue_) return QueuedStatus();
     std::unique_lock<std::mutex> lock(mu_);
     if (!WaitForReplyLocked(lock, timeout)) return Status(Code::kTimeout, "no reply in time");
     if (inq_.empty()) return EndStatusLocked();
@@ -175,6 +186,15 @@ class StreamImpl final : public ClientStream {
   void Close() override {
     Cancel();
     Wait(kForever);  // bounded: a cancelled call always completes its Finish
+    if (queue_) queue_->Purge(tag_);  // its END is in by now
+  }
+
+  // --- EventSource: the host drained `count` replies of `bytes` ---
+  void Drained(size_t count, size_t bytes) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    undrained_ -= count;
+    undrained_bytes_ -= bytes;
+    MaybeResumeReadLocked();
   }
 
  private:
@@ -185,6 +205,10 @@ class StreamImpl final : public ClientStream {
   void OnWritesDone(bool ok);
   void OnFinish(bool ok);
   void Over();
+
+  static Status QueuedStatus() {
+    return Status(Code::kBadState, "this stream delivers to an event queue: drain the queue");
+  }
 
   // Writing makes no sense once the user half-closed or cancelled, a write
   // failed, or the server ended the call (all its replies were read).
@@ -269,6 +293,7 @@ class StreamImpl final : public ClientStream {
   // Reading pauses while this many replies wait (HTTP/2 flow control then
   // slows the server down).
   bool RecvQueueFullLocked() const {
+    if (queue_) return undrained_ >= recv_queue_limit_ || undrained_bytes_ >= recv_queue_bytes_;
     return inq_.size() >= recv_queue_limit_ || inq_bytes_ >= recv_queue_bytes_;
   }
 
@@ -290,6 +315,8 @@ class StreamImpl final : public ClientStream {
   const size_t max_message_bytes_;
   const size_t recv_queue_limit_;
   const size_t recv_queue_bytes_;
+  const std::shared_ptr<EventQueue> queue_;  // or null: replies wait in inq_
+  void* const tag_;
   grpc::ClientContext ctx_;
   std::shared_ptr<StreamImpl> self_;  // until Over()
   OpTag<StreamImpl, &StreamImpl::OnStart> start_tag_{this};
@@ -314,6 +341,9 @@ class StreamImpl final : public ClientStream {
   bool reading_ = false;
   std::deque<std::string> inq_;
   size_t inq_bytes_ = 0;
+  size_t undrained_ = 0;          // queued: replies pushed, not yet drained
+  size_t undrained_bytes_ = 0;
+  bool want_writable_ = false;    // queued: a send was refused; a kWritable is owed
   std::atomic<bool> ready_hint_{false};  // inq_ non-empty or done_, readable without mu_
   bool read_paused_ = false;
   bool reads_done_ = false;
@@ -345,6 +375,13 @@ void StreamImpl::WriteSlotBack(bool ok, bool was_write) {
     } else {
       MaybeWriteNextLocked();
     }
+    if (want_writable_ && !out_.Full() && !WriteClosedLocked()) {
+      want_writable_ = false;
+      Event e;
+      e.type = EventType::kWritable;
+      e.tag = tag_;
+      queue_->Push(std::move(e));
+    }
     MaybeWritesDoneLocked();
     over = OverLocked();
   }
@@ -372,9 +409,21 @@ void StreamImpl::OnRead(bool ok) {
       }
     }
     if (ok) {
-      inq_bytes_ += reply.size();
-      inq_.push_back(std::move(reply));
-      ready_hint_.store(true, std::memory_order_release);
+      if (queue_) {
+        Event e;
+        e.type = EventType::kReply;
+        e.tag = tag_;
+        e.credit = reply.size();
+        e.text = std::move(reply);
+        e.source = std::shared_ptr<EventSource>(self_);
+        ++undrained_;
+        undrained_bytes_ += e.credit;
+        queue_->Push(std::move(e));
+      } else {
+        inq_bytes_ += reply.size();
+        inq_.push_back(std::move(reply));
+        ready_hint_.store(true, std::memory_order_release);
+      }
       if (cancelled_) {
         // No more reads: Finish follows.
       } else if (!RecvQueueFullLocked()) {
@@ -430,6 +479,15 @@ void StreamImpl::Over() {
     ready_hint_.store(true, std::memory_order_release);
     final_ = malformed_.ok() ? FromGrpc(status_) : malformed_;
     self = std::move(self_);
+    if (queue_) {
+      // After every reply (pushed under this mutex before), exactly once.
+      Event e;
+      e.type = EventType::kEnd;
+      e.tag = tag_;
+      e.code = final_.code();
+      e.text = final_.message();
+      queue_->Push(std::move(e));
+    }
   }
   recv_cv_.notify_all();
   out_.NotifyRoom();

@@ -44,11 +44,12 @@ class ServerImpl final : public Server, public SessionHost {
  public:
   explicit ServerImpl(const ServerOptions& options)
       : options_(options),
-        limits_{options.mode, options.max_message_bytes, options.send_queue_limit,
+        limits_{options.mode, options.queue != nullptr, options.max_message_bytes,
+                options.send_queue_limit,
                 options.send_queue_bytes, options.recv_window, options.recv_window_bytes},
         memory_(std::make_shared<MemoryAccount>(options.max_memory_bytes)),
         conns_(options.max_memory_bytes) {
-    if (options_.mode == Mode::kCustom) {
+    if (options_.mode == Mode::kCustom && !options_.queue) {
       int n = options_.dispatcher_threads > 0 ? options_.dispatcher_threads : 1;
       for (int i = 0; i < n; ++i) dispatchers_.push_back(std::make_unique<Dispatcher>());
     }
@@ -213,16 +214,64 @@ class ServerImpl final : public Server, public SessionHost {
     }
     memory_->Charge(kStreamOverheadBytes);  // released in Finished
     if (options_.mode == Mode::kCustom) {
-      Post(*session, [handler = options_.handler, session] { handler->OnOpen(session); });
+      if (options_.queue) {
+        Event open;
+        open.type = EventType::kOpen;
+        open.call = session;
+        options_.queue->Push(std::move(open));
+      } else {
+        Post(*session, [handler = options_.handler, session] { handler->OnOpen(session); });
+      }
     }
     return Status::Ok();
   }
 
-  void Post(const Session& session, std::function<void()> task) override {
-    dispatchers_[session.id() % dispatchers_.size()]->Post(std::move(task));
+  void DeliverMessage(const std::shared_ptr<Session>& session, std::string name,
+                      std::string message, size_t bytes) override {
+    if (options_.queue) {
+      Event e;
+      e.type = EventType::kMessage;
+      e.call = session;
+      e.name = std::move(name);
+      e.text = std::move(message);
+      e.source = session;
+      e.credit = bytes;
+      options_.queue->Push(std::move(e));
+      return;
+    }
+    Post(*session, [handler = options_.handler, session, bytes, name = std::move(name),
+                    message = std::move(message)] {
+      struct Ack {  // also when OnMessage throws or the thread is unwound
+        Session* s;
+        size_t n;
+        ~Ack() { s->Drained(1, n); }
+      } ack{session.get(), bytes};
+      handler->OnMessage(session, name, message);
+    });
   }
 
-  Handler& handler() override { return *options_.handler; }
+  void DeliverHalfClose(const std::shared_ptr<Session>& session) override {
+    if (options_.queue) {
+      Event e;
+      e.type = EventType::kHalfClose;
+      e.call = session;
+      e.source = session;  // stale once cancelled (EventQueue::Drain)
+      options_.queue->Push(std::move(e));
+      return;
+    }
+    // A client cancel also ends the reads, and gRPC reports the call done
+    // just after; looking again on the dispatcher filters most of those out.
+    Post(*session, [handler = options_.handler, session] {
+      if (!session->cancelled()) handler->OnComplete(session);
+    });
+  }
+
+  void DeliverWritable(const std::shared_ptr<Session>& session) override {
+    Event e;
+    e.type = EventType::kWritable;
+    e.call = session;
+    options_.queue->Push(std::move(e));
+  }
 
   // A stream paused on the memory bound. In the built-in modes the stream
   // holding the most queued replies is the slowest reader: it is cut with
@@ -310,6 +359,13 @@ class ServerImpl final : public Server, public SessionHost {
       const std::string& who =
           session->last_name().empty() ? std::to_string(session->id()) : session->last_name();
       Broadcast(EncodeStringValue(who + " left the chat"));
+    } else if (options_.mode == Mode::kCustom && options_.queue) {
+      Event e;
+      e.type = EventType::kClose;
+      e.call = session;
+      e.code = final_status.code();
+      e.text = final_status.message();
+      options_.queue->Push(std::move(e));
     } else if (options_.mode == Mode::kCustom) {
       Post(*session, [handler = options_.handler, session, final_status] {
         handler->OnClose(session, final_status);
@@ -318,6 +374,11 @@ class ServerImpl final : public Server, public SessionHost {
   }
 
  private:
+  // Custom mode with a Handler: runs `task` on the session's dispatcher.
+  void Post(const Session& session, std::function<void()> task) {
+    dispatchers_[session.id() % dispatchers_.size()]->Post(std::move(task));
+  }
+
   void RequestLocked(int queue) {
     Session::Request(this, &service_, cqs_[queue], queue, limits_, memory_);
   }
@@ -361,8 +422,11 @@ class ServerImpl final : public Server, public SessionHost {
 }  // namespace internal
 
 Status Server::Start(const ServerOptions& options, std::unique_ptr<Server>* out) {
-  if (options.mode == Mode::kCustom && !options.handler) {
-    return Status(Code::kBadArgument, "custom mode needs a handler");
+  if (options.mode == Mode::kCustom && !options.handler && !options.queue) {
+    return Status(Code::kBadArgument, "custom mode needs a handler or an event queue");
+  }
+  if (options.queue && (options.mode != Mode::kCustom || options.handler)) {
+    return Status(Code::kBadArgument, "an event queue serves custom mode, without a handler");
   }
   if (options.send_queue_limit == 0 || options.recv_window == 0 || options.max_message_bytes == 0 ||
       options.send_queue_bytes == 0 || options.recv_window_bytes == 0 ||

@@ -80,7 +80,10 @@ Status Session::Enqueue(grpc::ByteBuffer reply, Timeout timeout) {
   auto closed = [&] { return finish_wanted_ || done_; };
   Status room = closed() ? Status::Ok() : out_.WaitForRoom(lock, timeout, reply.Length(), closed);
   if (closed()) return Status(Code::kClosed, "stream has ended");
-  if (!room.ok()) return room;
+  if (!room.ok()) {
+    if (limits_.queued) want_writable_ = true;
+    return room;
+  }
   // No Finish can have been issued: finish_wanted_ is still false.
   if (out_.queue().Push(std::move(reply))) {
     ++ops_;
@@ -109,10 +112,10 @@ Status Session::End(Status status, bool reset, bool force) {
   return Status::Ok();
 }
 
-void Session::AckDelivered(size_t bytes) {
+void Session::Drained(size_t count, size_t bytes) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    --undelivered_;
+    undelivered_ -= count;
     undelivered_bytes_ -= bytes;
     memory_->Release(bytes);
   }
@@ -207,10 +210,7 @@ void Session::EndOfReadsLocked() {
       // A client cancel also ends the reads, and gRPC reports the call done
       // just after; looking again on the dispatcher filters most of those
       // out. Posted under the lock, after every message of the stream.
-      auto self = shared_from_this();
-      host_->Post(*this, [self] {
-        if (!self->cancelled()) self->host_->handler().OnComplete(self);
-      });
+      host_->DeliverHalfClose(shared_from_this());
     }
   } else if (!finish_wanted_) {  // built-in modes complete when the client does
     finish_wanted_ = true;
@@ -333,7 +333,6 @@ void Session::OnRead(bool ok) {
       break;
     }
     case Mode::kCustom: {
-      auto self = shared_from_this();
       size_t bytes = name.size() + message.size();
       std::lock_guard<std::mutex> lock(mu_);
       --ops_;
@@ -342,16 +341,10 @@ void Session::OnRead(bool ok) {
       ++undelivered_;
       undelivered_bytes_ += bytes;
       memory_->Charge(bytes);
-      // Posted under the lock: once it is released, AckDelivered on the
-      // dispatcher may start the next read, whose event must come after.
-      host_->Post(*this, [self, bytes, name = std::move(name), message = std::move(message)] {
-        struct Ack {  // also when OnMessage throws or the thread is unwound
-          Session* s;
-          size_t n;
-          ~Ack() { s->AckDelivered(n); }
-        } ack{self.get(), bytes};
-        self->host_->handler().OnMessage(self, name, message);
-      });
+      // Delivered under the lock: once it is released, Drained (on the
+      // dispatcher or the host's thread) may start the next read, whose
+      // event must come after.
+      host_->DeliverMessage(shared_from_this(), std::move(name), std::move(message), bytes);
       StartReadLocked();
       over_bound = read_paused_ && memory_waiter_;
       over = OverLocked();
@@ -378,6 +371,10 @@ void Session::OnWrite(bool ok) {
     } else if (more && !finish_called_ && !done_) {
       ++ops_;
       out_.StartWrite(&call_->stream, &write_tag_);
+    }
+    if (want_writable_ && !out_.Full() && !finish_wanted_ && !done_) {
+      want_writable_ = false;
+      host_->DeliverWritable(shared_from_this());
     }
     MaybeFinishLocked();
     if (read_paused_ && !QueueFullLocked()) {

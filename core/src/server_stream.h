@@ -25,6 +25,7 @@
 #include <mutex>
 #include <string>
 
+#include "chat/event_queue.h"
 #include "chat/server.h"
 #include "cq.h"
 #include "memory.h"
@@ -53,9 +54,14 @@ class SessionHost {
   // A new /Chat/chat stream: registers it, or refuses it (returns the status
   // to end it with). Runs on the session's queue thread before its first read.
   virtual Status Admit(const std::shared_ptr<Session>& session) = 0;
-  // Custom mode: runs `task` on the dispatcher thread of this session.
-  virtual void Post(const Session& session, std::function<void()> task) = 0;
-  virtual Handler& handler() = 0;
+  // Custom mode, called under the session's mutex so events keep their
+  // order: a message (its `bytes` count against the window until
+  // Session::Drained), the client's half-close, and room again after a
+  // refused send (event queue only).
+  virtual void DeliverMessage(const std::shared_ptr<Session>& session, std::string name,
+                              std::string message, size_t bytes) = 0;
+  virtual void DeliverHalfClose(const std::shared_ptr<Session>& session) = 0;
+  virtual void DeliverWritable(const std::shared_ptr<Session>& session) = 0;
   // Broadcast mode: sends an encoded line to every member.
   virtual void Broadcast(const grpc::ByteBuffer& line) = 0;
   // A stream paused on the server's memory bound.
@@ -66,10 +72,13 @@ class SessionHost {
   virtual void Finished(const std::shared_ptr<Session>& session, const Status& status) = 0;
 };
 
-class Session final : public ServerCall, public std::enable_shared_from_this<Session> {
+class Session final : public ServerCall,
+                      public EventSource,
+                      public std::enable_shared_from_this<Session> {
  public:
   struct Limits {
     Mode mode;
+    bool queued;  // custom mode on an event queue: refused sends earn a kWritable
     size_t max_message_bytes, send_queue_limit, send_queue_bytes, recv_window, recv_window_bytes;
   };
 
@@ -101,8 +110,10 @@ class Session final : public ServerCall, public std::enable_shared_from_this<Ses
   // `status` stays the reason the server reports. With `force`, a stream
   // already ending (completed, its replies still queued) is cut too.
   Status End(Status status, bool reset = false, bool force = false);
-  // The handler ran one OnMessage of `bytes`: the window has room again.
-  void AckDelivered(size_t bytes);
+  // `count` messages of `bytes` reached the host (the handler ran them, or
+  // they left the event queue): the window has room again.
+  void Drained(size_t count, size_t bytes) override;
+  bool Cancelled() const override { return cancelled(); }
   // Restarts a read paused on a full queue or on the memory bound.
   void ResumeRead(bool from_waiter = false);
   bool cancelled() const;
@@ -183,6 +194,7 @@ class Session final : public ServerCall, public std::enable_shared_from_this<Ses
   bool finish_called_ = false;
   bool ended_by_server_ = false;   // End() chose the status; a later cancel keeps it
   bool memory_waiter_ = false;     // a resume callback is registered with memory_
+  bool want_writable_ = false;     // queued: a send was refused; a kWritable is owed
   Status finish_status_;
   std::string last_name_;
   uint64_t messages_read_ = 0;

@@ -427,7 +427,7 @@ TEST_F(CApiTest, Version1StreamOptionsAreNeitherOverrunNorOverread) {
   EXPECT_EQ(Drain(s, &end), std::vector<std::string>{"a: b"});
   EXPECT_EQ(end, CHAT_ERR_END);
   chat_stream_options unknown;
-  EXPECT_EQ(chat_stream_options_init(&unknown, 3), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_options_init(&unknown, CHAT_STREAM_OPTIONS_VERSION + 1), CHAT_ERR_BAD_ARGUMENT);
   EXPECT_EQ(chat_stream_options_init(&unknown, 0), CHAT_ERR_BAD_ARGUMENT);
 }
 

@@ -1,0 +1,164 @@
+#include "chat/event_queue.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace chat {
+
+// The pipe protocol: one byte sits in the pipe from the push that finds the
+// queue unsignalled until the drain that empties it, which reads the pipe
+// dry. Both happen under mu_, so a byte is never read away from under a
+// newer event (a host that reads the pipe itself, like Node, only ever
+// takes bytes early: it then drains until empty, as chat.h asks).
+Status EventQueue::Create(std::shared_ptr<EventQueue>* out) {
+  int fds[2];
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+    return Status(Code::kUnavailable,
+                  std::string("cannot create the queue's pipe: ") + std::strerror(errno));
+  }
+  out->reset(new EventQueue(fds[0], fds[1]));
+  return Status::Ok();
+}
+
+EventQueue::~EventQueue() {
+  Close();
+  ::close(read_fd_);
+  ::close(write_fd_);
+}
+
+void EventQueue::SignalLocked() {
+  if (signalled_) return;
+  signalled_ = true;
+  char byte = 1;
+  // Non-blocking: a full pipe (impossible with one byte at a time) or an
+  // interrupted call leaves it signalled anyway.
+  while (::write(write_fd_, &byte, 1) < 0 && errno == EINTR) {
+  }
+}
+
+void EventQueue::UnsignalLocked() {
+  if (!signalled_) return;
+  signalled_ = false;
+  char buf[64];
+  for (;;) {
+    ssize_t n = ::read(read_fd_, buf, sizeof buf);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    break;  // EAGAIN: empty (the host may have read it already)
+  }
+}
+
+void EventQueue::Push(Event event) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (closed_) {
+    lock.unlock();
+    std::vector<Event> dropped;
+    dropped.push_back(std::move(event));
+    if (dropped_) dropped_(dropped.back());
+    GiveBack(&dropped, 0);
+    return;
+  }
+  events_.push_back(std::move(event));
+  SignalLocked();
+  if (waiters_ > 0) cv_.notify_one();
+}
+
+void EventQueue::Wake() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_ || wake_pending_) return;
+  wake_pending_ = true;
+  events_.emplace_back();  // kWake
+  SignalLocked();
+  if (waiters_ > 0) cv_.notify_one();
+}
+
+Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
+  if (max == 0) return Status(Code::kBadArgument, "max must be at least 1");
+  size_t first = out->size();
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (events_.empty() && timeout != kNoWait && !closed_) {
+      ++waiters_;
+      auto ready = [&] { return !events_.empty() || closed_; };
+      if (timeout < Timeout::zero()) {
+        cv_.wait(lock, ready);
+      } else {
+        cv_.wait_for(lock, Bounded(timeout), ready);
+      }
+      --waiters_;
+    }
+    while (max-- > 0 && !events_.empty()) {
+      Event& e = events_.front();
+      if (e.type == EventType::kWake) wake_pending_ = false;
+      out->push_back(std::move(e));
+      events_.pop_front();
+    }
+    if (events_.empty()) UnsignalLocked();
+  }
+  // Outside the lock: giving room back may restart reads, which push.
+  GiveBack(out, first);
+  // A half-close the client's cancel caused is filtered out here, as the
+  // dispatcher does: the call's CLOSE (CANCELLED) follows.
+  for (size_t i = first; i < out->size(); ++i) {
+    Event& e = (*out)[i];
+    if (e.type == EventType::kHalfClose && e.source && e.source->Cancelled()) {
+      out->erase(out->begin() + static_cast<std::ptrdiff_t>(i));
+      --i;
+    }
+  }
+  return Status::Ok();
+}
+
+// Gives the window room of events[from..] back to their sources, one call
+// per run of events from the same source (a drain usually takes many
+// messages of one stream at once).
+void EventQueue::GiveBack(std::vector<Event>* events, size_t from) {
+  internal::EventSource* run = nullptr;
+  size_t count = 0, bytes = 0;
+  for (size_t i = from; i < events->size(); ++i) {
+    Event& e = (*events)[i];
+    if (e.type != EventType::kMessage && e.type != EventType::kReply) continue;
+    if (!e.source) continue;
+    if (e.source.get() != run) {
+      if (run) run->Drained(count, bytes);
+      run = e.source.get();
+      count = bytes = 0;
+    }
+    ++count;
+    bytes += e.credit;
+  }
+  if (run) run->Drained(count, bytes);
+}
+
+void EventQueue::Close(const std::function<void(Event&)>& dropped) {
+  std::vector<Event> pending;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (dropped) dropped_ = dropped;
+    if (!closed_) {
+      closed_ = true;
+      for (auto& e : events_) pending.push_back(std::move(e));
+      events_.clear();
+      UnsignalLocked();
+    }
+  }
+  cv_.notify_all();
+  if (dropped_) {
+    for (auto& e : pending) dropped_(e);
+  }
+  GiveBack(&pending, 0);
+}
+
+void EventQueue::Purge(void* tag) {
+  if (!tag) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = events_.begin(); it != events_.end();) {
+    it = it->tag == tag ? events_.erase(it) : it + 1;
+  }
+  if (events_.empty()) UnsignalLocked();
+}
+
+}  // namespace chat
