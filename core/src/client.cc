@@ -413,12 +413,13 @@ void StreamImpl::OnRead(bool ok) {
         Event e;
         e.type = EventType::kReply;
         e.tag = tag_;
-        e.credit = reply.size();
+        size_t bytes = e.credit = reply.size();
         e.text = std::move(reply);
         e.source = std::shared_ptr<EventSource>(self_);
-        ++undrained_;
-        undrained_bytes_ += e.credit;
-        queue_->Push(std::move(e));
+        if (queue_->Push(std::move(e))) {  // else dropped: the host destroyed its queue
+          ++undrained_;
+          undrained_bytes_ += bytes;
+        }
       } else {
         inq_bytes_ += reply.size();
         inq_.push_back(std::move(reply));

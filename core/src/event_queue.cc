@@ -51,19 +51,17 @@ void EventQueue::UnsignalLocked() {
   }
 }
 
-void EventQueue::Push(Event event) {
+bool EventQueue::Push(Event event) {
   std::unique_lock<std::mutex> lock(mu_);
   if (closed_) {
     lock.unlock();
-    std::vector<Event> dropped;
-    dropped.push_back(std::move(event));
-    if (dropped_) dropped_(dropped.back());
-    GiveBack(&dropped, 0);
-    return;
+    if (dropped_) dropped_(event);
+    return false;
   }
   events_.push_back(std::move(event));
   SignalLocked();
   if (waiters_ > 0) cv_.notify_one();
+  return true;
 }
 
 void EventQueue::Wake() {

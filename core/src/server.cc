@@ -226,7 +226,7 @@ class ServerImpl final : public Server, public SessionHost {
     return Status::Ok();
   }
 
-  void DeliverMessage(const std::shared_ptr<Session>& session, std::string name,
+  bool DeliverMessage(const std::shared_ptr<Session>& session, std::string name,
                       std::string message, size_t bytes) override {
     if (options_.queue) {
       Event e;
@@ -236,8 +236,7 @@ class ServerImpl final : public Server, public SessionHost {
       e.text = std::move(message);
       e.source = session;
       e.credit = bytes;
-      options_.queue->Push(std::move(e));
-      return;
+      return options_.queue->Push(std::move(e));
     }
     Post(*session, [handler = options_.handler, session, bytes, name = std::move(name),
                     message = std::move(message)] {
@@ -248,6 +247,7 @@ class ServerImpl final : public Server, public SessionHost {
       } ack{session.get(), bytes};
       handler->OnMessage(session, name, message);
     });
+    return true;
   }
 
   void DeliverHalfClose(const std::shared_ptr<Session>& session) override {

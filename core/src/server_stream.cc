@@ -338,13 +338,14 @@ void Session::OnRead(bool ok) {
       --ops_;
       reading_ = false;
       ++messages_read_;
-      ++undelivered_;
-      undelivered_bytes_ += bytes;
-      memory_->Charge(bytes);
       // Delivered under the lock: once it is released, Drained (on the
       // dispatcher or the host's thread) may start the next read, whose
-      // event must come after.
-      host_->DeliverMessage(shared_from_this(), std::move(name), std::move(message), bytes);
+      // event must come after; and Drained waits for the counts below.
+      if (host_->DeliverMessage(shared_from_this(), std::move(name), std::move(message), bytes)) {
+        ++undelivered_;
+        undelivered_bytes_ += bytes;
+        memory_->Charge(bytes);
+      }
       StartReadLocked();
       over_bound = read_paused_ && memory_waiter_;
       over = OverLocked();

@@ -58,7 +58,9 @@ class SessionHost {
   // order: a message (its `bytes` count against the window until
   // Session::Drained), the client's half-close, and room again after a
   // refused send (event queue only).
-  virtual void DeliverMessage(const std::shared_ptr<Session>& session, std::string name,
+  // False when the message was dropped (the host destroyed its queue): it
+  // then takes no room in the window.
+  virtual bool DeliverMessage(const std::shared_ptr<Session>& session, std::string name,
                               std::string message, size_t bytes) = 0;
   virtual void DeliverHalfClose(const std::shared_ptr<Session>& session) = 0;
   virtual void DeliverWritable(const std::shared_ptr<Session>& session) = 0;

@@ -82,8 +82,11 @@ class EventQueue {
   // Drops the pending events whose tag is `tag` (a destroyed client stream).
   void Purge(void* tag);
 
-  // For the library's streams: queues one event. Thread-safe, never blocks.
-  void Push(Event event);
+  // For the library's streams: queues one event; false when the queue is
+  // closed and the event was dropped (its room is not given back: the
+  // caller, which may hold its own lock, must not count it). Thread-safe,
+  // never blocks, never calls back into the event's source.
+  bool Push(Event event);
 
  private:
   EventQueue(int read_fd, int write_fd) : read_fd_(read_fd), write_fd_(write_fd) {}
