@@ -426,7 +426,9 @@ TEST_F(QueueTest, AQueueDestroyedFirstDropsEventsAndBreaksNothing) {
   EXPECT_EQ(chat_stream_wait(queued, 10000), CHAT_OK);
   chat_code code;
   ASSERT_EQ(chat_stream_status(queued, &code, nullptr, nullptr), CHAT_OK);
-  EXPECT_EQ(code, CHAT_UNAVAILABLE);
+  // Cut by the stop: UNAVAILABLE, or CANCELLED when the reply was still on
+  // its way at the cut (chat_server_stop says why).
+  EXPECT_TRUE(code == CHAT_UNAVAILABLE || code == CHAT_CANCELLED) << chat_code_name(code);
 }
 
 TEST_F(QueueTest, OptionsAreCheckedAndOldVersionsAreNotOverrun) {
