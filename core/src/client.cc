@@ -171,7 +171,7 @@ class StreamImpl final : public ClientStream, public EventSource {
     auto ended = [&] { return done_; };
     if (timeout < Timeout::zero()) {
       done_cv_.wait(lock, ended);
-    } else if (!done_cv_.wait_for(lock, Bounded(timeout), ended)) {
+    } else if (timeout == kNoWait ? !ended() : !done_cv_.wait_for(lock, Bounded(timeout), ended)) {
       return Status(Code::kTimeout, "stream still open");
     }
     return Status::Ok();
@@ -250,6 +250,9 @@ class StreamImpl final : public ClientStream, public EventSource {
       recv_cv_.wait(lock, ready);
       return true;
     }
+    // A poll (timeout 0) that finds nothing makes no system call: a
+    // condition variable's wait_for would still enter the kernel once.
+    if (timeout == Timeout::zero()) return ready();
     return recv_cv_.wait_for(lock, Bounded(timeout), ready);
   }
 

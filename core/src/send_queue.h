@@ -128,14 +128,15 @@ class Outbox {
 
   // Waits up to `timeout` for room for `bytes`, giving up at once when
   // `closed()` becomes true (the caller then reports why). kWouldBlock with
-  // kNoWait, kTimeout after a positive timeout.
+  // kNoWait (which asks without waiting, and so without the system call a
+  // condition variable's wait_for makes), kTimeout after a positive timeout.
   template <class Closed>
   Status WaitForRoom(std::unique_lock<std::mutex>& lock, Timeout timeout, size_t bytes,
                      Closed closed) {
     auto ready = [&] { return closed() || queue_.HasRoom(limit_, byte_limit_, bytes); };
     if (timeout < Timeout::zero()) {
       room_cv_.wait(lock, ready);
-    } else if (!room_cv_.wait_for(lock, Bounded(timeout), ready)) {
+    } else if (timeout == kNoWait ? !ready() : !room_cv_.wait_for(lock, Bounded(timeout), ready)) {
       return timeout == kNoWait
                  ? Status(Code::kWouldBlock, "send queue is full")
                  : Status(Code::kTimeout, "send queue stayed full for the whole timeout");
