@@ -19,7 +19,7 @@ say() { printf '[setup] %s\n' "$*"; }
 packages=(
   cmake ninja-build g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libgtest-dev pybind11-dev python3-dev python3-pytest
+  libgtest-dev pybind11-dev python3-dev python3-pytest strace
   python3-grpcio python3-protobuf python3-mypy python3-h2
   clang-14 libclang-rt-14-dev
   # the benchmark's grpc-go peer, built offline in GOPATH mode
