@@ -264,8 +264,10 @@ typedef struct chat_event {
                                  until the drain after the one that returned
                                  its CLOSE (chat_call_ref keeps it longer) */
   chat_stream *stream; /* client events: the stream. Yours: valid
-                                 until you destroy it (which discards its
-                                 pending events) */
+                                 until you destroy it, which discards its
+                                 pending events (a drain running on another
+                                 thread meanwhile may still hand out some:
+                                 then it is only a name, not to be used) */
   void *user_data;     /* client events: the stream's
                           chat_stream_options.user_data; server events: what
                           chat_call_set_user_data set (NULL until then) */
@@ -405,7 +407,12 @@ typedef struct chat_server_options {
   int64_t max_memory_bytes;   /* bound on what all calls hold: their queued
                                  bytes plus 16 KiB per open call (gRPC's
                                  state for it); one connection may hold at
-                                 most half of it. Default 256 MiB */
+                                 most half of it: the server advertises
+                                 that many streams (half / 16 KiB, 8192 by
+                                 default) as HTTP/2 MAX_CONCURRENT_STREAMS,
+                                 so gRPC clients wait for a free slot, and
+                                 closes a connection that opens more.
+                                 Default 256 MiB */
   int32_t keepalive_timeout_ms; /* a ping unanswered this long ends the
                                    connection and its calls; default 10000 */
   /* Version 3. */

@@ -139,7 +139,6 @@ struct chat_stream {
   uint32_t tag = kStreamTag;
   std::shared_ptr<chat::ClientStream> impl;
   std::shared_ptr<chat::EventQueue> queue;  // or null
-  void* user_data = nullptr;
   ErrorSlot error;
   std::string reply;                  // what the last recv handed out
   std::vector<std::string> batch;     // what the last recv_batch handed out
@@ -644,8 +643,8 @@ chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
     auto stream = std::make_unique<chat_stream>();
     if (so.queue) {
       stream->queue = so.queue;
-      stream->user_data = opts->user_data;
       so.tag = stream.get();  // the queue's events name the handle
+      so.user_data = opts->user_data;
     }
     chat::Status s = client->impl->Open(so, &stream->impl);
     if (!s.ok()) return FromStatus(s);
@@ -847,8 +846,9 @@ chat_code chat_queue_drain(chat_queue* queue, int64_t timeout_ms, chat_event* ou
         c.user_data = c.call->user_data.load(std::memory_order_acquire);
         if (e.type == chat::EventType::kClose) queue->closed.push_back(c.call);
       } else if (e.tag) {
+        // Not dereferenced: another thread may be destroying the stream.
         c.stream = static_cast<chat_stream*>(e.tag);
-        c.user_data = c.stream->user_data;
+        c.user_data = e.user_data;
       }
       switch (e.type) {
         case chat::EventType::kMessage:

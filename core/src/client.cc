@@ -76,6 +76,7 @@ class StreamImpl final : public ClientStream, public EventSource {
         recv_queue_limit_(options.recv_queue_limit),
         recv_queue_bytes_(options.recv_queue_bytes),
         queue_(stream_options.queue), tag_(stream_options.tag),
+        user_data_(stream_options.user_data),
         out_(options.send_queue_limit, options.send_queue_bytes) {
     if (stream_options.deadline >= Timeout::zero()) {
       ctx_.set_deadline(std::chrono::system_clock::now() + Bounded(stream_options.deadline));
@@ -320,6 +321,7 @@ class StreamImpl final : public ClientStream, public EventSource {
   const size_t recv_queue_bytes_;
   const std::shared_ptr<EventQueue> queue_;  // or null: replies wait in inq_
   void* const tag_;
+  void* const user_data_;
   grpc::ClientContext ctx_;
   std::shared_ptr<StreamImpl> self_;  // until Over()
   OpTag<StreamImpl, &StreamImpl::OnStart> start_tag_{this};
@@ -383,6 +385,7 @@ void StreamImpl::WriteSlotBack(bool ok, bool was_write) {
       Event e;
       e.type = EventType::kWritable;
       e.tag = tag_;
+      e.user_data = user_data_;
       queue_->Push(std::move(e));
     }
     MaybeWritesDoneLocked();
@@ -416,6 +419,7 @@ void StreamImpl::OnRead(bool ok) {
         Event e;
         e.type = EventType::kReply;
         e.tag = tag_;
+        e.user_data = user_data_;
         size_t bytes = e.credit = reply.size();
         e.text = std::move(reply);
         e.source = std::shared_ptr<EventSource>(self_);
@@ -488,6 +492,7 @@ void StreamImpl::Over() {
       Event e;
       e.type = EventType::kEnd;
       e.tag = tag_;
+      e.user_data = user_data_;
       e.code = final_.code();
       e.text = final_.message();
       queue_->Push(std::move(e));

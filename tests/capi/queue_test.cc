@@ -431,6 +431,62 @@ TEST_F(QueueTest, AQueueDestroyedFirstDropsEventsAndBreaksNothing) {
   EXPECT_TRUE(code == CHAT_UNAVAILABLE || code == CHAT_CANCELLED) << chat_code_name(code);
 }
 
+// Destroying a stream while another thread drains: the drain never reads
+// the stream handle (AddressSanitizer saw a use-after-free here).
+TEST_F(QueueTest, DestroyingStreamsWhileAnotherThreadDrains) {
+  Start(false);
+  std::atomic<bool> stop{false};
+  std::thread drainer([&] {
+    chat_event ev[64];
+    while (!stop.load()) {
+      size_t n = 0;
+      chat_queue_drain(q_, 5, ev, 64, &n);
+    }
+  });
+  int tag = 0;
+  for (int i = 0; i < 300; ++i) {
+    chat_stream_options o;
+    chat_stream_options_init(&o, CHAT_STREAM_OPTIONS_VERSION);
+    o.queue = q_;
+    o.user_data = &tag;
+    chat_stream* s = nullptr;
+    ASSERT_EQ(chat_client_open(client_, &o, &s), CHAT_OK);
+    ASSERT_EQ(Send(s, "a", "b"), CHAT_OK);
+    ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+    ASSERT_EQ(chat_stream_wait(s, 10000), CHAT_OK);
+    chat_stream_destroy(s);
+  }
+  stop = true;
+  drainer.join();
+}
+
+// A connection may hold at most max_memory_bytes / 2 / 16 KiB streams at
+// once; the server says so (MAX_CONCURRENT_STREAMS), so a client opening
+// more on one connection waits for slots instead of losing the connection.
+TEST_F(QueueTest, MoreStreamsThanAConnectionMayHoldWaitForSlots) {
+  chat_server_options so;
+  chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+  so.max_memory_bytes = 16 << 20;  // 512 streams per connection
+  Start(false, &so);
+  constexpr int kStreams = 700;
+  std::vector<chat_stream*> open;
+  for (int i = 0; i < kStreams; ++i) open.push_back(OpenQueued(nullptr));
+  for (auto* s : open) ASSERT_EQ(Send(s, "s", "m"), CHAT_OK);
+  for (auto* s : open) ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  std::map<chat_stream*, std::string> ends;
+  size_t seen = 0;
+  DrainUntil(q_, [&](const std::vector<Ev>& evs) {
+    for (; seen < evs.size(); ++seen) {
+      if (evs[seen].type == CHAT_EVENT_END) {
+        ends[evs[seen].stream] = std::string(chat_code_name(evs[seen].code)) + " " + evs[seen].text;
+      }
+    }
+    return ends.size() == open.size();
+  });
+  ASSERT_EQ(ends.size(), open.size());
+  for (auto& [s, end] : ends) ASSERT_EQ(end, "OK ") << "stream " << s;
+}
+
 TEST_F(QueueTest, OptionsAreCheckedAndOldVersionsAreNotOverrun) {
   chat_server_options so;
   chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);

@@ -167,11 +167,13 @@ TEST(StopRace, EveryStreamTheHandlerSawIsCutByTheStop) {
     while (handler->opens.load() < 50 && std::chrono::steady_clock::now() < until) {
       std::this_thread::yield();
     }
-    ASSERT_GE(handler->opens.load(), 50);
+    int opened = handler->opens.load();
     int cut = -1;
-    ASSERT_TRUE(server->Stop(Timeout::zero(), &cut).ok());
+    Status stop = server->Stop(Timeout::zero(), &cut);
     stopped = true;
-    flood.join();
+    flood.join();  // before any ASSERT returns: a joinable thread's destructor aborts
+    ASSERT_GE(opened, 50) << "round " << round;
+    ASSERT_TRUE(stop.ok()) << stop.message();
     // Stop returns once every handler event ran.
     EXPECT_EQ(cut, handler->opens.load()) << "round " << round;
     EXPECT_EQ(handler->closes.load(), handler->opens.load()) << "round " << round;

@@ -28,9 +28,12 @@ struct StreamOptions {
   std::vector<std::pair<std::string, std::string>> metadata;
   bool wait_for_ready = false;  // queue the RPC while the server is unreachable
   // Deliver replies, the end and kWritable to this queue (events carry
-  // `tag`) instead of keeping them for Recv, which then returns kBadState.
+  // `tag` and `user_data`, copied: a drain never reads the stream's host
+  // object, which another thread may be destroying) instead of keeping
+  // them for Recv, which then returns kBadState.
   std::shared_ptr<EventQueue> queue;
   void* tag = nullptr;
+  void* user_data = nullptr;
 };
 
 // One client stream. Every method is thread-safe; Recv has one consumer at a time.
