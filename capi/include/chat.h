@@ -251,7 +251,9 @@ typedef enum chat_event_type {
   CHAT_EVENT_WRITABLE = 7    /* server or client: a send that returned
                                 CHAT_ERR_WOULD_BLOCK or CHAT_ERR_TIMEOUT on
                                 this call or stream would now find room.
-                                Once per such refusal, never after the end */
+                                One per run of refusals (several refused
+                                sends before the room came earn one), never
+                                after the end */
 } chat_event_type;
 
 /* One event, as chat_queue_drain hands it out. Every pointer in it is
@@ -269,8 +271,10 @@ typedef struct chat_event {
                                  thread meanwhile may still hand out some:
                                  then it is only a name, not to be used) */
   void *user_data;     /* client events: the stream's
-                          chat_stream_options.user_data; server events: what
-                          chat_call_set_user_data set (NULL until then) */
+                          chat_stream_options.user_data. Server events: what
+                          chat_call_set_user_data set, and until then the
+                          server's chat_server_options.user_data (so an
+                          OPEN tells which server the call came to) */
   const char *name;    /* MESSAGE: the sender's name; else NULL */
   size_t name_len;
   const char *text;    /* MESSAGE: the message; REPLY: the reply; CLOSE, END:
@@ -399,7 +403,9 @@ typedef struct chat_server_options {
   chat_on_message_fn on_message;   /* required in CHAT_MODE_CUSTOM without a queue */
   chat_on_complete_fn on_complete; /* optional, see above */
   chat_on_close_fn on_close;       /* optional */
-  void *user_data;                 /* passed to every callback; yours */
+  void *user_data;                 /* passed to every callback, or carried
+                                      in queue events (see chat_event);
+                                      yours */
   /* Version 2. */
   int64_t send_queue_bytes;   /* bytes of replies queued per call; default 8 MiB */
   int64_t recv_window_bytes;  /* bytes of messages waiting for on_message per

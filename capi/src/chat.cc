@@ -405,6 +405,7 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
         so.mode = chat::Mode::kCustom;
         if (o.queue) {
           so.queue = o.queue->impl;
+          so.queue_user_data = o.user_data;
         } else {
           if (!o.on_message) return Fail(CHAT_ERR_BAD_ARGUMENT, "custom mode needs on_message");
           so.handler = std::make_shared<CHandler>(o);
@@ -844,6 +845,7 @@ chat_code chat_queue_drain(chat_queue* queue, int64_t timeout_ms, chat_event* ou
       if (e.call) {
         c.call = CallHandle(e.call);
         c.user_data = c.call->user_data.load(std::memory_order_acquire);
+        if (!c.user_data) c.user_data = e.user_data;  // the server's
         if (e.type == chat::EventType::kClose) queue->closed.push_back(c.call);
       } else if (e.tag) {
         // Not dereferenced: another thread may be destroying the stream.

@@ -226,6 +226,7 @@ class ServerImpl final : public Server, public SessionHost {
         Event open;
         open.type = EventType::kOpen;
         open.call = session;
+        open.user_data = options_.queue_user_data;
         options_.queue->Push(std::move(open));
       } else {
         Post(*session, [handler = options_.handler, session] { handler->OnOpen(session); });
@@ -240,6 +241,7 @@ class ServerImpl final : public Server, public SessionHost {
       Event e;
       e.type = EventType::kMessage;
       e.call = session;
+      e.user_data = options_.queue_user_data;
       e.name = std::move(name);
       e.text = std::move(message);
       e.source = session;
@@ -263,6 +265,7 @@ class ServerImpl final : public Server, public SessionHost {
       Event e;
       e.type = EventType::kHalfClose;
       e.call = session;
+      e.user_data = options_.queue_user_data;
       e.source = session;  // stale once cancelled (EventQueue::Drain)
       options_.queue->Push(std::move(e));
       return;
@@ -278,6 +281,7 @@ class ServerImpl final : public Server, public SessionHost {
     Event e;
     e.type = EventType::kWritable;
     e.call = session;
+    e.user_data = options_.queue_user_data;
     options_.queue->Push(std::move(e));
   }
 
@@ -371,6 +375,7 @@ class ServerImpl final : public Server, public SessionHost {
       Event e;
       e.type = EventType::kClose;
       e.call = session;
+      e.user_data = options_.queue_user_data;
       e.code = final_status.code();
       e.text = final_status.message();
       options_.queue->Push(std::move(e));

@@ -205,7 +205,11 @@ TEST_F(QueueTest, WakeEndsAWaitAndCoalesces) {
 // The seed contract served from the queue: OPEN, MESSAGE..., HALF_CLOSE,
 // CLOSE, in order; the call carries the host's pointer.
 TEST_F(QueueTest, QueuedServerSeesEachCallsEventsInOrder) {
-  Start(true);
+  int server_mark = 0;
+  chat_server_options so;
+  chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+  so.user_data = &server_mark;
+  Start(true, &so);
   chat_stream* s = OpenBlocking();
   ASSERT_EQ(Send(s, "Sam", "Hi"), CHAT_OK);
   ASSERT_EQ(Send(s, "Ann", "Hey"), CHAT_OK);
@@ -216,7 +220,7 @@ TEST_F(QueueTest, QueuedServerSeesEachCallsEventsInOrder) {
     for (const auto& e : evs) {
       if (e.type == CHAT_EVENT_OPEN && !call) {
         call = e.call;
-        EXPECT_EQ(e.user_data, nullptr);
+        EXPECT_EQ(e.user_data, &server_mark);  // the server's, until the call has its own
         EXPECT_EQ(chat_call_set_user_data(call, &mine), CHAT_OK);
       }
       if (e.type == CHAT_EVENT_HALF_CLOSE) return true;

@@ -50,7 +50,7 @@ struct Event {
   EventType type = EventType::kWake;
   std::shared_ptr<ServerCall> call;  // server events
   void* tag = nullptr;               // client events: StreamOptions::tag
-  void* user_data = nullptr;         // client events: StreamOptions::user_data
+  void* user_data = nullptr;         // StreamOptions::user_data, ServerOptions::queue_user_data
   Code code = Code::kOk;             // kClose, kEnd
   std::string name;                  // kMessage
   std::string text;                  // kMessage, kReply; kClose, kEnd: details

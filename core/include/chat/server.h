@@ -76,6 +76,7 @@ struct ServerOptions {
   // Handler. No dispatcher threads run; recv_window counts messages not yet
   // drained; Stop never waits for the host that drains.
   std::shared_ptr<EventQueue> queue;
+  void* queue_user_data = nullptr;  // carried in every Event of this server's streams
   size_t max_message_bytes = 4u << 20;    // both directions
   size_t send_queue_limit = 1024;         // replies queued per stream
   size_t send_queue_bytes = 8u << 20;     // and their bytes (one message always fits)
