@@ -21,6 +21,7 @@
 #include "errors.h"
 #include "gil.h"
 #include "module.h"
+#include "queue.h"
 
 namespace pychat {
 namespace {
@@ -361,6 +362,68 @@ class Stream {
   std::string end_details_;
 };
 
+// A stream attached to an event queue (pychat.aio): its replies, its end
+// and WRITABLE are events of that queue, under `key`. Nothing here waits
+// but close(), which frees the handle (bounded: a cancelled call ends
+// promptly, an ended one at once).
+class QueuedStream {
+ public:
+  QueuedStream(chat_stream* handle, std::shared_ptr<QueueHandle> queue, uint64_t key)
+      : queue_(std::move(queue)), handle_(handle), key_(key) {}
+  ~QueuedStream() { close(); }
+  QueuedStream(const QueuedStream&) = delete;
+  QueuedStream& operator=(const QueuedStream&) = delete;
+
+  uint64_t key() const { return key_; }
+  bool closed() const { return handle_ == nullptr; }
+
+  // 0: queued; 1: the send queue is full (a WRITABLE event follows once it
+  // has room); 2: the stream takes no more (completed, cancelled or ended:
+  // its END event tells how). Raises for bad arguments.
+  int try_send(py::handle name, py::handle message) {
+    std::string_view n = utf8_arg(name, "name");
+    std::string_view m = utf8_arg(message, "message");
+    if (!handle_) raise_closed("stream is closed");
+    chat_code rc = chat_stream_send(handle_, n.data(), n.size(), m.data(), m.size(), 0);
+    switch (rc) {
+      case CHAT_OK: return 0;
+      case CHAT_ERR_WOULD_BLOCK: return 1;
+      case CHAT_ERR_CLOSED: return 2;
+      default: raise_last(rc);
+    }
+  }
+
+  // False if the stream takes no more (cancelled or ended).
+  bool complete() {
+    if (!handle_) raise_closed("stream is closed");
+    chat_code rc = chat_stream_complete(handle_);
+    if (rc == CHAT_OK) return true;
+    if (rc == CHAT_ERR_CLOSED) return false;
+    raise_last(rc);
+  }
+
+  void cancel() {
+    if (handle_) chat_stream_cancel(handle_);
+  }
+
+  // Cancels if still open and frees the handle; its pending events are
+  // dropped from the queue. Idempotent.
+  void close() {
+    chat_stream* handle = std::exchange(handle_, nullptr);
+    if (!handle) return;
+    if (PyGILState_Check()) {
+      without_gil([&] { chat_stream_destroy(handle); });
+    } else {
+      chat_stream_destroy(handle);
+    }
+  }
+
+ private:
+  std::shared_ptr<QueueHandle> queue_;  // outlives handle_ (declared first)
+  chat_stream* handle_;                 // GIL
+  const uint64_t key_;
+};
+
 class Client {
  public:
   Client(const std::string& target, std::optional<int> max_message_bytes,
@@ -390,6 +453,32 @@ class Client {
   std::unique_ptr<Stream> open(std::optional<double> timeout,
                                const std::vector<std::pair<std::string, py::object>>& metadata,
                                bool wait_for_ready) {
+    return std::make_unique<Stream>(open_handle(timeout, metadata, wait_for_ready, nullptr, 0));
+  }
+
+  // The same, attached to `queue` (pychat.aio).
+  std::unique_ptr<QueuedStream> open_queued(
+      py::handle queue, std::optional<double> timeout,
+      const std::vector<std::pair<std::string, py::object>>& metadata, bool wait_for_ready) {
+    std::shared_ptr<QueueHandle> q = queue_of(queue);
+    uint64_t key = q->next_key();
+    chat_stream* stream = open_handle(timeout, metadata, wait_for_ready, q->get(), key);
+    return std::make_unique<QueuedStream>(stream, std::move(q), key);
+  }
+
+  // Streams already opened stay usable.
+  void close() {
+    chat_client* handle = std::exchange(handle_, nullptr);
+    if (handle) without_gil([&] { chat_client_destroy(handle); });
+  }
+
+  bool closed() const { return handle_ == nullptr; }
+  const std::string& target() const { return target_; }
+
+ private:
+  chat_stream* open_handle(std::optional<double> timeout,
+                           const std::vector<std::pair<std::string, py::object>>& metadata,
+                           bool wait_for_ready, chat_queue* queue, uint64_t queue_key) {
     if (!handle_) raise_closed("client is closed");
     chat_stream_options o;
     chat_stream_options_init(&o, CHAT_STREAM_OPTIONS_VERSION);
@@ -421,22 +510,14 @@ class Client {
     o.metadata_count = entries.size();
     o.metadata_value_lens = lens.data();
     o.wait_for_ready = wait_for_ready ? 1 : 0;
+    o.queue = queue;
+    o.user_data = reinterpret_cast<void*>(static_cast<uintptr_t>(queue_key));
     chat_stream* stream = nullptr;
     chat_code rc = chat_client_open(handle_, &o, &stream);
     if (rc != CHAT_OK) raise_last(rc);
-    return std::make_unique<Stream>(stream);
+    return stream;
   }
 
-  // Streams already opened stay usable.
-  void close() {
-    chat_client* handle = std::exchange(handle_, nullptr);
-    if (handle) without_gil([&] { chat_client_destroy(handle); });
-  }
-
-  bool closed() const { return handle_ == nullptr; }
-  const std::string& target() const { return target_; }
-
- private:
   chat_client* handle_ = nullptr;  // GIL
   std::string target_;
 };
@@ -477,6 +558,21 @@ void define_client(py::module_& m) {
                ">";
       });
 
+  py::class_<QueuedStream>(m, "QueuedStream",
+                           "A /Chat/chat call whose replies, end and WRITABLE are events of an "
+                           "EventQueue (opened with Client._open_queued; use pychat.aio).")
+      .def_property_readonly("key", &QueuedStream::key, "The key its events carry.")
+      .def("try_send", &QueuedStream::try_send, py::arg("name"), py::arg("message"),
+           "Queues one ChatMessage if there is room: 0 queued, 1 send queue full (a WRITABLE "
+           "event follows), 2 the stream takes no more (see its END event).")
+      .def("complete", &QueuedStream::complete,
+           "Half-closes once the queued messages are written; False if the stream takes no "
+           "more.")
+      .def("cancel", &QueuedStream::cancel, "Cancels the call (END follows with CANCELLED).")
+      .def("close", &QueuedStream::close,
+           "Cancels if still open and frees the call; its pending events are dropped.")
+      .def_property_readonly("closed", &QueuedStream::closed);
+
   py::class_<Client>(m, "Client", "A connection to a Chat server (native part; use pychat.Client).")
       .def(py::init<const std::string&, std::optional<int>, std::optional<int>, std::optional<int>,
                     std::optional<int64_t>, std::optional<int64_t>, std::optional<double>>(),
@@ -485,6 +581,8 @@ void define_client(py::module_& m) {
            py::arg("keepalive"))
       .def("_open", &Client::open, py::arg("timeout"), py::arg("metadata"),
            py::arg("wait_for_ready"))
+      .def("_open_queued", &Client::open_queued, py::arg("queue"), py::arg("timeout"),
+           py::arg("metadata"), py::arg("wait_for_ready"))
       .def("close", &Client::close, "Frees the client; streams already opened stay usable.")
       .def_property_readonly("closed", &Client::closed)
       .def_property_readonly("target", &Client::target);

@@ -22,6 +22,7 @@
 #include "errors.h"
 #include "gil.h"
 #include "module.h"
+#include "queue.h"
 
 namespace pychat {
 namespace {
@@ -61,6 +62,16 @@ class Call {
       rc = sliced(deadline, [&](int64_t ms) { return chat_call_send(call_, t.data(), t.size(), ms); });
     }
     if (rc != CHAT_OK) raise_last(rc);
+  }
+
+  // For pychat.aio: queues one reply if there is room. False when the send
+  // queue is full: a WRITABLE event follows once there is room again.
+  bool try_send(py::handle text) {
+    std::string_view t = utf8_arg(text, "text");
+    chat_code rc = chat_call_send(call_, t.data(), t.size(), 0);
+    if (rc == CHAT_OK) return true;
+    if (rc == CHAT_ERR_WOULD_BLOCK) return false;
+    raise_last(rc);
   }
 
   // A no-op once the stream has ended: a client may cancel at any moment,
@@ -158,6 +169,9 @@ struct ServerCore {
   // same object. Filled on first use, emptied by on_close; GIL.
   std::unordered_map<chat_call*, py::object> calls;
   std::vector<std::thread> stoppers;  // threads running chat_server_stop; GIL
+  // The event queue the calls deliver to (pychat.aio), instead of the
+  // callbacks. Released after the server is destroyed: it must outlive it.
+  std::shared_ptr<QueueHandle> queue;
 };
 
 class DispatchScope {
@@ -345,7 +359,7 @@ class Server {
          std::optional<int> recv_window, std::optional<int> dispatcher_threads,
          std::optional<double> keepalive, std::optional<int64_t> send_queue_bytes,
          std::optional<int64_t> recv_window_bytes, std::optional<int64_t> max_memory_bytes,
-         std::optional<int> completion_queues)
+         std::optional<int> completion_queues, py::object queue)
       : core_(std::make_unique<ServerCore>()) {
     chat_server_options o;
     chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
@@ -362,7 +376,14 @@ class Server {
       if (!(*keepalive >= 0.0)) throw py::value_error("keepalive must be >= 0 seconds");
       o.keepalive_ms = static_cast<int32_t>(std::min<int64_t>(to_ms(*keepalive), INT32_MAX));
     }
-    if (mode == CHAT_MODE_CUSTOM) {
+    if (!queue.is_none()) {
+      // pychat.aio: the events go to the queue; no dispatcher threads.
+      if (mode != CHAT_MODE_CUSTOM || !handler.is_none()) {
+        throw py::value_error("an event queue goes with the custom mode and no handler");
+      }
+      core_->queue = queue_of(queue);
+      o.queue = core_->queue->get();
+    } else if (mode == CHAT_MODE_CUSTOM) {
       if (handler.is_none()) throw py::value_error("a custom server needs a handler");
       core_->on_open = handler_method(handler, "on_open");
       core_->on_message = handler_method(handler, "on_message");
@@ -457,6 +478,8 @@ bool wait_deferred(double timeout) {
 
 }  // namespace
 
+py::object make_call(chat_call* call) { return py::cast(std::make_unique<Call>(call)); }
+
 void define_server(py::module_& m) {
   m.attr("MODE_ECHO") = CHAT_MODE_ECHO;
   m.attr("MODE_BROADCAST") = CHAT_MODE_BROADCAST;
@@ -476,6 +499,9 @@ void define_server(py::module_& m) {
            "the stream has ended.")
       .def("fail", &Call::fail, py::arg("code"), py::arg("details") = "",
            "Ends the stream with a StatusCode (not OK) and details; queued replies are dropped.")
+      .def("_try_send", &Call::try_send, py::arg("text"),
+           "Queues one reply if the send queue has room; False if it is full (for pychat.aio: "
+           "a WRITABLE event follows).")
       .def("__repr__", [](const Call& c) {
         return "<pychat.Call id=" + std::to_string(c.id()) + " peer='" + c.peer() + "'>";
       });
@@ -508,11 +534,12 @@ void define_server(py::module_& m) {
       .def(py::init<const std::string&, int, py::object, std::optional<int>, std::optional<int>,
                     std::optional<int>, std::optional<int>, std::optional<double>,
                     std::optional<int64_t>, std::optional<int64_t>, std::optional<int64_t>,
-                    std::optional<int>>(),
+                    std::optional<int>, py::object>(),
            py::arg("address"), py::arg("mode"), py::arg("handler"), py::arg("max_message_bytes"),
            py::arg("send_queue_limit"), py::arg("recv_window"), py::arg("dispatcher_threads"),
            py::arg("keepalive"), py::arg("send_queue_bytes"), py::arg("recv_window_bytes"),
-           py::arg("max_memory_bytes"), py::arg("completion_queues"))
+           py::arg("max_memory_bytes"), py::arg("completion_queues"),
+           py::arg("queue") = py::none())
       .def_property_readonly("port", &Server::port)
       .def_property_readonly("closed", &Server::closed)
       .def("stop", &Server::stop, py::arg("grace") = 5.0,
