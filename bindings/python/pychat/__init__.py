@@ -62,7 +62,9 @@ _MODES = {"echo": _pychat.MODE_ECHO, "broadcast": _pychat.MODE_BROADCAST,
 # Everything still open when the interpreter exits is closed by _close_all,
 # while other threads may still take the GIL: blocked receivers wake up and
 # handlers finish before finalization begins.
-_live: "weakref.WeakSet[Union[Server, Client, Stream]]" = weakref.WeakSet()
+# pychat.aio adds its native servers and streams.
+_live: "weakref.WeakSet[Union[_pychat.Server, _pychat.Client, Stream, _pychat.QueuedStream]]" = \
+    weakref.WeakSet()
 
 
 class Server(_pychat.Server):
@@ -166,7 +168,8 @@ def _close_all() -> None:
     live = list(_live)
     # Streams first: threads blocked on them wake up and leave. Then servers,
     # which run their last handler calls now, while that is still possible.
-    for kind in (Stream, Server, Client):
+    kinds: Tuple[type, ...] = (Stream, _pychat.QueuedStream, _pychat.Server, _pychat.Client)
+    for kind in kinds:
         for obj in live:
             if isinstance(obj, kind):
                 try:
