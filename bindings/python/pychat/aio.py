@@ -727,7 +727,7 @@ def _method(handler: object, name: str) -> Optional[Callable[..., Any]]:
     method = getattr(handler, name, None)
     if method is not None and not callable(method):
         raise TypeError(f"handler.{name} must be callable")
-    return method  # type: ignore[no-any-return]
+    return method
 
 
 class Server:
