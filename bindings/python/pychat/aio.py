@@ -282,17 +282,24 @@ class _StreamCore(_Target):
     async def send(self, name: str, message: str) -> None:
         if self.completed or self.closed:
             raise ClosedError("stream is closed" if self.closed else "stream was completed")
+        if self.end is not None:
+            await self.raise_taken_no_more()
         if self.sender.blocked == 0:
             rc = self.native.try_send(name, message)
             if rc == 0:
                 return
             if rc == 1:
-                rc = await self.sender.wait(lambda: self.native.try_send(name, message))
+                rc = await self.sender.wait(lambda: self.attempt(name, message))
         else:
-            rc = await self.sender.wait(lambda: self.native.try_send(name, message))
+            rc = await self.sender.wait(lambda: self.attempt(name, message))
         self.after_blocked_send()
         if rc != 0:
             await self.raise_taken_no_more()
+
+    def attempt(self, name: str, message: str) -> int:
+        if self.closed or self.end is not None:
+            return 2  # the handle may be freed already
+        return self.native.try_send(name, message)
 
     def after_blocked_send(self) -> None:
         if self.complete_pending and self.sender.blocked == 0:
@@ -623,8 +630,11 @@ class Call(_Target):
     def _event(self, kind: int, a: Any, b: Any) -> None:
         server = self._server
         if kind == _MESSAGE:
-            if server._on_message is not None:
-                self._post("on_message", server._on_message, (self, a, b))
+            if server._on_message is not None and not self._given_up:
+                if len(self._inbox) >= server._max_backlog:
+                    self._overrun()
+                else:
+                    self._post("on_message", server._on_message, (self, a, b))
         elif kind == _WRITABLE:
             self._sender.wake()
         elif kind == _HALF_CLOSE:
@@ -639,6 +649,19 @@ class Call(_Target):
             if server._on_close is not None:
                 self._post("on_close", server._on_close, (self, StatusCode(a), b))
             self._post("", _finished, (self,))
+
+    def _overrun(self) -> None:
+        """The handler fell max_backlog messages behind: libchat counts a
+        message against the call's window only until it is drained, so the
+        backlog is bounded here, by failing the call."""
+        self._given_up = True
+        self._inbox = collections.deque(e for e in self._inbox if e[0] in ("on_close", ""))
+        _logger.error("pychat.aio: call %d: the handler fell %d messages behind; failing the "
+                      "call with RESOURCE_EXHAUSTED", self.id, self._server._max_backlog)
+        try:
+            self._native.fail(StatusCode.RESOURCE_EXHAUSTED, "the server's handler fell behind")
+        except ClosedError:
+            pass
 
     def _post(self, what: str, method: Callable[..., Any], args: Tuple[Any, ...]) -> None:
         """Runs the method now if the call is idle (plain functions complete
@@ -745,8 +768,14 @@ class Server:
     they run on the loop, one at a time per call and in order (open,
     messages, complete, close), different calls concurrently. Without a
     handler, mode "echo" (the default) or "broadcast" runs in libchat itself.
-    Other options as pychat.Server. `async with` stops it (5 s of grace, none
-    when leaving on an exception)."""
+    Other options as pychat.Server (there are no dispatcher threads).
+
+    max_backlog: messages of one call waiting for its busy handler. libchat
+    stops reading a call only while its messages sit in the event queue, and
+    the loop drains the queue at once, so this is the bound on a call whose
+    client sends faster than its handler takes: past it the call fails with
+    RESOURCE_EXHAUSTED (logged). `async with` stops the server (5 s of grace,
+    none when leaving on an exception)."""
 
     def __init__(self, address: str = "127.0.0.1:0", handler: Optional[object] = None, *,
                  mode: Optional[str] = None, max_message_bytes: Optional[int] = None,
@@ -754,13 +783,16 @@ class Server:
                  keepalive: Optional[float] = None, send_queue_bytes: Optional[int] = None,
                  recv_window_bytes: Optional[int] = None,
                  max_memory_bytes: Optional[int] = None,
-                 completion_queues: Optional[int] = None) -> None:
+                 completion_queues: Optional[int] = None, max_backlog: int = 4096) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
         if handler is not None and mode not in (None, "custom"):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         if handler is None and mode not in (None, *_MODES):
             raise ValueError(f"mode must be 'echo' or 'broadcast' without a handler, not {mode!r}")
+        if not (isinstance(max_backlog, int) and max_backlog >= 1):
+            raise ValueError("max_backlog must be an int >= 1")
+        self._max_backlog = max_backlog
         self._loop = asyncio.get_running_loop()
         self.address = address
         self.mode = "custom" if handler is not None else (mode or "echo")

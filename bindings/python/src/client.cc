@@ -411,15 +411,20 @@ class QueuedStream {
   void close() {
     chat_stream* handle = std::exchange(handle_, nullptr);
     if (!handle) return;
-    if (PyGILState_Check()) {
-      without_gil([&] { chat_stream_destroy(handle); });
-    } else {
+    std::shared_ptr<QueueHandle> queue = std::move(queue_);
+    auto destroy = [&] {
       chat_stream_destroy(handle);
+      queue.reset();  // after the stream: the queue must outlive it
+    };
+    if (PyGILState_Check()) {
+      without_gil(destroy);
+    } else {
+      destroy();
     }
   }
 
  private:
-  std::shared_ptr<QueueHandle> queue_;  // outlives handle_ (declared first)
+  std::shared_ptr<QueueHandle> queue_;  // outlives handle_; null once closed
   chat_stream* handle_;                 // GIL
   const uint64_t key_;
 };

@@ -304,9 +304,11 @@ void destroy(ServerCore& core) {
   chat_server* handle = std::exchange(core.handle, nullptr);
   std::vector<std::thread> stoppers = std::move(core.stoppers);
   if (!handle) return;
+  std::shared_ptr<QueueHandle> queue = std::move(core.queue);
   without_gil([&] {
     for (auto& t : stoppers) t.join();
     chat_server_destroy(handle);
+    queue.reset();  // after the server: the queue must outlive it
   });
   core.calls.clear();  // on_close normally emptied it already
 }
