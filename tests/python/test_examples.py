@@ -6,7 +6,7 @@ import re
 import signal
 import subprocess
 import sys
-from typing import Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 
@@ -17,6 +17,8 @@ EXAMPLES = os.environ.get("CHAT_EXAMPLES_DIR",
                           os.path.join(os.path.dirname(__file__), "..", "..", "examples", "python"))
 PY_SERVER = [sys.executable, os.path.join(EXAMPLES, "chat_server.py")]
 PY_CLIENT = [sys.executable, os.path.join(EXAMPLES, "chat_client.py")]
+AIO_SERVER = [sys.executable, os.path.join(EXAMPLES, "aio_chat_server.py")]
+AIO_CLIENT = [sys.executable, os.path.join(EXAMPLES, "aio_chat_client.py")]
 C_SERVER = [os.environ.get("CHAT_SERVER_BIN", "chat_server")]
 C_CLIENT = [os.environ.get("CHAT_CLIENT_BIN", "chat_client")]
 SEED_OUTPUT = "Sam: Hi\nAnn: Hey\nJohn: Hello\n"
@@ -98,7 +100,8 @@ def test_interactive_client_matches_c(py_server: ServerProcess) -> None:
         "Zed: hello\nZed: \nZed: ünïcode ✓\nZed: last line without newline\n")
 
 
-@pytest.mark.parametrize("client_command", [C_CLIENT, PY_CLIENT], ids=["c", "python"])
+@pytest.mark.parametrize("client_command", [C_CLIENT, PY_CLIENT, AIO_CLIENT],
+                         ids=["c", "python", "aio"])
 def test_interactive_client_exits_when_the_server_dies(client_command: List[str]) -> None:
     """With stdin still open and quiet, a stream that ends must end the client
     (it used to sit in its stdin read until the next line or EOF)."""
@@ -199,3 +202,114 @@ def test_failures_exit_non_zero(py_server: ServerProcess) -> None:
         assert "chat_server: UNAVAILABLE: cannot listen" in busy.stderr  # after gRPC's log
     finally:
         taken.kill()
+
+
+# ----------------------------------------------------------------------------
+# The pychat.aio twins: the same command lines and output.
+
+
+@pytest.fixture
+def aio_server() -> Iterator[ServerProcess]:
+    server = ServerProcess(AIO_SERVER, "--address", "127.0.0.1:0")
+    yield server
+    server.kill()
+
+
+def test_seed_aio_client_and_server(aio_server: ServerProcess) -> None:
+    result = run_client(AIO_CLIENT, "--target", f"127.0.0.1:{aio_server.port()}")
+    assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
+    assert aio_server.stop() == "chat_server: stopped on SIGINT (0 streams cut)\n"
+
+
+def test_aio_examples_mixed_with_the_others(aio_server: ServerProcess) -> None:
+    c_server = ServerProcess(C_SERVER, "--address", "127.0.0.1:0")
+    try:
+        for client, port in ((C_CLIENT, aio_server.port()), (PY_CLIENT, aio_server.port()),
+                             (AIO_CLIENT, c_server.port())):
+            result = run_client(client, "--target", f"http://127.0.0.1:{port}")
+            assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, ""), client
+    finally:
+        c_server.kill()
+
+
+def test_interactive_aio_client_matches_c(aio_server: ServerProcess) -> None:
+    lines = "hello\n\nünïcode ✓\nlast line without newline"
+    target = f"127.0.0.1:{aio_server.port()}"
+    ours = run_client(AIO_CLIENT, "--target", target, "--name", "Zed", stdin=lines)
+    theirs = run_client(C_CLIENT, "--target", target, "--name", "Zed", stdin=lines)
+    assert ours.returncode == theirs.returncode == 0
+    assert ours.stdout == theirs.stdout == (
+        "Zed: hello\nZed: \nZed: ünïcode ✓\nZed: last line without newline\n")
+
+
+def test_aio_client_reads_a_regular_file_too(aio_server: ServerProcess, tmp_path: Any) -> None:
+    """epoll refuses regular files; the client reads them directly."""
+    path = tmp_path / "lines.txt"
+    path.write_text("one\ntwo\n")
+    with open(path) as f:
+        result = subprocess.run([*AIO_CLIENT, "--target", f"127.0.0.1:{aio_server.port()}",
+                                 "--name", "Zed"], stdin=f, capture_output=True, text=True,
+                                timeout=WAIT * 2, env=os.environ.copy())
+    assert (result.returncode, result.stdout, result.stderr) == (0, "Zed: one\nZed: two\n", "")
+
+
+def test_aio_client_rejects_invalid_utf8_and_goes_on(aio_server: ServerProcess) -> None:
+    result = subprocess.run([*AIO_CLIENT, "--target", f"127.0.0.1:{aio_server.port()}", "--name",
+                             "Zed"], input=b"ok\nbad \xff byte\nstill ok\n", capture_output=True,
+                            timeout=WAIT * 2, env=os.environ.copy())
+    assert result.returncode == 0
+    assert result.stdout == b"Zed: ok\nZed: still ok\n"
+    assert result.stderr.startswith(b"chat_client: not sent: message is not valid text")
+
+
+def test_aio_server_stop_cuts_open_streams() -> None:
+    server = ServerProcess(AIO_SERVER, "--address", "127.0.0.1:0", "--mode", "broadcast",
+                           "--grace-ms", "200")
+    try:
+        with pychat.Client(f"127.0.0.1:{server.port()}") as client, \
+                client.chat() as one, client.chat() as two:
+            one.send("Sam", "Hi")
+            assert one.recv(WAIT) == "Sam: Hi"  # broadcast to both members
+            assert two.recv(WAIT) == "Sam: Hi"
+            two.send("Ann", "Hey")
+            assert one.recv(WAIT) == "Ann: Hey"
+            assert two.recv(WAIT) == "Ann: Hey"
+            assert server.stop(signal.SIGTERM) == "chat_server: stopped on SIGTERM (2 streams cut)\n"
+            for stream in (one, two):
+                with pytest.raises(pychat.Unavailable):
+                    stream.recv(WAIT)
+    finally:
+        server.kill()
+
+
+def test_aio_failures_exit_non_zero(aio_server: ServerProcess) -> None:
+    port = aio_server.port()
+    aio_server.stop()
+    result = run_client(AIO_CLIENT, "--target", f"127.0.0.1:{port}")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("chat_client: UNAVAILABLE: ")
+    result = run_client(AIO_CLIENT, "--target", "https://127.0.0.1:1")
+    assert result.returncode == 1 and "https" in result.stderr
+    taken = ServerProcess(AIO_SERVER, "--address", "127.0.0.1:0")
+    try:
+        busy = run_client(AIO_SERVER, "--address", f"127.0.0.1:{taken.port()}")
+        assert busy.returncode == 1
+        assert "chat_server: UNAVAILABLE: cannot listen" in busy.stderr
+    finally:
+        taken.kill()
+
+
+def test_aio_client_deadline(aio_server: ServerProcess) -> None:
+    """--deadline-ms with stdin left open and quiet: the deadline ends it."""
+    client = subprocess.Popen([*AIO_CLIENT, "--target", f"127.0.0.1:{aio_server.port()}",
+                               "--name", "Zed", "--deadline-ms", "300"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=os.environ.copy())
+    try:
+        out, err = client.communicate(timeout=WAIT)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    assert client.returncode == 1 and out == ""
+    assert err.startswith("chat_client: DEADLINE_EXCEEDED")
