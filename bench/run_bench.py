@@ -565,6 +565,27 @@ def targets_text(ts):
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------
+# pychat.aio against grpc.aio (bench/aio_bench.py measures; this only runs it)
+
+sys.path.insert(0, HERE)
+import aio_bench  # noqa: E402
+
+
+def run_aio_bench(args, bench):
+    """The aio table's figures, {"skipped": why} when pychat or grpcio is not
+    importable; a failure (wrong reply, failed call) fails the run."""
+    if bench.available.get("pychat") or bench.available.get("grpcio"):
+        return {"skipped": "pychat or grpcio not importable"}
+    profile = dict(aio_bench.PROFILES["quick" if args.quick else "default"])
+    if args.reps:
+        profile["reps"] = args.reps
+    try:
+        return aio_bench.measure(args.bin_dir, bench.py_env, profile, log=log)
+    except aio_bench.Failure as e:
+        raise BenchFailure("aio: %s" % e)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", help="CMake build tree: sets the three below")
@@ -606,6 +627,12 @@ def main():
         failure = str(e)
     finally:
         kill_all()
+    aio = None  # pychat.aio against grpc.aio: bench/aio_bench.py
+    if not failure:
+        try:
+            aio = run_aio_bench(args, bench)
+        except BenchFailure as e:
+            failure = str(e)
     elapsed = time.monotonic() - started
     # What else ran on the machine meanwhile, in CPUs on average: the
     # figures are only comparable between runs with little of it.
@@ -627,6 +654,9 @@ def main():
           "server, pychat/grpcio target that same server and show n/a")
     print("note: server CPU and context switches per message are the server "
           "process's over the client's measured interval (see README.md)")
+    if aio is not None:
+        print()
+        print(aio_bench.table(aio) if "subjects" in aio else "pychat.aio row: %s" % aio["skipped"])
     print("%s run, %d repetition(s) (idle: %d), medians; %.1f s; other load on the "
           "machine meanwhile: %.2f of %d CPUs" % (
               "quick" if args.quick else "default", profile["reps"], profile["idle_reps"],
@@ -647,6 +677,7 @@ def main():
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seconds": round(elapsed, 1),
             "failure": failure,
+            "aio": aio,
         }
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)
