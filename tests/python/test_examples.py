@@ -306,10 +306,13 @@ def test_aio_client_deadline(aio_server: ServerProcess) -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=os.environ.copy())
     try:
-        out, err = client.communicate(timeout=WAIT)
+        out, err = Lines(client.stdout), Lines(client.stderr)
+        assert client.wait(WAIT) == 1  # stdin still open: the deadline ended it
+        assert out.rest() == ""
+        assert err.rest().startswith("chat_client: DEADLINE_EXCEEDED")
     finally:
         if client.poll() is None:
             client.kill()
-            client.wait()
-    assert client.returncode == 1 and out == ""
-    assert err.startswith("chat_client: DEADLINE_EXCEEDED")
+        client.wait()
+        if client.stdin is not None:
+            client.stdin.close()
