@@ -276,8 +276,9 @@ def test_client_send_awaits_room_and_drops_nothing() -> None:
     """A sync server whose handler is held up stops reading (recv_window 2),
     so flow control and the client's send queue (2 messages) fill: sends
     must wait, the loop must keep running, and once the handler goes on
-    every message arrives, in order."""
-    count, size = 200, 32 * 1024
+    every message arrives, in order. (50 MB: more than the socket buffers
+    and HTTP/2 windows, which gRPC grows on loopback, can hold.)"""
+    count, size = 800, 64 * 1024
     gate = threading.Event()
     got: List[str] = []
     trouble: List[Any] = []
@@ -343,7 +344,7 @@ def test_server_send_awaits_room_and_drops_nothing() -> None:
     """A sync client that does not read yet (recv_queue_limit 2): the call's
     send queue (2 replies) fills, so call.send waits for WRITABLE while the
     loop runs on; then the client reads everything, in order."""
-    count, size = 300, 32 * 1024
+    count, size = 800, 64 * 1024  # more than sockets and HTTP/2 windows hold
     sent: List[int] = []
 
     class Flood:
