@@ -407,8 +407,13 @@ def test_concurrent_sends_on_one_stream_keep_their_order() -> None:
                 async with client.chat() as stream:
                     # Started in this order; most find the queue full.
                     tasks = [asyncio.create_task(stream.send("n", str(i))) for i in range(300)]
-                    await asyncio.gather(*tasks)
+                    await asyncio.sleep(0)  # each ran up to its first wait
+                    assert stream._core.sender.blocked > 0
+                    # Half-closes after the sends still waiting for room.
                     stream.complete()
+                    with pytest.raises(pychat.ClosedError):
+                        await stream.send("n", "after complete()")
+                    await asyncio.gather(*tasks)
                     assert [r async for r in stream] == [f"n: {i}" for i in range(300)]
     run(main())
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import threading
 import weakref
@@ -284,15 +285,16 @@ class _StreamCore(_Target):
             raise ClosedError("stream is closed" if self.closed else "stream was completed")
         if self.end is not None:
             await self.raise_taken_no_more()
+        rc = 1
         if self.sender.blocked == 0:
             rc = self.native.try_send(name, message)
             if rc == 0:
                 return
-            if rc == 1:
+        if rc == 1:
+            try:
                 rc = await self.sender.wait(lambda: self.attempt(name, message))
-        else:
-            rc = await self.sender.wait(lambda: self.attempt(name, message))
-        self.after_blocked_send()
+            finally:  # also when the awaiting task is cancelled
+                self.after_blocked_send()
         if rc != 0:
             await self.raise_taken_no_more()
 
@@ -372,38 +374,41 @@ class _StreamCore(_Target):
             return self.replies.popleft()
         if timeout is not None and not timeout >= 0:
             raise ValueError("timeout must be a number >= 0 or None")
+        deadline = self.loop.time() + timeout if timeout is not None else 0.0
         handle: Optional[asyncio.TimerHandle] = None
-        while True:
-            if self.closed:
-                raise ClosedError("stream is closed")
-            if self.end is not None:
-                if handle is not None:
-                    handle.cancel()
-                code, details = self.end
-                if code == 0:
-                    return None
-                raise _status_error(code, details)
-            if timeout == 0:
-                raise TimeoutError("no reply within the timeout")
-            w: asyncio.Future[None] = self.loop.create_future()
-            self.waiters.append(w)
-            if timeout is not None and handle is None:
-                handle = self.loop.call_later(timeout, _expire, self, w)
-            try:
-                await w
-            except _TimedOut:
-                if self.replies:
-                    return self.replies.popleft()
-                raise TimeoutError("no reply within the timeout") from None
-            finally:
-                if not w.done():  # cancelled
-                    w.cancel()
+        try:
+            while True:
+                if self.closed:
+                    raise ClosedError("stream is closed")
+                if self.end is not None:
+                    code, details = self.end
+                    if code == 0:
+                        return None
+                    raise _status_error(code, details)
+                if timeout == 0:
+                    raise TimeoutError("no reply within the timeout")
+                w: asyncio.Future[None] = self.loop.create_future()
+                self.waiters.append(w)
+                if timeout is not None:
+                    if handle is not None:
+                        handle.cancel()
+                    handle = self.loop.call_at(deadline, _expire, self, w)
+                try:
+                    await w
+                except _TimedOut:
+                    if self.replies:
+                        return self.replies.popleft()
+                    raise TimeoutError("no reply within the timeout") from None
+                finally:
+                    if not w.done():  # cancelled
+                        w.cancel()
                     if w in self.waiters:
                         self.waiters.remove(w)
-            if self.replies:
-                if handle is not None:
-                    handle.cancel()
-                return self.replies.popleft()
+                if self.replies:
+                    return self.replies.popleft()
+        finally:
+            if handle is not None:
+                handle.cancel()
 
 
 class _TimedOut(Exception):
@@ -676,7 +681,7 @@ class Call(_Target):
         except Exception as e:
             self._raised(what, e)
             return
-        if result is not None:
+        if result is not None and inspect.isawaitable(result):
             self._task = self._server._loop.create_task(self._run(what, result))
 
     async def _run(self, what: str, first: Any) -> None:
@@ -693,7 +698,7 @@ class Call(_Target):
                     continue
                 try:
                     result = method(*args)
-                    if result is not None:
+                    if result is not None and inspect.isawaitable(result):
                         await result
                 except asyncio.CancelledError:
                     raise
