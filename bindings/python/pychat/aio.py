@@ -348,7 +348,8 @@ class _StreamCore(_Target):
         if self.closed:
             return
         self.closed = True
-        self.replies.clear()
+        # Replies still on their way until the END are dropped as they come.
+        self.replies = collections.deque(maxlen=0)
         if self.end is None:
             self.native.cancel()  # END follows promptly
         self.wake()
