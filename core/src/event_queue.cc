@@ -76,36 +76,51 @@ void EventQueue::Wake() {
 Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
   if (max == 0) return Status(Code::kBadArgument, "max must be at least 1");
   size_t first = out->size();
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (events_.empty() && timeout != kNoWait && !closed_) {
-      ++waiters_;
-      auto ready = [&] { return !events_.empty() || closed_; };
-      if (timeout < Timeout::zero()) {
-        cv_.wait(lock, ready);
-      } else {
-        cv_.wait_for(lock, Bounded(timeout), ready);
+  bool wait = timeout != kNoWait;
+  // A half-close the client's cancel caused is filtered out, as the
+  // dispatcher does: the call's CLOSE (CANCELLED) follows. Filtered events
+  // must not count against `max`: a drain that returns fewer than asked
+  // for promises an empty queue (hosts that read the pipe themselves stop
+  // there, and the pipe is only signalled again once the queue was empty).
+  // So take again until `max` are out or the queue is empty.
+  for (;;) {
+    size_t from = out->size();
+    size_t want = max - (from - first);
+    bool more;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (wait && events_.empty() && !closed_) {
+        ++waiters_;
+        auto ready = [&] { return !events_.empty() || closed_; };
+        if (timeout < Timeout::zero()) {
+          cv_.wait(lock, ready);
+        } else {
+          cv_.wait_for(lock, Bounded(timeout), ready);
+        }
+        --waiters_;
       }
-      --waiters_;
+      while (want-- > 0 && !events_.empty()) {
+        Event& e = events_.front();
+        if (e.type == EventType::kWake) wake_pending_ = false;
+        out->push_back(std::move(e));
+        events_.pop_front();
+      }
+      if (events_.empty()) UnsignalLocked();
+      more = !events_.empty();
     }
-    while (max-- > 0 && !events_.empty()) {
-      Event& e = events_.front();
-      if (e.type == EventType::kWake) wake_pending_ = false;
-      out->push_back(std::move(e));
-      events_.pop_front();
+    // Outside the lock: giving room back may restart reads, which push.
+    GiveBack(out, from);
+    for (size_t i = from; i < out->size(); ++i) {
+      Event& e = (*out)[i];
+      if (e.type == EventType::kHalfClose && e.source && e.source->Cancelled()) {
+        out->erase(out->begin() + static_cast<std::ptrdiff_t>(i));
+        --i;
+      }
     }
-    if (events_.empty()) UnsignalLocked();
-  }
-  // Outside the lock: giving room back may restart reads, which push.
-  GiveBack(out, first);
-  // A half-close the client's cancel caused is filtered out here, as the
-  // dispatcher does: the call's CLOSE (CANCELLED) follows.
-  for (size_t i = first; i < out->size(); ++i) {
-    Event& e = (*out)[i];
-    if (e.type == EventType::kHalfClose && e.source && e.source->Cancelled()) {
-      out->erase(out->begin() + static_cast<std::ptrdiff_t>(i));
-      --i;
-    }
+    // Only the first round waits (a wait that ends with only a stale
+    // half-close returns nothing, like one that ran out).
+    wait = false;
+    if (!more || out->size() - first >= max) break;
   }
   return Status::Ok();
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <poll.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -597,6 +598,44 @@ TEST_F(QueueTest, ManyStreamsKeepTheirOrderAndEndOnceUnderContention) {
   }
   stop = true;
   host.join();
+}
+
+// A client's cancel also ends the server's reads: the HALF_CLOSE that
+// queues then is stale by the time it is drained, and the drain filters it
+// out. It must not count against `max`: a host that reads the pipe itself
+// (Node) drains until a drain comes back short, and the pipe is signalled
+// again only once the queue was empty. A short drain with the CLOSE still
+// pending left it unreadable for ever.
+TEST_F(QueueTest, AStaleHalfCloseDoesNotCutADrainShort) {
+  Start(true);
+  int fd = chat_queue_fd(server_q_);
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    chat_stream* s = OpenBlocking();
+    ASSERT_EQ(Send(s, "Sam", "Hi"), CHAT_OK);
+    DrainUntil(server_q_, [](const std::vector<Ev>& evs) {
+      return CountType(evs, CHAT_EVENT_MESSAGE) == 1;
+    });
+    ASSERT_EQ(chat_stream_cancel(s), CHAT_OK);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // HALF_CLOSE?, CLOSE queued
+    ASSERT_TRUE(Readable(fd, 0));
+    char byte[16];
+    ASSERT_GT(read(fd, byte, sizeof byte), 0);  // as Node's socket does
+    chat_event e;
+    size_t n = 0;
+    int closes = 0;
+    do {
+      ASSERT_EQ(chat_queue_drain(server_q_, 0, &e, 1, &n), CHAT_OK);
+      closes += n == 1 && e.type == CHAT_EVENT_CLOSE;
+    } while (n == 1);
+    // The drain came back short: nothing may be pending unless the
+    // descriptor says so.
+    if (!Readable(fd, 0)) {
+      ASSERT_EQ(chat_queue_drain(server_q_, 0, &e, 1, &n), CHAT_OK);
+      EXPECT_EQ(n, 0u) << "attempt " << attempt << ": event " << e.type
+                       << " pending behind a short drain, descriptor unreadable";
+    }
+    EXPECT_EQ(closes, 1) << "attempt " << attempt;
+  }
 }
 
 }  // namespace
