@@ -133,7 +133,11 @@ void Session::ResumeRead(bool from_waiter) {
     StartReadLocked();
     over_bound = read_paused_;
   }
-  if (over_bound) host_->RelieveMemory();
+  // Custom mode relieves nothing (its streams only pause), and here the
+  // server must not be touched: on an event queue this runs on the host's
+  // draining thread (Drained, or a memory waiter woken there), which
+  // nothing stops before the server is destroyed.
+  if (over_bound && limits_.mode != Mode::kCustom) host_->RelieveMemory();
 }
 
 bool Session::cancelled() const {
