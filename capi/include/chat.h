@@ -320,6 +320,10 @@ CHAT_API chat_code chat_queue_wake(chat_queue *queue);
  * (their calls' handles released). Destroy the servers and streams that
  * deliver to it first: any still running from then on have their events
  * dropped (their messages and replies are lost; nothing else breaks).
+ * A call handle it handed out (an OPEN drained) whose call is still open
+ * then stays valid only until that call ends: its CLOSE is dropped on a
+ * library thread, which releases the library's reference (chat_call_ref
+ * keeps a handle longer).
  * NULL is a no-op. Not thread-safe with other calls on the same queue. */
 CHAT_API void chat_queue_destroy(chat_queue *queue);
 

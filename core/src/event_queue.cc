@@ -23,11 +23,7 @@ Status EventQueue::Create(std::shared_ptr<EventQueue>* out) {
   return Status::Ok();
 }
 
-EventQueue::~EventQueue() {
-  Close();
-  ::close(read_fd_);
-  ::close(write_fd_);
-}
+EventQueue::~EventQueue() { Close(); }
 
 void EventQueue::SignalLocked() {
   if (signalled_) return;
@@ -156,6 +152,12 @@ void EventQueue::Close(const std::function<void(Event&)>& dropped) {
       for (auto& e : events_) pending.push_back(std::move(e));
       events_.clear();
       UnsignalLocked();
+      // Nothing touches the pipe from here on: pushes and wakes stop at
+      // closed_, and signalled_ stays false. A host that destroyed its
+      // queue (chat_queue_destroy) must not find its descriptor open for as
+      // long as some stream or server still holds the queue.
+      ::close(read_fd_);
+      ::close(write_fd_);
     }
   }
   cv_.notify_all();

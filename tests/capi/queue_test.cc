@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -636,6 +637,22 @@ TEST_F(QueueTest, AStaleHalfCloseDoesNotCutADrainShort) {
     }
     EXPECT_EQ(closes, 1) << "attempt " << attempt;
   }
+}
+
+// chat_queue_destroy closes the descriptor, as chat_queue_fd says, also
+// while a stream still holds the queue (it then only drops its events).
+TEST_F(QueueTest, DestroyingTheQueueClosesItsDescriptorAtOnce) {
+  Start(false);
+  chat_stream* s = OpenQueued(nullptr);
+  ASSERT_EQ(Send(s, "Sam", "Hi"), CHAT_OK);
+  int fd = chat_queue_fd(q_);
+  struct stat before, after;
+  ASSERT_EQ(fstat(fd, &before), 0);
+  chat_queue_destroy(q_);
+  q_ = nullptr;
+  // Closed, or the number already reused for something else.
+  bool closed = fstat(fd, &after) != 0 || after.st_ino != before.st_ino;
+  EXPECT_TRUE(closed) << "descriptor " << fd << " still open after chat_queue_destroy";
 }
 
 }  // namespace

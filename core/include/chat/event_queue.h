@@ -78,7 +78,8 @@ class EventQueue {
   void Wake();
   // Drops what is pending and every later event (their window room is
   // given back); `dropped` sees each dropped event first (the C ABI frees
-  // handles there). Idempotent.
+  // handles there), and closes the pipe (fd() is then stale), though
+  // streams may still hold the queue. Idempotent.
   void Close(const std::function<void(Event&)>& dropped = nullptr);
   // Drops the pending events whose tag is `tag` (a destroyed client stream).
   void Purge(void* tag);
