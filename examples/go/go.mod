@@ -1,0 +1,3 @@
+module libchat/examples/go
+
+go 1.19
