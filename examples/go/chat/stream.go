@@ -61,10 +61,13 @@ func errClosed() error { return &Error{Code: ErrClosed, Message: "stream has end
 // Send queues one ChatMessage{name, message}. When the stream's send queue
 // is full it waits, without holding a thread, for the stream's WRITABLE
 // event, the end of the stream or ctx, and tries again: libchat is only
-// ever called with timeout 0. On error nothing was queued; an *Error with
-// ErrClosed means the stream no longer takes messages (Recv or Wait tell
-// why it ended).
+// ever called with timeout 0. A ctx that is done already fails it at once.
+// On error nothing was queued; an *Error with ErrClosed means the stream
+// no longer takes messages (Recv or Wait tell why it ended).
 func (s *Stream) Send(ctx context.Context, name, message string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	for {
 		s.mu.Lock()
 		writable := s.writable // taken before trying: a WRITABLE that comes after the refusal closes it

@@ -188,6 +188,11 @@ func oneStream(ctx context.Context, client *chat.Client, i, m int) (int, error) 
 	name := "s" + strconv.Itoa(i)
 	for j := 0; j < m; j++ {
 		if err := s.Send(ctx, name, strconv.Itoa(j)); err != nil {
+			if errors.Is(err, &chat.Error{Code: chat.ErrClosed}) {
+				if status := s.Wait(ctx); status != nil {
+					err = status // why it ended
+				}
+			}
 			return 0, fmt.Errorf("send %d: %w", j, err)
 		}
 	}
