@@ -23,7 +23,7 @@ SEED_OUTPUT = "Sam: Hi\nAnn: Hey\nJohn: Hello\n"
 GO_CLIENT = os.environ.get("GO_CHAT_CLIENT_BIN", "go_chat_client")
 C_SERVER = os.environ.get("CHAT_SERVER_BIN", "chat_server")
 C_CLIENT = os.environ.get("CHAT_CLIENT_BIN", "chat_client")
-SUMMARY = re.compile(r"(\d+) streams over (\d+) connections, (\d+) messages each: (\d+) replies "
+SUMMARY = re.compile(r"(\d+) streams open at once over (\d+) connections?, (\d+) messages each: (\d+) replies "
                      r"in order, every stream ended OK; peak (\d+) threads; (\d+) sends waited "
                      r"for WRITABLE; [0-9.]+ s\n")
 # The blocking design would need one thread per stream (10,000 here); the

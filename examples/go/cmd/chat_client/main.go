@@ -9,15 +9,17 @@
 // arrives ("Sam: Hi", "Ann: Hey", "John: Hello"). It exits 0 when the stream
 // ends OK, else prints "chat_client: CODE: details" on stderr and exits 1.
 //
-// With --streams N it opens N streams at once, a goroutine each, over one
+// With --streams N it runs N streams at once, a goroutine each, over one
 // client: one event queue, one drain goroutine, and C HTTP/2 connections
 // (default: one per 4,096 streams, since a libchat server with default
 // options closes a connection that has more than 8,192 streams alive at
 // once). Stream i sends M messages "0".."M-1" from "s<i>", half-closes, and
 // checks that its replies are exactly "s<i>: 0".."s<i>: M-1" in that order
-// and that it ended OK. Then it prints one line:
+// and that it ended OK. Every stream waits after its first reply until all
+// N have had theirs, so all N are open at the same time. Then it prints
+// one line:
 //
-//	N streams over C connections, M messages each: R replies in order, every stream ended OK; peak T threads; S sends waited for WRITABLE; X.XX s
+//	N streams open at once over C connection(s), M messages each: R replies in order, every stream ended OK; peak T threads; S sends waited for WRITABLE; X.XX s
 //
 // where T is the most OS threads the process had (Threads: in
 // /proc/self/status, sampled every millisecond through the run). It exits 1
@@ -140,16 +142,19 @@ func manyStreams(ctx context.Context, client *chat.Client, n, m, conns int) int 
 	start := time.Now()
 	var (
 		wg       sync.WaitGroup
+		open     sync.WaitGroup // every stream has had its first reply (or failed)
+		allOpen  = make(chan struct{})
 		replies  atomic.Int64
 		failures atomic.Int64
 		mu       sync.Mutex
 		first    []string // the first few failures
 	)
+	open.Add(n)
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			got, err := oneStream(ctx, client, i, m)
+			got, err := oneStream(ctx, client, i, m, open.Done, allOpen)
 			replies.Add(int64(got))
 			if err != nil {
 				failures.Add(1)
@@ -161,6 +166,8 @@ func manyStreams(ctx context.Context, client *chat.Client, n, m, conns int) int 
 			}
 		}(i)
 	}
+	open.Wait()
+	close(allOpen)
 	wg.Wait()
 	elapsed := time.Since(start)
 	peak := sampler.stop()
@@ -171,21 +178,34 @@ func manyStreams(ctx context.Context, client *chat.Client, n, m, conns int) int 
 		fmt.Fprintf(os.Stderr, "chat_client: %d of %d streams failed; peak %d threads\n", f, n, peak)
 		return 1
 	}
-	fmt.Printf("%d streams over %d connections, %d messages each: %d replies in order, "+
-		"every stream ended OK; peak %d threads; %d sends waited for WRITABLE; %.2f s\n",
-		n, conns, m, replies.Load(), peak, client.Stats().SendsRefused, elapsed.Seconds())
+	plural := "s"
+	if conns == 1 {
+		plural = ""
+	}
+	fmt.Printf("%d streams open at once over %d connection%s, %d messages each: %d replies in "+
+		"order, every stream ended OK; peak %d threads; %d sends waited for WRITABLE; %.2f s\n",
+		n, conns, plural, m, replies.Load(), peak, client.Stats().SendsRefused, elapsed.Seconds())
 	return 0
 }
 
-// oneStream sends m messages, half-closes, and checks the replies and the
-// end. It returns how many replies were right.
-func oneStream(ctx context.Context, client *chat.Client, i, m int) (int, error) {
+// oneStream opens stream i, sends its first message and waits for the
+// reply: then the server has the stream open too. It reports that with
+// opened (exactly once, also when it fails first) and waits for allOpen,
+// so that all n streams are open at once. Then it sends the rest,
+// half-closes, and checks the replies and the end. It returns how many
+// replies were right.
+func oneStream(ctx context.Context, client *chat.Client, i, m int, opened func(),
+	allOpen <-chan struct{}) (int, error) {
+	var once sync.Once
+	arrive := func() { once.Do(opened) }
+	defer arrive()
 	s, err := client.Open(nil)
 	if err != nil {
 		return 0, err
 	}
 	defer s.Cancel() // a no-op once it ended; ends it on an early return
 	name := "s" + strconv.Itoa(i)
+	good := 0
 	for j := 0; j < m; j++ {
 		if err := s.Send(ctx, name, strconv.Itoa(j)); err != nil {
 			if errors.Is(err, &chat.Error{Code: chat.ErrClosed}) {
@@ -193,28 +213,49 @@ func oneStream(ctx context.Context, client *chat.Client, i, m int) (int, error) 
 					err = status // why it ended
 				}
 			}
-			return 0, fmt.Errorf("send %d: %w", j, err)
+			return good, fmt.Errorf("send %d: %w", j, err)
+		}
+		if j == 0 {
+			if err := expectReply(ctx, s, name, 0); err != nil {
+				return good, err
+			}
+			good++
+			arrive()
+			select {
+			case <-allOpen:
+			case <-ctx.Done():
+				return good, ctx.Err()
+			}
 		}
 	}
+	arrive()
 	if err := s.Complete(); err != nil {
-		return 0, fmt.Errorf("complete: %w", err)
+		return good, fmt.Errorf("complete: %w", err)
 	}
-	for j := 0; j < m; j++ {
-		reply, err := s.Recv(ctx)
-		if err != nil {
-			return j, fmt.Errorf("reply %d: %w", j, err)
-		}
-		if want := name + ": " + strconv.Itoa(j); reply != want {
-			return j, fmt.Errorf("reply %d: got %q, want %q", j, reply, want)
+	for ; good < m; good++ {
+		if err := expectReply(ctx, s, name, good); err != nil {
+			return good, err
 		}
 	}
 	if reply, err := s.Recv(ctx); err != io.EOF {
 		if err == nil {
 			err = fmt.Errorf("unexpected reply %q after the last", reply)
 		}
-		return m, fmt.Errorf("end: %w", err)
+		return good, fmt.Errorf("end: %w", err)
 	}
-	return m, nil
+	return good, nil
+}
+
+// expectReply checks that the next reply is "<name>: <j>".
+func expectReply(ctx context.Context, s *chat.Stream, name string, j int) error {
+	reply, err := s.Recv(ctx)
+	if err != nil {
+		return fmt.Errorf("reply %d: %w", j, err)
+	}
+	if want := name + ": " + strconv.Itoa(j); reply != want {
+		return fmt.Errorf("reply %d: got %q, want %q", j, reply, want)
+	}
+	return nil
 }
 
 // threadSampler reads the process's thread count (Threads: in
