@@ -1,0 +1,424 @@
+'use strict';
+// Server and Call: host /Chat/chat. Built-in modes (echo, broadcast) run
+// entirely in libchat; a JS handler gets its calls' events through an event
+// queue of the server's own (an OPEN event does not say which server it came
+// from, so servers do not share one) and runs on the JS main thread.
+
+const { EventEmitter } = require('node:events');
+const { koffi, C, handleError, SERVER_OPTIONS_VERSION } = require('./native');
+const { Code, ChatError, codeName } = require('./errors');
+const { Queue, EventType, sharedQueue } = require('./queue');
+const { checkString, checkInt, SendQueue, RESOLVED, utf8Length } = require('./util');
+
+const MODES = { echo: 0, broadcast: 1, custom: 2 };
+const K_OPEN = 0, K_MESSAGE = 1, K_COMPLETE = 2, K_CLOSE = 3;
+
+class Call {
+  constructor(server, ptr, key) {
+    this._server = server;
+    this._ptr = ptr;
+    this._key = key;
+    const id = C.chat_call_id(ptr);
+    this.id = typeof id === 'bigint' ? Number(id) : id;
+    this.peer = C.chat_call_peer(ptr);
+    this._metadata = null;
+    this._status = null;          // {code, codeName, details} once closed
+    this._ended = false;          // completed or failed by us
+    this._completeWanted = false;
+    this._sends = new SendQueue();
+    this._busy = false;           // a handler's promise is pending
+    this._running = -1;           // the kind of that handler
+    this._pending = [];           // [kind, a, b, ...] waiting for it
+    this._head = 0;
+    this._pendingMessages = 0;
+    this._overflow = false;
+  }
+
+  // The client's metadata: {key: value}, keys lower-case, a key sent several
+  // times gives an array; "-bin" values are Buffers.
+  get metadata() {
+    if (this._metadata === null && this._ptr !== null) {
+      const md = Object.create(null);
+      const count = [0];
+      if (C.chat_call_metadata_count(this._ptr, count) === 0) {
+        const kp = [null], kl = [0], vp = [null], vl = [0];
+        for (let i = 0; i < Number(count[0]); i++) {
+          if (C.chat_call_metadata_at(this._ptr, i, kp, kl, vp, vl) !== 0) continue;
+          const key = koffi.decode.string(kp[0], Number(kl[0]));
+          const n = Number(vl[0]);
+          const value = key.endsWith('-bin')
+            ? Buffer.from(n === 0 ? new ArrayBuffer(0) : koffi.view(vp[0], n).slice(0))
+            : (n === 0 ? '' : koffi.decode.string(vp[0], n));
+          if (key in md) md[key] = [].concat(md[key], [value]);
+          else md[key] = value;
+        }
+      }
+      this._metadata = md;
+    }
+    return this._metadata || Object.create(null);
+  }
+
+  get closed() { return this._status !== null; }
+  // The final status ({code, codeName, details}) once closed, else null.
+  get status() { return this._status; }
+
+  // Queues one reply. Resolves once the library has it; when the call's
+  // send queue is full, waits (without blocking the loop) for room.
+  send(text) {
+    checkString(text, 'text');
+    if (this._status !== null) return Promise.reject(this._closedError('send'));
+    if (this._ended || this._completeWanted) {
+      return Promise.reject(new ChatError(Code.ERR_CLOSED, 'the call was completed or failed', 'send'));
+    }
+    if (this._sends.length === 0) {
+      const rc = C.chat_call_send(this._ptr, text, utf8Length(text), 0);
+      if (rc === 0) return RESOLVED;
+      if (rc !== Code.ERR_WOULD_BLOCK) return Promise.reject(this._error(rc, 'send'));
+    }
+    return this._sends.push(text, null);
+  }
+
+  // Ends the call with OK once every reply sent so far is written. Idempotent.
+  complete() {
+    if (this._completeWanted) return;
+    if (this._status !== null) {
+      if (this._status.code === Code.OK) return;
+      throw this._closedError('complete');
+    }
+    if (this._ended) throw new ChatError(Code.ERR_CLOSED, 'the call was failed', 'complete');
+    this._completeWanted = true;
+    if (this._sends.length === 0) this._completeNow();
+  }
+
+  // Ends the call with `code` (a gRPC code, 1..16) and `details`; replies
+  // not yet written are dropped.
+  fail(code, details = '') {
+    checkInt(code, 'code', 1, 16);
+    checkString(details, 'details');
+    if (this._status !== null) throw this._closedError('fail');
+    const rc = C.chat_call_fail(this._ptr, code, details, utf8Length(details));
+    if (rc !== 0) throw this._error(rc, 'fail');
+    this._ended = true;
+    this._sends.rejectAll(new ChatError(Code.ERR_CLOSED, `the call was failed (${codeName(code)})`, 'send'));
+  }
+
+  _completeNow() {
+    const rc = C.chat_call_complete(this._ptr);
+    if (rc !== 0) throw this._error(rc, 'complete');
+    this._ended = true;
+  }
+
+  _error(rc, what) {
+    return new ChatError(rc, handleError(C.chat_call_error, this._ptr), what);
+  }
+
+  _closedError(what) {
+    const s = this._status;
+    return new ChatError(Code.ERR_CLOSED, `the call has ended (${s.codeName}${s.details ? `: ${s.details}` : ''})`, what);
+  }
+
+  _flush() {
+    const rc = this._sends.flush((text) => C.chat_call_send(this._ptr, text, utf8Length(text), 0),
+      (rc) => this._error(rc, 'send'));
+    if (rc === 0 && this._completeWanted && !this._ended && this._status === null) {
+      try { this._completeNow(); } catch (err) { this._server._report(err, this); }
+    }
+  }
+
+  _close(code, details) {
+    this._status = { code, codeName: codeName(code), details };
+    this._sends.rejectAll(this._closedError('send'));
+  }
+
+  // Handler calls for this call run in order, one at a time: a handler that
+  // returns a promise holds the next until it settles.
+  _dispatch(kind, a, b) {
+    if (this._busy || this._head < this._pending.length) {
+      if (kind === K_MESSAGE) {
+        if (this._overflow) return;
+        if (++this._pendingMessages > this._server._maxPending) {
+          this._overflow = true;
+          this._pendingMessages--;
+          if (this._status === null && !this._ended) {
+            try {
+              this.fail(Code.RESOURCE_EXHAUSTED,
+                `the handler fell behind: more than ${this._server._maxPending} messages waiting`);
+            } catch (err) { this._server._report(err, this); }
+          }
+          return;
+        }
+      }
+      this._pending.push(kind, a, b);
+      return;
+    }
+    this._run(kind, a, b);
+  }
+
+  _run(kind, a, b) {
+    for (;;) {
+      let r;
+      try {
+        r = this._server._invoke(kind, this, a, b);
+      } catch (err) {
+        this._handlerError(err);
+      }
+      if (r !== null && typeof r === 'object' && typeof r.then === 'function') {
+        this._busy = true;
+        this._running = kind;
+        r.then(() => this._resume(), (err) => { this._handlerError(err); this._resume(); });
+        return;
+      }
+      if (kind === K_CLOSE) { this._finish(); return; }
+      if (this._head >= this._pending.length) {
+        if (this._head > 0) { this._pending = []; this._head = 0; }
+        return;
+      }
+      const p = this._pending;
+      kind = p[this._head]; a = p[this._head + 1]; b = p[this._head + 2];
+      p[this._head + 1] = p[this._head + 2] = undefined;
+      this._head += 3;
+      if (kind === K_MESSAGE) this._pendingMessages--;
+    }
+  }
+
+  _resume() {
+    this._busy = false;
+    if (this._running === K_CLOSE) { this._finish(); return; }
+    if (this._head < this._pending.length) {
+      const p = this._pending;
+      const kind = p[this._head], a = p[this._head + 1], b = p[this._head + 2];
+      p[this._head + 1] = p[this._head + 2] = undefined;
+      this._head += 3;
+      if (kind === K_MESSAGE) this._pendingMessages--;
+      this._run(kind, a, b);
+    } else {
+      this._pending = [];
+      this._head = 0;
+    }
+  }
+
+  _handlerError(err) {
+    // The call ended under the handler (the client went away, a stop cut
+    // it): its sends fail with ERR_CLOSED; nothing to report.
+    if (this._status !== null && err instanceof ChatError && err.code === Code.ERR_CLOSED) return;
+    if (this._status === null && !this._ended) {
+      try {
+        this.fail(Code.UNKNOWN, `handler failed: ${err && err.message ? err.message : String(err)}`);
+      } catch (_) { /* it ended meanwhile */ }
+    }
+    this._server._report(err, this);
+  }
+
+  // After its CLOSE was handled: the handle goes back, the call is gone.
+  _finish() {
+    this._server._forget(this);
+    if (this._ptr !== null) {
+      C.chat_call_unref(this._ptr);
+      this._ptr = null;
+    }
+  }
+}
+
+function defaultOnComplete(call) {
+  try {
+    call.complete();
+  } catch (err) {
+    if (!(err instanceof ChatError && err.code === Code.ERR_CLOSED)) throw err;
+  }
+}
+
+class Server extends EventEmitter {
+  // options: address ('127.0.0.1:0'); mode ('echo' | 'broadcast'), or
+  // handler ({onOpen, onMessage, onComplete, onClose}, each optional and may
+  // be async); the library's limits (see index.d.ts).
+  constructor(options = {}) {
+    super();
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    const address = options.address === undefined ? '127.0.0.1:0' : checkString(options.address, 'options.address');
+    let { mode, handler } = options;
+    if (typeof handler === 'string') { mode = handler; handler = undefined; }
+    if (handler !== undefined && handler !== null) {
+      if (typeof handler !== 'object') throw new TypeError('options.handler must be an object with onOpen/onMessage/onComplete/onClose methods');
+      for (const m of ['onOpen', 'onMessage', 'onComplete', 'onClose']) {
+        if (handler[m] !== undefined && typeof handler[m] !== 'function') throw new TypeError(`options.handler.${m} must be a function`);
+      }
+      if (mode !== undefined && mode !== 'custom') throw new TypeError(`options.mode "${mode}" cannot be combined with a handler`);
+      mode = 'custom';
+    } else {
+      if (mode === undefined) mode = 'echo';
+      if (mode !== 'echo' && mode !== 'broadcast') {
+        throw new TypeError(`options.mode must be "echo" or "broadcast" (or give a handler), got ${JSON.stringify(mode)}`);
+      }
+      handler = null;
+    }
+    this._maxPending = options.maxPendingMessages === undefined ? 65536
+      : checkInt(options.maxPendingMessages, 'options.maxPendingMessages', 1, Number.MAX_SAFE_INTEGER);
+
+    const o = {};
+    C.chat_server_options_init(o, SERVER_OPTIONS_VERSION);
+    o.mode = MODES[mode];
+    const set = (key, field, min, max) => {
+      if (options[key] === undefined) return;
+      o[field] = checkInt(options[key], `options.${key}`, min, max);
+    };
+    set('maxMessageBytes', 'max_message_bytes', 1, 2147483647);
+    set('sendQueueLimit', 'send_queue_limit', 1, 2147483647);
+    set('recvWindow', 'recv_window', 1, 2147483647);
+    set('keepaliveMs', 'keepalive_ms', 0, 2147483647);
+    set('sendQueueBytes', 'send_queue_bytes', 1, Number.MAX_SAFE_INTEGER);
+    set('recvWindowBytes', 'recv_window_bytes', 1, Number.MAX_SAFE_INTEGER);
+    set('maxMemoryBytes', 'max_memory_bytes', 1, Number.MAX_SAFE_INTEGER);
+    set('keepaliveTimeoutMs', 'keepalive_timeout_ms', 1, 2147483647);
+    set('completionQueues', 'completion_queues', 0, 256);
+
+    this._handler = handler;
+    this._calls = new Map();        // user_data key -> Call
+    this._byPtr = new Map();        // handle -> Call (events drained before user_data was set)
+    this._nextKey = 1;
+    this._queue = handler !== null ? new Queue((t, c, u, k) => this._event(t, c, u, k)) : sharedQueue();
+    const out = [null];
+    if (handler !== null) o.queue = this._queue.ptr;
+    const rc = C.chat_server_start(address, o, out);
+    if (rc !== 0) {
+      const err = new ChatError(rc, C.chat_last_error(), `cannot start a server on "${address}"`);
+      if (handler !== null) this._queue.destroy();
+      throw err;
+    }
+    this._ptr = out[0];
+    this.address = address;
+    this.port = C.chat_server_port(this._ptr);
+    this.mode = mode;
+    this._running = true;           // holds the queue (keeps the process alive)
+    this._stopping = null;
+    this._closing = null;
+    this._queue.retain();
+  }
+
+  // Stops: refuses new calls, lets open calls finish for up to graceMs,
+  // then ends the rest with UNAVAILABLE. Resolves with how many calls were
+  // cut. chat_server_stop runs off the main thread, so the loop keeps
+  // serving the calls meanwhile.
+  stop(graceMs = 0) {
+    checkInt(graceMs, 'graceMs', 0, Number.MAX_SAFE_INTEGER);
+    if (this._closing !== null) return this._closing.then(() => 0);
+    if (this._stopping === null) {
+      const ptr = this._ptr;
+      const cut = koffi.alloc('int32_t', 1);
+      this._stopping = new Promise((resolve, reject) => {
+        C.chat_server_stop.async(ptr, graceMs, cut, (err, rc) => {
+          const n = err ? 0 : koffi.decode.int32(cut);
+          koffi.free(cut);
+          if (err) reject(err);
+          else if (rc !== 0) reject(new ChatError(rc, handleError(C.chat_server_error, ptr), 'stop'));
+          else {
+            if (this._queue !== null && !this._queue.destroyed && this._handler !== null) this._queue.drain();
+            this._unhold();
+            resolve(n);
+          }
+        });
+      });
+    }
+    return this._stopping;
+  }
+
+  // Stops with no grace (if still running) and frees the server; resolves
+  // once done. Idempotent.
+  close() {
+    if (this._closing === null) {
+      const before = this._stopping === null ? Promise.resolve() : this._stopping.catch(() => {});
+      this._closing = before.then(() => new Promise((resolve) => {
+        C.chat_server_destroy.async(this._ptr, () => {
+          this._ptr = null;
+          this._unhold();
+          if (this._handler !== null) {
+            const q = this._queue;
+            q.drain();
+            // Every call got its CLOSE before the destroy returned; one that
+            // did not is closed here so that its handle goes back.
+            for (const call of [...this._calls.values()]) {
+              if (call._status === null) {
+                call._close(Code.UNAVAILABLE, 'the server was closed');
+                call._dispatch(K_CLOSE, Code.UNAVAILABLE, 'the server was closed');
+              }
+            }
+            q.destroy();
+          }
+          resolve();
+        });
+      }));
+    }
+    return this._closing;
+  }
+
+  _unhold() {
+    if (this._running) {
+      this._running = false;
+      if (!this._queue.destroyed) this._queue.release();
+    }
+  }
+
+  _event(type, code, key, k) {
+    const q = this._queue;
+    if (type === EventType.OPEN) {
+      const ptr = q.call(k);
+      C.chat_call_ref(ptr);
+      const key2 = this._nextKey++;
+      C.chat_call_set_user_data(ptr, BigInt(key2));
+      const call = new Call(this, ptr, key2);
+      this._calls.set(key2, call);
+      this._byPtr.set(ptr, call);
+      q.retain();
+      call._dispatch(K_OPEN);
+      return;
+    }
+    const call = key !== 0 ? this._calls.get(key) : this._byPtr.get(q.call(k));
+    if (call === undefined) return;
+    switch (type) {
+      case EventType.MESSAGE:
+        call._dispatch(K_MESSAGE, q.name(k), q.text(k));
+        break;
+      case EventType.HALF_CLOSE:
+        call._dispatch(K_COMPLETE);
+        break;
+      case EventType.WRITABLE:
+        call._flush();
+        break;
+      case EventType.CLOSE: {
+        const details = q.text(k);
+        call._close(code, details);
+        call._dispatch(K_CLOSE, code, details);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  _invoke(kind, call, a, b) {
+    const h = this._handler;
+    switch (kind) {
+      case K_MESSAGE: return h.onMessage !== undefined ? h.onMessage(call, a, b) : undefined;
+      case K_OPEN: return h.onOpen !== undefined ? h.onOpen(call) : undefined;
+      case K_COMPLETE:
+        if (call._status !== null) return undefined;
+        return h.onComplete !== undefined ? h.onComplete(call) : defaultOnComplete(call);
+      case K_CLOSE: return h.onClose !== undefined ? h.onClose(call, a, b) : undefined;
+      default: return undefined;
+    }
+  }
+
+  _forget(call) {
+    this._calls.delete(call._key);
+    this._byPtr.delete(call._ptr);
+    if (!this._queue.destroyed) this._queue.release();
+  }
+
+  // A handler threw or rejected: 'handlerError' listeners get it, else a
+  // process warning says so. The call was failed with UNKNOWN.
+  _report(err, call) {
+    if (this.listenerCount('handlerError') > 0) this.emit('handlerError', err, call);
+    else process.emitWarning(`libchat: a handler of call ${call.id} failed: ${err && err.stack ? err.stack : err}`);
+  }
+}
+
+module.exports = { Server, Call };
