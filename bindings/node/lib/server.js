@@ -199,8 +199,9 @@ class Call {
 
   _handlerError(err) {
     // The call ended under the handler (the client went away, a stop cut
-    // it): its sends fail with ERR_CLOSED; nothing to report.
-    if (this._status !== null && err instanceof ChatError && err.code === Code.ERR_CLOSED) return;
+    // it, the handler failed or completed it already): its sends fail with
+    // ERR_CLOSED; nothing to report.
+    if ((this._status !== null || this._ended) && err instanceof ChatError && err.code === Code.ERR_CLOSED) return;
     if (this._status === null && !this._ended) {
       try {
         this.fail(Code.UNKNOWN, `handler failed: ${err && err.message ? err.message : String(err)}`);

@@ -1,0 +1,193 @@
+'use strict';
+// A JS handler server driven by this package's client: order, async
+// handlers, custom completion, failures, metadata, ids.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { Client, Server, Code, ChatError } = require('..');
+const { within, collect, collectError, waitFor } = require('./helpers');
+
+function pair(handler, serverOptions = {}) {
+  const server = new Server({ ...serverOptions, handler });
+  const client = new Client(`127.0.0.1:${server.port}`);
+  return { server, client, close: async () => { await client.close(); await server.close(); } };
+}
+
+test('handler calls of one call run in order, one at a time, async or not', async () => {
+  const log = [];
+  let running = 0, maxRunning = 0;
+  const { client, close } = pair({
+    async onOpen(call) { log.push(`open ${call.id}`); },
+    async onMessage(call, name, message) {
+      running++; maxRunning = Math.max(maxRunning, running);
+      // Later messages wait: a random await in between must not reorder them.
+      await new Promise((r) => setTimeout(r, Number(message) % 3));
+      await call.send(`${name}:${message}`);
+      running--;
+    },
+    onComplete(call) { log.push('complete'); call.send('bye').then(() => call.complete()); },
+    onClose(call, code, details) { log.push(`close ${code} ${JSON.stringify(details)}`); },
+  });
+  try {
+    const stream = client.chat();
+    const want = [];
+    for (let i = 0; i < 200; i++) { stream.send('n', String(i)); want.push(`n:${i}`); }
+    stream.complete();
+    assert.deepEqual(await within(collect(stream), 10000, 'replies'), [...want, 'bye']);
+    await waitFor(() => log.length === 3, 5000, 'onClose');
+    assert.deepEqual(log, ['open 1', 'complete', 'close 0 ""']);
+    assert.equal(maxRunning, 1);
+  } finally {
+    await close();
+  }
+});
+
+test('calls get ids from 1, their peer and metadata', async () => {
+  const opened = [];
+  const { client, close } = pair({
+    onOpen(call) { opened.push({ id: call.id, peer: call.peer, md: call.metadata }); },
+  });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const s = client.chat({ metadata: { 'x-n': String(i), 'x-multi': ['a', 'b'], 'x-raw-bin': Buffer.from([0xff, 0]) } });
+      s.complete();
+      await within(collect(s), 5000, 'end');
+    }
+    assert.deepEqual(opened.map((o) => o.id), [1, 2, 3]);
+    for (const [i, o] of opened.entries()) {
+      assert.match(o.peer, /^ipv4:127\.0\.0\.1:\d+$/);
+      assert.equal(o.md['x-n'], String(i));
+      assert.deepEqual(o.md['x-multi'], ['a', 'b']);
+      assert.deepEqual(o.md['x-raw-bin'], Buffer.from([0xff, 0]));
+    }
+  } finally {
+    await close();
+  }
+});
+
+test('the server may send first, keep sending after the half-close and complete later', async () => {
+  const { client, close } = pair({
+    async onOpen(call) { await call.send('welcome'); },
+    onMessage() {},
+    async onComplete(call) {
+      for (let i = 0; i < 3; i++) await call.send(`late ${i}`);
+      call.complete();
+    },
+  });
+  try {
+    const s = client.chat();
+    await s.send('x', 'y');
+    s.complete();
+    assert.deepEqual(await within(collect(s), 5000, 'replies'), ['welcome', 'late 0', 'late 1', 'late 2']);
+  } finally {
+    await close();
+  }
+});
+
+test('call.fail: the client gets the code and details; sends after it fail', async () => {
+  let afterFail = null;
+  const { client, close } = pair({
+    async onMessage(call, name) {
+      if (name !== 'bad') return call.send('ok');
+      call.fail(Code.FAILED_PRECONDITION, 'bad name');
+      afterFail = await call.send('late').then(() => 'sent', (err) => err);
+    },
+  });
+  try {
+    const s = client.chat();
+    await s.send('good', '1');
+    await s.send('bad', '2');
+    const { replies, error } = await within(collectError(s), 5000, 'end');
+    assert.deepEqual(replies, ['ok']);
+    assert.ok(error instanceof ChatError);
+    assert.equal(error.code, Code.FAILED_PRECONDITION);
+    assert.equal(error.details, 'bad name');
+    assert.equal(error.message, 'FAILED_PRECONDITION: bad name');
+    await waitFor(() => afterFail !== null, 5000, 'the late send');
+    assert.ok(afterFail instanceof ChatError);
+    assert.equal(afterFail.code, Code.ERR_CLOSED);
+  } finally {
+    await close();
+  }
+});
+
+test('a handler that throws fails its call with UNKNOWN and is reported', async () => {
+  const reported = [];
+  const { server, client, close } = pair({
+    onMessage(call, name) {
+      if (name === 'boom') throw new Error('kaboom');
+      return call.send('fine');
+    },
+  });
+  server.on('handlerError', (err, call) => reported.push([err.message, call.id]));
+  try {
+    const s = client.chat();
+    await s.send('a', '1');
+    await s.send('boom', '2');
+    const { replies, error } = await within(collectError(s), 5000, 'end');
+    assert.deepEqual(replies, ['fine']);
+    assert.equal(error.code, Code.UNKNOWN);
+    assert.match(error.details, /kaboom/);
+    assert.deepEqual(reported, [['kaboom', 1]]);
+  } finally {
+    await close();
+  }
+});
+
+test('a rejected async handler is handled the same way', async () => {
+  const reported = [];
+  const { server, client, close } = pair({
+    async onOpen() { await null; throw new RangeError('no room'); },
+  });
+  server.on('handlerError', (err) => reported.push(err.message));
+  try {
+    const s = client.chat();
+    const { error } = await within(collectError(s), 5000, 'end');
+    assert.equal(error.code, Code.UNKNOWN);
+    assert.match(error.details, /no room/);
+    assert.deepEqual(reported, ['no room']);
+  } finally {
+    await close();
+  }
+});
+
+test('a handler that falls too far behind has its call cut with RESOURCE_EXHAUSTED', async () => {
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  const closes = [];
+  const { client, close } = pair({
+    async onOpen() { await gate; },
+    onMessage() {},
+    onClose(call, code) { closes.push(code); },
+  }, { maxPendingMessages: 100 });
+  try {
+    const s = client.chat();
+    for (let i = 0; i < 300; i++) s.send('n', String(i)).catch(() => {});
+    const { error } = await within(collectError(s), 10000, 'the cut');
+    assert.equal(error.code, Code.RESOURCE_EXHAUSTED);
+    assert.match(error.details, /fell behind/);
+    release();
+    await waitFor(() => closes.length === 1, 5000, 'onClose');
+    assert.deepEqual(closes, [Code.RESOURCE_EXHAUSTED]);
+  } finally {
+    release();
+    await close();
+  }
+});
+
+test('many servers, each with its own calls', async () => {
+  const servers = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      servers.push(new Server({ handler: { onMessage: (call, n, m) => call.send(`server ${i}: ${m}`) } }));
+    }
+    const client = new Client(`127.0.0.1:${servers[1].port}`);
+    const s = client.chat();
+    await s.send('x', 'hi');
+    s.complete();
+    assert.deepEqual(await within(collect(s), 5000, 'replies'), ['server 1: hi']);
+    await client.close();
+  } finally {
+    for (const s of servers) await s.close();
+  }
+});
