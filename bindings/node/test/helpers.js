@@ -75,7 +75,12 @@ async function grpcServer(chat) {
   const port = await new Promise((resolve, reject) => {
     server.bindAsync('127.0.0.1:0', g.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });
-  return { server, port, close: () => new Promise((r) => server.tryShutdown(() => r())) };
+  // A call left open (a failed test) must not hang the close.
+  const close = () => new Promise((resolve) => {
+    const timer = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
+    server.tryShutdown(() => { clearTimeout(timer); resolve(); });
+  });
+  return { server, port, close };
 }
 
 function grpcClient(port) {

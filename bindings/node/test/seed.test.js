@@ -66,8 +66,9 @@ test('broadcast mode sends each message to every open stream', async () => {
     assert.deepEqual(await within(ib.next(), 5000, 'b hello'), { value: 'b: hello', done: false });
     assert.deepEqual(await within(ia.next(), 5000, 'a sees b'), { value: 'b: hello', done: false });
     a.complete();
-    b.complete();
     assert.deepEqual(await within(ia.next(), 5000, 'a ends'), { value: undefined, done: true });
+    assert.deepEqual(await within(ib.next(), 5000, 'b sees a go'), { value: 'a left the chat', done: false });
+    b.complete();
     assert.deepEqual(await within(ib.next(), 5000, 'b ends'), { value: undefined, done: true });
   } finally {
     await client.close();
