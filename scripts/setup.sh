@@ -71,6 +71,20 @@ else
   fi
 fi
 
+# The Node.js package's dependencies (koffi; @grpc/grpc-js and proto-loader
+# for its tests and the benchmark) from its committed package-lock.json, when
+# node_modules is missing or older than the lock file (about 5 s).
+node_pkg=bindings/node
+if ! command -v npm >/dev/null; then
+  say "npm: not found; the node tests will report themselves skipped"
+elif [[ ! -d $node_pkg/node_modules || $node_pkg/package-lock.json -nt $node_pkg/node_modules ]]; then
+  say "npm ci: $node_pkg"
+  (cd "$node_pkg" && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$node_pkg/node_modules"
+else
+  say "npm: $node_pkg/node_modules up to date"
+fi
+
 say "build: $build_dir"
 # cmake --build re-runs the configure step by itself when a CMakeLists changed.
 cmake --build "$build_dir"
