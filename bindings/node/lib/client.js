@@ -226,7 +226,7 @@ class Stream {
     const { codeName } = require('./errors');
     this._status = { code, codeName: codeName(code), details };
     streams.delete(this._id);
-    this._sends.rejectAll(this._closedError('send'));
+    if (this._sends.length > 0) this._sends.rejectAll(this._closedError('send'));
     C.chat_stream_destroy(this._ptr);  // ended: returns at once
     this._ptr = null;
     this._queue.release();

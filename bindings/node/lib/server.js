@@ -127,7 +127,7 @@ class Call {
 
   _close(code, details) {
     this._status = { code, codeName: codeName(code), details };
-    this._sends.rejectAll(this._closedError('send'));
+    if (this._sends.length > 0) this._sends.rejectAll(this._closedError('send'));
   }
 
   // Handler calls for this call run in order, one at a time: a handler that
@@ -162,7 +162,8 @@ class Call {
       } catch (err) {
         this._handlerError(err);
       }
-      if (r !== null && typeof r === 'object' && typeof r.then === 'function') {
+      // A send that was queued at once (RESOLVED) holds nothing up.
+      if (r !== RESOLVED && r !== null && typeof r === 'object' && typeof r.then === 'function') {
         this._busy = true;
         this._running = kind;
         r.then(() => this._resume(), (err) => { this._handlerError(err); this._resume(); });
