@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+import node_rows  # the Node.js rows (bindings/node), bench/node_rows.py
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 SUBJECTS = ["grpc_cpp", "libchat_c", "pychat", "grpcio", "grpc_go"]
@@ -597,6 +599,7 @@ def main():
     ap.add_argument("--idle-channels", type=int, default=1,
                     help="connections the 10k idle streams are spread over")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--node-only", action="store_true", help="only the Node.js rows (node_rows.py)")
     args = ap.parse_args()
     if args.build_dir:
         b = os.path.abspath(args.build_dir)
@@ -621,14 +624,18 @@ def main():
     busy0, own0 = busy_cpu_seconds(), own_cpu_seconds()
     bench = Bench(args, profile)
     failure = None
+    node = None
     try:
-        bench.run()
+        if not args.node_only:
+            bench.run()
+        # --- Node.js rows (bench/node_rows.py) ---
+        node = node_rows.measure(sys.modules[__name__], bench, args, profile)
     except BenchFailure as e:
         failure = str(e)
     finally:
         kill_all()
     aio = None  # pychat.aio against grpc.aio: bench/aio_bench.py
-    if not failure:
+    if not failure and not args.node_only:
         try:
             aio = run_aio_bench(args, bench)
         except BenchFailure as e:
@@ -657,6 +664,9 @@ def main():
     if aio is not None:
         print()
         print(aio_bench.table(aio) if "subjects" in aio else "pychat.aio row: %s" % aio["skipped"])
+    if node is not None:  # --- Node.js rows ---
+        print()
+        print(node_rows.report(node, sys.modules[__name__]))
     print("%s run, %d repetition(s) (idle: %d), medians; %.1f s; other load on the "
           "machine meanwhile: %.2f of %d CPUs" % (
               "quick" if args.quick else "default", profile["reps"], profile["idle_reps"],
@@ -678,6 +688,7 @@ def main():
             "seconds": round(elapsed, 1),
             "failure": failure,
             "aio": aio,
+            "node": node,  # --- Node.js rows ---
         }
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)
