@@ -40,9 +40,11 @@ test('this client against a grpc-js echo server', async () => {
     await stream.send('nul', 'a\u0000b');
     await stream.send('', '');
     await stream.send('big', 'x'.repeat(100000));
+    await stream.send('lone', '\ud800x\udfff');   // lone surrogates go as U+FFFD
     stream.complete();
     const replies = await within(collect(stream), 10000, 'replies');
-    assert.deepEqual(replies, [...SEED_REPLIES, 'Zoë: héllo ✓ 😀', 'nul: a\u0000b', ': ', `big: ${'x'.repeat(100000)}`]);
+    assert.deepEqual(replies, [...SEED_REPLIES, 'Zoë: héllo ✓ 😀', 'nul: a\u0000b', ': ', `big: ${'x'.repeat(100000)}`,
+      'lone: \ufffdx\ufffd']);
     assert.equal(seenMetadata['x-room'], 'lobby');
     assert.deepEqual(Buffer.from(seenMetadata['x-key-bin']), Buffer.from([1, 0, 2]));
   } finally {

@@ -1,0 +1,219 @@
+// Types of the libchat Node.js package (bindings/node).
+/// <reference types="node" />
+
+import { EventEmitter } from 'node:events';
+
+/** chat.h's chat_code: gRPC status codes 0..16, library codes 17..25. */
+export declare const Code: Readonly<{
+  OK: 0;
+  CANCELLED: 1;
+  UNKNOWN: 2;
+  INVALID_ARGUMENT: 3;
+  DEADLINE_EXCEEDED: 4;
+  NOT_FOUND: 5;
+  ALREADY_EXISTS: 6;
+  PERMISSION_DENIED: 7;
+  RESOURCE_EXHAUSTED: 8;
+  FAILED_PRECONDITION: 9;
+  ABORTED: 10;
+  OUT_OF_RANGE: 11;
+  UNIMPLEMENTED: 12;
+  INTERNAL: 13;
+  UNAVAILABLE: 14;
+  DATA_LOSS: 15;
+  UNAUTHENTICATED: 16;
+  ERR_BAD_ARGUMENT: 17;
+  ERR_WOULD_BLOCK: 18;
+  ERR_TIMEOUT: 19;
+  ERR_END: 20;
+  ERR_CLOSED: 21;
+  ERR_BUSY: 22;
+  ERR_NO_MEMORY: 23;
+  ERR_TOO_LARGE: 24;
+  ERR_BAD_STATE: 25;
+}>;
+export type Code = (typeof Code)[keyof typeof Code];
+
+/** The library's name of a code ("DEADLINE_EXCEEDED", "WOULD_BLOCK"); "UNRECOGNIZED" for others. */
+export declare function codeName(code: number): string;
+
+/** A failure reported by libchat: a refused call or a stream's or call's final status. */
+export declare class ChatError extends Error {
+  constructor(code: number, details?: string, context?: string);
+  readonly name: 'ChatError';
+  /** A chat_code. */
+  readonly code: number;
+  /** Its name, as codeName() gives it. */
+  readonly codeName: string;
+  /** The library's per-handle message, or the status details from the peer. */
+  readonly details: string;
+}
+
+/** A stream's or call's final status. */
+export interface Status {
+  code: number;
+  codeName: string;
+  details: string;
+}
+
+/** The libchat.so.1 loaded: from $CHAT_LIBRARY, the repository's build tree or the system loader. */
+export declare const library: Readonly<{
+  path: string;
+  from: string;
+  version: string;
+  abiVersion: number;
+}>;
+
+/** Metadata sent with a stream: lower-case keys; Buffers (or any bytes) only for keys ending in "-bin". */
+export type Metadata = Record<string, string | Uint8Array | Array<string | Uint8Array>>;
+/** Metadata a call received: a key sent several times gives an array; "-bin" values are Buffers. */
+export type ReceivedMetadata = Record<string, string | Buffer | Array<string | Buffer>>;
+
+export interface ClientOptions {
+  /** Per message, both directions; default 4 MiB. */
+  maxMessageBytes?: number;
+  /** Messages queued per stream before send() waits for room; default 1024. */
+  sendQueueLimit?: number;
+  /** Replies buffered in the library per stream before reading pauses; default 1024. */
+  recvQueueLimit?: number;
+  /** Bytes queued per stream; default 8 MiB. */
+  sendQueueBytes?: number;
+  /** Bytes of replies buffered in the library per stream; default 8 MiB. */
+  recvQueueBytes?: number;
+  /** HTTP/2 pings while streams are open; 0 = off (default). */
+  keepaliveMs?: number;
+  /** A ping unanswered this long ends the connection; default 10000. */
+  keepaliveTimeoutMs?: number;
+}
+
+export interface StreamOptions {
+  /** RPC deadline from now, in ms; none by default. */
+  deadlineMs?: number;
+  metadata?: Metadata;
+  /** Wait for the server to be reachable instead of failing at once with UNAVAILABLE. */
+  waitForReady?: boolean;
+}
+
+/** A client: one HTTP/2 connection to `target`, made on the first stream. */
+export declare class Client {
+  /**
+   * @param target "host:port", "[ipv6]:port", "http://host:port", "dns:///host:port",
+   *   "ipv4:...", "unix:/path" or "unix-abstract:name".
+   * @throws ChatError (ERR_BAD_ARGUMENT) for a malformed target; TypeError/RangeError for bad options.
+   */
+  constructor(target: string, options?: ClientOptions);
+  readonly target: string;
+  /** Opens a /Chat/chat stream. */
+  chat(options?: StreamOptions): Stream;
+  /** Frees the client; streams already open stay usable until they end. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** One client-side /Chat/chat stream. Iterate it for the replies. */
+export declare class Stream implements AsyncIterable<string> {
+  private constructor();
+  /**
+   * Queues one ChatMessage{name, message}. Resolves once the library has it; when its
+   * send queue is full it waits for room (the loop goes on). Rejects with a ChatError
+   * (ERR_CLOSED after complete/cancel/the end, ERR_TOO_LARGE, ...).
+   * @throws TypeError when name or message is not a string.
+   */
+  send(name: string, message: string): Promise<void>;
+  /** Half-closes once every message sent so far is queued. Idempotent; a no-op after the end. */
+  complete(): void;
+  /** Cancels: the stream ends with CANCELLED; messages not yet written are dropped. Idempotent. */
+  cancel(): void;
+  /** True once the final status is known. */
+  readonly ended: boolean;
+  /** The final status once ended, else null. */
+  readonly status: Status | null;
+  /** Resolves with the final status when the stream ends (never rejects). */
+  readonly finished: Promise<Status>;
+  /**
+   * The replies in order; ends on a clean end (OK), throws a ChatError for any other
+   * final status. Leaving the loop early (break) cancels the stream.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<string>;
+}
+
+/** One server-side call (an open /Chat/chat stream). */
+export declare class Call {
+  private constructor();
+  /** Unique within its server, from 1 in order of arrival. */
+  readonly id: number;
+  /** The client's address ("ipv4:127.0.0.1:41234"). */
+  readonly peer: string;
+  /** The client's metadata (keys lower-case). Read it before onClose returns. */
+  readonly metadata: ReceivedMetadata;
+  /** True once the call has ended (its CLOSE came). */
+  readonly closed: boolean;
+  /** The final status once closed, else null. */
+  readonly status: Status | null;
+  /**
+   * Queues one reply. Resolves once the library has it; when the call's send queue is
+   * full it waits for room (the loop goes on). Rejects with a ChatError (ERR_CLOSED after
+   * complete/fail/the end, ERR_TOO_LARGE, ...).
+   */
+  send(text: string): Promise<void>;
+  /** Ends the call with OK once every reply sent so far is written. Idempotent. */
+  complete(): void;
+  /** Ends the call with `code` (1..16) and `details`; replies not yet written are dropped. */
+  fail(code: number, details?: string): void;
+}
+
+/**
+ * A handler's methods run on the JS main thread. Per call they run in order, one at a
+ * time: one that returns a promise holds the next until it settles. A method that
+ * throws or rejects fails its call with UNKNOWN and is reported ('handlerError').
+ */
+export interface Handler {
+  onOpen?(call: Call): void | Promise<void>;
+  onMessage?(call: Call, name: string, message: string): void | Promise<void>;
+  /** The client half-closed. Default: call.complete() (the seed's behaviour). */
+  onComplete?(call: Call): void | Promise<void>;
+  /** The call ended: OK, the code given to fail, CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE (cut by a stop)... */
+  onClose?(call: Call, code: number, details: string): void | Promise<void>;
+}
+
+export interface ServerOptions {
+  /** "host:port" (port 0 picks one), "[ipv6]:port", "unix:/path"...; default "127.0.0.1:0". */
+  address?: string;
+  /** A built-in mode, run entirely in libchat: "echo" (default without a handler) or "broadcast". */
+  mode?: 'echo' | 'broadcast' | 'custom';
+  /** JS handler (custom mode); a string is taken as the mode. */
+  handler?: Handler | 'echo' | 'broadcast';
+  maxMessageBytes?: number;
+  /** Replies queued per call before send() waits for room; default 1024. */
+  sendQueueLimit?: number;
+  /** Messages read ahead per call before the library stops reading it; default 64. */
+  recvWindow?: number;
+  keepaliveMs?: number;
+  sendQueueBytes?: number;
+  recvWindowBytes?: number;
+  maxMemoryBytes?: number;
+  keepaliveTimeoutMs?: number;
+  /** Transport threads; 0 (default) for one per core. */
+  completionQueues?: number;
+  /**
+   * Messages a call may have waiting in JS for its handler (which is busy on a promise)
+   * before the call is failed with RESOURCE_EXHAUSTED; default 65536.
+   */
+  maxPendingMessages?: number;
+}
+
+export declare class Server extends EventEmitter {
+  /** Starts listening. @throws ChatError (ERR_BAD_ARGUMENT, UNAVAILABLE: address in use...). */
+  constructor(options?: ServerOptions);
+  readonly address: string;
+  readonly port: number;
+  readonly mode: 'echo' | 'broadcast' | 'custom';
+  /**
+   * Refuses new calls, lets open calls finish for up to graceMs, then ends the rest with
+   * UNAVAILABLE. Resolves with how many calls were cut. The loop keeps serving meanwhile.
+   */
+  stop(graceMs?: number): Promise<number>;
+  /** Stops with no grace (if running) and frees the server. Idempotent. */
+  close(): Promise<void>;
+  on(event: 'handlerError', listener: (err: unknown, call: Call) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+}
