@@ -73,6 +73,61 @@ test('chat_server_stop called synchronously on the main thread returns with call
   assert.equal(r.status, 0);
 });
 
+test('close() without stop: open calls end with UNAVAILABLE, their onClose runs', async () => {
+  const closes = [];
+  const server = new Server({
+    handler: { onMessage: (call, n, m) => call.send(m), onComplete() {}, onClose: (call, code) => closes.push(code) },
+  });
+  const client = new Client(`127.0.0.1:${server.port}`);
+  try {
+    const s = client.chat();
+    await s.send('a', 'one');
+    const it = s[Symbol.asyncIterator]();
+    assert.deepEqual(await within(it.next(), 5000, 'reply'), { value: 'one', done: false });
+    await within(server.close(), 10000, 'close');
+    await assert.rejects(within(it.next(), 5000, 'the cut'), (e) => e.code === Code.UNAVAILABLE);
+    await waitFor(() => closes.length === 1, 5000, 'onClose');
+    assert.deepEqual(closes, [Code.UNAVAILABLE]);
+    assert.equal(server._calls.size, 0);
+    await server.close();  // idempotent
+  } finally {
+    await client.close();
+  }
+});
+
+test('client.close() leaves its open streams usable', async () => {
+  const server = new Server();
+  const client = new Client(`127.0.0.1:${server.port}`);
+  try {
+    const s = client.chat();
+    await s.send('a', 'before');
+    await client.close();
+    await s.send('a', 'after');
+    s.complete();
+    assert.deepEqual(await within(collect(s), 5000, 'replies'), ['a: before', 'a: after']);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a failing handler without a listener makes a process warning', async () => {
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w.message);
+  process.on('warning', onWarning);
+  const server = new Server({ handler: { onOpen() { throw new Error('oops'); } } });
+  const client = new Client(`127.0.0.1:${server.port}`);
+  try {
+    const { error } = await within(collectError(client.chat()), 5000, 'the end');
+    assert.equal(error.code, Code.UNKNOWN);
+    await waitFor(() => warnings.length === 1, 5000, 'the warning');
+    assert.match(warnings[0], /a handler of call 1 failed: Error: oops/);
+  } finally {
+    process.off('warning', onWarning);
+    await client.close();
+    await server.close();
+  }
+});
+
 test('a grace long enough lets calls finish by themselves', async () => {
   let release;
   const gate = new Promise((r) => { release = r; });
