@@ -111,3 +111,11 @@ test('a message over max_message_bytes is refused with the library message', asy
     await server.close();
   }
 });
+
+test('a CHAT_LIBRARY that cannot be loaded is a clear error', () => {
+  const { spawnSync } = require('node:child_process');
+  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(require.resolve('..'))})`],
+    { env: { ...process.env, CHAT_LIBRARY: '/nonexistent/libchat.so.1' }, encoding: 'utf8', timeout: 20000 });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /libchat: cannot load libchat\.so\.1; set CHAT_LIBRARY to its path\. Tried:\n {2}\/nonexistent\/libchat\.so\.1 \(CHAT_LIBRARY\)/);
+});
