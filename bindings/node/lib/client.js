@@ -3,7 +3,7 @@
 // ends and WRITABLE come through the process's event queue (queue.js).
 
 const { koffi, C, handleError, CLIENT_OPTIONS_VERSION, STREAM_OPTIONS_VERSION } = require('./native');
-const { Code, ChatError } = require('./errors');
+const { Code, ChatError, codeName } = require('./errors');
 const { EventType, sharedQueue, streams, newId } = require('./queue');
 const { checkString, checkInt, SendQueue, RESOLVED, utf8Length } = require('./util');
 
@@ -223,7 +223,6 @@ class Stream {
   }
 
   _end(code, details) {
-    const { codeName } = require('./errors');
     this._status = { code, codeName: codeName(code), details };
     streams.delete(this._id);
     if (this._sends.length > 0) this._sends.rejectAll(this._closedError('send'));
