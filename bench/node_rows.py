@@ -10,7 +10,9 @@ server; @grpc/grpc-js's client and server) and the C peers
                CPU per message (all its threads) and the server's.
   server rows: bench_libchat_client against node_bench.js --mode server
                --subject node|grpcjs; msgs/s and the Node server process's
-               CPU per message.
+               CPU per message. node_cq1 is the same JS-handler server with
+               completionQueues 1 (one transport thread; chat.h and
+               core/src/cq.h: it suits a small box that is not exposed).
 
 Each repetition runs every pairing, alternating which subject goes first.
 Skipped (figures null, reason given) without node or bindings/node's
@@ -23,7 +25,8 @@ import statistics
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_BENCH = os.path.join(HERE, "node_bench.js")
 PKG = os.path.join(HERE, "..", "bindings", "node")
-SUBJECTS = ("node", "grpcjs")
+SUBJECTS = ("node", "node_cq1", "grpcjs")
+CLIENTS = ("node", "grpcjs")  # node_cq1 is a server only: completionQueues 1
 # (key, label, unit, higher_is_better)
 FIGURES = [
     ("client_single_msgs_per_s", "client, single stream", "msgs/s", True),
@@ -103,11 +106,13 @@ def measure(rb, bench, args, profile):
         return msg, marks["stop"][0] - marks["start"][0]
 
     def node_server(subject):
+        extra = ["--completion-queues", "1"] if subject == "node_cq1" else []
         class NodeServer(rb.Server):
             def __init__(self):  # rb.Server with our env (CHAT_LIBRARY)
                 self.kind = "node_%s" % subject
-                self.proc = rb.spawn([node, NODE_BENCH, "--mode", "server", "--subject", subject,
-                                      "--address", "127.0.0.1:0"], env=env, stdin=rb.subprocess.PIPE)
+                self.proc = rb.spawn([node, NODE_BENCH, "--mode", "server", "--subject",
+                                      "grpcjs" if subject == "grpcjs" else "node",
+                                      "--address", "127.0.0.1:0"] + extra, env=env, stdin=rb.subprocess.PIPE)
                 self.lines = rb.Lines(self.proc)
                 hello = rb.read_json_line(self.lines, 20, "%s server start" % self.kind)
                 self.port, self.pid = hello["port"], hello["pid"]
@@ -119,9 +124,9 @@ def measure(rb, bench, args, profile):
     servers = {s: node_server(s) for s in SUBJECTS}
     try:
         for rep in range(profile["reps"]):
-            order = SUBJECTS if rep % 2 == 0 else SUBJECTS[::-1]
+            rot = lambda xs: xs[rep % len(xs):] + xs[:rep % len(xs)]
             for workload, key in (("single", "single"), ("streams", "streams1000")):
-                for subject in order:
+                for subject in rot(CLIENTS):
                     sz = sizes(subject)
                     n = sz["per_stream" if workload == "streams" else "single"]
                     total = n * (profile["streams"] if workload == "streams" else 1)
@@ -133,10 +138,10 @@ def measure(rb, bench, args, profile):
                     record(subject, "client_%s_msgs_per_s" % key, r["msgs_per_s"])
                     record(subject, "client_%s_client_cpu_us_per_msg" % key, round(r["client_cpu_us_per_msg"], 3))
                     record(subject, "client_%s_server_cpu_us_per_msg" % key, round(cpu * 1e6 / total, 3))
-                    rb.log("  rep %d node rows: %-6s client %-8s %.0f msgs/s, client %.2f us CPU, "
+                    rb.log("  rep %d node rows: %-8s client %-8s %.0f msgs/s, client %.2f us CPU, "
                            "server %.2f us CPU per message" % (rep + 1, subject, workload, r["msgs_per_s"],
                                                               r["client_cpu_us_per_msg"], cpu * 1e6 / total))
-                for subject in order:
+                for subject in rot(SUBJECTS):
                     sz = profile["native"]
                     n = sz["per_stream" if workload == "streams" else "single"]
                     total = n * (profile["streams"] if workload == "streams" else 1)
@@ -147,7 +152,7 @@ def measure(rb, bench, args, profile):
                     r, cpu = run_client(cmd, None, server, "node rows: %s server %s" % (subject, workload))
                     record(subject, "server_%s_msgs_per_s" % key, r["msgs_per_s"])
                     record(subject, "server_%s_server_cpu_us_per_msg" % key, round(cpu * 1e6 / total, 3))
-                    rb.log("  rep %d node rows: %-6s server %-8s %.0f msgs/s, server %.2f us CPU per "
+                    rb.log("  rep %d node rows: %-8s server %-8s %.0f msgs/s, server %.2f us CPU per "
                            "message" % (rep + 1, subject, workload, r["msgs_per_s"], cpu * 1e6 / total))
         for s in [echo] + list(servers.values()):
             s.stop()
@@ -176,6 +181,8 @@ def targets(res):
     ts.append(("node client 1,000 streams vs grpc-js client", r, ">= 2x", r is not None and r >= 2))
     v = n["server_single_msgs_per_s"]
     ts.append(("node JS-handler server, single stream (msgs/s)", v, ">= 100k", v is not None and v >= 100000))
+    v = f["node_cq1"]["server_single_msgs_per_s"]
+    ts.append(("  the same with completionQueues 1 (msgs/s)", v, ">= 100k", v is not None and v >= 100000))
     return ts
 
 
@@ -186,13 +193,14 @@ def report(res, rb):
         lines.append("  skipped: %s" % res["skipped"])
         return "\n".join(lines)
     med = {s: res["figures"][s] for s in SUBJECTS}
-    lines.append(rb.table(med, FIGURES, [("node", "node"), ("grpcjs", "grpcjs")], "grpcjs"))
+    lines.append(rb.table(med, FIGURES, [(s, s) for s in SUBJECTS], "grpcjs"))
     lines.append("")
     lines.append("node.js targets (informational):")
     for name, v, goal, ok in targets(res):
         shown = "n/a" if v is None else ("%.3fx" % v if v < 1000 else "{:,.0f}".format(v))
         state = {True: "met", False: "NOT met"}[ok] if v is not None else "n/a"
         lines.append("  %-60s %-10s goal %-9s %s" % (name, shown, goal, state))
+    lines.append("note: node_cq1 is the node server with completionQueues 1 (server rows only)")
     lines.append("note: client CPU is the whole Node process's (process.cpuUsage: JS and libchat's "
                  "or grpc-js's threads) over the measured interval")
     return "\n".join(lines)
