@@ -4,7 +4,7 @@
 
 const { koffi, C, handleError, CLIENT_OPTIONS_VERSION, STREAM_OPTIONS_VERSION } = require('./native');
 const { Code, ChatError, codeName } = require('./errors');
-const { EventType, sharedQueue, streams, newId } = require('./queue');
+const { EventType, sharedQueue, targets, newId } = require('./queue');
 const { checkString, checkInt, SendQueue, RESOLVED, utf8Length } = require('./util');
 
 class Client {
@@ -132,7 +132,7 @@ class Stream {
     this._errorTaken = false;
     this._finished = null;
     this._resolveFinished = null;
-    streams.set(this._id, this);
+    targets.set(this._id, this);
     queue.retain();
   }
 
@@ -224,7 +224,7 @@ class Stream {
 
   _end(code, details) {
     this._status = { code, codeName: codeName(code), details };
-    streams.delete(this._id);
+    targets.delete(this._id);
     if (this._sends.length > 0) this._sends.rejectAll(this._closedError('send'));
     C.chat_stream_destroy(this._ptr);  // ended: returns at once
     this._ptr = null;

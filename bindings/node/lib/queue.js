@@ -8,6 +8,11 @@
 // Everything here runs on the JS main thread: the library's threads only
 // push events. The socket is ref'd while a user (an open stream, a running
 // server, an open server call) holds the queue, so an idle process can exit.
+//
+// One queue per process (the JS main thread is its only loop), shared by
+// every client stream and every JS-handler server. Each event's user_data
+// names its target: a stream's id, a call's id once set, and before that
+// (an OPEN, and events drained in the same batch as it) its server's id.
 
 const net = require('node:net');
 const { koffi, C, EVENT_SIZE, dup, handleError } = require('./native');
@@ -115,14 +120,13 @@ class Queue {
   }
 }
 
-// The queue every client stream of this process delivers to (one per
-// process: the JS main thread is the only loop). Created on first use.
+// The process's queue, created on first use, and what its events go to.
 let shared = null;
-const streams = new Map();  // user_data id -> stream
+const targets = new Map();  // user_data id -> stream, server or call: _event(type, code, k)
 
 function sharedSink(type, code, id, k) {
-  const s = streams.get(id);
-  if (s !== undefined) s._event(type, code, k);
+  const t = targets.get(id);
+  if (t !== undefined) t._event(type, code, k);
 }
 
 function sharedQueue() {
@@ -133,4 +137,4 @@ function sharedQueue() {
 let nextId = 1;
 function newId() { return nextId++; }
 
-module.exports = { Queue, EventType, sharedQueue, streams, newId };
+module.exports = { Queue, EventType, sharedQueue, targets, newId };

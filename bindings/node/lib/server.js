@@ -1,13 +1,13 @@
 'use strict';
 // Server and Call: host /Chat/chat. Built-in modes (echo, broadcast) run
-// entirely in libchat; a JS handler gets its calls' events through an event
-// queue of the server's own (an OPEN event does not say which server it came
-// from, so servers do not share one) and runs on the JS main thread.
+// entirely in libchat; a JS handler gets its calls' events through the
+// process's event queue (queue.js) and runs on the JS main thread. An OPEN
+// carries the server's user_data; the call then gets an id of its own.
 
 const { EventEmitter } = require('node:events');
 const { koffi, C, handleError, SERVER_OPTIONS_VERSION } = require('./native');
 const { Code, ChatError, codeName } = require('./errors');
-const { Queue, EventType, sharedQueue } = require('./queue');
+const { EventType, sharedQueue, targets, newId } = require('./queue');
 const { checkString, checkInt, SendQueue, RESOLVED, utf8Length } = require('./util');
 
 const MODES = { echo: 0, broadcast: 1, custom: 2 };
@@ -122,6 +122,31 @@ class Call {
       (rc) => this._error(rc, 'send'));
     if (rc === 0 && this._completeWanted && !this._ended && this._status === null) {
       try { this._completeNow(); } catch (err) { this._server._report(err, this); }
+    }
+  }
+
+  // Events with the call's own id (those drained before it had one come
+  // through its server).
+  _event(type, code, k) {
+    const q = this._server._queue;
+    switch (type) {
+      case EventType.MESSAGE:
+        this._dispatch(K_MESSAGE, q.name(k), q.text(k));
+        break;
+      case EventType.HALF_CLOSE:
+        this._dispatch(K_COMPLETE);
+        break;
+      case EventType.WRITABLE:
+        this._flush();
+        break;
+      case EventType.CLOSE: {
+        const details = q.text(k);
+        this._close(code, details);
+        this._dispatch(K_CLOSE, code, details);
+        break;
+      }
+      default:
+        break;
     }
   }
 
@@ -274,18 +299,18 @@ class Server extends EventEmitter {
     set('completionQueues', 'completion_queues', 0, 256);
 
     this._handler = handler;
-    this._calls = new Map();        // user_data key -> Call
-    this._byPtr = new Map();        // handle -> Call (events drained before user_data was set)
-    this._nextKey = 1;
-    this._queue = handler !== null ? new Queue((t, c, u, k) => this._event(t, c, u, k)) : sharedQueue();
+    this._calls = new Map();        // id -> Call
+    this._byPtr = new Map();        // handle -> Call (events drained before its id was set)
+    this._queue = sharedQueue();
+    this._id = newId();
     const out = [null];
-    if (handler !== null) o.queue = this._queue.ptr;
-    const rc = C.chat_server_start(address, o, out);
-    if (rc !== 0) {
-      const err = new ChatError(rc, C.chat_last_error(), `cannot start a server on "${address}"`);
-      if (handler !== null) this._queue.destroy();
-      throw err;
+    if (handler !== null) {
+      o.queue = this._queue.ptr;
+      o.user_data = BigInt(this._id);
     }
+    const rc = C.chat_server_start(address, o, out);
+    if (rc !== 0) throw new ChatError(rc, C.chat_last_error(), `cannot start a server on "${address}"`);
+    if (handler !== null) targets.set(this._id, this);
     this._ptr = out[0];
     this.address = address;
     this.port = C.chat_server_port(this._ptr);
@@ -313,7 +338,7 @@ class Server extends EventEmitter {
           if (err) reject(err);
           else if (rc !== 0) reject(new ChatError(rc, handleError(C.chat_server_error, ptr), 'stop'));
           else {
-            if (this._queue !== null && !this._queue.destroyed && this._handler !== null) this._queue.drain();
+            if (this._handler !== null) this._queue.drain();
             this._unhold();
             resolve(n);
           }
@@ -333,8 +358,7 @@ class Server extends EventEmitter {
           this._ptr = null;
           this._unhold();
           if (this._handler !== null) {
-            const q = this._queue;
-            q.drain();
+            this._queue.drain();
             // Every call got its CLOSE before the destroy returned; one that
             // did not is closed here so that its handle goes back.
             for (const call of [...this._calls.values()]) {
@@ -343,7 +367,7 @@ class Server extends EventEmitter {
                 call._dispatch(K_CLOSE, Code.UNAVAILABLE, 'the server was closed');
               }
             }
-            q.destroy();
+            targets.delete(this._id);
           }
           resolve();
         });
@@ -355,45 +379,29 @@ class Server extends EventEmitter {
   _unhold() {
     if (this._running) {
       this._running = false;
-      if (!this._queue.destroyed) this._queue.release();
+      this._queue.release();
     }
   }
 
-  _event(type, code, key, k) {
+  // Events carrying the server's id: an OPEN, and those of a call drained
+  // in the same batch as its OPEN (before the call had its own id).
+  _event(type, code, k) {
     const q = this._queue;
     if (type === EventType.OPEN) {
       const ptr = q.call(k);
       C.chat_call_ref(ptr);
-      const key2 = this._nextKey++;
-      C.chat_call_set_user_data(ptr, BigInt(key2));
-      const call = new Call(this, ptr, key2);
-      this._calls.set(key2, call);
+      const id = newId();
+      C.chat_call_set_user_data(ptr, BigInt(id));
+      const call = new Call(this, ptr, id);
+      this._calls.set(id, call);
       this._byPtr.set(ptr, call);
+      targets.set(id, call);
       q.retain();
       call._dispatch(K_OPEN);
       return;
     }
-    const call = key !== 0 ? this._calls.get(key) : this._byPtr.get(q.call(k));
-    if (call === undefined) return;
-    switch (type) {
-      case EventType.MESSAGE:
-        call._dispatch(K_MESSAGE, q.name(k), q.text(k));
-        break;
-      case EventType.HALF_CLOSE:
-        call._dispatch(K_COMPLETE);
-        break;
-      case EventType.WRITABLE:
-        call._flush();
-        break;
-      case EventType.CLOSE: {
-        const details = q.text(k);
-        call._close(code, details);
-        call._dispatch(K_CLOSE, code, details);
-        break;
-      }
-      default:
-        break;
-    }
+    const call = this._byPtr.get(q.call(k));
+    if (call !== undefined) call._event(type, code, k);
   }
 
   _invoke(kind, call, a, b) {
@@ -412,7 +420,8 @@ class Server extends EventEmitter {
   _forget(call) {
     this._calls.delete(call._key);
     this._byPtr.delete(call._ptr);
-    if (!this._queue.destroyed) this._queue.release();
+    targets.delete(call._key);
+    this._queue.release();
   }
 
   // A handler threw or rejected: 'handlerError' listeners get it, else a
