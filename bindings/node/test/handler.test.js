@@ -175,19 +175,40 @@ test('a handler that falls too far behind has its call cut with RESOURCE_EXHAUST
   }
 });
 
-test('many servers, each with its own calls', async () => {
+test('many servers on the one queue: each call reaches its own server', async () => {
   const servers = [];
+  const clients = [];
+  const opened = [0, 0, 0];
   try {
     for (let i = 0; i < 3; i++) {
-      servers.push(new Server({ handler: { onMessage: (call, n, m) => call.send(`server ${i}: ${m}`) } }));
+      servers.push(new Server({
+        handler: {
+          onOpen() { opened[i]++; },
+          onMessage: (call, n, m) => call.send(`server ${i} call ${call.id}: ${m}`),
+        },
+      }));
+      clients.push(new Client(`127.0.0.1:${servers[i].port}`));
     }
-    const client = new Client(`127.0.0.1:${servers[1].port}`);
-    const s = client.chat();
-    await s.send('x', 'hi');
-    s.complete();
-    assert.deepEqual(await within(collect(s), 5000, 'replies'), ['server 1: hi']);
-    await client.close();
+    // 50 streams per server at once, their first messages sent with the
+    // open: many arrive in the same drain as their call's OPEN.
+    const runs = [];
+    for (let i = 0; i < 3; i++) {
+      for (let k = 0; k < 50; k++) {
+        const s = clients[i].chat();
+        for (const m of ['a', 'b', 'c']) s.send('x', m);
+        s.complete();
+        runs.push(collect(s).then((replies) => ({ i, replies })));
+      }
+    }
+    for (const { i, replies } of await within(Promise.all(runs), 20000, 'replies')) {
+      assert.equal(replies.length, 3);
+      const m = /^server (\d) call (\d+): a$/.exec(replies[0]);
+      assert.ok(m && Number(m[1]) === i, replies[0]);
+      assert.deepEqual(replies, ['a', 'b', 'c'].map((x) => `server ${i} call ${m[2]}: ${x}`));
+    }
+    assert.deepEqual(opened, [50, 50, 50]);
   } finally {
+    for (const c of clients) await c.close();
     for (const s of servers) await s.close();
   }
 });
