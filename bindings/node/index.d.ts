@@ -199,6 +199,8 @@ export interface ServerOptions {
    * before the call is failed with RESOURCE_EXHAUSTED; default 65536.
    */
   maxPendingMessages?: number;
+  /** The same bound on the characters (name + message) of those messages; default 64 Mi. */
+  maxPendingChars?: number;
 }
 
 export declare class Server extends EventEmitter {

@@ -31,6 +31,10 @@ class Call {
     this._pending = [];           // [kind, a, b, ...] waiting for it
     this._head = 0;
     this._pendingMessages = 0;
+    this._pendingChars = 0;       // name + message lengths of those
+    this._nk = -1;                // what _shift() took
+    this._na = undefined;
+    this._nb = undefined;
     this._overflow = false;
   }
 
@@ -161,22 +165,46 @@ class Call {
     if (this._busy || this._head < this._pending.length) {
       if (kind === K_MESSAGE) {
         if (this._overflow) return;
-        if (++this._pendingMessages > this._server._maxPending) {
+        const server = this._server;
+        if (this._pendingMessages + 1 > server._maxPending ||
+            this._pendingChars + a.length + b.length > server._maxPendingChars) {
           this._overflow = true;
-          this._pendingMessages--;
           if (this._status === null && !this._ended) {
             try {
-              this.fail(Code.RESOURCE_EXHAUSTED,
-                `the handler fell behind: more than ${this._server._maxPending} messages waiting`);
-            } catch (err) { this._server._report(err, this); }
+              this.fail(Code.RESOURCE_EXHAUSTED, `the handler fell behind: more than ${server._maxPending} ` +
+                `messages or ${server._maxPendingChars} characters waiting`);
+            } catch (err) { server._report(err, this); }
           }
           return;
         }
+        this._pendingMessages++;
+        this._pendingChars += a.length + b.length;
       }
       this._pending.push(kind, a, b);
       return;
     }
     this._run(kind, a, b);
+  }
+
+  // Takes the next waiting handler call into this._next (kind, a, b).
+  _shift() {
+    const p = this._pending;
+    const h = this._head;
+    const kind = p[h], a = p[h + 1], b = p[h + 2];
+    p[h + 1] = p[h + 2] = undefined;
+    this._head = h + 3;
+    if (kind === K_MESSAGE) {
+      this._pendingMessages--;
+      this._pendingChars -= a.length + b.length;
+    }
+    if (this._head >= p.length) {
+      this._pending = [];
+      this._head = 0;
+    } else if (this._head > 3072 && this._head * 2 > p.length) {
+      this._pending = p.slice(this._head);  // a handler that stays busy
+      this._head = 0;
+    }
+    this._nk = kind; this._na = a; this._nb = b;
   }
 
   _run(kind, a, b) {
@@ -195,15 +223,10 @@ class Call {
         return;
       }
       if (kind === K_CLOSE) { this._finish(); return; }
-      if (this._head >= this._pending.length) {
-        if (this._head > 0) { this._pending = []; this._head = 0; }
-        return;
-      }
-      const p = this._pending;
-      kind = p[this._head]; a = p[this._head + 1]; b = p[this._head + 2];
-      p[this._head + 1] = p[this._head + 2] = undefined;
-      this._head += 3;
-      if (kind === K_MESSAGE) this._pendingMessages--;
+      if (this._head >= this._pending.length) return;
+      this._shift();
+      kind = this._nk; a = this._na; b = this._nb;
+      this._na = this._nb = undefined;
     }
   }
 
@@ -211,12 +234,10 @@ class Call {
     this._busy = false;
     if (this._running === K_CLOSE) { this._finish(); return; }
     if (this._head < this._pending.length) {
-      const p = this._pending;
-      const kind = p[this._head], a = p[this._head + 1], b = p[this._head + 2];
-      p[this._head + 1] = p[this._head + 2] = undefined;
-      this._head += 3;
-      if (kind === K_MESSAGE) this._pendingMessages--;
-      this._run(kind, a, b);
+      this._shift();
+      const a = this._na, b = this._nb;
+      this._na = this._nb = undefined;
+      this._run(this._nk, a, b);
     } else {
       this._pending = [];
       this._head = 0;
@@ -280,6 +301,8 @@ class Server extends EventEmitter {
     }
     this._maxPending = options.maxPendingMessages === undefined ? 65536
       : checkInt(options.maxPendingMessages, 'options.maxPendingMessages', 1, Number.MAX_SAFE_INTEGER);
+    this._maxPendingChars = options.maxPendingChars === undefined ? 64 * 1024 * 1024
+      : checkInt(options.maxPendingChars, 'options.maxPendingChars', 1, Number.MAX_SAFE_INTEGER);
 
     const o = {};
     C.chat_server_options_init(o, SERVER_OPTIONS_VERSION);

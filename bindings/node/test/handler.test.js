@@ -175,6 +175,49 @@ test('a handler that falls too far behind has its call cut with RESOURCE_EXHAUST
   }
 });
 
+test('the pending characters are bounded too', async () => {
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  const { client, close } = pair({ async onOpen() { await gate; }, onMessage() {} }, { maxPendingChars: 10000 });
+  try {
+    const s = client.chat();
+    for (let i = 0; i < 300; i++) s.send('n', 'x'.repeat(100)).catch(() => {});
+    const { error } = await within(collectError(s), 10000, 'the cut');
+    assert.equal(error.code, Code.RESOURCE_EXHAUSTED);
+    assert.match(error.details, /10000 characters/);
+  } finally {
+    release();
+    await close();
+  }
+});
+
+test('a handler held up while thousands of messages wait takes them all, in order', async () => {
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  let waiting = 0;
+  const { server, client, close } = pair({
+    async onOpen() { await gate; },
+    async onMessage(call, name, message) { await null; await call.send(message); },
+  });
+  try {
+    const s = client.chat();
+    const want = [];
+    for (let i = 0; i < 5000; i++) { s.send('n', String(i)); want.push(String(i)); }
+    s.complete();
+    // Every message is waiting in JS behind the held onOpen, then it goes.
+    await waitFor(() => {
+      const call = [...server._calls.values()][0];
+      waiting = call ? call._pendingMessages : 0;
+      return waiting === 5000;
+    }, 10000, `5000 messages waiting (${waiting})`);
+    release();
+    assert.deepEqual(await within(collect(s), 20000, 'replies'), want);
+  } finally {
+    release();
+    await close();
+  }
+});
+
 test('many servers on the one queue: each call reaches its own server', async () => {
   const servers = [];
   const clients = [];
