@@ -8,7 +8,7 @@ const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 
 const pkg = path.resolve(__dirname, '..');
-for (const dep of ['koffi', '@grpc/grpc-js', '@grpc/proto-loader']) {
+for (const dep of ['koffi', '@grpc/grpc-js', '@grpc/proto-loader', 'typescript']) {
   if (!fs.existsSync(path.join(pkg, 'node_modules', dep, 'package.json'))) {
     console.log(`SKIPPED: ${path.join(pkg, 'node_modules', dep)} is missing: ` +
                 `run \`npm ci\` in ${pkg} (scripts/setup.sh does it)`);

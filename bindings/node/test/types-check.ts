@@ -1,0 +1,37 @@
+// Compiled (not run) by types.test.js: the API as index.d.ts types it, used
+// the way the README shows. A type error here fails that test.
+import { Client, Server, Call, ChatError, Code, codeName, library, Status, Handler } from '..';
+
+async function main(): Promise<void> {
+  const handler: Handler = {
+    onOpen(call: Call) { const md = call.metadata['x-room']; void md; void call.peer; void call.id; },
+    async onMessage(call, name, message) { await call.send(`${name}: ${message}`); },
+    onComplete(call) { call.complete(); },
+    onClose(call, code, details) { if (code !== Code.OK) call.closed && void details; },
+  };
+  const server = new Server({ address: '127.0.0.1:0', handler, maxPendingMessages: 10, completionQueues: 1 });
+  server.on('handlerError', (err, call) => { void err; void call.id; });
+  const echo = new Server({ mode: 'echo' });
+  const client = new Client(`127.0.0.1:${server.port}`, { sendQueueLimit: 4, keepaliveMs: 0 });
+  const stream = client.chat({ deadlineMs: 1000, metadata: { 'x-room': 'lobby', 'x-key-bin': Buffer.from([1]) } });
+  await stream.send('Sam', 'Hi');
+  stream.complete();
+  try {
+    for await (const reply of stream) { const s: string = reply; void s; }
+  } catch (err) {
+    if (err instanceof ChatError) { const c: number = err.code; void c; void err.codeName; void err.details; }
+  }
+  const status: Status = await stream.finished;
+  void codeName(status.code);
+  void library.path;
+  const cut: number = await server.stop(100);
+  void cut;
+  await server.close();
+  await echo.close();
+  await client.close();
+  // @ts-expect-error: send takes strings
+  void stream.send(1, 2);
+  // @ts-expect-error: no such mode
+  void new Server({ mode: 'shout' });
+}
+void main;
