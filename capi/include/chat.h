@@ -444,6 +444,14 @@ typedef struct chat_server_options {
                                  and stop and destroy never wait for the
                                  thread that drains. Borrowed: the queue must
                                  outlive the server. */
+  int32_t hold_until_consumed; /* with queue: nonzero keeps each drained
+                                 MESSAGE counting against recv_window /
+                                 recv_window_bytes until you report it done
+                                 with chat_call_consumed, so a host that
+                                 drains at once and handles later (async
+                                 handlers) still slows a fast client down
+                                 instead of buffering without bound.
+                                 Default 0: room goes back at the drain */
 } chat_server_options;
 
 /* Fills `opts` with the defaults of `version` (pass
@@ -577,6 +585,14 @@ CHAT_API chat_code chat_call_set_user_data(chat_call *call, void *user_data);
 /* What chat_call_set_user_data set; NULL before, and for NULL. Thread-safe. */
 CHAT_API void *chat_call_user_data(const chat_call *call);
 
+/* On a server with hold_until_consumed: you are done with the `count`
+ * oldest MESSAGEs of this call that were drained and not yet reported;
+ * their room in the call's window goes back (reading resumes). 0 is a
+ * no-op. Errors: CHAT_ERR_BAD_ARGUMENT (NULL, count larger than the
+ * messages held), CHAT_ERR_BAD_STATE (the server does not hold messages).
+ * Thread-safe; valid also after the call ended. */
+CHAT_API chat_code chat_call_consumed(chat_call *call, size_t count);
+
 /* ------------------------------------------------------------------------ */
 /* Client                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -667,6 +683,10 @@ typedef struct chat_stream_options {
                          CHAT_ERR_BAD_STATE. Borrowed: the queue must
                          outlive the stream */
   void *user_data;    /* yours: handed back in each of its events */
+  int32_t hold_until_consumed; /* with queue: nonzero keeps each drained
+                                  REPLY counting against recv_queue_limit /
+                                  recv_queue_bytes until chat_stream_consumed
+                                  reports it done (see the server's). Default 0 */
 } chat_stream_options;
 
 /* Fills `opts` with the defaults of `version`, writing only the fields that
@@ -734,6 +754,11 @@ typedef struct chat_text {
  * Fewer lock round-trips per reply: use it for high message rates. */
 CHAT_API chat_code chat_stream_recv_batch(chat_stream *stream, int64_t timeout_ms,
                                           chat_text *out, size_t max, size_t *count);
+
+/* On a stream with hold_until_consumed: you are done with its `count`
+ * oldest drained REPLYs not yet reported; their room goes back. As
+ * chat_call_consumed. Thread-safe. */
+CHAT_API chat_code chat_stream_consumed(chat_stream *stream, size_t count);
 
 /* Waits until the call has ended (final status known), up to timeout_ms
  * (< 0: no limit; chat_stream_cancel ends it). Replies not yet taken keep

@@ -406,6 +406,7 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
         if (o.queue) {
           so.queue = o.queue->impl;
           so.queue_user_data = o.user_data;
+          so.hold_until_consumed = o.hold_until_consumed != 0;
         } else {
           if (!o.on_message) return Fail(CHAT_ERR_BAD_ARGUMENT, "custom mode needs on_message");
           so.handler = std::make_shared<CHandler>(o);
@@ -646,6 +647,7 @@ chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
       stream->queue = so.queue;
       so.tag = stream.get();  // the queue's events name the handle
       so.user_data = opts->user_data;
+      so.hold_until_consumed = opts->hold_until_consumed != 0;
     }
     chat::Status s = client->impl->Open(so, &stream->impl);
     if (!s.ok()) return FromStatus(s);
@@ -757,6 +759,20 @@ chat_code chat_call_set_user_data(chat_call* call, void* user_data) {
 
 void* chat_call_user_data(const chat_call* call) {
   return Live(call, kCallTag) ? call->user_data.load(std::memory_order_acquire) : nullptr;
+}
+
+chat_code chat_call_consumed(chat_call* call, size_t count) {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    return FromStatus(call->impl->Consumed(count));
+  });
+}
+
+chat_code chat_stream_consumed(chat_stream* stream, size_t count) {
+  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
+    if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
+    return FromStatus(stream->impl->Consumed(count));
+  });
 }
 
 /* ---- error details per handle ---- */

@@ -77,6 +77,7 @@ class StreamImpl final : public ClientStream, public EventSource {
         recv_queue_bytes_(options.recv_queue_bytes),
         queue_(stream_options.queue), tag_(stream_options.tag),
         user_data_(stream_options.user_data),
+        hold_(stream_options.queue && stream_options.hold_until_consumed),
         out_(options.send_queue_limit, options.send_queue_bytes) {
     if (stream_options.deadline >= Timeout::zero()) {
       ctx_.set_deadline(std::chrono::system_clock::now() + Bounded(stream_options.deadline));
@@ -188,6 +189,29 @@ class StreamImpl final : public ClientStream, public EventSource {
     Cancel();
     Wait(kForever);  // bounded: a cancelled call always completes its Finish
     if (queue_) queue_->Purge(tag_);  // its END is in by now
+  }
+
+  bool HoldsUntilConsumed() const override { return hold_; }
+  void Held(size_t bytes) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_.push_back(bytes);
+  }
+  Status Consumed(size_t count) override {
+    if (!hold_) return ClientStream::Consumed(count);
+    size_t bytes = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (count > held_.size()) {
+        return Status(Code::kBadArgument, "count is more than the replies drained and not yet "
+                                          "consumed (" + std::to_string(held_.size()) + ")");
+      }
+      for (size_t i = 0; i < count; ++i) {
+        bytes += held_.front();
+        held_.pop_front();
+      }
+    }
+    if (count > 0) Drained(count, bytes);
+    return Status::Ok();
   }
 
   // --- EventSource: the host drained `count` replies of `bytes` ---
@@ -322,6 +346,8 @@ class StreamImpl final : public ClientStream, public EventSource {
   const std::shared_ptr<EventQueue> queue_;  // or null: replies wait in inq_
   void* const tag_;
   void* const user_data_;
+  const bool hold_;                // drained replies keep their room until Consumed
+  std::deque<size_t> held_;        // hold: sizes of replies drained, not yet consumed
   grpc::ClientContext ctx_;
   std::shared_ptr<StreamImpl> self_;  // until Over()
   OpTag<StreamImpl, &StreamImpl::OnStart> start_tag_{this};

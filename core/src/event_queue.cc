@@ -105,7 +105,7 @@ Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
       more = !events_.empty();
     }
     // Outside the lock: giving room back may restart reads, which push.
-    GiveBack(out, from);
+    GiveBack(out, from, /*closing=*/false);
     for (size_t i = from; i < out->size(); ++i) {
       Event& e = (*out)[i];
       if (e.type == EventType::kHalfClose && e.source && e.source->Cancelled()) {
@@ -124,13 +124,17 @@ Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
 // Gives the window room of events[from..] back to their sources, one call
 // per run of events from the same source (a drain usually takes many
 // messages of one stream at once).
-void EventQueue::GiveBack(std::vector<Event>* events, size_t from) {
+void EventQueue::GiveBack(std::vector<Event>* events, size_t from, bool closing) {
   internal::EventSource* run = nullptr;
   size_t count = 0, bytes = 0;
   for (size_t i = from; i < events->size(); ++i) {
     Event& e = (*events)[i];
     if (e.type != EventType::kMessage && e.type != EventType::kReply) continue;
     if (!e.source) continue;
+    if (!closing && e.source->HoldsUntilConsumed()) {
+      e.source->Held(e.credit);
+      continue;
+    }
     if (e.source.get() != run) {
       if (run) run->Drained(count, bytes);
       run = e.source.get();
@@ -164,7 +168,7 @@ void EventQueue::Close(const std::function<void(Event&)>& dropped) {
   if (dropped_) {
     for (auto& e : pending) dropped_(e);
   }
-  GiveBack(&pending, 0);
+  GiveBack(&pending, 0, /*closing=*/true);
 }
 
 void EventQueue::Purge(void* tag) {

@@ -44,7 +44,8 @@ class ServerImpl final : public Server, public SessionHost {
  public:
   explicit ServerImpl(const ServerOptions& options)
       : options_(options),
-        limits_{options.mode, options.queue != nullptr, options.max_message_bytes,
+        limits_{options.mode, options.queue != nullptr,
+                options.queue != nullptr && options.hold_until_consumed, options.max_message_bytes,
                 options.send_queue_limit,
                 options.send_queue_bytes, options.recv_window, options.recv_window_bytes},
         memory_(std::make_shared<MemoryAccount>(options.max_memory_bytes)),

@@ -123,6 +123,29 @@ void Session::Drained(size_t count, size_t bytes) {
   memory_->WakeIfRoom();
 }
 
+void Session::Held(size_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  held_.push_back(bytes);
+}
+
+Status Session::Consumed(size_t count) {
+  if (!limits_.hold) return ServerCall::Consumed(count);
+  size_t bytes = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (count > held_.size()) {
+      return Status(Code::kBadArgument, "count is more than the messages drained and not yet "
+                                        "consumed (" + std::to_string(held_.size()) + ")");
+    }
+    for (size_t i = 0; i < count; ++i) {
+      bytes += held_.front();
+      held_.pop_front();
+    }
+  }
+  if (count > 0) Drained(count, bytes);
+  return Status::Ok();
+}
+
 void Session::ResumeRead(bool from_waiter) {
   bool over_bound;
   {

@@ -19,6 +19,7 @@
 #include <grpcpp/generic/async_generic_service.h>
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -81,6 +82,7 @@ class Session final : public ServerCall,
   struct Limits {
     Mode mode;
     bool queued;  // custom mode on an event queue: refused sends earn a kWritable
+    bool hold;    // queued, and drained messages keep their room until Consumed
     size_t max_message_bytes, send_queue_limit, send_queue_bytes, recv_window, recv_window_bytes;
   };
 
@@ -116,6 +118,9 @@ class Session final : public ServerCall,
   // they left the event queue): the window has room again.
   void Drained(size_t count, size_t bytes) override;
   bool Cancelled() const override { return cancelled(); }
+  bool HoldsUntilConsumed() const override { return limits_.hold; }
+  void Held(size_t bytes) override;
+  Status Consumed(size_t count) override;
   // Restarts a read paused on a full queue or on the memory bound.
   void ResumeRead(bool from_waiter = false);
   bool cancelled() const;
@@ -187,6 +192,7 @@ class Session final : public ServerCall,
   bool read_closed_ = false;       // client half-closed (or the call broke)
   size_t undelivered_ = 0;         // custom: OnMessage events not yet run
   size_t undelivered_bytes_ = 0;   // and their bytes, charged to memory_
+  std::deque<size_t> held_;        // hold: sizes of messages drained, not yet consumed
   bool admitted_ = false;          // the server registered it (Finished reports it)
   bool cancelled_ = false;
   bool done_ = false;              // gRPC reported the call over (done tag)

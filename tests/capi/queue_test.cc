@@ -290,6 +290,95 @@ TEST_F(QueueTest, QueuedServerWindowCountsUndrainedMessages) {
   chat_call_complete(got[0].call);
 }
 
+// hold_until_consumed: drained messages and replies keep their room until
+// the host reports them consumed, so a host that drains everything at once
+// still holds its peer back; nothing is lost.
+TEST_F(QueueTest, HeldMessagesAndRepliesKeepTheirRoomUntilConsumed) {
+  chat_server_options so;
+  chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+  so.recv_window = 2;
+  so.hold_until_consumed = 1;
+  Start(true, &so);
+  chat_stream* s = OpenBlocking();
+  constexpr int kMessages = 20;
+  for (int i = 0; i < kMessages; ++i) ASSERT_EQ(Send(s, "n", std::to_string(i)), CHAT_OK);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  auto messages = [](const std::vector<Ev>& evs) { return CountType(evs, CHAT_EVENT_MESSAGE); };
+  auto got = DrainUntil(server_q_, [&](const std::vector<Ev>& evs) { return messages(evs) == 2; });
+  ASSERT_EQ(messages(got), 2u);
+  chat_call* call = got[0].call;
+  // However long the host drains, a held window lets no third message in.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  chat_event ev[64];
+  size_t n = 0;
+  ASSERT_EQ(chat_queue_drain(server_q_, 0, ev, 64, &n), CHAT_OK);
+  EXPECT_EQ(n, 0u);
+  EXPECT_EQ(chat_call_consumed(call, 3), CHAT_ERR_BAD_ARGUMENT);  // only 2 held
+  EXPECT_EQ(chat_call_consumed(call, 0), CHAT_OK);
+  EXPECT_EQ(chat_call_consumed(call, 2), CHAT_OK);
+  // Consumed one by one, the rest come, in order.
+  size_t seen = got.size();
+  got = DrainUntil(server_q_, [&](const std::vector<Ev>& evs) {
+    for (; seen < evs.size(); ++seen) {
+      if (evs[seen].type == CHAT_EVENT_MESSAGE) {
+        EXPECT_EQ(chat_call_consumed(call, 1), CHAT_OK);
+      }
+    }
+    return CountType(evs, CHAT_EVENT_HALF_CLOSE) == 1;
+  }, got);
+  ASSERT_EQ(messages(got), static_cast<size_t>(kMessages));
+  int next = 0;
+  for (const auto& e : got) {
+    if (e.type == CHAT_EVENT_MESSAGE) {
+      EXPECT_EQ(e.text, std::to_string(next++));
+    }
+  }
+  // The client side: a stream holding its replies reads no more than
+  // recv_queue_limit of them until they are consumed.
+  chat_client_options co;
+  chat_client_options_init(&co, CHAT_CLIENT_OPTIONS_VERSION);
+  co.recv_queue_limit = 2;
+  chat_client* client = nullptr;
+  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server_));
+  ASSERT_EQ(chat_client_create(target.c_str(), &co, &client), CHAT_OK);
+  chat_stream_options o;
+  chat_stream_options_init(&o, CHAT_STREAM_OPTIONS_VERSION);
+  o.queue = q_;
+  o.hold_until_consumed = 1;
+  chat_stream* held = nullptr;
+  ASSERT_EQ(chat_client_open(client, &o, &held), CHAT_OK);
+  ASSERT_EQ(Send(held, "x", "y"), CHAT_OK);
+  got = DrainUntil(server_q_, [&](const std::vector<Ev>& evs) { return messages(evs) == 1; });
+  chat_call* server_call = got[0].call;
+  for (int i = 0; i < kMessages; ++i) {
+    std::string r = std::to_string(i);
+    ASSERT_EQ(chat_call_send(server_call, r.data(), r.size(), 0), CHAT_OK);
+  }
+  ASSERT_EQ(chat_call_complete(server_call), CHAT_OK);
+  auto replies = [](const std::vector<Ev>& evs) { return CountType(evs, CHAT_EVENT_REPLY); };
+  got = DrainUntil(q_, [&](const std::vector<Ev>& evs) { return replies(evs) == 2; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(chat_queue_drain(q_, 0, ev, 64, &n), CHAT_OK);
+  EXPECT_EQ(n, 0u);
+  EXPECT_EQ(chat_stream_consumed(held, 3), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(chat_stream_consumed(held, 2), CHAT_OK);
+  seen = got.size();
+  got = DrainUntil(q_, [&](const std::vector<Ev>& evs) {
+    for (; seen < evs.size(); ++seen) {
+      if (evs[seen].type == CHAT_EVENT_REPLY) {
+        EXPECT_EQ(chat_stream_consumed(held, 1), CHAT_OK);
+      }
+    }
+    return CountType(evs, CHAT_EVENT_END) == 1;
+  }, got);
+  EXPECT_EQ(replies(got), static_cast<size_t>(kMessages));
+  EXPECT_EQ(got.back().type, CHAT_EVENT_END);
+  chat_stream_destroy(held);
+  chat_client_destroy(client);
+  // Without hold_until_consumed there is nothing to report.
+  EXPECT_EQ(chat_stream_consumed(s, 1), CHAT_ERR_BAD_STATE);
+}
+
 // A refused send earns one WRITABLE once there is room, on both sides.
 TEST_F(QueueTest, WritableFollowsARefusedSendOnServerAndClient) {
   chat_server_options so;

@@ -65,6 +65,7 @@ const ServerOptions = koffi.struct('chat_server_options', {
   keepalive_timeout_ms: 'int32_t',
   completion_queues: 'int32_t',
   queue: 'void *',
+  hold_until_consumed: 'int32_t',
 });
 
 const ClientOptions = koffi.struct('chat_client_options', {
@@ -87,6 +88,7 @@ const StreamOptions = koffi.struct('chat_stream_options', {
   metadata_value_lens: 'void *',
   queue: 'void *',
   user_data: 'void *',
+  hold_until_consumed: 'int32_t',
 });
 
 // chat_event, read by hand from native memory (see loop.js): 64 bytes.

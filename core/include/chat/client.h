@@ -34,6 +34,8 @@ struct StreamOptions {
   std::shared_ptr<EventQueue> queue;
   void* tag = nullptr;
   void* user_data = nullptr;
+  // A drained reply keeps its room in the receive bounds until Consumed.
+  bool hold_until_consumed = false;
 };
 
 // One client stream. Every method is thread-safe; Recv has one consumer at a time.
@@ -57,6 +59,12 @@ class ClientStream {
   virtual Status Wait(Timeout timeout) = 0;
   // The final status, or kBadState while the stream is still open.
   virtual Status FinalStatus() const = 0;
+  // Event queue with hold_until_consumed: the host is done with `count`
+  // more of the replies it drained (see ServerCall::Consumed).
+  virtual Status Consumed(size_t count) {
+    (void)count;
+    return Status(Code::kBadState, "the stream does not hold replies until consumed");
+  }
   // Cancels if still open and waits until the library is done with the stream:
   // afterwards no gRPC activity refers to it.
   virtual void Close() = 0;

@@ -27,8 +27,13 @@ namespace internal {
 class EventSource {
  public:
   virtual ~EventSource() = default;
-  // `count` events carrying `bytes` of text were drained.
+  // `count` events carrying `bytes` of text were drained (or consumed).
   virtual void Drained(size_t count, size_t bytes) = 0;
+  // A source that keeps the room of a drained event until the host says it
+  // consumed it (hold_until_consumed) is told of each drained event here
+  // instead, in order; Consumed() then gives the room back.
+  virtual bool HoldsUntilConsumed() const { return false; }
+  virtual void Held(size_t bytes) { (void)bytes; }
   // True when a half-close event is stale: the call was cancelled since.
   virtual bool Cancelled() const { return false; }
 };
@@ -94,7 +99,9 @@ class EventQueue {
   EventQueue(int read_fd, int write_fd) : read_fd_(read_fd), write_fd_(write_fd) {}
   void SignalLocked();
   void UnsignalLocked();
-  static void GiveBack(std::vector<Event>* events, size_t from);
+  // `closing`: the host will never see them, so held sources get their
+  // room back too.
+  static void GiveBack(std::vector<Event>* events, size_t from, bool closing);
 
   const int read_fd_;
   const int write_fd_;

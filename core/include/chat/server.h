@@ -37,6 +37,14 @@ class ServerCall {
   // after the write in flight; queued replies are discarded.
   virtual Status Fail(Code code, std::string_view details) = 0;
   virtual bool ended() const = 0;
+  // Event queue with hold_until_consumed: the host is done with `count`
+  // more of the messages it drained, oldest first; their room in the
+  // window goes back. kBadState without hold_until_consumed, kBadArgument
+  // for more than were drained and not yet consumed.
+  virtual Status Consumed(size_t count) {
+    (void)count;
+    return Status(Code::kBadState, "the server does not hold messages until consumed");
+  }
 
   // A slot for the embedding layer (the C ABI keeps its handle here).
   virtual void set_host_data(void* data) = 0;
@@ -77,6 +85,9 @@ struct ServerOptions {
   // drained; Stop never waits for the host that drains.
   std::shared_ptr<EventQueue> queue;
   void* queue_user_data = nullptr;  // carried in every Event of this server's streams
+  // A drained message keeps its room in recv_window until ServerCall::
+  // Consumed: hosts that hand messages on (async handlers) stay bounded.
+  bool hold_until_consumed = false;
   size_t max_message_bytes = 4u << 20;    // both directions
   size_t send_queue_limit = 1024;         // replies queued per stream
   size_t send_queue_bytes = 8u << 20;     // and their bytes (one message always fits)
