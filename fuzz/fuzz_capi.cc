@@ -277,8 +277,8 @@ void OpenStream(World& w, Input& in, Slot& slot) {
   }
   if (flags & 32) o.wait_for_ready = 1;
   if (flags & 64) {
-    o.version = in.Byte() % 4;  // 0 and 3 are unknown versions
-    if (o.version == 0 || o.version == 3) bad = true;
+    o.version = in.Byte() % 5;  // 0 and 4 are unknown versions
+    if (o.version == 0 || o.version > CHAT_STREAM_OPTIONS_VERSION) bad = true;
     if (o.version == 1) o.metadata_value_lens = nullptr;  // not read
   }
   chat_stream* s = reinterpret_cast<chat_stream*>(0x1);

@@ -83,7 +83,7 @@ capi = [
     op(0, 0, CUSTOM | 4 | 8 | 16, 1) + send(0, b"k", b"v") + recv(0, 2),
     op(0, 0, ECHO | 4 | 8, 1),                             # a bad metadata key
     op(0, 0, ECHO | 2, 0xF5) + op(0, 6, 0xFF) + recv(0, 1),  # a 5 ms deadline
-    op(0, 0, ECHO | 64, 3) + op(0, 0, ECHO | 64, 1) + op(0, 7),
+    op(0, 0, ECHO | 64, 4) + op(0, 0, ECHO | 64, 1) + op(0, 7),  # version 4 is unknown
     op(0, 0, ECHO) + op(0, 3) + recv(0, 1) + op(0, 7) + send(0, b"a", b"b"),
     op(0, 0, ECHO) + bytes([0x01, 2, 1, 0]),              # NULL name with a length
     op(0, 0, CUSTOM) + bytes([0x01, 3, 0, 0]),            # oversized name
