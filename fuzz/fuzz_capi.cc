@@ -10,9 +10,10 @@
 // queue's events are acted on as the input says: reply, reply several,
 // complete, fail with allowed and refused codes, invalid UTF-8, user data,
 // ref/unref, keep a reference for later), wakes, per-handle error reads
-// with small buffers, a short-lived queue, plus calls on NULL handles,
-// options structs with bad versions, chat_code_name with any int, and
-// malformed addresses and targets. Every wait is at most kMaxWaitMs, so an
+// with small buffers, a short-lived queue, a short-lived queued server
+// (once per input), plus calls on NULL handles, options structs with bad
+// versions, chat_code_name with any int, and malformed addresses and
+// targets. Every wait is at most kMaxWaitMs, so an
 // input takes a few milliseconds; the program ends by destroying every
 // stream it opened and draining both queues until they are quiet (bounded),
 // so nothing it started leaks into the next input.
@@ -1030,6 +1031,89 @@ void ShortLivedQueue(World& w, Input& in) {
   chat_queue_destroy(q);
 }
 
+// A queued server of its own, with a client stream, ended in the order the
+// input says: server then queue, queue then server, stop and drain, or the
+// stream first; a reference kept on one of its calls outlives it all, and
+// every call on it is then CLOSED. At most once per input: it costs a
+// listener and a connection.
+void ShortLivedServer(Input& in, bool* used) {
+  uint8_t b = in.Byte();
+  if (*used) return;
+  *used = true;
+  chat_queue* q = nullptr;
+  Checked(chat_queue_create(&q), {CHAT_OK}, "chat_queue_create");
+  chat_server_options so;
+  chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+  so.mode = CHAT_MODE_CUSTOM;
+  so.queue = q;
+  so.completion_queues = 1;
+  so.keepalive_ms = 0;
+  so.recv_window = 2;
+  so.send_queue_limit = 2;
+  chat_server* srv = nullptr;
+  Checked(chat_server_start("127.0.0.1:0", &so, &srv), {CHAT_OK}, "start a queued server");
+  chat_client* client = Connect(srv, kClientMaxBytes);
+  chat_stream* s = nullptr;
+  Checked(chat_client_open(client, nullptr, &s), {CHAT_OK}, "open");
+  Checked(chat_stream_send(s, "a", 1, "1", 1, 0), {CHAT_OK}, "send");
+  if (b & 1) Checked(chat_stream_complete(s), {CHAT_OK}, "complete");
+  chat_call* held = nullptr;
+  chat_event ev[8];
+  size_t n = 0;
+  auto drain = [&](int64_t wait) {
+    Checked(chat_queue_drain(q, wait, ev, 8, &n), {CHAT_OK}, "drain a short-lived server's queue");
+    Trace("short-lived server", ev, n, 8, wait);
+    for (size_t i = 0; i < n; ++i) {
+      CheckEventShape(ev[i], true);
+      if (ev[i].type == CHAT_EVENT_OPEN && (b & 2) && !held) {
+        Checked(chat_call_ref(ev[i].call), {CHAT_OK}, "ref");
+        held = ev[i].call;
+      }
+      if (ev[i].type == CHAT_EVENT_MESSAGE && (b & 4)) {
+        Checked(chat_call_send(ev[i].call, "r", 1, 0), {CHAT_OK, CHAT_ERR_WOULD_BLOCK, CHAT_ERR_CLOSED},
+                "reply");
+      }
+    }
+  };
+  for (int i = 0; i < 1 + (b >> 5); ++i) drain(3);
+  switch ((b >> 3) % 4) {
+    case 0:
+      Checked(chat_server_destroy(srv), {CHAT_OK}, "destroy the server");
+      chat_queue_destroy(q);
+      break;
+    case 1:  // the queue first: the server's later events are dropped
+      chat_queue_destroy(q);
+      Checked(chat_server_destroy(srv), {CHAT_OK}, "destroy the server after its queue");
+      break;
+    case 2:
+      chat_stream_destroy(s);
+      s = nullptr;
+      drain(3);
+      Checked(chat_server_destroy(srv), {CHAT_OK}, "destroy the server");
+      chat_queue_destroy(q);
+      break;
+    default: {
+      int32_t cut = -1;
+      Checked(chat_server_stop(srv, 0, &cut), {CHAT_OK}, "stop");
+      Expect(cut >= 0, "stop counts what it cut");
+      drain(0);
+      drain(0);
+      Checked(chat_server_destroy(srv), {CHAT_OK}, "destroy a stopped server");
+      chat_queue_destroy(q);
+    }
+  }
+  if (held) {  // "every call on them returns CHAT_ERR_CLOSED"
+    Checked(chat_call_send(held, "x", 1, 0), {CHAT_ERR_CLOSED}, "send on a call of a destroyed server");
+    Checked(chat_call_complete(held), {CHAT_ERR_CLOSED}, "complete a call of a destroyed server");
+    Checked(chat_call_fail(held, CHAT_ABORTED, "x", 1), {CHAT_ERR_CLOSED},
+            "fail a call of a destroyed server");
+    Expect(chat_call_id(held) > 0, "a held call keeps its id");
+    chat_call_unref(held);
+  }
+  chat_stream_destroy(s);
+  chat_client_destroy(client);
+}
+
 // Calls with NULL or unusable arguments on the queue API.
 void QueueArgs(World& w, Input& in) {
   chat_event ev[2];
@@ -1090,7 +1174,7 @@ void QueueArgs(World& w, Input& in) {
 }
 
 // Op 14: the high nibble says which.
-void QueueOp(World& w, Input& in, uint8_t sub) {
+void QueueOp(World& w, Input& in, uint8_t sub, bool* used_server) {
   switch (sub) {
     case 0: Wake(w.client_q); break;
     case 1: Wake(w.server_q); break;
@@ -1135,6 +1219,7 @@ void QueueOp(World& w, Input& in, uint8_t sub) {
     }
     case 9: ShortLivedQueue(w, in); break;
     case 10: QueueArgs(w, in); break;
+    case 12: ShortLivedServer(in, used_server); break;
     case 11: {  // sends until one is refused: the way to a WRITABLE
       Slot& s = g_slots[in.Byte() % kSlots];
       int k = 8 * (1 + in.Byte() % 8);
@@ -1298,6 +1383,7 @@ void Quiesce(World& w) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   World& w = TheWorld();
   auto t_input = Clock::now();
+  bool used_server = false;
   Input in(data, size);
   int ops = 0;
   while (!in.done() && ops++ < 64) {
@@ -1365,7 +1451,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 11: CodeName(in); break;
       case 12: Addresses(in); break;
       case 13: Drain(w, in, op >> 4); break;
-      case 14: QueueOp(w, in, op >> 4); break;
+      case 14: QueueOp(w, in, op >> 4, &used_server); break;
     }
   }
   auto q0 = Clock::now();
