@@ -719,13 +719,6 @@ void Trace(const char* queue, const chat_event* ev, size_t n, size_t max, int64_
   }
 }
 
-// FUZZ_CAPI_IGNORE=name[,name...] skips the checks of known, reported bugs,
-// so that a long run can look for others (fuzz/README.md lists them).
-bool Ignored(const char* name) {
-  static const char* list = std::getenv("FUZZ_CAPI_IGNORE");
-  return list && std::strstr(list, name);
-}
-
 // A drain's result against what the fuzzer knows of the queue's WAKE.
 void CheckWakes(QueueState& qs, const chat_event* ev, size_t n, size_t max, bool was_pending) {
   size_t wakes = 0;
@@ -740,7 +733,7 @@ void CheckWakes(QueueState& qs, const chat_event* ev, size_t n, size_t max, bool
   // Fewer than asked for means the queue was emptied: chat_queue_fd tells a
   // host that reads the descriptor to drain until then, and no more. So a
   // WAKE pending before such a drain is in it.
-  if (was_pending && n < max && !Ignored("short-drain")) {
+  if (was_pending && n < max) {
     Expect(wakes == 1, "a drain that returned fewer events than asked left a WAKE pending");
   }
 }
