@@ -74,11 +74,14 @@ export interface ClientOptions {
   maxMessageBytes?: number;
   /** Messages queued per stream before send() waits for room; default 1024. */
   sendQueueLimit?: number;
-  /** Replies buffered in the library per stream before reading pauses; default 1024. */
+  /**
+   * Replies per stream received and not yet taken (iterated) before reading pauses and
+   * the server is slowed down (HTTP/2 flow control); default 1024.
+   */
   recvQueueLimit?: number;
   /** Bytes queued per stream; default 8 MiB. */
   sendQueueBytes?: number;
-  /** Bytes of replies buffered in the library per stream; default 8 MiB. */
+  /** Bytes of replies received and not yet taken per stream; default 8 MiB. */
   recvQueueBytes?: number;
   /** HTTP/2 pings while streams are open; 0 = off (default). */
   keepaliveMs?: number;
@@ -129,6 +132,8 @@ export declare class Stream implements AsyncIterable<string> {
   readonly status: Status | null;
   /** Resolves with the final status when the stream ends (never rejects). */
   readonly finished: Promise<Status>;
+  /** Replies received and not taken (iterated) yet; at most recvQueueLimit. */
+  readonly bufferedReplies: number;
   /**
    * The replies in order; ends on a clean end (OK), throws a ChatError for any other
    * final status. Leaving the loop early (break) cancels the stream.
@@ -185,22 +190,20 @@ export interface ServerOptions {
   maxMessageBytes?: number;
   /** Replies queued per call before send() waits for room; default 1024. */
   sendQueueLimit?: number;
-  /** Messages read ahead per call before the library stops reading it; default 64. */
+  /**
+   * Messages per call read and not yet handled (with a handler: whose onMessage has not
+   * finished) before the library stops reading the call and the client is slowed down
+   * (HTTP/2 flow control); default 64.
+   */
   recvWindow?: number;
   keepaliveMs?: number;
   sendQueueBytes?: number;
+  /** The same bound in bytes of messages; default 8 MiB. */
   recvWindowBytes?: number;
   maxMemoryBytes?: number;
   keepaliveTimeoutMs?: number;
   /** Transport threads; 0 (default) for one per core. */
   completionQueues?: number;
-  /**
-   * Messages a call may have waiting in JS for its handler (which is busy on a promise)
-   * before the call is failed with RESOURCE_EXHAUSTED; default 65536.
-   */
-  maxPendingMessages?: number;
-  /** The same bound on the characters (name + message) of those messages; default 64 Mi. */
-  maxPendingChars?: number;
 }
 
 export declare class Server extends EventEmitter {

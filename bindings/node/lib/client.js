@@ -111,6 +111,10 @@ class Stream {
     this._id = newId();
     o.queue = queue.ptr;
     o.user_data = BigInt(this._id);
+    // A reply drained from the queue keeps counting against recvQueueLimit /
+    // recvQueueBytes until it is taken (_next, or a waiting next()), so
+    // replies not iterated yet stop the reading and slow the server down.
+    o.hold_until_consumed = 1;
     const out = [null];
     let rc;
     try {
@@ -200,8 +204,12 @@ class Stream {
     switch (type) {
       case EventType.REPLY: {
         const text = this._queue.text(k);
-        if (this._waiters.length > 0) this._waiters.shift().resolve({ value: text, done: false });
-        else this._replies.push(text);
+        if (this._waiters.length > 0) {
+          this._consumed();
+          this._waiters.shift().resolve({ value: text, done: false });
+        } else {
+          this._replies.push(text);
+        }
         break;
       }
       case EventType.WRITABLE:
@@ -237,8 +245,20 @@ class Stream {
     if (this._resolveFinished !== null) this._resolveFinished(this._status);
   }
 
+  // The oldest held reply was taken: its room goes back. After the end the
+  // handle is gone and nothing is held any more.
+  _consumed() {
+    if (this._ptr === null) return;
+    const rc = C.chat_stream_consumed(this._ptr, 1);
+    if (rc !== 0) process.emitWarning(`libchat: chat_stream_consumed: ${this._error(rc, 'consumed').message}`);
+  }
+
+  // Replies received and not taken yet (at most recvQueueLimit).
+  get bufferedReplies() { return this._replies.length - this._head; }
+
   _next() {
     if (this._head < this._replies.length) {
+      this._consumed();
       const value = this._replies[this._head];
       this._replies[this._head++] = undefined;
       if (this._head > 1024 && this._head * 2 > this._replies.length) {

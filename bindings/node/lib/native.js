@@ -142,6 +142,7 @@ const C = {
   chat_call_ref: fn('int chat_call_ref(chat_call *c)'),
   chat_call_unref: fn('void chat_call_unref(chat_call *c)'),
   chat_call_set_user_data: fn('int chat_call_set_user_data(chat_call *c, void *user_data)'),
+  chat_call_consumed: fn('int chat_call_consumed(chat_call *c, size_t count)'),
 
   chat_client_options_init: fn('int chat_client_options_init(_Out_ chat_client_options *opts, uint32_t version)'),
   chat_client_create: fn('int chat_client_create(const char *target, const chat_client_options *opts, _Out_ chat_client **out)'),
@@ -152,6 +153,7 @@ const C = {
   chat_stream_complete: fn('int chat_stream_complete(chat_stream *s)'),
   chat_stream_cancel: fn('int chat_stream_cancel(chat_stream *s)'),
   chat_stream_destroy: fn('void chat_stream_destroy(chat_stream *s)'),
+  chat_stream_consumed: fn('int chat_stream_consumed(chat_stream *s, size_t count)'),
 };
 
 const abi = C.chat_abi_version();

@@ -7,7 +7,7 @@
 const { test: baseTest } = require('node:test');
 const test = (name, fn) => baseTest(name, { timeout: 60000 }, fn);
 const assert = require('node:assert/strict');
-const { Client, Server } = require('..');
+const { Client, Server, Code } = require('..');
 const { within, collect, grpcServer, grpcClient, waitFor } = require('./helpers');
 
 const N = 500;
@@ -88,6 +88,135 @@ test('server: call.send waits for WRITABLE while the client does not read', asyn
   } finally {
     call.cancel();
     client.close();
+    await server.close();
+  }
+});
+
+// End to end with this package on both sides: a handler that has not
+// finished with a message keeps it counting against recvWindow, a reply not
+// iterated yet keeps counting against recvQueueLimit (hold_until_consumed),
+// so what waits in JS stays bounded and the sender is slowed down.
+const M = 1500;
+const MID = 32 * 1024;   // M * MID = 48 MiB: more than every buffer on the way
+const mid = (i) => `${String(i).padStart(8, '0')}${'y'.repeat(MID - 8)}`;
+
+// Resolves once `progress()` has not moved for `quietMs` while `waiting()`
+// holds: the sender is stalled. Rejects after `ms`.
+async function stalled(progress, waiting, quietMs, ms, what) {
+  let last = -1, since = Date.now();
+  await waitFor(() => {
+    const p = progress();
+    if (p !== last || !waiting()) { last = p; since = Date.now(); return false; }
+    return Date.now() - since >= quietMs;
+  }, ms, what);
+}
+
+function noWarnings() {
+  const warnings = [];
+  const on = (w) => { if (/libchat/.test(w.message)) warnings.push(w.message); };
+  process.on('warning', on);
+  return { warnings, off: () => process.off('warning', on) };
+}
+
+test('a slow async handler slows a fast client down: nothing fails, all in order', async () => {
+  const WINDOW = 16;
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  const got = [];
+  const errors = [];
+  const server = new Server({
+    recvWindow: WINDOW,
+    handler: {
+      async onOpen() { await gate; },
+      async onMessage(call, name, message) {
+        await new Promise((r) => setImmediate(r));
+        got.push(message);
+      },
+    },
+  });
+  server.on('handlerError', (err) => errors.push(err));
+  const w = noWarnings();
+  const client = new Client(`127.0.0.1:${server.port}`, { sendQueueLimit: 4 });
+  const stream = client.chat();
+  const pending = () => {
+    const call = [...server._calls.values()][0];
+    return call ? call._pendingMessages : 0;
+  };
+  try {
+    let settled = 0;
+    const sends = [];
+    for (let i = 0; i < M; i++) sends.push(stream.send('n', mid(i)).then(() => { settled++; }));
+    stream.complete();
+    // The handler takes nothing: the library holds WINDOW messages for it,
+    // stops reading the call, and the client's sends stall waiting for
+    // WRITABLE (without the hold every message would come into JS).
+    await stalled(() => settled, () => stream._sends.length > 0, 300, 20000,
+      'the client sends to stall');
+    assert.ok(settled < M, `${settled} of ${M}`);
+    assert.equal(pending(), WINDOW);
+    release();
+    await within(Promise.all(sends), 30000, 'every send to resolve');
+    const status = await within(stream.finished, 30000, 'the end');
+    assert.equal(status.code, Code.OK, status.details);
+    assert.equal(got.length, M);
+    got.forEach((m, i) => assert.equal(m, mid(i), `message ${i}`));
+    assert.deepEqual(errors, []);
+    assert.deepEqual(w.warnings, []);
+  } finally {
+    w.off();
+    release();
+    stream.cancel();
+    await client.close();
+    await server.close();
+  }
+});
+
+test('replies not iterated stay in the library (recvQueueLimit) and slow the server down', async () => {
+  const LIMIT = 8;
+  let settled = 0;
+  let call = null;
+  const server = new Server({
+    sendQueueLimit: 4,
+    handler: {
+      async onOpen(c) {
+        call = c;
+        const sends = [];
+        for (let i = 0; i < M; i++) sends.push(c.send(mid(i)).then(() => { settled++; }));
+        await Promise.all(sends);
+        c.complete();
+      },
+    },
+  });
+  const w = noWarnings();
+  const client = new Client(`127.0.0.1:${server.port}`, { recvQueueLimit: LIMIT });
+  const stream = client.chat();
+  let most = 0;
+  try {
+    stream.send('n', 'go');
+    // Nobody iterates: the stream holds LIMIT replies, the rest stay on the
+    // wire and the server's sends stall.
+    await stalled(() => settled, () => {
+      most = Math.max(most, stream.bufferedReplies);
+      return call !== null && call._sends.length > 0;
+    }, 300, 20000, 'the server sends to stall');
+    assert.ok(settled < M, `${settled} of ${M}`);
+    assert.ok(most <= LIMIT, `${most} replies buffered in JS`);
+    assert.equal(stream.bufferedReplies, LIMIT);
+    stream.complete();
+    let i = 0;
+    for await (const r of stream) {
+      most = Math.max(most, stream.bufferedReplies);
+      assert.equal(r, mid(i), `reply ${i}`);
+      i++;
+    }
+    assert.equal(i, M);
+    assert.ok(most <= LIMIT, `${most} replies buffered in JS`);
+    assert.equal(settled, M);
+    assert.deepEqual(w.warnings, []);
+  } finally {
+    w.off();
+    stream.cancel();
+    await client.close();
     await server.close();
   }
 });

@@ -9,7 +9,7 @@ async function main(): Promise<void> {
     onComplete(call) { call.complete(); },
     onClose(call, code, details) { if (code !== Code.OK) call.closed && void details; },
   };
-  const server = new Server({ address: '127.0.0.1:0', handler, maxPendingMessages: 10, completionQueues: 1 });
+  const server = new Server({ address: '127.0.0.1:0', handler, recvWindow: 10, completionQueues: 1 });
   server.on('handlerError', (err, call) => { void err; void call.id; });
   const echo = new Server({ mode: 'echo' });
   const client = new Client(`127.0.0.1:${server.port}`, { sendQueueLimit: 4, keepaliveMs: 0 });
@@ -21,6 +21,8 @@ async function main(): Promise<void> {
   } catch (err) {
     if (err instanceof ChatError) { const c: number = err.code; void c; void err.codeName; void err.details; }
   }
+  const buffered: number = stream.bufferedReplies;
+  void buffered;
   const status: Status = await stream.finished;
   void codeName(status.code);
   void library.path;
@@ -31,6 +33,8 @@ async function main(): Promise<void> {
   await client.close();
   // @ts-expect-error: send takes strings
   void stream.send(1, 2);
+  // @ts-expect-error: gone (recvWindow bounds what waits for a handler)
+  void new Server({ handler, maxPendingMessages: 10 });
   // @ts-expect-error: no such mode
   void new Server({ mode: 'shout' });
 }
