@@ -186,6 +186,43 @@ test('a handler held up: only recvWindow messages wait in JS, then it takes them
   }
 });
 
+test('messages handled after their call ended (cancelled, or a rejected handler) are reported done without error', async () => {
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  const warnings = [];
+  const onWarning = (w) => { if (/libchat/.test(w.message)) warnings.push(w.message); };
+  process.on('warning', onWarning);
+  const seen = [];
+  const closes = [];
+  let theCall = null;
+  const { server, client, close } = pair({
+    async onMessage(call, name, message) {
+      theCall = call;
+      seen.push(message);
+      if (message === '0') await gate;
+      if (message === '2') throw new Error('boom');
+    },
+    onClose(call, code) { closes.push(code); },
+  }, { recvWindow: 4 });
+  server.on('handlerError', () => {});
+  try {
+    const s = client.chat();
+    for (let i = 0; i < 4; i++) s.send('n', String(i));
+    await waitFor(() => theCall !== null && theCall._pendingMessages === 3, 10000, '3 messages waiting');
+    s.cancel();
+    await waitFor(() => theCall.closed, 10000, 'the call to end');
+    release();
+    await waitFor(() => closes.length === 1, 10000, 'onClose');
+    assert.deepEqual(seen, ['0', '1', '2', '3']);
+    assert.deepEqual(closes, [Code.CANCELLED]);
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off('warning', onWarning);
+    release();
+    await close();
+  }
+});
+
 test('many servers on the one queue: each call reaches its own server', async () => {
   const servers = [];
   const clients = [];
