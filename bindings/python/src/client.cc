@@ -406,6 +406,15 @@ class QueuedStream {
     if (handle_) chat_stream_cancel(handle_);
   }
 
+  // The stream holds its replies until consumed: the user took the `count`
+  // oldest drained and not yet reported, so their room goes back (reading
+  // resumes). Never blocks: the GIL stays held. A no-op once closed.
+  void consumed(size_t count) {
+    if (!handle_ || count == 0) return;
+    chat_code rc = chat_stream_consumed(handle_, count);
+    if (rc != CHAT_OK) raise_last(rc);
+  }
+
   // Cancels if still open and frees the handle; its pending events are
   // dropped from the queue. Idempotent.
   void close() {
@@ -516,6 +525,10 @@ class Client {
     o.metadata_value_lens = lens.data();
     o.wait_for_ready = wait_for_ready ? 1 : 0;
     o.queue = queue;
+    // Queued streams (pychat.aio) keep each drained reply counting against
+    // recv_queue_limit / recv_queue_bytes until the user takes it
+    // (QueuedStream.consumed): unread replies stay bounded.
+    o.hold_until_consumed = queue ? 1 : 0;
     o.user_data = reinterpret_cast<void*>(static_cast<uintptr_t>(queue_key));
     chat_stream* stream = nullptr;
     chat_code rc = chat_client_open(handle_, &o, &stream);
@@ -574,6 +587,9 @@ void define_client(py::module_& m) {
            "Half-closes once the queued messages are written; False if the stream takes no "
            "more.")
       .def("cancel", &QueuedStream::cancel, "Cancels the call (END follows with CANCELLED).")
+      .def("consumed", &QueuedStream::consumed, py::arg("count") = 1,
+           "Done with the `count` oldest replies drained and not yet reported: their room in "
+           "the receive bound goes back. A no-op once closed.")
       .def("close", &QueuedStream::close,
            "Cancels if still open and frees the call; its pending events are dropped.")
       .def_property_readonly("closed", &QueuedStream::closed);

@@ -74,6 +74,15 @@ class Call {
     raise_last(rc);
   }
 
+  // For pychat.aio (its server holds messages until consumed): the handler
+  // is done with the `count` oldest messages drained and not yet reported,
+  // so their room in the call's window goes back. Never blocks (a lock and
+  // perhaps a read started), so the GIL stays held.
+  void consumed(size_t count) {
+    chat_code rc = chat_call_consumed(call_, count);
+    if (rc != CHAT_OK) raise_last(rc);
+  }
+
   // A no-op once the stream has ended: a client may cancel at any moment,
   // and on_complete's natural call.complete() must not turn that into an error.
   void complete() {
@@ -385,6 +394,10 @@ class Server {
       }
       core_->queue = queue_of(queue);
       o.queue = core_->queue->get();
+      // A drained message keeps its room in the call's window until the
+      // handler is done with it (Call._consumed): pychat.aio drains at once,
+      // so this is what bounds a call whose handler falls behind.
+      o.hold_until_consumed = 1;
     } else if (mode == CHAT_MODE_CUSTOM) {
       if (handler.is_none()) throw py::value_error("a custom server needs a handler");
       core_->on_open = handler_method(handler, "on_open");
@@ -504,6 +517,9 @@ void define_server(py::module_& m) {
       .def("_try_send", &Call::try_send, py::arg("text"),
            "Queues one reply if the send queue has room; False if it is full (for pychat.aio: "
            "a WRITABLE event follows).")
+      .def("_consumed", &Call::consumed, py::arg("count") = 1,
+           "For pychat.aio: done with the `count` oldest messages drained from the event "
+           "queue and not yet reported; their room in the call's window goes back.")
       .def("__repr__", [](const Call& c) {
         return "<pychat.Call id=" + std::to_string(c.id()) + " peer='" + c.peer() + "'>";
       });
