@@ -7,6 +7,7 @@ the suite. Waits are on events and futures, each with a deadline.
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import logging
 import os
@@ -370,34 +371,111 @@ def test_server_send_awaits_room_and_drops_nothing() -> None:
     run(main())
 
 
-def test_a_handler_that_falls_too_far_behind_fails_its_call(
-        caplog: pytest.LogCaptureFixture) -> None:
-    """libchat stops counting a message against the call's window once the
-    loop drained it, so the backlog waiting for a busy async handler is
-    bounded by max_backlog: past it the call fails, the server goes on."""
+def test_a_slow_async_handler_slows_its_client_and_loses_nothing() -> None:
+    """The server holds each message against its call's window until its
+    on_message has finished. While the handler is held up, what waits for it
+    in Python stays at recv_window, libchat stops reading and the client's
+    sends wait (HTTP/2 flow control); released, nothing has failed and every
+    message arrives, in order."""
+    window, count, size = 8, 600, 32 * 1024  # ~19 MiB: more than sockets and windows hold
     gate = asyncio.Event()
+    seen: List[int] = []
 
-    class Busy:
+    class Slow:
         async def on_message(self, call: aio.Call, name: str, message: str) -> None:
             await gate.wait()
-            await call.send(message)
+            await asyncio.sleep(0)  # a coroutine that yields even once the gate is open
+            seen.append(int(message[:8]))
+
+        async def on_complete(self, call: aio.Call) -> None:
+            await call.send(str(len(seen)))
+            call.complete()
 
     async def main() -> None:
-        async with aio.Server(handler=Busy(), max_backlog=10) as server, \
-                aio.Client(target(server)) as client:
+        async with aio.Server(handler=Slow(), recv_window=window) as server, \
+                aio.Client(target(server), send_queue_limit=4) as client:
             async with client.chat() as stream:
-                for i in range(100):
-                    await stream.send("n", str(i))
-                with pytest.raises(pychat.ResourceExhausted):
-                    await stream.recv(WAIT)
-            gate.set()
-            async with client.chat() as stream:
-                await stream.send("n", "fine")
-                assert await stream.recv(WAIT) == "fine"
+                sent = 0
 
-    with caplog.at_level(logging.ERROR, logger="pychat.aio"):
-        run(main())
-    assert any("fell 10 messages behind" in r.getMessage() for r in caplog.records)
+                async def sender() -> None:
+                    nonlocal sent
+                    for i in range(count):
+                        await stream.send("n", f"{i:08d}" + "x" * (size - 8))
+                        sent += 1
+                    stream.complete()
+
+                task = asyncio.create_task(sender())
+                await until(lambda: len(server._calls) == 1, what="the call")
+                call = next(iter(server._calls.values()))
+
+                def held() -> int:  # messages drained and not yet consumed
+                    return sum(e[0] == "on_message" for e in call._inbox) + \
+                        (call._task is not None)
+
+                most = [0]
+                event = call._event
+
+                def watched(kind: int, a: Any, b: Any) -> None:
+                    event(kind, a, b)
+                    most[0] = max(most[0], held())
+                call._event = watched  # type: ignore[method-assign]
+
+                await until(lambda: held() == window, what="the call's window to fill")
+                await stalled(lambda: sent, task)  # fails if every send found room
+                assert held() == window, "a message came in past the window"
+                assert sent < count
+                gate.set()
+                await asyncio.wait_for(task, WAIT)
+                assert await stream.recv(WAIT) == str(count)
+                assert await stream.recv(WAIT) is None
+                assert stream.code is pychat.StatusCode.OK
+                assert most[0] <= window, f"{most[0]} messages waited in Python"
+            assert seen == list(range(count))
+    run(main())
+
+
+def test_replies_nobody_reads_stay_in_libchat_and_slow_the_server() -> None:
+    """A stream holds each reply against recv_queue_limit until it is taken:
+    a client that does not read has at most that many buffered in Python,
+    the server's sends wait; then reading gets every reply, in order."""
+    limit, count, size = 16, 600, 32 * 1024
+    sent: List[int] = []
+
+    class Flood:
+        async def on_message(self, call: aio.Call, name: str, message: str) -> None:
+            for i in range(count):
+                await call.send(f"{i:08d}" + "x" * (size - 8))
+                sent.append(i)
+            call.complete()
+
+    class Watched(collections.deque):  # type: ignore[type-arg]
+        most = 0
+
+        def append(self, x: Any) -> None:
+            super().append(x)
+            Watched.most = max(Watched.most, len(self))
+
+    async def main() -> None:
+        async with aio.Server(handler=Flood(), send_queue_limit=4) as server, \
+                aio.Client(target(server), recv_queue_limit=limit) as client:
+            async with client.chat() as stream:
+                core = stream._core
+                core.replies = Watched()
+                await stream.send("n", "go")
+                stream.complete()
+                await until(lambda: any(c._task is not None for c in server._calls.values()),
+                            what="the handler to start")
+                call_task = next(iter(server._calls.values()))._task
+                assert call_task is not None
+                await until(lambda: len(core.replies) == limit, what="the stream's bound to fill")
+                await stalled(lambda: len(sent), call_task)  # fails if every send found room
+                assert len(core.replies) == limit, "a reply came in past recv_queue_limit"
+                assert len(sent) < count
+                replies = [r[:8] async for r in stream]
+                assert replies == [f"{i:08d}" for i in range(count)]
+                assert stream.code is pychat.StatusCode.OK
+                assert Watched.most <= limit, f"{Watched.most} replies waited in Python"
+    run(main())
 
 
 def test_concurrent_sends_on_one_stream_keep_their_order() -> None:

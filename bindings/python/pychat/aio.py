@@ -370,9 +370,18 @@ class _StreamCore(_Target):
 
     # Receiving
 
+    def take(self) -> str:
+        """The oldest reply, now the user's: its room in the stream's
+        receive bound (recv_queue_limit / recv_queue_bytes) goes back, so
+        libchat reads on. Replies not taken stay counted: the server is
+        slowed instead of its replies piling up here."""
+        reply = self.replies.popleft()
+        self.native.consumed(1)  # a no-op once the stream has ended
+        return reply
+
     async def recv(self, timeout: Optional[float]) -> Optional[str]:
         if self.replies:
-            return self.replies.popleft()
+            return self.take()
         if timeout is not None and not timeout >= 0:
             raise ValueError("timeout must be a number >= 0 or None")
         deadline = self.loop.time() + timeout if timeout is not None else 0.0
@@ -398,7 +407,7 @@ class _StreamCore(_Target):
                     await w
                 except _TimedOut:
                     if self.replies:
-                        return self.replies.popleft()
+                        return self.take()
                     raise TimeoutError("no reply within the timeout") from None
                 finally:
                     if not w.done():  # cancelled
@@ -406,7 +415,7 @@ class _StreamCore(_Target):
                     if w in self.waiters:
                         self.waiters.remove(w)
                 if self.replies:
-                    return self.replies.popleft()
+                    return self.take()
         finally:
             if handle is not None:
                 handle.cancel()
@@ -468,7 +477,7 @@ class Stream:
     async def __anext__(self) -> str:
         core = self._core
         if core.replies:
-            return core.replies.popleft()
+            return core.take()
         reply = await core.recv(None)
         if reply is None:
             raise StopAsyncIteration
@@ -637,10 +646,9 @@ class Call(_Target):
         server = self._server
         if kind == _MESSAGE:
             if server._on_message is not None and not self._given_up:
-                if len(self._inbox) >= server._max_backlog:
-                    self._overrun()
-                else:
-                    self._post("on_message", server._on_message, (self, a, b))
+                self._post("on_message", server._on_message, (self, a, b))
+            else:
+                self._consumed("on_message")  # ignored: done with it at once
         elif kind == _WRITABLE:
             self._sender.wake()
         elif kind == _HALF_CLOSE:
@@ -656,18 +664,19 @@ class Call(_Target):
                 self._post("on_close", server._on_close, (self, StatusCode(a), b))
             self._post("", _finished, (self,))
 
-    def _overrun(self) -> None:
-        """The handler fell max_backlog messages behind: libchat counts a
-        message against the call's window only until it is drained, so the
-        backlog is bounded here, by failing the call."""
-        self._given_up = True
-        self._inbox = collections.deque(e for e in self._inbox if e[0] in ("on_close", ""))
-        _logger.error("pychat.aio: call %d: the handler fell %d messages behind; failing the "
-                      "call with RESOURCE_EXHAUSTED", self.id, self._server._max_backlog)
-        try:
-            self._native.fail(StatusCode.RESOURCE_EXHAUSTED, "the server's handler fell behind")
-        except ClosedError:
-            pass
+    def _consumed(self, what: str) -> None:
+        """Done with a method of the stream: if it was an on_message (run,
+        raised, skipped or cancelled), its message goes back to the call's
+        window. The server holds each drained message until then
+        (hold_until_consumed), so what waits here for a busy handler stays
+        within recv_window / recv_window_bytes and the client is slowed.
+        Methods finish in order, so this is always the oldest held."""
+        if what == "on_message":
+            try:
+                self._native._consumed(1)
+            except Exception:  # a bug, not the handler's: keep the call going
+                _logger.exception("pychat.aio: call %d: reporting a message consumed failed",
+                                  self.id)
 
     def _post(self, what: str, method: Callable[..., Any], args: Tuple[Any, ...]) -> None:
         """Runs the method now if the call is idle (plain functions complete
@@ -676,27 +685,38 @@ class Call(_Target):
             self._inbox.append((what, method, args))
             return
         if self._given_up and what in ("on_message", "on_complete"):
+            self._consumed(what)
             return
         try:
             result = method(*args)
         except Exception as e:
+            self._consumed(what)
             self._raised(what, e)
             return
         if result is not None and inspect.isawaitable(result):
             self._task = self._server._loop.create_task(self._run(what, result))
+        else:
+            self._consumed(what)
 
     async def _run(self, what: str, first: Any) -> None:
+        running = what  # the method in progress, reported consumed when it ends
         try:
             try:
                 await first
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                self._consumed(running)
+                running = ""
                 self._raised(what, e)
+            self._consumed(running)
+            running = ""
             while self._inbox:
                 what, method, args = self._inbox.popleft()
                 if self._given_up and what in ("on_message", "on_complete"):
+                    self._consumed(what)
                     continue
+                running = what
                 try:
                     result = method(*args)
                     if result is not None and inspect.isawaitable(result):
@@ -704,12 +724,18 @@ class Call(_Target):
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:
+                    self._consumed(running)
+                    running = ""
                     self._raised(what, e)
+                self._consumed(running)
+                running = ""
         except asyncio.CancelledError:
             # The server stopped and this method outlived the grace: only
             # on_close (plain functions run; coroutines are not awaited) and
             # the bookkeeping remain.
+            self._consumed(running)
             for what, method, args in self._inbox:
+                self._consumed(what)
                 if what in ("on_close", ""):
                     try:
                         result = method(*args)
@@ -776,11 +802,12 @@ class Server:
     handler, mode "echo" (the default) or "broadcast" runs in libchat itself.
     Other options as pychat.Server (there are no dispatcher threads).
 
-    max_backlog: messages of one call waiting for its busy handler. libchat
-    stops reading a call only while its messages sit in the event queue, and
-    the loop drains the queue at once, so this is the bound on a call whose
-    client sends faster than its handler takes: past it the call fails with
-    RESOURCE_EXHAUSTED (logged). `async with` stops the server (5 s of grace,
+    Flow control: a message counts against its call's recv_window (messages)
+    and recv_window_bytes until its on_message has finished (returned, its
+    coroutine done, or raised), not only until the loop took it from libchat.
+    So a handler that falls behind holds at most that much of its call here;
+    libchat stops reading the call and HTTP/2 flow control slows the client's
+    sends, and nothing fails. `async with` stops the server (5 s of grace,
     none when leaving on an exception)."""
 
     def __init__(self, address: str = "127.0.0.1:0", handler: Optional[object] = None, *,
@@ -789,16 +816,13 @@ class Server:
                  keepalive: Optional[float] = None, send_queue_bytes: Optional[int] = None,
                  recv_window_bytes: Optional[int] = None,
                  max_memory_bytes: Optional[int] = None,
-                 completion_queues: Optional[int] = None, max_backlog: int = 4096) -> None:
+                 completion_queues: Optional[int] = None) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
         if handler is not None and mode not in (None, "custom"):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         if handler is None and mode not in (None, *_MODES):
             raise ValueError(f"mode must be 'echo' or 'broadcast' without a handler, not {mode!r}")
-        if not (isinstance(max_backlog, int) and max_backlog >= 1):
-            raise ValueError("max_backlog must be an int >= 1")
-        self._max_backlog = max_backlog
         self._loop = asyncio.get_running_loop()
         self.address = address
         self.mode = "custom" if handler is not None else (mode or "echo")
