@@ -35,6 +35,9 @@ constexpr int kRequestsPerQueue = 4;
 // How long a stop waits for the statuses of the streams it cut to be
 // written before gRPC's shutdown cancels what is left (ServerImpl::Stop).
 constexpr auto kCutFlush = std::chrono::seconds(1);
+// How long a stop lets the writes in flight of the streams it cut complete
+// before it resets those that are stuck (a peer that does not read).
+constexpr auto kStuckWrite = std::chrono::milliseconds(200);
 
 // Over its memory bound, a built-in server cuts the stream that holds the
 // most, if that is at least this fraction of the bound (RelieveMemory).
@@ -157,15 +160,21 @@ class ServerImpl final : public Server, public SessionHost {
       for (auto& [id, session] : live_) left.push_back(session);
     }
     // Cut what is left, completed streams whose replies still wait for
-    // their reader included. Reset streams whose last write is stuck behind
-    // a peer that does not read, so they end now rather than never.
+    // their reader included.
+    const Status shutting_down(Code::kUnavailable, "server is shutting down");
     for (auto& session : left) {
-      if (session->End(Status(Code::kUnavailable, "server is shutting down"), /*reset=*/true,
-                       /*force=*/true)
-              .ok()) {
-        ++*cut;
-      }
+      if (session->End(shutting_down, /*reset=*/false, /*force=*/true).ok()) ++*cut;
     }
+    // A stream whose last write is stuck behind a peer that does not read
+    // would never end: reset those, after a moment. Not at once: a write
+    // the client already has may not be reported done yet (a busy queue
+    // thread), and a reset then turns the client's UNAVAILABLE into
+    // CANCELLED.
+    {
+      std::unique_lock<std::mutex> lock(registry_mu_);
+      registry_cv_.wait_for(lock, kStuckWrite, [&] { return live_.empty(); });
+    }
+    for (auto& session : left) session->End(shutting_down, /*reset=*/true, /*force=*/true);
     left.clear();
     // Let the statuses just given leave, so clients read UNAVAILABLE rather
     // than the CANCELLED of a shutdown that overtook it. Bounded: after
