@@ -250,7 +250,10 @@ typedef enum chat_event_type {
                                 chat_stream_status reports it. Its last event */
   CHAT_EVENT_WRITABLE = 7    /* server or client: a send that returned
                                 CHAT_ERR_WOULD_BLOCK or CHAT_ERR_TIMEOUT on
-                                this call or stream would now find room.
+                                this call or stream would now find room: its
+                                send queue has drained to half its limits
+                                (count and bytes), so one wake-up lets many
+                                sends through.
                                 One per run of refusals (several refused
                                 sends before the room came earn one), never
                                 after the end */

@@ -406,7 +406,7 @@ void StreamImpl::WriteSlotBack(bool ok, bool was_write) {
     } else {
       MaybeWriteNextLocked();
     }
-    if (want_writable_ && !out_.Full() && !WriteClosedLocked()) {
+    if (want_writable_ && out_.LowWater() && !WriteClosedLocked()) {
       want_writable_ = false;
       Event e;
       e.type = EventType::kWritable;

@@ -122,6 +122,10 @@ class Outbox {
   const SendQueue& queue() const { return queue_; }
   // At or over its limits: a built-in server stops reading until it drains.
   bool Full() const { return queue_.Full(limit_, byte_limit_); }
+  // At most half full: when a sender refused for a full queue hears it may
+  // go on (an event queue's WRITABLE). Waiting for half, not for the first
+  // free slot, makes one wake-up per half queue instead of one per write.
+  bool LowWater() const { return queue_.size() <= limit_ / 2 && queue_.bytes() <= byte_limit_ / 2; }
   // Nothing queued and nothing in flight: the last write-side operation
   // (a server's Finish, a client's WritesDone) may go.
   bool Drained() const { return queue_.empty() && !queue_.writing(); }

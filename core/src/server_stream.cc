@@ -400,7 +400,7 @@ void Session::OnWrite(bool ok) {
       ++ops_;
       out_.StartWrite(&call_->stream, &write_tag_);
     }
-    if (want_writable_ && !out_.Full() && !finish_wanted_ && !done_) {
+    if (want_writable_ && out_.LowWater() && !finish_wanted_ && !done_) {
       want_writable_ = false;
       host_->DeliverWritable(shared_from_this());
     }
