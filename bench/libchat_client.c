@@ -5,9 +5,16 @@
  *
  *   bench_libchat_client --target HOST:PORT --workload single|pingpong|streams
  *                        [--messages N] [--streams S] [--timeout-s T] [--sync]
+ *                        [--queue]
+ *
+ * --queue runs the same workloads on the event queue instead, from this one
+ * thread: every stream delivers to one chat_queue whose descriptor an epoll
+ * loop watches (what an event-loop host does, see docs/embedding.md); sends
+ * use timeout 0 and resume on CHAT_EVENT_WRITABLE when refused.
  *
  * Every reply is checked against "bench: <message>" in order. Prints one JSON
- * line. Exit codes: 0 ok, 1 wrong reply or failed call, 2 usage, 3 timed out.
+ * line, with the client process's CPU time over the measured interval
+ * (client_cpu_s: every thread, the library's included). Exit codes: 0 ok, 1 wrong reply or failed call, 2 usage, 3 timed out.
  * With --sync it prints {"sync": "start"} just before its clock starts and
  * {"sync": "stop"} once every measured stream has ended, and each time waits
  * for a line on stdin (the driver reads the server's CPU time then). */
@@ -17,7 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench_util.h"
@@ -40,6 +50,13 @@ static void die_wrong(uint64_t i, const char *text, size_t len) {
   printf("{\"error\": \"wrong reply\"}\n");
   fflush(stdout);
   _exit(1);
+}
+
+/* CPU time of the whole process (all threads), in seconds. */
+static double cpu_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void on_alarm(int sig) {
@@ -141,15 +158,224 @@ static void *send_all(void *arg) {
   return NULL;
 }
 
+/* ---- --queue: the same workloads on one event queue, from one thread ---- */
+
+/* One stream's progress in queue mode; its address is the stream's
+ * user_data. Messages next_send..end_send-1 are still to be sent; replies
+ * are checked in order from next_reply. */
+struct qstream {
+  chat_stream *s;
+  uint64_t next_send, end_send, next_reply;
+  int blocked;         /* a send was refused: its WRITABLE resumes it */
+  int close_when_sent; /* half-close once end_send is reached */
+  int completed, ended;
+};
+
+static chat_queue *q_queue;
+static int q_epfd = -1;
+static uint64_t q_replies; /* replies taken so far, all streams */
+static uint64_t q_ended;   /* streams whose END came */
+
+static void q_setup(void) {
+  chat_code rc = chat_queue_create(&q_queue);
+  if (rc != CHAT_OK) die(1, "queue", rc);
+  q_epfd = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event e = {.events = EPOLLIN};
+  if (q_epfd < 0 || epoll_ctl(q_epfd, EPOLL_CTL_ADD, chat_queue_fd(q_queue), &e) != 0) {
+    perror("bench_libchat_client: epoll");
+    die(1, "epoll", CHAT_OK);
+  }
+}
+
+static void q_open(chat_client *client, struct qstream *q) {
+  memset(q, 0, sizeof *q);
+  chat_stream_options o;
+  chat_stream_options_init(&o, CHAT_STREAM_OPTIONS_VERSION);
+  o.queue = q_queue;
+  o.user_data = q;
+  chat_code rc = chat_client_open(client, &o, &q->s);
+  if (rc != CHAT_OK) die(1, "open", rc);
+}
+
+static void q_complete(struct qstream *q) {
+  if (q->completed || !q->close_when_sent || q->next_send < q->end_send) return;
+  q->completed = 1;
+  chat_code rc = chat_stream_complete(q->s);
+  if (rc != CHAT_OK) die(1, "complete", rc);
+}
+
+/* Sends one message unless the stream is blocked or done; 1 if it sent. */
+static int q_send_one(struct qstream *q) {
+  if (q->blocked || q->next_send >= q->end_send) return 0;
+  char msg[BENCH_MSG_LEN + 1];
+  bench_message(q->next_send, msg);
+  chat_code rc = chat_stream_send(q->s, BENCH_NAME, BENCH_NAME_LEN, msg, BENCH_MSG_LEN, 0);
+  if (rc == CHAT_ERR_WOULD_BLOCK) {
+    q->blocked = 1;
+    return 0;
+  }
+  if (rc != CHAT_OK) die(1, "send", rc);
+  ++q->next_send;
+  return 1;
+}
+
+/* Sends all the stream takes, then half-closes if it is done. */
+static void q_pump(struct qstream *q) {
+  while (q_send_one(q)) {
+  }
+  q_complete(q);
+}
+
+static void q_event(const chat_event *ev) {
+  struct qstream *q = ev->user_data;
+  switch (ev->type) {
+    case CHAT_EVENT_REPLY:
+      if (q->next_reply >= q->next_send || !bench_reply_ok(q->next_reply, ev->text, ev->text_len))
+        die_wrong(q->next_reply, ev->text, ev->text_len);
+      ++q->next_reply;
+      ++q_replies;
+      break;
+    case CHAT_EVENT_WRITABLE:
+      q->blocked = 0;
+      q_pump(q);
+      break;
+    case CHAT_EVENT_END:
+      if (ev->code != CHAT_OK) die(1, "end of stream", ev->code);
+      if (q->next_reply != q->end_send) die_wrong((uint64_t)-1, "(ended early)", 13);
+      q->ended = 1;
+      ++q_ended;
+      break;
+    default:
+      die(1, "unexpected event", CHAT_OK);
+  }
+}
+
+/* Waits on the queue's descriptor, then drains until a drain returns fewer
+ * events than asked for. */
+static void q_turn(void) {
+  static chat_event ev[BATCH];
+  struct epoll_event e;
+  int n = epoll_wait(q_epfd, &e, 1, -1);
+  if (n < 0 && errno != EINTR) die(1, "epoll_wait", CHAT_OK);
+  size_t count;
+  do {
+    chat_code rc = chat_queue_drain(q_queue, 0, ev, BATCH, &count);
+    if (rc != CHAT_OK) die(1, "drain", rc);
+    for (size_t i = 0; i < count; ++i) q_event(&ev[i]);
+  } while (count == BATCH);
+}
+
+static void q_pingpong(chat_client *client, uint64_t count, double *rtt_us) {
+  struct qstream q;
+  q_open(client, &q);
+  for (uint64_t i = 0; i < count; ++i) {
+    int64_t t0 = bench_now_ns();
+    q.end_send = i + 1;
+    if (!q_send_one(&q)) die(1, "send", CHAT_ERR_WOULD_BLOCK); /* its queue is empty */
+    while (q.next_reply <= i) q_turn();
+    if (rtt_us) rtt_us[i] = (double)(bench_now_ns() - t0) / 1e3;
+  }
+  q.close_when_sent = 1;
+  q_complete(&q);
+  while (!q.ended) q_turn();
+  chat_stream_destroy(q.s);
+  q_ended = 0;
+}
+
+/* The --queue main: same workloads, same output, same checks. */
+static void run_queue(chat_client *client, const char *workload, uint64_t messages,
+                      uint64_t nstreams) {
+  q_setup();
+  q_pingpong(client, 200, NULL); /* warm-up */
+  if (strcmp(workload, "pingpong") == 0) {
+    double *rtt = malloc(messages * sizeof *rtt);
+    sync_point("start");
+    q_pingpong(client, messages, rtt);
+    sync_point("stop");
+    double sum = 0;
+    for (uint64_t i = 0; i < messages; ++i) sum += rtt[i];
+    bench_sort(rtt, messages);
+    printf("{\"workload\": \"pingpong\", \"round_trips\": %llu, \"p50_us\": %.2f, "
+           "\"p99_us\": %.2f, \"mean_us\": %.2f, \"queue\": true}\n",
+           (unsigned long long)messages, bench_percentile(rtt, messages, 50),
+           bench_percentile(rtt, messages, 99), sum / (double)messages);
+    free(rtt);
+  } else if (strcmp(workload, "single") == 0) {
+    struct qstream q;
+    q_open(client, &q);
+    q.end_send = messages;
+    q.close_when_sent = 1;
+    q_replies = 0;
+    sync_point("start");
+    double cpu0 = cpu_now_s();
+    int64_t t0 = bench_now_ns();
+    q_pump(&q);
+    while (q_replies < messages) q_turn();
+    int64_t t1 = bench_now_ns();
+    double cpu1 = cpu_now_s();
+    while (!q.ended) q_turn();
+    sync_point("stop");
+    chat_stream_destroy(q.s);
+    double secs = (double)(t1 - t0) / 1e9;
+    printf("{\"workload\": \"single\", \"messages\": %llu, \"seconds\": %.6f, "
+           "\"msgs_per_s\": %.1f, \"client_cpu_s\": %.6f, \"queue\": true}\n",
+           (unsigned long long)messages, secs, (double)messages / secs, cpu1 - cpu0);
+  } else {
+    /* As in blocking mode: every stream answers one message first. */
+    struct qstream *qs = calloc(nstreams, sizeof *qs);
+    for (size_t k = 0; k < nstreams; ++k) {
+      q_open(client, &qs[k]);
+      qs[k].end_send = 1;
+      q_pump(&qs[k]);
+    }
+    q_replies = 0;
+    while (q_replies < nstreams) q_turn();
+    uint64_t want = nstreams * messages;
+    q_replies = 0;
+    sync_point("start");
+    double cpu0 = cpu_now_s();
+    int64_t t0 = bench_now_ns();
+    for (size_t k = 0; k < nstreams; ++k) {
+      qs[k].end_send = 1 + messages;
+      qs[k].close_when_sent = 1;
+    }
+    /* Message-major, so all streams progress together, as the blocking
+     * sender does; a refused stream waits for its WRITABLE. */
+    for (uint64_t i = 0; i < messages; ++i) {
+      for (size_t k = 0; k < nstreams; ++k) q_send_one(&qs[k]);
+    }
+    for (size_t k = 0; k < nstreams; ++k) q_complete(&qs[k]);
+    while (q_replies < want) q_turn();
+    int64_t t1 = bench_now_ns();
+    double cpu1 = cpu_now_s();
+    while (q_ended < nstreams) q_turn();
+    sync_point("stop");
+    for (size_t k = 0; k < nstreams; ++k) chat_stream_destroy(qs[k].s);
+    free(qs);
+    double secs = (double)(t1 - t0) / 1e9;
+    printf("{\"workload\": \"streams\", \"streams\": %llu, \"messages_per_stream\": %llu, "
+           "\"seconds\": %.6f, \"msgs_per_s\": %.1f, \"client_cpu_s\": %.6f, \"queue\": true}\n",
+           (unsigned long long)nstreams, (unsigned long long)messages, secs,
+           (double)want / secs, cpu1 - cpu0);
+  }
+  fflush(stdout);
+  close(q_epfd);
+  /* The streams are destroyed; the client goes in main, the queue last. */
+}
+
 int main(int argc, char **argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the driver */
   const char *target = NULL, *workload = NULL;
   unsigned long long messages = 10000, nstreams = 1000;
-  int timeout_s = 60, bad = 0;
+  int timeout_s = 60, bad = 0, queue_mode = 0;
   for (int i = 1; i < argc && !bad; ++i) {
     const char *k = argv[i];
     if (strcmp(k, "--sync") == 0) {
       sync_on = 1;
+      continue;
+    }
+    if (strcmp(k, "--queue") == 0) {
+      queue_mode = 1;
       continue;
     }
     const char *v = ++i < argc ? argv[i] : NULL;
@@ -169,7 +395,7 @@ int main(int argc, char **argv) {
       (strcmp(workload, "streams") == 0 && messages > 1000)) {
     fprintf(stderr,
             "usage: %s --target HOST:PORT --workload single|pingpong|streams "
-            "[--messages N (streams: <= 1000)] [--streams S] [--timeout-s T] [--sync]\n",
+            "[--messages N (streams: <= 1000)] [--streams S] [--timeout-s T] [--sync] [--queue]\n",
             argv[0]);
     return 2;
   }
@@ -179,6 +405,12 @@ int main(int argc, char **argv) {
   chat_client *client = NULL;
   chat_code rc = chat_client_create(target, NULL, &client);
   if (rc != CHAT_OK) die(1, "client", rc);
+  if (queue_mode) {
+    run_queue(client, workload, messages, nstreams);
+    chat_client_destroy(client);
+    chat_queue_destroy(q_queue);
+    return 0;
+  }
   pingpong(client, 200, NULL); /* warm-up: connection, allocator, caches */
 
   if (strcmp(workload, "pingpong") == 0) {
@@ -199,17 +431,19 @@ int main(int argc, char **argv) {
     struct sender w = {&s, 1, 0, messages, 0};
     pthread_t t;
     sync_point("start");
+    double cpu0 = cpu_now_s();
     pthread_create(&t, NULL, send_all, &w);
     recv_checked(s, 0, messages);
     int64_t t1 = bench_now_ns();
+    double cpu1 = cpu_now_s();
     pthread_join(t, NULL);
     expect_end(s);
     sync_point("stop");
     chat_stream_destroy(s);
     double secs = (double)(t1 - w.t0) / 1e9;
     printf("{\"workload\": \"single\", \"messages\": %llu, \"seconds\": %.6f, "
-           "\"msgs_per_s\": %.1f}\n",
-           messages, secs, (double)messages / secs);
+           "\"msgs_per_s\": %.1f, \"client_cpu_s\": %.6f}\n",
+           messages, secs, (double)messages / secs, cpu1 - cpu0);
   } else {
     /* Every stream answers one message before timing starts, so the figure
      * is about traffic on open streams, not about opening them. */
@@ -222,9 +456,11 @@ int main(int argc, char **argv) {
     struct sender w = {streams, nstreams, 1, messages, 0};
     pthread_t t;
     sync_point("start");
+    double cpu0 = cpu_now_s();
     pthread_create(&t, NULL, send_all, &w);
     for (size_t k = 0; k < nstreams; ++k) recv_checked(streams[k], 1, messages);
     int64_t t1 = bench_now_ns();
+    double cpu1 = cpu_now_s();
     pthread_join(t, NULL);
     for (size_t k = 0; k < nstreams; ++k) expect_end(streams[k]);
     sync_point("stop");
@@ -232,8 +468,8 @@ int main(int argc, char **argv) {
     free(streams);
     double secs = (double)(t1 - w.t0) / 1e9;
     printf("{\"workload\": \"streams\", \"streams\": %llu, \"messages_per_stream\": %llu, "
-           "\"seconds\": %.6f, \"msgs_per_s\": %.1f}\n",
-           nstreams, messages, secs, (double)(messages * nstreams) / secs);
+           "\"seconds\": %.6f, \"msgs_per_s\": %.1f, \"client_cpu_s\": %.6f}\n",
+           nstreams, messages, secs, (double)(messages * nstreams) / secs, cpu1 - cpu0);
   }
   fflush(stdout);
   chat_client_destroy(client);
