@@ -175,6 +175,7 @@ static chat_queue *q_queue;
 static int q_epfd = -1;
 static uint64_t q_replies; /* replies taken so far, all streams */
 static uint64_t q_ended;   /* streams whose END came */
+static uint64_t q_wakeups, q_drains, q_events; /* epoll wake-ups, drains, events drained */
 
 static void q_setup(void) {
   chat_code rc = chat_queue_create(&q_queue);
@@ -257,10 +258,13 @@ static void q_turn(void) {
   struct epoll_event e;
   int n = epoll_wait(q_epfd, &e, 1, -1);
   if (n < 0 && errno != EINTR) die(1, "epoll_wait", CHAT_OK);
+  ++q_wakeups;
   size_t count;
   do {
     chat_code rc = chat_queue_drain(q_queue, 0, ev, BATCH, &count);
     if (rc != CHAT_OK) die(1, "drain", rc);
+    ++q_drains;
+    q_events += count;
     for (size_t i = 0; i < count; ++i) q_event(&ev[i]);
   } while (count == BATCH);
 }
@@ -307,6 +311,7 @@ static void run_queue(chat_client *client, const char *workload, uint64_t messag
     q.close_when_sent = 1;
     q_replies = 0;
     sync_point("start");
+    q_wakeups = q_drains = q_events = 0;
     double cpu0 = cpu_now_s();
     int64_t t0 = bench_now_ns();
     q_pump(&q);
@@ -318,8 +323,11 @@ static void run_queue(chat_client *client, const char *workload, uint64_t messag
     chat_stream_destroy(q.s);
     double secs = (double)(t1 - t0) / 1e9;
     printf("{\"workload\": \"single\", \"messages\": %llu, \"seconds\": %.6f, "
-           "\"msgs_per_s\": %.1f, \"client_cpu_s\": %.6f, \"queue\": true}\n",
-           (unsigned long long)messages, secs, (double)messages / secs, cpu1 - cpu0);
+           "\"msgs_per_s\": %.1f, \"client_cpu_s\": %.6f, \"queue\": true, "
+           "\"wakeups\": %llu, \"drains\": %llu, \"events\": %llu}\n",
+           (unsigned long long)messages, secs, (double)messages / secs, cpu1 - cpu0,
+           (unsigned long long)q_wakeups, (unsigned long long)q_drains,
+           (unsigned long long)q_events);
   } else {
     /* As in blocking mode: every stream answers one message first. */
     struct qstream *qs = calloc(nstreams, sizeof *qs);
@@ -333,6 +341,7 @@ static void run_queue(chat_client *client, const char *workload, uint64_t messag
     uint64_t want = nstreams * messages;
     q_replies = 0;
     sync_point("start");
+    q_wakeups = q_drains = q_events = 0;
     double cpu0 = cpu_now_s();
     int64_t t0 = bench_now_ns();
     for (size_t k = 0; k < nstreams; ++k) {
@@ -354,9 +363,11 @@ static void run_queue(chat_client *client, const char *workload, uint64_t messag
     free(qs);
     double secs = (double)(t1 - t0) / 1e9;
     printf("{\"workload\": \"streams\", \"streams\": %llu, \"messages_per_stream\": %llu, "
-           "\"seconds\": %.6f, \"msgs_per_s\": %.1f, \"client_cpu_s\": %.6f, \"queue\": true}\n",
+           "\"seconds\": %.6f, \"msgs_per_s\": %.1f, \"client_cpu_s\": %.6f, \"queue\": true, "
+           "\"wakeups\": %llu, \"drains\": %llu, \"events\": %llu}\n",
            (unsigned long long)nstreams, (unsigned long long)messages, secs,
-           (double)want / secs, cpu1 - cpu0);
+           (double)want / secs, cpu1 - cpu0, (unsigned long long)q_wakeups,
+           (unsigned long long)q_drains, (unsigned long long)q_events);
   }
   fflush(stdout);
   close(q_epfd);
