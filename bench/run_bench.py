@@ -86,6 +86,59 @@ PROFILES = {
 NATIVE = ("grpc_cpp", "libchat_c", "grpc_go")  # clients given the native sizes
 
 
+# --------------------------------------------------------------------------
+# The C event queue (bench_libchat_client --queue: every stream on one
+# chat_queue, driven from one thread's epoll loop) beside the blocking C API
+# (a sender thread and chat_stream_recv_batch), both against the libchat_c
+# server, on one stream and on 1,000. Kept apart from the tables above: its
+# own rounds, table, targets and JSON key ("c_queue").
+QUEUE_MODES = {"blocking": [], "queue": ["--queue"]}
+QUEUE_FIGURES = [
+    ("single_stream_msgs_per_s", "single stream", "msgs/s", True),
+    ("single_stream_client_cpu_us_per_msg", "single stream: client CPU", "us/msg", False),
+    ("single_stream_server_cpu_us_per_msg", "single stream: server CPU", "us/msg", False),
+    ("streams1000_msgs_per_s", "1,000 streams", "msgs/s", True),
+    ("streams1000_client_cpu_us_per_msg", "1,000 streams: client CPU", "us/msg", False),
+    ("streams1000_server_cpu_us_per_msg", "1,000 streams: server CPU", "us/msg", False),
+]
+
+
+def queue_round(bench, rep, server):
+    """One repetition of both workloads in both modes, the modes' order
+    alternating between repetitions."""
+    modes = list(QUEUE_MODES) if rep % 2 == 0 else list(QUEUE_MODES)[::-1]
+    for workload in ("single", "streams"):
+        for mode in modes:
+            r, cpu, _ = bench.run_client("libchat_c", server, workload, QUEUE_MODES[mode])
+            key = "single_stream" if workload == "single" else "streams1000"
+            n = r["messages"] if workload == "single" else r["streams"] * r["messages_per_stream"]
+            raw = bench.queue_raw[mode]
+            for figure, value in ((key + "_msgs_per_s", r["msgs_per_s"]),
+                                  (key + "_client_cpu_us_per_msg", r["client_cpu_s"] * 1e6 / n),
+                                  (key + "_server_cpu_us_per_msg", cpu * 1e6 / n)):
+                raw.setdefault(figure, []).append(round(value, 3))
+            log("  rep %d %-8s c_queue/%-10s %.0f msgs/s, client %.2f us CPU, server %.2f us "
+                "CPU per message" % (rep + 1, workload, mode, r["msgs_per_s"],
+                                     r["client_cpu_s"] * 1e6 / n, cpu * 1e6 / n))
+
+
+def queue_medians(bench):
+    return {mode: {k: (round(statistics.median(bench.queue_raw[mode][k]), 3)
+                       if bench.queue_raw[mode].get(k) else None)
+                   for k, _, _, _ in QUEUE_FIGURES} for mode in QUEUE_MODES}
+
+
+def queue_targets(med):
+    out = []
+    for key, what, goal, ok in (
+            ("single_stream_msgs_per_s", "one stream", ">= 0.9x", lambda r: r >= 0.9),
+            ("streams1000_msgs_per_s", "1,000 streams", "> 1.0x", lambda r: r > 1.0)):
+        r = ratio(med["queue"][key], med["blocking"][key])
+        out.append({"target": "C event queue vs blocking C API, %s" % what, "value": r,
+                    "goal": goal, "met": ok(r) if r is not None else None})
+    return out
+
+
 class BenchFailure(Exception):
     """A wrong reply, a failed call, a crash or a timeout: the run fails."""
 
@@ -277,6 +330,7 @@ class Bench:
         self.python = sys.executable
         self.available = {}   # subject (= client) -> None or reason it is skipped
         self.raw = {r: {} for r in RUNS}  # run -> figure -> [per rep]
+        self.queue_raw = {m: {} for m in QUEUE_MODES}  # the C event queue section
         self.details = {}
 
     def probe_python(self):
@@ -318,15 +372,16 @@ class Bench:
             return [self.bin("bench_go"), "--mode", "client"] + common + timeout, None
         return [self.python, os.path.join(HERE, "py_client.py"), "--subject", client] + common, self.py_env
 
-    def run_client(self, run, server, workload):
+    def run_client(self, run, server, workload, extra=()):
         """One client process. It prints {"sync": "start"} and {"sync": "stop"}
         around its measured interval and waits on stdin each time, so the
         server's CPU time and context switches are sampled at exactly those
-        points. Returns (result, cpu seconds, context switches) of the
-        interval."""
+        points. `extra`: more client arguments. Returns (result, cpu seconds,
+        context switches) of the interval."""
         client = RUNS[run][0]
-        what = "%s %s" % (run, workload)
+        what = " ".join(["%s %s" % (run, workload)] + list(extra))
         cmd, env = self.client_cmd(client, server.target, workload)
+        cmd = cmd + list(extra)
         proc = spawn(cmd, env=env, stdin=subprocess.PIPE)
         lines = Lines(proc)
         deadline = time.monotonic() + self.p["client_timeout"] + 10
@@ -440,6 +495,7 @@ class Bench:
         servers = {k: Server(k, self.server_cmd(k)) for k in SERVERS if not self.available[k]}
         for rep in range(self.p["reps"]):
             self.throughput_round(rep, servers)
+            queue_round(self, rep, servers["libchat_c"])
             # Server memory and threads barely move between runs; fewer
             # idle rounds leave time for more throughput repetitions.
             if rep < self.p["idle_reps"]:
@@ -654,6 +710,13 @@ def main():
                 "grpc_go"))
     print()
     print(targets_text(ts))
+    print()
+    qmed = queue_medians(bench)
+    qts = queue_targets(qmed)
+    print("the C client on the event queue, one thread, vs the blocking C API "
+          "(libchat_c server; ratios to blocking; CPU per message is each process's):")
+    print(table(qmed, QUEUE_FIGURES, [("blocking", "blocking"), ("queue", "queue")], "blocking"))
+    print(targets_text(qts))
     for s, why in bench.available.items():
         if why:
             print("note: %s: %s; its figures are null" % (s, why))
@@ -677,6 +740,7 @@ def main():
             "subjects": {s: med[s] for s in SUBJECTS},
             "go_client": {s: {k: med[GO_TABLE[s]][k] for k in RUN_FIGURES} for s in GO_TABLE},
             "targets": ts,
+            "c_queue": {"medians": qmed, "targets": qts, "raw": bench.queue_raw},
             "details": bench.details,
             "raw": bench.raw,
             "skipped": {s: why for s, why in bench.available.items() if why},
