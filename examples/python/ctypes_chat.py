@@ -222,7 +222,7 @@ class LogSink:
         """Restores stderr logging. When it returns no call of ours runs or
         will run (it waits for one in progress: CDLL lets that one take the
         GIL meanwhile), so the CFUNCTYPE object may go."""
-        self.chat.lib.chat_set_log_handler(LOG_FN(), None, CHAT_LOG_ERROR)  # LOG_FN(): NULL
+        self.chat.lib.chat_set_log_handler(LOG_FN(0), None, CHAT_LOG_ERROR)  # LOG_FN(0): NULL
 
 
 # --------------------------------------------------------------------------
