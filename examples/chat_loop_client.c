@@ -166,7 +166,8 @@ static void handle(struct run *r, const chat_event *ev) {
       on_reply(r, st, ev->text, ev->text_len);
       break;
     case CHAT_EVENT_WRITABLE:
-      /* Once per refusal: the stream must be waiting for it. */
+      /* One per run of refusals, and this loop stops sending at the first
+       * refusal: the stream must be waiting for it. */
       ++r->writable;
       if (!st->blocked) mismatch(r, "stream %u: WRITABLE with no send refused", st->index);
       else pump(r, st);

@@ -150,7 +150,8 @@ static void on_close(struct call_state *cs) {
 
 /* Handles one server event. The call's state comes from
  * chat_call_user_data, not from ev->user_data: events drained in the same
- * batch as the call's OPEN were handed out before on_open attached it. */
+ * batch as the call's OPEN were handed out before on_open attached it, and
+ * carry the server's user_data instead. */
 static void handle(const chat_event *ev) {
   struct call_state *cs = ev->call ? chat_call_user_data(ev->call) : NULL;
   switch (ev->type) {
