@@ -25,9 +25,10 @@ The pitfalls, done right here:
     library thread that wants the GIL to run a Python callback.
   - argtypes and restype for every function used: without them ctypes
     passes Python ints as C int and truncates 64-bit pointers and sizes.
-  - The one callback (the log handler) is a CFUNCTYPE object kept referenced
-    for as long as the library may call it, and it catches every exception:
-    ctypes prints and swallows an exception raised inside a callback.
+  - The one callback (the log handler) is a CFUNCTYPE object held by a
+    module global, alive as long as the library may call it and no part of
+    a reference cycle, and it catches every exception: ctypes prints and
+    swallows an exception raised inside a callback.
   - Errors are read per handle (chat_stream_error, chat_call_error...), not
     from the thread-local chat_last_error, which only holds for the thread
     that made the failing call.
@@ -73,7 +74,10 @@ LOG_FN = CFUNCTYPE(None, c_int, c_void_p, c_size_t, c_void_p)
 
 class ServerOptions(Structure):
     """chat_server_options, version 4: every field of that version, in order;
-    ctypes pads it as the C compiler does."""
+    ctypes pads it as the C compiler does. It must be the header's struct to
+    the byte: chat_server_options_init writes all of it, so a shorter one is
+    a heap overrun (tests/python/test_ctypes_example.py compares the
+    layouts with the C compiler's)."""
     _fields_ = [
         ("version", c_uint32), ("mode", c_int32), ("max_message_bytes", c_int32),
         ("send_queue_limit", c_int32), ("recv_window", c_int32),
@@ -83,7 +87,7 @@ class ServerOptions(Structure):
         ("on_close", c_void_p), ("user_data", c_void_p),
         ("send_queue_bytes", c_int64), ("recv_window_bytes", c_int64),
         ("max_memory_bytes", c_int64), ("keepalive_timeout_ms", c_int32),
-        ("completion_queues", c_int32), ("queue", handle),
+        ("completion_queues", c_int32), ("queue", handle), ("hold_until_consumed", c_int32),
     ]
 
 
@@ -93,6 +97,7 @@ class StreamOptions(Structure):
         ("version", c_uint32), ("deadline_ms", c_int64), ("metadata", c_void_p),
         ("metadata_count", c_size_t), ("wait_for_ready", c_int32),
         ("metadata_value_lens", c_void_p), ("queue", handle), ("user_data", c_void_p),
+        ("hold_until_consumed", c_int32),
     ]
 
 
@@ -200,28 +205,35 @@ def text_of(ptr: Optional[int], length: int) -> str:
 # library's threads (ctypes takes the GIL for it).
 
 
+def _log_line(severity: int, message: Optional[int], length: int,
+              user_data: Optional[int]) -> None:
+    # An exception here would be printed and swallowed by ctypes, and the
+    # library would never know: catch everything.
+    try:
+        sys.stderr.write("libchat: %s\n" % text_of(message, length))
+    except BaseException:  # noqa: BLE001 - nothing may leave a callback
+        pass
+
+
+# The callback object: a module global, so that it outlives every call C
+# may make (from any thread, until chat_set_log_handler(NULL) returns); a
+# CFUNCTYPE object that is freed while C still holds its pointer crashes the
+# process on the next log line.
+_LOG_CALLBACK = LOG_FN(_log_line)
+
+
 class LogSink:
+    """Routes the library's log lines (gRPC's included) to sys.stderr."""
+
     def __init__(self, chat: Chat) -> None:
         self.chat = chat
-        # Referenced from self for as long as it is installed: a CFUNCTYPE
-        # object that is garbage-collected while C still holds its pointer
-        # crashes the process on the next log line.
-        self._fn = LOG_FN(self._on_line)
-        chat.check(chat.lib.chat_set_log_handler(self._fn, None, CHAT_LOG_ERROR), "log handler")
-
-    def _on_line(self, severity: int, message: Optional[int], length: int,
-                 user_data: Optional[int]) -> None:
-        # An exception here would be printed and swallowed by ctypes, and the
-        # library would never know: catch everything.
-        try:
-            sys.stderr.write("libchat: %s\n" % text_of(message, length))
-        except BaseException:  # noqa: BLE001 - nothing may leave a callback
-            pass
+        chat.check(chat.lib.chat_set_log_handler(_LOG_CALLBACK, None, CHAT_LOG_ERROR),
+                   "log handler")
 
     def close(self) -> None:
         """Restores stderr logging. When it returns no call of ours runs or
         will run (it waits for one in progress: CDLL lets that one take the
-        GIL meanwhile), so the CFUNCTYPE object may go."""
+        GIL meanwhile)."""
         self.chat.lib.chat_set_log_handler(LOG_FN(0), None, CHAT_LOG_ERROR)  # LOG_FN(0): NULL
 
 

@@ -3,11 +3,17 @@ queue, alone and against the C examples. It must not need pychat: each run
 gets an environment without the build tree's python directory."""
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Dict, List
+
+import pytest
 
 from conftest import WAIT, Lines
 from test_examples import C_CLIENT, C_SERVER, EXAMPLES, SEED_OUTPUT, ServerProcess
@@ -114,3 +120,39 @@ def test_failures_exit_non_zero() -> None:
     result = run(ctypes_chat("--target", f"127.0.0.1:{port}"))
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("ctypes_chat: UNAVAILABLE: "), result.stderr
+
+
+def test_its_structs_are_the_headers_to_the_byte(tmp_path: Path) -> None:
+    """The ctypes mirrors of chat_server_options, chat_stream_options and
+    chat_event must have the C compiler's size and offsets: the *_init
+    functions write the whole struct of their version, so a field the
+    mirror lacks is a heap overrun (a field added to stream options v3
+    without one did exactly that: Python's debug allocator caught the 8
+    bytes written past the end, and the release build crashed in the
+    garbage collector at exit, one run in three)."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    spec = importlib.util.spec_from_file_location("ctypes_chat", os.path.join(EXAMPLES,
+                                                                              "ctypes_chat.py"))
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    structs = {"chat_server_options": example.ServerOptions,
+               "chat_stream_options": example.StreamOptions, "chat_event": example.Event}
+    source = ["#include <stddef.h>", "#include <stdio.h>", '#include "chat.h"', "int main(void) {"]
+    expected = []
+    for c_name, mirror in structs.items():
+        source.append(f'printf("{c_name} sizeof %zu\\n", sizeof({c_name}));')
+        expected.append(f"{c_name} sizeof {ctypes.sizeof(mirror)}")
+        for field, _ in mirror._fields_:
+            source.append(f'printf("{c_name} {field} %zu\\n", offsetof({c_name}, {field}));')
+            expected.append(f"{c_name} {field} {getattr(mirror, field).offset}")
+    source += ["return 0;", "}"]
+    (tmp_path / "layout.c").write_text("\n".join(source) + "\n")
+    include = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "capi", "include")
+    subprocess.run([compiler, "-std=c99", "-I", include, "-o", str(tmp_path / "layout"),
+                    str(tmp_path / "layout.c")], check=True, timeout=WAIT * 6)
+    got = subprocess.run([str(tmp_path / "layout")], capture_output=True, text=True,
+                         timeout=WAIT, check=True).stdout.splitlines()
+    assert got == expected
