@@ -5,12 +5,15 @@
  *
  *   bench_libchat_client --target HOST:PORT --workload single|pingpong|streams
  *                        [--messages N] [--streams S] [--timeout-s T] [--sync]
- *                        [--queue]
+ *                        [--queue | --queue-wait]
  *
  * --queue runs the same workloads on the event queue instead, from this one
  * thread: every stream delivers to one chat_queue whose descriptor an epoll
  * loop watches (what an event-loop host does, see docs/embedding.md); sends
  * use timeout 0 and resume on CHAT_EVENT_WRITABLE when refused.
+ * --queue-wait is the same loop for a host with a thread to spare (a Go
+ * drain goroutine, say): it waits in chat_queue_drain instead of epoll and
+ * never asks for the descriptor, which then costs the library nothing.
  *
  * Every reply is checked against "bench: <message>" in order. Prints one JSON
  * line, with the client process's CPU time over the measured interval
@@ -176,10 +179,12 @@ static int q_epfd = -1;
 static uint64_t q_replies; /* replies taken so far, all streams */
 static uint64_t q_ended;   /* streams whose END came */
 static uint64_t q_wakeups, q_drains, q_events; /* epoll wake-ups, drains, events drained */
+static int q_wait;         /* --queue-wait: wait in chat_queue_drain, no descriptor */
 
 static void q_setup(void) {
   chat_code rc = chat_queue_create(&q_queue);
   if (rc != CHAT_OK) die(1, "queue", rc);
+  if (q_wait) return;  /* the descriptor is never asked for, so never written */
   q_epfd = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event e = {.events = EPOLLIN};
   if (q_epfd < 0 || epoll_ctl(q_epfd, EPOLL_CTL_ADD, chat_queue_fd(q_queue), &e) != 0) {
@@ -255,13 +260,17 @@ static void q_event(const chat_event *ev) {
  * events than asked for. */
 static void q_turn(void) {
   static chat_event ev[BATCH];
-  struct epoll_event e;
-  int n = epoll_wait(q_epfd, &e, 1, -1);
-  if (n < 0 && errno != EINTR) die(1, "epoll_wait", CHAT_OK);
+  if (!q_wait) {
+    struct epoll_event e;
+    int n = epoll_wait(q_epfd, &e, 1, -1);
+    if (n < 0 && errno != EINTR) die(1, "epoll_wait", CHAT_OK);
+  }
   ++q_wakeups;
   size_t count;
+  int64_t timeout = q_wait ? -1 : 0; /* --queue-wait: the first drain waits */
   do {
-    chat_code rc = chat_queue_drain(q_queue, 0, ev, BATCH, &count);
+    chat_code rc = chat_queue_drain(q_queue, timeout, ev, BATCH, &count);
+    timeout = 0;
     if (rc != CHAT_OK) die(1, "drain", rc);
     ++q_drains;
     q_events += count;
@@ -385,6 +394,11 @@ int main(int argc, char **argv) {
       sync_on = 1;
       continue;
     }
+    if (strcmp(k, "--queue-wait") == 0) {
+      queue_mode = 1;
+      q_wait = 1;
+      continue;
+    }
     if (strcmp(k, "--queue") == 0) {
       queue_mode = 1;
       continue;
@@ -406,7 +420,7 @@ int main(int argc, char **argv) {
       (strcmp(workload, "streams") == 0 && messages > 1000)) {
     fprintf(stderr,
             "usage: %s --target HOST:PORT --workload single|pingpong|streams "
-            "[--messages N (streams: <= 1000)] [--streams S] [--timeout-s T] [--sync] [--queue]\n",
+            "[--messages N (streams: <= 1000)] [--streams S] [--timeout-s T] [--sync] [--queue | --queue-wait]\n",
             argv[0]);
     return 2;
   }

@@ -297,8 +297,10 @@ CHAT_API chat_code chat_queue_create(chat_queue **out);
  * do not close it. You may read from it (Node's net.Socket reads what it
  * watches; give it a dup()): then treat each wake-up as "drain until
  * chat_queue_drain returns fewer events than asked for", because the byte
- * you consumed was the only signal for everything pending. -1 for NULL.
- * Thread-safe. */
+ * you consumed was the only signal for everything pending. The first call
+ * arms the descriptor (it is made readable at once if events are pending):
+ * a host that never asks for it, and waits in chat_queue_drain instead,
+ * saves the library a pipe write per wake-up. -1 for NULL. Thread-safe. */
 CHAT_API int chat_queue_fd(const chat_queue *queue);
 
 /* Takes up to `max` pending events into out[0..*count), oldest first.

@@ -181,6 +181,21 @@ TEST_F(QueueTest, DescriptorIsReadableExactlyWhileEventsArePending) {
   EXPECT_FALSE(Readable(fd, 0));
 }
 
+// The descriptor is armed by its first chat_queue_fd: events already
+// pending then make it readable at once.
+TEST_F(QueueTest, TheFirstAskForTheDescriptorArmsIt) {
+  ASSERT_EQ(chat_queue_wake(q_), CHAT_OK);
+  int fd = chat_queue_fd(q_);
+  EXPECT_TRUE(Readable(fd, 0));
+  chat_event ev[4];
+  size_t n = 0;
+  ASSERT_EQ(chat_queue_drain(q_, 0, ev, 4, &n), CHAT_OK);
+  EXPECT_EQ(n, 1u);
+  EXPECT_FALSE(Readable(fd, 0));
+  ASSERT_EQ(chat_queue_wake(q_), CHAT_OK);
+  EXPECT_TRUE(Readable(fd, 0));
+}
+
 TEST_F(QueueTest, WakeEndsAWaitAndCoalesces) {
   std::thread waker([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the drain block first

@@ -5,6 +5,7 @@
 // promises (order, bounds, threads) for both.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -72,8 +73,10 @@ class EventQueue {
   EventQueue(const EventQueue&) = delete;
   EventQueue& operator=(const EventQueue&) = delete;
 
-  // The read end of the pipe: readable while events are pending.
-  int fd() const { return read_fd_; }
+  // The read end of the pipe: readable while events are pending. The pipe
+  // is written only once a host asked for it: one that waits in Drain
+  // instead saves a system call per wake-up (the first call arms it).
+  int fd();
 
   // Appends up to `max` events to *out, oldest first, waiting up to
   // `timeout` for the first (kForever: until one comes; Wake ends it).
@@ -98,6 +101,8 @@ class EventQueue {
  private:
   EventQueue(int read_fd, int write_fd) : read_fd_(read_fd), write_fd_(write_fd) {}
   void SignalLocked();
+  bool ShouldYield();  // under mu_
+  unsigned yield_skips_ = 0;
   void UnsignalLocked();
   // `closing`: the host will never see them, so held sources get their
   // room back too.
@@ -108,7 +113,10 @@ class EventQueue {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Event> events_;
+  bool armed_ = false;      // fd() was asked for: the pipe is kept
   bool signalled_ = false;  // a byte is in the pipe (or was read by the host)
+  std::atomic<bool> pending_{false};  // events_ is not empty, read without mu_
+  int yield_misses_ = 0;    // Drain's waits in a row that yielding did not save
   bool wake_pending_ = false;
   bool closed_ = false;
   int waiters_ = 0;
