@@ -30,13 +30,17 @@ def main(program):
         print("markers not found in the strace log")
         return 1
     pid = lines[begin[0]].split()[0]
+    # Memory management is the allocator's (ASan's maps its pools), not a
+    # wait: only the other calls count.
+    allocator = re.compile(r"^\d+\s+(<\.\.\. )?(mmap|munmap|brk|madvise|mprotect)\b")
     inside = [l for l in lines[begin[0] + 1:end[0]]
-              if l.split()[0] == pid and "<... prctl resumed>" not in l]
+              if l.split()[0] == pid and "<... prctl resumed>" not in l
+              and not allocator.match(l)]
     if inside:
         print(f"{len(inside)} system call(s) while polling, first ones:")
         print("\n".join(inside[:20]))
         return 1
-    print("no system call in 3000 polls that found nothing")
+    print("no system call (but the allocator's) in 3000 polls that found nothing")
     return 0
 
 
