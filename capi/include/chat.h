@@ -422,11 +422,12 @@ typedef struct chat_server_options {
   int64_t max_memory_bytes;   /* bound on what all calls hold: their queued
                                  bytes plus 16 KiB per open call (gRPC's
                                  state for it); one connection may hold at
-                                 most half of it: the server advertises
-                                 that many streams (half / 16 KiB, 8192 by
-                                 default) as HTTP/2 MAX_CONCURRENT_STREAMS,
-                                 so gRPC clients wait for a free slot, and
-                                 closes a connection that opens more.
+                                 most half of it, in streams of 16 KiB (8192
+                                 by default): the server advertises half of
+                                 that (4096) as HTTP/2
+                                 MAX_CONCURRENT_STREAMS, so gRPC clients
+                                 wait for a free slot, and closes a
+                                 connection that opens more than 8192.
                                  Default 256 MiB */
   int32_t keepalive_timeout_ms; /* a ping unanswered this long ends the
                                    connection and its calls; default 10000 */

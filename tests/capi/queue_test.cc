@@ -571,12 +571,13 @@ TEST_F(QueueTest, DestroyingStreamsWhileAnotherThreadDrains) {
 }
 
 // A connection may hold at most max_memory_bytes / 2 / 16 KiB streams at
-// once; the server says so (MAX_CONCURRENT_STREAMS), so a client opening
-// more on one connection waits for slots instead of losing the connection.
+// once; the server asks for half that (MAX_CONCURRENT_STREAMS), so a client
+// opening more on one connection waits for slots instead of losing the
+// connection.
 TEST_F(QueueTest, MoreStreamsThanAConnectionMayHoldWaitForSlots) {
   chat_server_options so;
   chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
-  so.max_memory_bytes = 16 << 20;  // 512 streams per connection
+  so.max_memory_bytes = 16 << 20;  // 512 streams per connection, 256 asked for
   Start(false, &so);
   constexpr int kStreams = 700;
   std::vector<chat_stream*> open;
