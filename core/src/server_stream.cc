@@ -251,11 +251,12 @@ void Session::EndOfReadsLocked() {
 void Session::OnAccept(bool ok) {
   if (!ok) {
     // The server is shutting down: no call came, and no done tag will.
+    host_->Accepted(queue_, false);
     auto self = std::move(self_);
     call_.reset();
     return;  // `self` may free the session here
   }
-  host_->Accepted(queue_);  // the next stream may come on this queue now
+  host_->Accepted(queue_, true);  // the next stream may come on this queue now
   grpc::GenericServerContext& ctx = call_->ctx;
   if (ctx.method() != kChatMethod) {
     std::lock_guard<std::mutex> lock(mu_);

@@ -46,8 +46,9 @@ struct Connection {
 // What a session needs of its server. Implemented by ServerImpl.
 class SessionHost {
  public:
-  // A request completed: ask gRPC for the next stream on the same queue.
-  virtual void Accepted(int queue) = 0;
+  // A request completed: ask gRPC for the next stream on the same queue
+  // (when `ok`; either way one request fewer is outstanding).
+  virtual void Accepted(int queue, bool ok) = 0;
   virtual uint64_t NextId() = 0;  // 1, 2, ... in order of arrival
   // The connection a new stream came on (gRPC's peer string names it),
   // which counts one more live stream of it until Finished.
