@@ -612,6 +612,12 @@ Status Client::Create(std::string_view target, const ClientOptions& options,
   args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   // One connection per Client object, not one shared process-wide.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // No retries: a chat stream is never replayed (no retry policy is set),
+  // yet gRPC 1.51's retry filter still copies every sent message into its
+  // replay buffer, and with it on, a read in flight when the stream was
+  // cancelled could wait forever for trailers that never came (a hang in
+  // chat_stream_destroy about once in 500 runs of the WRITABLE test).
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   if (options.keepalive_ms > 0) {
     // Ping while streams are open, however long they stay quiet, so a dead
     // or frozen server ends them with UNAVAILABLE.
