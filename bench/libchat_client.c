@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "chat.h"
+#include <libchat/chat.h>
 
 /* Replies taken per chat_stream_recv_batch call. */
 #define BATCH 256
@@ -106,7 +106,7 @@ static void expect_end(chat_stream *s) {
   size_t len;
   chat_code rc = chat_stream_recv(s, -1, &text, &len);
   if (rc == CHAT_OK) die_wrong((uint64_t)-1, text, len); /* an extra reply */
-  if (rc != CHAT_ERR_END) die(1, "end of stream", rc);
+  if (rc != CHAT_END_OF_STREAM) die(1, "end of stream", rc);
 }
 
 /* Ping-pong on a fresh stream; fills rtt_us[0..count) if not NULL. */

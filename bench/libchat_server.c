@@ -16,7 +16,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 static void *watch_stdin(void *arg) {
   (void)arg;

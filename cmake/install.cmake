@@ -12,11 +12,11 @@ set(CHAT_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/chat)
 # Keep those links PRIVATE: a PUBLIC one would demand exporting chat_core.
 # capi sets PUBLIC_HEADER relative to capi/, but install() resolves it from
 # the directory that calls install() (this one): make it absolute.
-set_target_properties(chat PROPERTIES PUBLIC_HEADER ${PROJECT_SOURCE_DIR}/capi/include/chat.h)
+set_target_properties(chat PROPERTIES PUBLIC_HEADER ${PROJECT_SOURCE_DIR}/capi/include/libchat/chat.h)
 install(TARGETS chat EXPORT chatTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
     COMPONENT runtime NAMELINK_COMPONENT dev
-  PUBLIC_HEADER DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev)
+  PUBLIC_HEADER DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/libchat COMPONENT dev)
 
 install(EXPORT chatTargets
   NAMESPACE chat::

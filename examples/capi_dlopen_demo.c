@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "chat.h" /* types and constants only: every function comes from dlsym */
+#include <libchat/chat.h> /* types and constants only: every function comes from dlsym */
 
 /* The subset of the ABI this program uses, resolved at run time. */
 struct api {
@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
     rc = c.stream_recv(stream, 5000, &text, &len);
     if (rc == CHAT_OK) printf("%.*s\n", (int)len, text);
   }
-  int status = rc == CHAT_ERR_END ? 0 : 1;
+  int status = rc == CHAT_END_OF_STREAM ? 0 : 1;
   if (status) fprintf(stderr, "capi_dlopen_demo: %s: %s\n", c.code_name(rc), c.last_error());
 
   c.stream_destroy(stream);

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 /* The reply reader's end of a pipe: it writes one byte there when the
  * stream has ended, which wakes the stdin loop (see chat_lines). */
@@ -161,7 +161,7 @@ int main(int argc, char **argv) {
   pthread_join(reader, &result);
   chat_code end = (chat_code)(intptr_t)result;
   int status = 0;
-  if (end != CHAT_ERR_END) {
+  if (end != CHAT_END_OF_STREAM) {
     chat_code code = end;
     const char *details = "";
     chat_stream_status(stream, &code, &details, NULL);

@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 /* Events taken per chat_queue_drain. */
 #define DRAIN_MAX 256

@@ -30,7 +30,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 /* Events taken per chat_queue_drain. */
 #define DRAIN_MAX 256

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 static int usage(const char *argv0) {
   fprintf(stderr, "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]\n",

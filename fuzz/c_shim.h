@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 #ifdef __cplusplus
 extern "C" {

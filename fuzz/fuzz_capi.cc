@@ -26,7 +26,7 @@
 // Checked: every return code is one that chat.h documents for the function;
 // chat_last_error() is never NULL, and a handle's chat_*_error copy equals
 // it after a failed call on that handle; a received reply is valid UTF-8;
-// CHAT_ERR_END and final codes come only once the stream has ended (its
+// CHAT_END_OF_STREAM and final codes come only once the stream has ended (its
 // status is known, and END means status OK); recv_batch counts are within
 // bounds. The queue: drained counts are within 0..max; a queued stream's
 // recv is CHAT_ERR_BAD_STATE; per stream no REPLY after its END, at most one
@@ -56,7 +56,7 @@
 
 #include "address.h"
 #include "c_shim.h"
-#include "chat.h"
+#include <libchat/chat.h>
 #include "chat/status.h"
 
 namespace {
@@ -264,7 +264,7 @@ void CheckMetadata(chat_call* call) {
   const char* v;
   size_t n;
   chat_code rc = chat_call_metadata(call, "x-open", &v, &n);
-  Checked(rc, {CHAT_OK, CHAT_NOT_FOUND}, "chat_call_metadata");
+  Checked(rc, {CHAT_OK, CHAT_ERR_MISSING}, "chat_call_metadata");
   size_t count = 0;
   Checked(chat_call_metadata_count(call, &count), {CHAT_OK}, "chat_call_metadata_count");
   for (size_t i = 0; i <= count; ++i) {
@@ -565,7 +565,7 @@ void AfterFinal(Slot& slot, chat_code rc) {
   size_t details_len = 0;
   Checked(chat_stream_status(slot.stream, &code, &details, &details_len), {CHAT_OK},
           "status after the end");
-  if (rc == CHAT_ERR_END) {
+  if (rc == CHAT_END_OF_STREAM) {
     Expect(code == CHAT_OK, "END only after an OK end", code);
   } else {
     Expect(code == rc, "final code of recv is the status code", code);
@@ -573,11 +573,11 @@ void AfterFinal(Slot& slot, chat_code rc) {
   Expect(details != nullptr, "status details not NULL");
   Checked(chat_stream_wait(slot.stream, 0), {CHAT_OK}, "wait after the end");
   slot.ended = true;
-  slot.saw_end = rc == CHAT_ERR_END;
+  slot.saw_end = rc == CHAT_END_OF_STREAM;
 }
 
 const std::initializer_list<chat_code> kRecvCodes = {
-    CHAT_OK, CHAT_ERR_END, CHAT_ERR_TIMEOUT, CHAT_CANCELLED, CHAT_UNKNOWN, CHAT_INVALID_ARGUMENT,
+    CHAT_OK, CHAT_END_OF_STREAM, CHAT_ERR_TIMEOUT, CHAT_CANCELLED, CHAT_UNKNOWN, CHAT_INVALID_ARGUMENT,
     CHAT_DEADLINE_EXCEEDED, CHAT_NOT_FOUND, CHAT_ALREADY_EXISTS, CHAT_PERMISSION_DENIED,
     CHAT_RESOURCE_EXHAUSTED, CHAT_FAILED_PRECONDITION, CHAT_ABORTED, CHAT_OUT_OF_RANGE,
     CHAT_UNIMPLEMENTED, CHAT_INTERNAL, CHAT_UNAVAILABLE, CHAT_DATA_LOSS, CHAT_UNAUTHENTICATED};
@@ -622,9 +622,9 @@ void Recv(Input& in, Slot& slot, bool batch) {
   }
   if (rc == CHAT_OK) {
     Expect(!slot.ended, "no reply after the end", rc);
-  } else if (rc == CHAT_ERR_END || IsGrpcFailure(rc)) {
+  } else if (rc == CHAT_END_OF_STREAM || IsGrpcFailure(rc)) {
     if (slot.ended) {
-      Expect(slot.saw_end == (rc == CHAT_ERR_END), "the end does not change", rc);
+      Expect(slot.saw_end == (rc == CHAT_END_OF_STREAM), "the end does not change", rc);
     }
     AfterFinal(slot, rc);
   }

@@ -3,7 +3,7 @@
 
 import { EventEmitter } from 'node:events';
 
-/** chat.h's chat_code: gRPC status codes 0..16, library codes 17..25. */
+/** chat.h's chat_code: gRPC status codes 0..16, library codes 17..29. */
 export declare const Code: Readonly<{
   OK: 0;
   CANCELLED: 1;
@@ -25,12 +25,16 @@ export declare const Code: Readonly<{
   ERR_BAD_ARGUMENT: 17;
   ERR_WOULD_BLOCK: 18;
   ERR_TIMEOUT: 19;
-  ERR_END: 20;
+  END_OF_STREAM: 20;
   ERR_CLOSED: 21;
   ERR_BUSY: 22;
   ERR_NO_MEMORY: 23;
   ERR_TOO_LARGE: 24;
   ERR_BAD_STATE: 25;
+  ERR_MISSING: 26;
+  ERR_CANNOT_LISTEN: 27;
+  ERR_SYSTEM: 28;
+  ERR_LIBRARY_BUG: 29;
 }>;
 export type Code = (typeof Code)[keyof typeof Code];
 

@@ -1,7 +1,7 @@
 // The C ABI: thin extern "C" entry points over the C++ core. Each entry
 // point validates its arguments, runs inside Guard (no exception crosses),
 // and records a thread-local message on failure.
-#include "chat.h"
+#include <libchat/chat.h>
 
 #include <cxxabi.h>
 
@@ -22,6 +22,24 @@
 #include "chat/status.h"
 
 namespace {
+
+// chat_code and the core's Code are one table (CHAT_CODE_TABLE): every
+// entry must match by number, and nothing may lie past the table's end.
+// A code prints as chat.h names it, without CHAT_ and ERR_.
+constexpr bool NamedAlike(const char* c, const char* name) {
+  if (c[0] == 'E' && c[1] == 'R' && c[2] == 'R' && c[3] == '_') c += 4;
+  for (; *c && *c == *name; ++c, ++name) {
+  }
+  return *c == *name;
+}
+#define CHAT_CODE_CHECK(core, c, number, name)                       \
+  static_assert(static_cast<int>(chat::Code::core) == CHAT_##c &&    \
+                    CHAT_##c == (number) && NamedAlike(#c, name),    \
+                "chat_code CHAT_" #c " differs from the core's table");
+CHAT_CODE_TABLE(CHAT_CODE_CHECK)
+#undef CHAT_CODE_CHECK
+static_assert(chat::kMaxCode == CHAT_ERR_LIBRARY_BUG, "the last code of the table changed");
+static_assert(sizeof(chat_code) == sizeof(int32_t), "chat_code must stay 32 bits");
 
 thread_local std::string t_last_error;
 
@@ -74,9 +92,9 @@ chat_code Guard(F&& body) {
   } catch (const std::bad_alloc&) {
     return Fail(CHAT_ERR_NO_MEMORY, "out of memory");
   } catch (const std::exception& e) {
-    return Fail(CHAT_INTERNAL, std::string("internal error: ") + e.what());
+    return Fail(CHAT_ERR_LIBRARY_BUG, std::string("internal error: ") + e.what());
   } catch (...) {
-    return Fail(CHAT_INTERNAL, "internal error");
+    return Fail(CHAT_ERR_LIBRARY_BUG, "internal error");
   }
 }
 
@@ -467,7 +485,7 @@ chat_code chat_call_metadata(const chat_call* call, const char* key, const char*
     if (!key || !value || !len) return Fail(CHAT_ERR_BAD_ARGUMENT, "key, value and len are required");
     const auto& md = call->impl->metadata();
     auto it = md.find(key);
-    if (it == md.end()) return Fail(CHAT_NOT_FOUND, std::string("no metadata '") + key + "'");
+    if (it == md.end()) return Fail(CHAT_ERR_MISSING, std::string("no metadata '") + key + "'");
     *value = it->second.c_str();
     *len = it->second.size();
     return CHAT_OK;

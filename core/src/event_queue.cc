@@ -26,7 +26,7 @@ constexpr unsigned kYieldProbe = 64;
 Status EventQueue::Create(std::shared_ptr<EventQueue>* out) {
   int fds[2];
   if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-    return Status(Code::kUnavailable,
+    return Status(Code::kSystem,
                   std::string("cannot create the queue's pipe: ") + std::strerror(errno));
   }
   out->reset(new EventQueue(fds[0], fds[1]));

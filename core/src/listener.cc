@@ -149,9 +149,9 @@ Status Listener::Open(const ListenAddress& address, std::unique_ptr<Listener>* o
       l->port_ = 1;
     }
   }
-  if (l->fds_.empty()) return Status(Code::kUnavailable, "cannot listen: " + error);
+  if (l->fds_.empty()) return Status(Code::kCannotListen, "cannot listen: " + error);
   if (pipe2(l->wake_, O_CLOEXEC | O_NONBLOCK) != 0) {
-    return Status(Code::kUnavailable, "pipe: " + ErrnoText(errno));
+    return Status(Code::kSystem, "pipe: " + ErrnoText(errno));
   }
   *out = std::move(l);
   return Status::Ok();
@@ -177,7 +177,7 @@ Status Listener::ListenTcp(const ListenAddress& address) {
     rc = getaddrinfo(host, port.c_str(), &hints, &list);
   }
   if (rc != 0) {
-    return Status(Code::kUnavailable, "cannot resolve '" + address.host + "': " + gai_strerror(rc));
+    return Status(Code::kCannotListen, "cannot resolve '" + address.host + "': " + gai_strerror(rc));
   }
   std::unique_ptr<addrinfo, void (*)(addrinfo*)> guard(list, freeaddrinfo);
   std::string error;
@@ -196,7 +196,7 @@ Status Listener::ListenTcp(const ListenAddress& address) {
         if (!retry) {
           for (int f : fds_) close(f);
           fds_.clear();
-          return Status(Code::kUnavailable, "cannot listen on '" + address.host + ":" +
+          return Status(Code::kCannotListen, "cannot listen on '" + address.host + ":" +
                                                 std::to_string(port_) + "': " + error);
         }
         break;
@@ -208,7 +208,7 @@ Status Listener::ListenTcp(const ListenAddress& address) {
     for (int f : fds_) close(f);  // the picked port is taken on another family
     fds_.clear();
   }
-  return Status(Code::kUnavailable, "cannot find a port free on every address of '" +
+  return Status(Code::kCannotListen, "cannot find a port free on every address of '" +
                                         address.host + "': " + error);
 }
 

@@ -116,7 +116,7 @@ class ServerImpl final : public Server, public SessionHost {
       std::string name = "chat-srv-cq" + std::to_string(i);
       threads_.push_back(std::make_unique<CqThread>(std::move(cqs[i]), name.c_str()));
     }
-    if (!server_) return Status(Code::kUnavailable, "cannot start the gRPC server");
+    if (!server_) return Status(Code::kSystem, "cannot start the gRPC server");
     {
       std::lock_guard<std::mutex> lock(accept_mu_);
       accepting_ = true;

@@ -4,32 +4,11 @@ namespace chat {
 
 const char* CodeName(Code code) {
   switch (code) {
-    case Code::kOk: return "OK";
-    case Code::kCancelled: return "CANCELLED";
-    case Code::kUnknown: return "UNKNOWN";
-    case Code::kInvalidArgument: return "INVALID_ARGUMENT";
-    case Code::kDeadlineExceeded: return "DEADLINE_EXCEEDED";
-    case Code::kNotFound: return "NOT_FOUND";
-    case Code::kAlreadyExists: return "ALREADY_EXISTS";
-    case Code::kPermissionDenied: return "PERMISSION_DENIED";
-    case Code::kResourceExhausted: return "RESOURCE_EXHAUSTED";
-    case Code::kFailedPrecondition: return "FAILED_PRECONDITION";
-    case Code::kAborted: return "ABORTED";
-    case Code::kOutOfRange: return "OUT_OF_RANGE";
-    case Code::kUnimplemented: return "UNIMPLEMENTED";
-    case Code::kInternal: return "INTERNAL";
-    case Code::kUnavailable: return "UNAVAILABLE";
-    case Code::kDataLoss: return "DATA_LOSS";
-    case Code::kUnauthenticated: return "UNAUTHENTICATED";
-    case Code::kBadArgument: return "BAD_ARGUMENT";
-    case Code::kWouldBlock: return "WOULD_BLOCK";
-    case Code::kTimeout: return "TIMEOUT";
-    case Code::kEndOfStream: return "END_OF_STREAM";
-    case Code::kClosed: return "CLOSED";
-    case Code::kBusy: return "BUSY";
-    case Code::kNoMemory: return "NO_MEMORY";
-    case Code::kTooLarge: return "TOO_LARGE";
-    case Code::kBadState: return "BAD_STATE";
+#define CHAT_CODE_NAME(core, c, number, name) \
+  case Code::core:                            \
+    return name;
+    CHAT_CODE_TABLE(CHAT_CODE_NAME)
+#undef CHAT_CODE_NAME
   }
   return "UNRECOGNIZED";
 }

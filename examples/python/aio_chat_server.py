@@ -60,7 +60,7 @@ async def serve(args: argparse.Namespace) -> int:
     handler: Union[Echo, Broadcast] = Echo() if args.mode == "echo" else Broadcast()
     try:
         server = pychat.aio.Server(args.address, handler=handler)
-    except (pychat.ChatError, ValueError) as e:
+    except (pychat.ChatError, ValueError, OSError) as e:
         print(f"chat_server: {e}", file=sys.stderr)
         return 1
 

@@ -30,7 +30,7 @@ def main() -> int:
 
     try:
         server = pychat.Server(args.address, mode=args.mode)
-    except (pychat.ChatError, ValueError) as e:
+    except (pychat.ChatError, ValueError, OSError) as e:
         print(f"chat_server: {e}", file=sys.stderr)
         return 1
 

@@ -51,7 +51,7 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_char_p, c_int, c_int
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 # --------------------------------------------------------------------------
-# The C ABI (capi/include/chat.h), as ctypes sees it.
+# The C ABI (capi/include/libchat/chat.h), as ctypes sees it.
 
 CHAT_OK = 0
 CHAT_RESOURCE_EXHAUSTED = 8

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 namespace chat::testing {
 

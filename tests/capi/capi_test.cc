@@ -18,7 +18,7 @@
 
 #include "../core/test_support.h"
 #include "capi_pair.h"
-#include "chat.h"
+#include <libchat/chat.h>
 
 namespace {
 
@@ -73,12 +73,14 @@ TEST(CApiBasics, VersionsAndCodeNames) {
   EXPECT_STREQ(chat_code_name(CHAT_UNAUTHENTICATED), "UNAUTHENTICATED");
   EXPECT_STREQ(chat_code_name(CHAT_ERR_WOULD_BLOCK), "WOULD_BLOCK");
   EXPECT_STREQ(chat_code_name(CHAT_ERR_BAD_STATE), "BAD_STATE");
-  for (int raw : {999, -1, 26}) {
+  EXPECT_STREQ(chat_code_name(CHAT_END_OF_STREAM), "END_OF_STREAM");
+  EXPECT_STREQ(chat_code_name(CHAT_ERR_LIBRARY_BUG), "LIBRARY_BUG");
+  for (int raw : {999, -1, 30, 0x7fffffff}) {
     chat_code c;
     std::memcpy(&c, &raw, sizeof c);  // any int a C caller may pass
     EXPECT_STREQ(chat_code_name(c), "UNRECOGNIZED") << raw;
   }
-  for (int c = 0; c <= CHAT_ERR_BAD_STATE; ++c) {
+  for (int c = 0; c <= CHAT_ERR_LIBRARY_BUG; ++c) {
     EXPECT_STRNE(chat_code_name(static_cast<chat_code>(c)), "UNRECOGNIZED") << c;
   }
 }
@@ -196,7 +198,7 @@ TEST_F(CApiTest, SeedConversation) {
   ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
   chat_code end;
   EXPECT_EQ(Drain(s, &end), (std::vector<std::string>{"Sam: Hi", "Ann: Hey", "John: Hello"}));
-  EXPECT_EQ(end, CHAT_ERR_END);
+  EXPECT_EQ(end, CHAT_END_OF_STREAM);
   chat_code code = CHAT_UNKNOWN;
   const char* details = nullptr;
   size_t details_len = 99;
@@ -209,7 +211,7 @@ TEST_F(CApiTest, SeedConversation) {
   EXPECT_EQ(chat_stream_complete(s), CHAT_OK);
   const char* text;
   size_t len;
-  EXPECT_EQ(chat_stream_recv(s, 0, &text, &len), CHAT_ERR_END);
+  EXPECT_EQ(chat_stream_recv(s, 0, &text, &len), CHAT_END_OF_STREAM);
   EXPECT_EQ(chat_stream_wait(s, 0), CHAT_OK);
 }
 
@@ -234,7 +236,7 @@ TEST_F(CApiTest, TenThousandMessagesWithBatchReceive) {
   for (int i = 0; i < kCount; ++i) ASSERT_EQ(Send(s, "m", std::to_string(i), 10000), CHAT_OK);
   ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
   reader.join();
-  EXPECT_EQ(end, CHAT_ERR_END);
+  EXPECT_EQ(end, CHAT_END_OF_STREAM);
   ASSERT_EQ(replies.size(), static_cast<size_t>(kCount));
   for (int i = 0; i < kCount; ++i) ASSERT_EQ(replies[i], "m: " + std::to_string(i));
 }
@@ -302,7 +304,7 @@ TEST_F(CApiTest, Version1ServerAndClientOptionsAreNeitherOverrunNorOverread) {
   ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
   chat_code end;
   EXPECT_EQ(Drain(s, &end), std::vector<std::string>{"a: b"});
-  EXPECT_EQ(end, CHAT_ERR_END);
+  EXPECT_EQ(end, CHAT_END_OF_STREAM);
   chat_stream_destroy(s);
   chat_client_destroy(client);
   EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
@@ -425,7 +427,7 @@ TEST_F(CApiTest, Version1StreamOptionsAreNeitherOverrunNorOverread) {
   ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
   chat_code end;
   EXPECT_EQ(Drain(s, &end), std::vector<std::string>{"a: b"});
-  EXPECT_EQ(end, CHAT_ERR_END);
+  EXPECT_EQ(end, CHAT_END_OF_STREAM);
   chat_stream_options unknown;
   EXPECT_EQ(chat_stream_options_init(&unknown, CHAT_STREAM_OPTIONS_VERSION + 1), CHAT_ERR_BAD_ARGUMENT);
   EXPECT_EQ(chat_stream_options_init(&unknown, 0), CHAT_ERR_BAD_ARGUMENT);
@@ -471,7 +473,7 @@ TEST_F(CApiTest, ClientThatNeverReadsGetsWouldBlock) {
   ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
   chat_code end;
   EXPECT_EQ(Drain(s, &end).size(), static_cast<size_t>(accepted));
-  EXPECT_EQ(end, CHAT_ERR_END);
+  EXPECT_EQ(end, CHAT_END_OF_STREAM);
 }
 
 // --- custom handlers through C callbacks ---
@@ -494,7 +496,7 @@ void OnOpen(chat_call* call, void* ud) {
   const char* v;
   size_t n;
   std::string user = chat_call_metadata(call, "user", &v, &n) == CHAT_OK ? Text(v, n) : "-";
-  EXPECT_EQ(chat_call_metadata(call, "missing", &v, &n), CHAT_NOT_FOUND);
+  EXPECT_EQ(chat_call_metadata(call, "missing", &v, &n), CHAT_ERR_MISSING);
   if (chat_call_metadata(call, "trace-bin", &v, &n) == CHAT_OK) {
     std::lock_guard<std::mutex> lock(h->mu);
     h->trace_bin.assign(v, n);
@@ -601,7 +603,7 @@ TEST_F(CApiHandlerTest, CallbacksInOrderOnALibraryThread) {
   ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
   chat_code end;
   EXPECT_EQ(Drain(s, &end), (std::vector<std::string>{"[Sam] Hi", "from the host"}));
-  EXPECT_EQ(end, CHAT_ERR_END);
+  EXPECT_EQ(end, CHAT_END_OF_STREAM);
   ASSERT_TRUE(host_.log.WaitFor("close OK "));
   EXPECT_EQ(host_.log.Snapshot(),
             (std::vector<std::string>{"open 1 bob", "message Hi", "complete", "close OK "}));
@@ -632,7 +634,7 @@ TEST_F(CApiHandlerTest, BinaryMetadataValuesKeepTheirNuls) {
   ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
   chat_code end;
   Drain(s, &end);
-  EXPECT_EQ(end, CHAT_ERR_END);
+  EXPECT_EQ(end, CHAT_END_OF_STREAM);
   // Outside "-bin" values a NUL is refused, not cut short.
   chat_metadata text[] = {{"user", "a\0b"}};
   size_t text_lens[] = {3};
@@ -651,7 +653,7 @@ TEST_F(CApiHandlerTest, NullOnCompleteCompletesLikeTheSeed) {
   ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
   chat_code end;
   EXPECT_EQ(Drain(s, &end), std::vector<std::string>{"[Ann] Hey"});
-  EXPECT_EQ(end, CHAT_ERR_END);
+  EXPECT_EQ(end, CHAT_END_OF_STREAM);
 }
 
 TEST_F(CApiHandlerTest, FailCarriesCodeAndDetails) {
@@ -734,7 +736,7 @@ TEST(CApiServer, CustomModeNeedsOnMessageAndBadAddressesFail) {
   ASSERT_EQ(chat_server_start("127.0.0.1:0", nullptr, &server), CHAT_OK);
   std::string taken = "127.0.0.1:" + std::to_string(chat_server_port(server));
   chat_server* second = nullptr;
-  EXPECT_EQ(chat_server_start(taken.c_str(), nullptr, &second), CHAT_UNAVAILABLE);
+  EXPECT_EQ(chat_server_start(taken.c_str(), nullptr, &second), CHAT_ERR_CANNOT_LISTEN);
   EXPECT_NE(std::string(chat_last_error()).find("listen"), std::string::npos);
   EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
 }

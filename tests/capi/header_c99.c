@@ -1,7 +1,7 @@
 /* Compiled as C99 with -pedantic-errors -Werror: the public header must be
  * clean C. Running it checks that header and library agree on the version. */
-#include "chat.h"
-#include "chat.h" /* include guard */
+#include <libchat/chat.h>
+#include <libchat/chat.h> /* include guard */
 
 #include <stdio.h>
 

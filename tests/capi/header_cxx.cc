@@ -1,5 +1,5 @@
 // Compiled as C++11 with -pedantic -Werror: the header must also be clean C++.
-#include "chat.h"
+#include <libchat/chat.h>
 
 #include <cstdio>
 

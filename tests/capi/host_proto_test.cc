@@ -22,7 +22,7 @@
 
 #include "capi_pair.h"
 #include "chat.grpc.pb.h"
-#include "chat.h"
+#include <libchat/chat.h>
 
 namespace {
 
@@ -48,7 +48,7 @@ void RunSeedThroughCApi(const std::string& target) {
   ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
   chat_code end = CHAT_UNKNOWN;
   EXPECT_EQ(Drain(s, &end), kSeedReplies);  // each receive waits at most 10 s
-  EXPECT_EQ(end, CHAT_ERR_END);
+  EXPECT_EQ(end, CHAT_END_OF_STREAM);
   chat_code code = CHAT_UNKNOWN;
   ASSERT_EQ(chat_stream_status(s, &code, nullptr, nullptr), CHAT_OK);
   EXPECT_EQ(code, CHAT_OK);

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "bad_request.h"
-#include "chat.h"
+#include <libchat/chat.h>
 
 /* The line comes on a gRPC thread. */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;

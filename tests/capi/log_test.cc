@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "bad_request.h"
-#include "chat.h"
+#include <libchat/chat.h>
 
 namespace {
 

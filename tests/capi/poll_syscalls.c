@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 #define CHECK(cond)                                                   \
   do {                                                                \

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "capi_pair.h"
-#include "chat.h"
+#include <libchat/chat.h>
 
 namespace {
 
@@ -266,7 +266,7 @@ TEST_F(QueueTest, QueuedServerSeesEachCallsEventsInOrder) {
   EXPECT_EQ(chat_call_id(got[0].call), 1u);  // still valid until the next drain
   chat_code end;
   EXPECT_EQ(chat::testing::Drain(s, &end), (std::vector<std::string>{"Sam: Hi", "Ann: Hey"}));
-  EXPECT_EQ(end, CHAT_ERR_END);
+  EXPECT_EQ(end, CHAT_END_OF_STREAM);
 }
 
 // recv_window counts messages not yet drained: a host that does not drain

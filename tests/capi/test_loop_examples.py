@@ -197,4 +197,4 @@ def test_loop_client_usage(args: List[str]) -> None:
 def test_loop_server_reports_an_address_in_use(echo_server: Server) -> None:
     result = run(LOOP_SERVER, "--address", echo_server.target)
     assert result.returncode == 1
-    assert "chat_loop_server: UNAVAILABLE" in result.stderr, result.stderr
+    assert "chat_loop_server: CANNOT_LISTEN" in result.stderr, result.stderr

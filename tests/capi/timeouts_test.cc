@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "capi_pair.h"
-#include "chat.h"
+#include <libchat/chat.h>
 
 namespace {
 
@@ -86,7 +86,7 @@ TEST_P(HugeTimeouts, StreamDeadlineIsNoPracticalLimit) {
   ASSERT_EQ(chat_stream_recv(s, 5000, &text, &len), CHAT_OK);
   EXPECT_EQ(std::string(text, len), "Sam: Hi");
   ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
-  EXPECT_EQ(chat_stream_recv(s, 5000, &text, &len), CHAT_ERR_END);
+  EXPECT_EQ(chat_stream_recv(s, 5000, &text, &len), CHAT_END_OF_STREAM);
   chat_code code = CHAT_INTERNAL;
   const char* details = nullptr;
   ASSERT_EQ(chat_stream_status(s, &code, &details, nullptr), CHAT_OK);
@@ -150,7 +150,7 @@ TEST_P(HugeTimeouts, StreamSendWaitsForRoom) {
   ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
   const char* text;
   size_t len;
-  EXPECT_EQ(chat_stream_recv(s, 10000, &text, &len), CHAT_ERR_END);
+  EXPECT_EQ(chat_stream_recv(s, 10000, &text, &len), CHAT_END_OF_STREAM);
 }
 
 // The server side of the same: a call whose client does not read.
@@ -199,7 +199,7 @@ TEST_P(HugeTimeouts, CallSendWaitsForRoom) {
   ASSERT_EQ(chat_call_complete(call), CHAT_OK);
   const char* text;
   size_t len;
-  EXPECT_EQ(chat_stream_recv(s, 10000, &text, &len), CHAT_ERR_END);
+  EXPECT_EQ(chat_stream_recv(s, 10000, &text, &len), CHAT_END_OF_STREAM);
   chat_call_unref(call);
 }
 
@@ -226,7 +226,7 @@ TEST_P(HugeTimeouts, StopWaitsForAnOpenCallInsteadOfCuttingIt) {
   ASSERT_EQ(stop.wait_for(10s), std::future_status::ready);
   EXPECT_EQ(stop.get(), CHAT_OK);
   EXPECT_EQ(cut, 0);
-  EXPECT_EQ(chat_stream_recv(s, 5000, &text, &len), CHAT_ERR_END);
+  EXPECT_EQ(chat_stream_recv(s, 5000, &text, &len), CHAT_END_OF_STREAM);
 }
 
 INSTANTIATE_TEST_SUITE_P(CApi, HugeTimeouts, ::testing::ValuesIn(kHuge));

@@ -8,7 +8,7 @@
 #include <string>
 #include <thread>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 namespace {
 
@@ -65,7 +65,7 @@ TEST(CApiForcedUnwind, CancellingAThreadBlockedInRecvEndsItCleanly) {
   ASSERT_EQ(chat_stream_recv(r.stream, 5000, &text, &len), CHAT_OK);
   EXPECT_EQ(std::string(text, len), "a: b");
   ASSERT_EQ(chat_stream_complete(r.stream), CHAT_OK);
-  EXPECT_EQ(chat_stream_recv(r.stream, 5000, &text, &len), CHAT_ERR_END);
+  EXPECT_EQ(chat_stream_recv(r.stream, 5000, &text, &len), CHAT_END_OF_STREAM);
   chat_stream_destroy(r.stream);
   chat_client_destroy(client);
   EXPECT_EQ(chat_server_destroy(server), CHAT_OK);

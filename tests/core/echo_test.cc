@@ -280,7 +280,7 @@ TEST_F(ChatTest, AddressInUseIsAnError) {
   ServerOptions so;
   so.address = "127.0.0.1:" + std::to_string(server_->port());
   std::unique_ptr<Server> second;
-  EXPECT_EQ(Server::Start(so, &second).code(), Code::kUnavailable);
+  EXPECT_EQ(Server::Start(so, &second).code(), Code::kCannotListen);
   // Malformed is the caller's mistake, not the network's.
   so.address = "not an address";
   EXPECT_EQ(Server::Start(so, &second).code(), Code::kBadArgument);

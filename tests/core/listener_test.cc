@@ -97,7 +97,7 @@ TEST(ListenerTest, APortInUseIsRefused) {
   auto first = StartAt("127.0.0.1:0", nullptr, &s);
   ASSERT_TRUE(s.ok());
   auto second = StartAt("127.0.0.1:" + std::to_string(first->port()), nullptr, &s);
-  EXPECT_EQ(s.code(), Code::kUnavailable) << s.message();
+  EXPECT_EQ(s.code(), Code::kCannotListen) << s.message();
   EXPECT_FALSE(second);
 }
 
@@ -121,7 +121,7 @@ TEST_F(UnixPathTest, ARegularFileIsNeverReplaced) {
   { std::ofstream(path) << "precious"; }
   Status s;
   auto server = StartAt("unix:" + path, nullptr, &s);
-  EXPECT_EQ(s.code(), Code::kUnavailable) << s.message();
+  EXPECT_EQ(s.code(), Code::kCannotListen) << s.message();
   std::ifstream in(path);
   std::string content;
   in >> content;
@@ -136,7 +136,7 @@ TEST_F(UnixPathTest, ALiveSocketIsKeptAndAStaleOneReplaced) {
   auto live = StartAt("unix:" + path, nullptr, &s);
   ASSERT_TRUE(s.ok()) << s.message();
   auto second = StartAt("unix:" + path, nullptr, &s);
-  EXPECT_EQ(s.code(), Code::kUnavailable) << s.message();
+  EXPECT_EQ(s.code(), Code::kCannotListen) << s.message();
   EXPECT_EQ(Seed("unix:" + path), std::vector<std::string>{"Sam: Hi"});  // still the first
   // A socket file nobody listens on any more.
   live.reset();

@@ -25,7 +25,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 /* Allocator slack and gRPC's lazily grown caches; a leak of one connection
  * per cycle would be tens of MB at 3,000 cycles. */

@@ -27,7 +27,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 static long g_handler_sleep_us = 0;
 

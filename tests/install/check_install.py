@@ -125,7 +125,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="chat-install-") as tmp:
         prefix = os.path.join(tmp, "prefix")
         run(["cmake", "--install", args.build, "--prefix", prefix], timeout=120, capture=True)
-        for rel in ["include/chat.h", "lib/libchat.so.1", "lib/pkgconfig/chat.pc",
+        for rel in ["include/libchat/chat.h", "lib/libchat.so.1", "lib/pkgconfig/chat.pc",
                     "lib/cmake/chat/chatConfig.cmake", "lib/cmake/chat/chatConfigVersion.cmake"]:
             if not os.path.exists(os.path.join(prefix, rel)):
                 raise SystemExit(f"[install] FAILED: {rel} not installed")

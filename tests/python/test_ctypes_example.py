@@ -140,7 +140,7 @@ def test_its_structs_are_the_headers_to_the_byte(tmp_path: Path) -> None:
     spec.loader.exec_module(example)
     structs = {"chat_server_options": example.ServerOptions,
                "chat_stream_options": example.StreamOptions, "chat_event": example.Event}
-    source = ["#include <stddef.h>", "#include <stdio.h>", '#include "chat.h"', "int main(void) {"]
+    source = ["#include <stddef.h>", "#include <stdio.h>", '#include <libchat/chat.h>', "int main(void) {"]
     expected = []
     for c_name, mirror in structs.items():
         source.append(f'printf("{c_name} sizeof %zu\\n", sizeof({c_name}));')

@@ -4,39 +4,14 @@
 
 const { C } = require('./native');
 
-// The numbers of chat.h's chat_code.
-const Code = Object.freeze({
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-  ERR_BAD_ARGUMENT: 17,
-  ERR_WOULD_BLOCK: 18,
-  ERR_TIMEOUT: 19,
-  ERR_END: 20,
-  ERR_CLOSED: 21,
-  ERR_BUSY: 22,
-  ERR_NO_MEMORY: 23,
-  ERR_TOO_LARGE: 24,
-  ERR_BAD_STATE: 25,
-});
-
-// The library's own spelling of each name ("DEADLINE_EXCEEDED", "WOULD_BLOCK").
+// chat_code, read from the library itself (one table: libchat's), so the
+// two cannot drift: gRPC's codes by their gRPC names (OK, UNAVAILABLE), the
+// library's as chat.h spells them after CHAT_ (ERR_WOULD_BLOCK, and
+// END_OF_STREAM, which is not an error).
 const names = [];
-for (let i = 0; i <= 25; i++) names.push(C.chat_code_name(i));
+for (let i = 0; C.chat_code_name(i) !== 'UNRECOGNIZED'; i++) names.push(C.chat_code_name(i));
+const Code = Object.freeze(Object.fromEntries(names.map((name, i) =>
+  [i <= 16 || name === 'END_OF_STREAM' ? name : `ERR_${name}`, i])));
 
 function codeName(code) {
   return Number.isInteger(code) && code >= 0 && code < names.length ? names[code] : C.chat_code_name(code | 0);

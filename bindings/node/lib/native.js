@@ -1,5 +1,5 @@
 'use strict';
-// The C ABI (capi/include/chat.h) through koffi: finding libchat.so.1,
+// The C ABI (capi/include/libchat/chat.h) through koffi: finding libchat.so.1,
 // checking its ABI, the struct layouts and the functions this package uses.
 // Pointers are BigInts (koffi 3); handles never leave this package's objects.
 

@@ -21,6 +21,15 @@ test('code names', () => {
   assert.equal(codeName(Code.DEADLINE_EXCEEDED), 'DEADLINE_EXCEEDED');
   assert.equal(codeName(Code.ERR_WOULD_BLOCK), 'WOULD_BLOCK');
   assert.equal(codeName(999), 'UNRECOGNIZED');
+  assert.equal(Code.END_OF_STREAM, 20);
+  assert.equal(Code.ERR_CANNOT_LISTEN, 27);
+});
+
+test('the typed Code in index.d.ts is the library\'s table', () => {
+  const dts = require('node:fs').readFileSync(require('node:path').join(__dirname, '..', 'index.d.ts'), 'utf8');
+  const block = dts.slice(dts.indexOf('export declare const Code'), dts.indexOf('}>;'));
+  const typed = Object.fromEntries([...block.matchAll(/^\s+(\w+): (\d+);$/gm)].map((m) => [m[1], Number(m[2])]));
+  assert.deepEqual(typed, { ...Code });
 });
 
 test('client: bad targets and options', () => {
@@ -46,7 +55,7 @@ test('server: bad addresses, modes and options', () => {
   assert.throws(() => new Server({ completionQueues: 1000 }), RangeError);
   const a = new Server();
   try {
-    assert.throws(() => new Server({ address: `127.0.0.1:${a.port}` }), chatError(Code.UNAVAILABLE));
+    assert.throws(() => new Server({ address: `127.0.0.1:${a.port}` }), chatError(Code.ERR_CANNOT_LISTEN));
     assert.throws(() => a.stop(-1), RangeError);
     assert.throws(() => a.stop('1'), TypeError);
   } finally {

@@ -100,7 +100,7 @@ test('chat_server.js: a stop cuts open streams after the grace; a taken address 
   await within(new Promise((resolve) => child.stdout.on('data', resolve)), 10000, 'the reply');
   const taken = await within(run(process.execPath, [SERVER_JS, '--address', `127.0.0.1:${server.port}`]).done, 15000, 'a second server');
   assert.equal(taken.code, 1);
-  assert.match(taken.stderr, /^chat_server: UNAVAILABLE: /);
+  assert.match(taken.stderr, /^chat_server: CANNOT_LISTEN: /);
   await stopServer(server, 'SIGTERM', 1);
   const r = await within(done, 15000, 'the client');
   assert.equal(r.code, 1);

@@ -163,7 +163,7 @@ class Stream {
     Deadline deadline(timeout);
     for (;;) {
       if (end_) {
-        if (end_code_ == CHAT_ERR_END) return py::none();
+        if (end_code_ == CHAT_END_OF_STREAM) return py::none();
         raise_code(end_code_, end_details_);
       }
       std::string error;
@@ -176,7 +176,7 @@ class Stream {
           if (deadline.zero() || deadline.expired()) raise_code(rc, "no reply within the timeout");
           check_signals();
           break;
-        case CHAT_ERR_END:
+        case CHAT_END_OF_STREAM:
           end_ = true;
           end_code_ = rc;
           break;

@@ -44,7 +44,11 @@ py::str message_str(std::string_view message) {
     case CHAT_ERR_BUSY:
     case CHAT_ERR_BAD_STATE: raise_builtin(PyExc_RuntimeError, message);
     case CHAT_ERR_NO_MEMORY: raise_builtin(PyExc_MemoryError, message);
-    case CHAT_ERR_END: raise_builtin(PyExc_EOFError, message);
+    case CHAT_END_OF_STREAM: raise_builtin(PyExc_EOFError, message);
+    case CHAT_ERR_CANNOT_LISTEN:  // a server that cannot bind, as socket.bind says it
+    case CHAT_ERR_SYSTEM: raise_builtin(PyExc_OSError, message);
+    case CHAT_ERR_MISSING: raise_builtin(PyExc_KeyError, message);
+    case CHAT_ERR_LIBRARY_BUG: raise_builtin(PyExc_RuntimeError, message);
     default: break;
   }
   if (code >= CHAT_CANCELLED && code <= CHAT_UNAUTHENTICATED) {

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 namespace pychat {
 

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <type_traits>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 namespace pychat {
 

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "chat.h"
+#include <libchat/chat.h>
 
 namespace pychat {
 

@@ -123,7 +123,7 @@ class CallMetadata {
     const char* value = nullptr;
     size_t len = 0;
     chat_code rc = chat_call_metadata(call_, lower.c_str(), &value, &len);
-    if (rc == CHAT_NOT_FOUND) return std::nullopt;
+    if (rc == CHAT_ERR_MISSING) return std::nullopt;
     if (rc != CHAT_OK) raise_last(rc);
     return to_python(lower, value, len);
   }

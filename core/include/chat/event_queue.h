@@ -1,7 +1,7 @@
 // An event queue: servers and client streams deliver their events to it,
 // and the host drains it on a thread of its own, woken by one readable file
 // descriptor (a pipe, so every event loop can watch it). The C ABI's
-// chat_queue and pychat.aio sit on it. capi/include/chat.h documents the
+// chat_queue and pychat.aio sit on it. capi/include/libchat/chat.h documents the
 // promises (order, bounds, threads) for both.
 #pragma once
 

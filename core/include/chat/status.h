@@ -8,43 +8,55 @@
 
 namespace chat {
 
-// gRPC's status codes keep their numbers (0..16); the library's own codes
-// follow. The C ABI (chat.h) mirrors these numbers one to one.
+// The one table of result codes: the core's enum, the names and the C
+// ABI's chat_code (checked against it at compile time in capi/src/chat.cc)
+// all come from it. Columns: core name, chat.h name after CHAT_, number,
+// printed name. gRPC's status codes keep their numbers (0..16) and are used
+// only for what a peer or the transport reported; the library's own codes
+// (17..) are local outcomes of a call and never travel on the wire.
+#define CHAT_CODE_TABLE(X)                                                    \
+  X(kOk, OK, 0, "OK")                                                         \
+  X(kCancelled, CANCELLED, 1, "CANCELLED")                                    \
+  X(kUnknown, UNKNOWN, 2, "UNKNOWN")                                          \
+  X(kInvalidArgument, INVALID_ARGUMENT, 3, "INVALID_ARGUMENT")                \
+  X(kDeadlineExceeded, DEADLINE_EXCEEDED, 4, "DEADLINE_EXCEEDED")             \
+  X(kNotFound, NOT_FOUND, 5, "NOT_FOUND")                                     \
+  X(kAlreadyExists, ALREADY_EXISTS, 6, "ALREADY_EXISTS")                      \
+  X(kPermissionDenied, PERMISSION_DENIED, 7, "PERMISSION_DENIED")             \
+  X(kResourceExhausted, RESOURCE_EXHAUSTED, 8, "RESOURCE_EXHAUSTED")          \
+  X(kFailedPrecondition, FAILED_PRECONDITION, 9, "FAILED_PRECONDITION")       \
+  X(kAborted, ABORTED, 10, "ABORTED")                                         \
+  X(kOutOfRange, OUT_OF_RANGE, 11, "OUT_OF_RANGE")                            \
+  X(kUnimplemented, UNIMPLEMENTED, 12, "UNIMPLEMENTED")                       \
+  X(kInternal, INTERNAL, 13, "INTERNAL")                                      \
+  X(kUnavailable, UNAVAILABLE, 14, "UNAVAILABLE")                             \
+  X(kDataLoss, DATA_LOSS, 15, "DATA_LOSS")                                    \
+  X(kUnauthenticated, UNAUTHENTICATED, 16, "UNAUTHENTICATED")                 \
+  X(kBadArgument, ERR_BAD_ARGUMENT, 17, "BAD_ARGUMENT")                       \
+  X(kWouldBlock, ERR_WOULD_BLOCK, 18, "WOULD_BLOCK")                          \
+  X(kTimeout, ERR_TIMEOUT, 19, "TIMEOUT")                                     \
+  X(kEndOfStream, END_OF_STREAM, 20, "END_OF_STREAM")                         \
+  X(kClosed, ERR_CLOSED, 21, "CLOSED")                                        \
+  X(kBusy, ERR_BUSY, 22, "BUSY")                                              \
+  X(kNoMemory, ERR_NO_MEMORY, 23, "NO_MEMORY")                                \
+  X(kTooLarge, ERR_TOO_LARGE, 24, "TOO_LARGE")                                \
+  X(kBadState, ERR_BAD_STATE, 25, "BAD_STATE")                                \
+  X(kMissing, ERR_MISSING, 26, "MISSING")                                     \
+  X(kCannotListen, ERR_CANNOT_LISTEN, 27, "CANNOT_LISTEN")                    \
+  X(kSystem, ERR_SYSTEM, 28, "SYSTEM")                                        \
+  X(kLibraryBug, ERR_LIBRARY_BUG, 29, "LIBRARY_BUG")
+
 enum class Code : int32_t {
-  kOk = 0,
-  kCancelled = 1,
-  kUnknown = 2,
-  kInvalidArgument = 3,
-  kDeadlineExceeded = 4,
-  kNotFound = 5,
-  kAlreadyExists = 6,
-  kPermissionDenied = 7,
-  kResourceExhausted = 8,
-  kFailedPrecondition = 9,
-  kAborted = 10,
-  kOutOfRange = 11,
-  kUnimplemented = 12,
-  kInternal = 13,
-  kUnavailable = 14,
-  kDataLoss = 15,
-  kUnauthenticated = 16,
-  // Library codes: local outcomes of a call, never sent on the wire.
-  kBadArgument = 17,  // NULL or malformed argument, invalid UTF-8, bad address
-  kWouldBlock = 18,   // send queue full and the caller asked not to wait
-  kTimeout = 19,      // a local wait ran out (not the RPC deadline)
-  kEndOfStream = 20,  // no more replies: the stream ended with OK
-  kClosed = 21,       // the stream, call or server has ended or is closing
-  kBusy = 22,         // refused because it would deadlock (own callback)
-  kNoMemory = 23,
-  kTooLarge = 24,     // message larger than the configured maximum
-  kBadState = 25,     // not valid in the object's current state
+#define CHAT_CODE_ENUM(core, c, number, name) core = number,
+  CHAT_CODE_TABLE(CHAT_CODE_ENUM)
+#undef CHAT_CODE_ENUM
 };
 
 inline constexpr int32_t kMaxGrpcCode = 16;
-inline constexpr int32_t kMaxCode = 25;
+inline constexpr int32_t kMaxCode = 29;
 
 // Upper-case name of a code ("OK", "DEADLINE_EXCEEDED", "WOULD_BLOCK"), or
-// "UNRECOGNIZED" for a number outside the enum.
+// "UNRECOGNIZED" for a number outside the table.
 const char* CodeName(Code code);
 inline bool IsGrpcCode(int32_t c) { return c >= 0 && c <= kMaxGrpcCode; }
 

@@ -1,5 +1,5 @@
 // Package chat drives libchat's /Chat/chat client streams from Go through
-// libchat's event queue (capi/include/chat.h, "Event queue").
+// libchat's event queue (capi/include/libchat/chat.h, "Event queue").
 //
 // Why the queue: the blocking C calls (chat_stream_recv with no timeout)
 // each hold an OS thread while they wait, because a goroutine inside a cgo
@@ -28,7 +28,7 @@
 package chat
 
 // #cgo LDFLAGS: -lchat
-// #include "chat.h"
+// #include <libchat/chat.h>
 import "C"
 
 // Code is a chat_code: a gRPC status code (0..16) that a peer or the
@@ -55,15 +55,19 @@ const (
 	DataLoss           Code = C.CHAT_DATA_LOSS
 	Unauthenticated    Code = C.CHAT_UNAUTHENTICATED
 
-	ErrBadArgument Code = C.CHAT_ERR_BAD_ARGUMENT
-	ErrWouldBlock  Code = C.CHAT_ERR_WOULD_BLOCK
-	ErrTimeout     Code = C.CHAT_ERR_TIMEOUT
-	ErrEnd         Code = C.CHAT_ERR_END
-	ErrClosed      Code = C.CHAT_ERR_CLOSED
-	ErrBusy        Code = C.CHAT_ERR_BUSY
-	ErrNoMemory    Code = C.CHAT_ERR_NO_MEMORY
-	ErrTooLarge    Code = C.CHAT_ERR_TOO_LARGE
-	ErrBadState    Code = C.CHAT_ERR_BAD_STATE
+	ErrBadArgument  Code = C.CHAT_ERR_BAD_ARGUMENT
+	ErrWouldBlock   Code = C.CHAT_ERR_WOULD_BLOCK
+	ErrTimeout      Code = C.CHAT_ERR_TIMEOUT
+	EndOfStream     Code = C.CHAT_END_OF_STREAM
+	ErrClosed       Code = C.CHAT_ERR_CLOSED
+	ErrBusy         Code = C.CHAT_ERR_BUSY
+	ErrNoMemory     Code = C.CHAT_ERR_NO_MEMORY
+	ErrTooLarge     Code = C.CHAT_ERR_TOO_LARGE
+	ErrBadState     Code = C.CHAT_ERR_BAD_STATE
+	ErrMissing      Code = C.CHAT_ERR_MISSING
+	ErrCannotListen Code = C.CHAT_ERR_CANNOT_LISTEN
+	ErrSystem       Code = C.CHAT_ERR_SYSTEM
+	ErrLibraryBug   Code = C.CHAT_ERR_LIBRARY_BUG
 )
 
 // String is the code's name as chat_code_name spells it ("OK",

@@ -4,7 +4,7 @@ package chat
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include "chat.h"
+#include <libchat/chat.h>
 
 // The shims below run two C calls as one cgo call where the second reads
 // thread-local state: a goroutine may move to another OS thread between two

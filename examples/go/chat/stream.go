@@ -1,7 +1,7 @@
 package chat
 
 /*
-#include "chat.h"
+#include <libchat/chat.h>
 
 // Sends Go strings without copying them first: C reads them during the call
 // only (chat_stream_send copies before it returns), which is what cgo allows.

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <chat.h>
+#include <libchat/chat.h>
 
 int main(void) {
   /* The header you compiled against must match the library you loaded. */
@@ -47,8 +47,8 @@ int main(void) {
     if (matched < 3 && len == strlen(expected[matched]) && memcmp(text, expected[matched], len) == 0)
       ++matched;
   }
-  /* CHAT_ERR_END: the server completed with OK and every reply was taken. */
-  int ok = rc == CHAT_ERR_END && matched == 3;
+  /* CHAT_END_OF_STREAM: the server completed with OK and every reply was taken. */
+  int ok = rc == CHAT_END_OF_STREAM && matched == 3;
   if (!ok) fprintf(stderr, "stream ended with %s after %d matching replies\n", chat_code_name(rc), matched);
 
   chat_stream_destroy(stream);   /* destroyers accept NULL */

@@ -94,9 +94,11 @@ typedef struct chat_queue chat_queue;   /* an event queue (see "Event queue") */
 /* Result codes                                                             */
 /* ------------------------------------------------------------------------ */
 
-/* gRPC status codes keep their numbers (0..16); they are what a peer or the
- * transport reported. Library codes (17..) are local outcomes of a call and
- * never travel on the wire. */
+/* gRPC status codes keep their numbers (0..16) and mean only what a peer or
+ * the transport reported (a stream's or call's final status, a refusal by
+ * the server). Library codes (17..) are local outcomes of a call and never
+ * travel on the wire. CHAT_END_OF_STREAM is not a failure: a receive
+ * returns it once every reply was taken from a stream that ended OK. */
 typedef enum chat_code {
   CHAT_OK = 0,
   CHAT_CANCELLED = 1,
@@ -119,12 +121,20 @@ typedef enum chat_code {
   CHAT_ERR_BAD_ARGUMENT = 17, /* NULL/invalid handle or argument, bad UTF-8 */
   CHAT_ERR_WOULD_BLOCK = 18,  /* send queue full and timeout_ms was 0 */
   CHAT_ERR_TIMEOUT = 19,      /* a local wait ran out (not the RPC deadline) */
-  CHAT_ERR_END = 20,          /* end of stream: ended OK, every reply taken */
+  CHAT_END_OF_STREAM = 20,    /* not an error: ended OK, every reply taken */
   CHAT_ERR_CLOSED = 21,       /* the stream, call or server has ended */
   CHAT_ERR_BUSY = 22,         /* refused: would deadlock (own callback) */
   CHAT_ERR_NO_MEMORY = 23,
   CHAT_ERR_TOO_LARGE = 24,    /* message larger than max_message_bytes */
-  CHAT_ERR_BAD_STATE = 25     /* not valid in the handle's current state */
+  CHAT_ERR_BAD_STATE = 25,    /* not valid in the handle's current state */
+  CHAT_ERR_MISSING = 26,      /* no such entry (a metadata key not sent) */
+  CHAT_ERR_CANNOT_LISTEN = 27, /* address in use, not local, unresolvable */
+  CHAT_ERR_SYSTEM = 28,       /* the OS refused a resource (descriptors) */
+  CHAT_ERR_LIBRARY_BUG = 29,  /* a defect in libchat; please report it */
+
+  /* Not a code: pins the enum to 32 bits on every compiler, so codes may be
+   * added without changing its size. */
+  CHAT_CODE_PIN_INT32_ = 0x7fffffff
 } chat_code;
 
 /* The code's name as gRPC spells it ("OK", "DEADLINE_EXCEEDED") or the
@@ -287,7 +297,7 @@ typedef struct chat_event {
 
 /* Creates an empty queue. *out receives it, to release with
  * chat_queue_destroy. Errors: CHAT_ERR_BAD_ARGUMENT (out is NULL),
- * CHAT_UNAVAILABLE (no file descriptor left for its pipe). Thread-safe. */
+ * CHAT_ERR_SYSTEM (no file descriptor left for its pipe). Thread-safe. */
 CHAT_API chat_code chat_queue_create(chat_queue **out);
 
 /* The queue's readiness descriptor: the read end of a non-blocking pipe,
@@ -477,8 +487,9 @@ CHAT_API chat_code chat_server_options_init(chat_server_options *opts, uint32_t 
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL address or out, bad options, custom
  * mode without on_message, malformed address: no port, a port out of range
  * or not all digits, an empty host, an unbracketed IPv6 address; nothing is
- * bound then), CHAT_UNAVAILABLE (a well-formed address that cannot be bound:
- * in use, unknown host, not a local address). On error *out is set to NULL
+ * bound then), CHAT_ERR_CANNOT_LISTEN (a well-formed address that cannot be
+ * bound: in use, unknown host, not a local address), CHAT_ERR_SYSTEM (no
+ * descriptor or thread left to start the server). On error *out is set to NULL
  * and no callback ever runs.
  * Connections: the server accepts them on a thread of its own. Each takes
  * a file descriptor; when the process has none left (EMFILE), the server
@@ -535,7 +546,8 @@ CHAT_API const char *chat_call_peer(const chat_call *call);
 
 /* Looks up the first value the client sent for metadata `key` (lower-case).
  * *value (borrowed, valid as long as `call` is) and *len receive it.
- * Errors: CHAT_ERR_BAD_ARGUMENT (NULL argument), CHAT_NOT_FOUND. */
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL argument), CHAT_ERR_MISSING (the client
+ * sent no such key). */
 CHAT_API chat_code chat_call_metadata(const chat_call *call, const char *key,
                                       const char **value, size_t *len);
 
@@ -740,7 +752,7 @@ CHAT_API chat_code chat_stream_cancel(chat_stream *stream);
  * until the next chat_stream_recv / chat_stream_recv_batch on this stream or
  * chat_stream_destroy. Waits up to timeout_ms for one (< 0: until a reply or
  * the end; chat_stream_cancel ends the wait).
- * Returns CHAT_OK; CHAT_ERR_END once the server completed with OK and every
+ * Returns CHAT_OK; CHAT_END_OF_STREAM once the server completed with OK and every
  * reply was taken; the final status code (CHAT_DEADLINE_EXCEEDED,
  * CHAT_CANCELLED, CHAT_UNAVAILABLE...) if the call ended otherwise, after the
  * replies received before it; CHAT_ERR_TIMEOUT; CHAT_ERR_BAD_ARGUMENT.
