@@ -4,6 +4,7 @@
 #include <libchat/chat.h>
 
 #include <cxxabi.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <cstddef>
@@ -76,26 +77,75 @@ chat_code FromStatus(const chat::Status& s) {
   return static_cast<chat_code>(s.code());
 }
 
-// Runs `body` so that no exception escapes into C, with one exception that
-// is not one: the forced unwind of pthread_exit / pthread_cancel (a
-// cancellation point inside a blocking call, or a foreign runtime ending a
-// thread inside a callback) must go on unwinding until the thread ends;
-// swallowing it aborts the process. That is also why neither Guard nor the
-// entry points are noexcept: unwinding through a noexcept frame calls
-// std::terminate. No other exception reaches them.
+// Records a failure found while handling another (out of memory): itself
+// never throws; the message is lost only if even that allocation fails.
+chat_code FailQuietly(chat_code code, const char* prefix, const char* what) noexcept {
+  try {
+    t_last_error = std::string(prefix) + what;
+  } catch (...) {
+    t_last_error.clear();  // never allocates
+  }
+  return code;
+}
+
+// Runs `body` so that no exception escapes into C.
+chat_code Caught() noexcept {
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    return FailQuietly(CHAT_ERR_NO_MEMORY, "out of memory", "");
+  } catch (const std::exception& e) {
+    return FailQuietly(CHAT_ERR_LIBRARY_BUG, "internal error: ", e.what());
+  } catch (...) {
+    return FailQuietly(CHAT_ERR_LIBRARY_BUG, "internal error", "");
+  }
+}
+
+// The guard of every entry point that does not wait: no exception leaves,
+// and thread cancellation is held off while it runs (a write() or close()
+// deep inside is a cancellation point), so these are truly noexcept.
+// Disabling cancellation is a thread-local store, no system call.
 template <class F>
-chat_code Guard(F&& body) {
+chat_code Guard(F&& body) noexcept {
+  int state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
+  chat_code rc;
+  try {
+    rc = body();
+  } catch (...) {
+    rc = Caught();
+  }
+  pthread_setcancelstate(state, nullptr);
+  return rc;
+}
+
+// The guard of the calls that wait (chat.h lists them under "Thread
+// cancellation"): the same, except that the forced unwind of pthread_exit
+// / pthread_cancel at a cancellation point inside goes on unwinding until
+// the thread ends (swallowing it aborts the process). That is why these
+// entry points are not noexcept: unwinding through a noexcept frame calls
+// std::terminate. No other exception leaves them.
+template <class F>
+chat_code GuardWaiting(F&& body) {
   try {
     return body();
   } catch (abi::__forced_unwind&) {
     throw;
-  } catch (const std::bad_alloc&) {
-    return Fail(CHAT_ERR_NO_MEMORY, "out of memory");
-  } catch (const std::exception& e) {
-    return Fail(CHAT_ERR_LIBRARY_BUG, std::string("internal error: ") + e.what());
   } catch (...) {
-    return Fail(CHAT_ERR_LIBRARY_BUG, "internal error");
+    return Caught();
   }
+}
+
+// Guard for entry points that return a value instead of a chat_code:
+// `fallback` if anything was thrown.
+template <class T, class F>
+T GuardValue(T fallback, F&& body) noexcept {
+  T value = fallback;
+  Guard([&]() -> chat_code {
+    value = body();
+    return CHAT_OK;
+  });
+  return value;
 }
 
 chat::Timeout Ms(int64_t ms) { return chat::Timeout(ms < 0 ? -1 : ms); }
@@ -176,20 +226,28 @@ chat_code BadHandle(const char* what) {
 
 // Runs an entry point on a handle: Guard, plus the handle's own copy of the
 // message when it fails (a handle that is not valid has no slot).
-template <class H, class F>
-chat_code OnHandle(H* h, uint32_t tag, F&& body) {
-  chat_code rc = Guard(std::forward<F>(body));
-  if (rc != CHAT_OK && Live(h, tag)) h->error.Set(t_last_error);
+// kWaits: the entry point waits (GuardWaiting), else Guard.
+template <bool kWaits = false, class H, class F>
+chat_code OnHandle(H* h, uint32_t tag, F&& body) noexcept(!kWaits) {
+  chat_code rc;
+  if constexpr (kWaits) {
+    rc = GuardWaiting(std::forward<F>(body));
+  } else {
+    rc = Guard(std::forward<F>(body));
+  }
+  if (rc != CHAT_OK && Live(h, tag)) {
+    Guard([&]() -> chat_code {  // copying the message allocates
+      h->error.Set(t_last_error);
+      return CHAT_OK;
+    });
+  }
   return rc;
 }
 
 template <class H>
-size_t CopyError(const H* h, uint32_t tag, char* buf, size_t size) {
-  if (!Live(h, tag)) {
-    if (buf && size > 0) buf[0] = '\0';
-    return 0;
-  }
-  return h->error.CopyTo(buf, size);
+size_t CopyError(const H* h, uint32_t tag, char* buf, size_t size) noexcept {
+  if (buf && size > 0) buf[0] = '\0';
+  return GuardValue<size_t>(0, [&] { return Live(h, tag) ? h->error.CopyTo(buf, size) : 0; });
 }
 
 // Adapts the C callbacks to the core's Handler. Runs on dispatcher threads.
@@ -288,17 +346,17 @@ chat_code ReadOptions(const Options* opts, uint32_t newest, const char* init_fun
 
 extern "C" {
 
-const char* chat_version(void) { return CHAT_VERSION_STRING; }
-int32_t chat_version_number(void) { return CHAT_VERSION_NUMBER; }
-int32_t chat_abi_version(void) { return CHAT_ABI_VERSION; }
+const char* chat_version(void) noexcept { return CHAT_VERSION_STRING; }
+int32_t chat_version_number(void) noexcept { return CHAT_VERSION_NUMBER; }
+int32_t chat_abi_version(void) noexcept { return CHAT_ABI_VERSION; }
 
-const char* chat_code_name(chat_code code) {
+const char* chat_code_name(chat_code code) noexcept {
   int32_t raw = RawCode(code);
   if (raw < 0 || raw > chat::kMaxCode) return "UNRECOGNIZED";
   return chat::CodeName(static_cast<chat::Code>(raw));
 }
 
-const char* chat_last_error(void) { return t_last_error.c_str(); }
+const char* chat_last_error(void) noexcept { return t_last_error.c_str(); }
 
 /* ---- logging ---- */
 
@@ -315,7 +373,7 @@ void CLogSink(chat::LogSeverity severity, const char* message, size_t len, void*
 }
 }  // namespace
 
-chat_code chat_set_log_handler(chat_log_fn fn, void* user_data, chat_log_severity min_severity) {
+chat_code chat_set_log_handler(chat_log_fn fn, void* user_data, chat_log_severity min_severity) noexcept {
   return Guard([&]() -> chat_code {
     int32_t raw;
     std::memcpy(&raw, &min_severity, sizeof raw);  // any int a C caller may pass
@@ -348,32 +406,34 @@ chat_code chat_set_log_handler(chat_log_fn fn, void* user_data, chat_log_severit
 
 /* ---- server ---- */
 
-chat_code chat_server_options_init(chat_server_options* opts, uint32_t version) {
-  if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
-  if (!KnownVersion(version, CHAT_SERVER_OPTIONS_VERSION)) {
-    return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
-  }
-  chat::ServerOptions d;
-  chat_server_options o;
-  std::memset(&o, 0, sizeof o);
-  o.version = version;
-  o.mode = CHAT_MODE_ECHO;
-  o.max_message_bytes = static_cast<int32_t>(d.max_message_bytes);
-  o.send_queue_limit = static_cast<int32_t>(d.send_queue_limit);
-  o.recv_window = static_cast<int32_t>(d.recv_window);
-  o.dispatcher_threads = d.dispatcher_threads;
-  o.keepalive_ms = d.keepalive_ms;
-  o.send_queue_bytes = static_cast<int64_t>(d.send_queue_bytes);
-  o.recv_window_bytes = static_cast<int64_t>(d.recv_window_bytes);
-  o.max_memory_bytes = static_cast<int64_t>(d.max_memory_bytes);
-  o.keepalive_timeout_ms = d.keepalive_timeout_ms;
-  o.completion_queues = d.completion_queues;
-  std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
-  return CHAT_OK;
+chat_code chat_server_options_init(chat_server_options* opts, uint32_t version) noexcept {
+  return Guard([&]() -> chat_code {
+    if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
+    if (!KnownVersion(version, CHAT_SERVER_OPTIONS_VERSION)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
+    }
+    chat::ServerOptions d;
+    chat_server_options o;
+    std::memset(&o, 0, sizeof o);
+    o.version = version;
+    o.mode = CHAT_MODE_ECHO;
+    o.max_message_bytes = static_cast<int32_t>(d.max_message_bytes);
+    o.send_queue_limit = static_cast<int32_t>(d.send_queue_limit);
+    o.recv_window = static_cast<int32_t>(d.recv_window);
+    o.dispatcher_threads = d.dispatcher_threads;
+    o.keepalive_ms = d.keepalive_ms;
+    o.send_queue_bytes = static_cast<int64_t>(d.send_queue_bytes);
+    o.recv_window_bytes = static_cast<int64_t>(d.recv_window_bytes);
+    o.max_memory_bytes = static_cast<int64_t>(d.max_memory_bytes);
+    o.keepalive_timeout_ms = d.keepalive_timeout_ms;
+    o.completion_queues = d.completion_queues;
+    std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
+    return CHAT_OK;
+  });
 }
 
 chat_code chat_server_start(const char* address, const chat_server_options* opts,
-                            chat_server** out) {
+                            chat_server** out) noexcept {
   return Guard([&]() -> chat_code {
     if (out) *out = nullptr;
     if (!address || !out) return Fail(CHAT_ERR_BAD_ARGUMENT, "address and out are required");
@@ -406,12 +466,17 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
     so.recv_window_bytes = static_cast<size_t>(o.recv_window_bytes);
     so.max_memory_bytes = static_cast<size_t>(o.max_memory_bytes);
     so.completion_queues = o.completion_queues;
+    bool callbacks = o.on_open || o.on_message || o.on_complete || o.on_close;
+    if (o.mode != CHAT_MODE_CUSTOM && callbacks) {  // they would never run
+      return Fail(CHAT_ERR_BAD_ARGUMENT,
+                  "callbacks need CHAT_MODE_CUSTOM (echo and broadcast run none)");
+    }
     if (o.queue) {
       if (!Live(o.queue, kQueueTag)) return BadHandle("chat_queue");
       if (o.mode != CHAT_MODE_CUSTOM) {
         return Fail(CHAT_ERR_BAD_ARGUMENT, "an event queue needs CHAT_MODE_CUSTOM");
       }
-      if (o.on_open || o.on_message || o.on_complete || o.on_close) {
+      if (callbacks) {
         return Fail(CHAT_ERR_BAD_ARGUMENT,
                     "a server on an event queue takes no callbacks (set on_* to NULL)");
       }
@@ -438,13 +503,14 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
   });
 }
 
-int32_t chat_server_port(const chat_server* server) {
-  if (!Live(server, kServerTag) || !server->impl) return -1;
-  return server->impl->port();
+int32_t chat_server_port(const chat_server* server) noexcept {
+  return GuardValue<int32_t>(-1, [&] {
+    return Live(server, kServerTag) && server->impl ? server->impl->port() : -1;
+  });
 }
 
 chat_code chat_server_stop(chat_server* server, int64_t grace_ms, int32_t* cut) {
-  return OnHandle(server, kServerTag, [&]() -> chat_code {
+  return OnHandle<true>(server, kServerTag, [&]() -> chat_code {
     if (cut) *cut = 0;
     if (!Live(server, kServerTag)) return BadHandle("chat_server");
     if (grace_ms < 0) return Fail(CHAT_ERR_BAD_ARGUMENT, "grace_ms must be >= 0");
@@ -455,7 +521,7 @@ chat_code chat_server_stop(chat_server* server, int64_t grace_ms, int32_t* cut) 
   });
 }
 
-chat_code chat_server_destroy(chat_server* server) {
+chat_code chat_server_destroy(chat_server* server) noexcept {
   return OnHandle(server, kServerTag, [&]() -> chat_code {
     if (!server) return CHAT_OK;
     if (!Live(server, kServerTag)) return BadHandle("chat_server");
@@ -470,16 +536,18 @@ chat_code chat_server_destroy(chat_server* server) {
 
 /* ---- calls ---- */
 
-uint64_t chat_call_id(const chat_call* call) {
-  return Live(call, kCallTag) ? call->impl->id() : 0;
+uint64_t chat_call_id(const chat_call* call) noexcept {
+  return GuardValue<uint64_t>(0, [&] { return Live(call, kCallTag) ? call->impl->id() : 0; });
 }
 
-const char* chat_call_peer(const chat_call* call) {
-  return Live(call, kCallTag) ? call->impl->peer().c_str() : "";
+const char* chat_call_peer(const chat_call* call) noexcept {
+  return GuardValue<const char*>("", [&] {
+    return Live(call, kCallTag) ? call->impl->peer().c_str() : "";
+  });
 }
 
 chat_code chat_call_metadata(const chat_call* call, const char* key, const char** value,
-                             size_t* len) {
+                             size_t* len) noexcept {
   return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     if (!key || !value || !len) return Fail(CHAT_ERR_BAD_ARGUMENT, "key, value and len are required");
@@ -492,7 +560,7 @@ chat_code chat_call_metadata(const chat_call* call, const char* key, const char*
   });
 }
 
-chat_code chat_call_metadata_count(const chat_call* call, size_t* count) {
+chat_code chat_call_metadata_count(const chat_call* call, size_t* count) noexcept {
   return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (count) *count = 0;
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
@@ -503,7 +571,7 @@ chat_code chat_call_metadata_count(const chat_call* call, size_t* count) {
 }
 
 chat_code chat_call_metadata_at(const chat_call* call, size_t index, const char** key,
-                                size_t* key_len, const char** value, size_t* value_len) {
+                                size_t* key_len, const char** value, size_t* value_len) noexcept {
   return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     if (!key || !key_len || !value || !value_len) {
@@ -521,21 +589,21 @@ chat_code chat_call_metadata_at(const chat_call* call, size_t index, const char*
 }
 
 chat_code chat_call_send(chat_call* call, const char* text, size_t len, int64_t timeout_ms) {
-  return OnHandle(call, kCallTag, [&]() -> chat_code {
+  return OnHandle<true>(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     if (!TextOk(text, len)) return Fail(CHAT_ERR_BAD_ARGUMENT, "text is NULL");
     return FromStatus(call->impl->Send(View(text, len), Ms(timeout_ms)));
   });
 }
 
-chat_code chat_call_complete(chat_call* call) {
+chat_code chat_call_complete(chat_call* call) noexcept {
   return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     return FromStatus(call->impl->Complete());
   });
 }
 
-chat_code chat_call_fail(chat_call* call, chat_code code, const char* details, size_t details_len) {
+chat_code chat_call_fail(chat_call* call, chat_code code, const char* details, size_t details_len) noexcept {
   return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     if (!TextOk(details, details_len)) return Fail(CHAT_ERR_BAD_ARGUMENT, "details is NULL");
@@ -547,44 +615,50 @@ chat_code chat_call_fail(chat_call* call, chat_code code, const char* details, s
   });
 }
 
-chat_code chat_call_ref(chat_call* call) {
-  if (!Live(call, kCallTag)) return BadHandle("chat_call");
-  call->refs.fetch_add(1, std::memory_order_relaxed);
-  return CHAT_OK;
+chat_code chat_call_ref(chat_call* call) noexcept {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    call->refs.fetch_add(1, std::memory_order_relaxed);
+    return CHAT_OK;
+  });
 }
 
-void chat_call_unref(chat_call* call) {
-  if (!Live(call, kCallTag)) return;
-  if (call->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    call->tag = 0;
-    delete call;
-  }
+void chat_call_unref(chat_call* call) noexcept {
+  Guard([&]() -> chat_code {
+    if (Live(call, kCallTag) && call->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      call->tag = 0;
+      delete call;
+    }
+    return CHAT_OK;
+  });
 }
 
 /* ---- client ---- */
 
-chat_code chat_client_options_init(chat_client_options* opts, uint32_t version) {
-  if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
-  if (!KnownVersion(version, CHAT_CLIENT_OPTIONS_VERSION)) {
-    return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
-  }
-  chat::ClientOptions d;
-  chat_client_options o;
-  std::memset(&o, 0, sizeof o);
-  o.version = version;
-  o.max_message_bytes = static_cast<int32_t>(d.max_message_bytes);
-  o.send_queue_limit = static_cast<int32_t>(d.send_queue_limit);
-  o.recv_queue_limit = static_cast<int32_t>(d.recv_queue_limit);
-  o.send_queue_bytes = static_cast<int64_t>(d.send_queue_bytes);
-  o.recv_queue_bytes = static_cast<int64_t>(d.recv_queue_bytes);
-  o.keepalive_ms = d.keepalive_ms;
-  o.keepalive_timeout_ms = d.keepalive_timeout_ms;
-  std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
-  return CHAT_OK;
+chat_code chat_client_options_init(chat_client_options* opts, uint32_t version) noexcept {
+  return Guard([&]() -> chat_code {
+    if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
+    if (!KnownVersion(version, CHAT_CLIENT_OPTIONS_VERSION)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
+    }
+    chat::ClientOptions d;
+    chat_client_options o;
+    std::memset(&o, 0, sizeof o);
+    o.version = version;
+    o.max_message_bytes = static_cast<int32_t>(d.max_message_bytes);
+    o.send_queue_limit = static_cast<int32_t>(d.send_queue_limit);
+    o.recv_queue_limit = static_cast<int32_t>(d.recv_queue_limit);
+    o.send_queue_bytes = static_cast<int64_t>(d.send_queue_bytes);
+    o.recv_queue_bytes = static_cast<int64_t>(d.recv_queue_bytes);
+    o.keepalive_ms = d.keepalive_ms;
+    o.keepalive_timeout_ms = d.keepalive_timeout_ms;
+    std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
+    return CHAT_OK;
+  });
 }
 
 chat_code chat_client_create(const char* target, const chat_client_options* opts,
-                             chat_client** out) {
+                             chat_client** out) noexcept {
   return Guard([&]() -> chat_code {
     if (out) *out = nullptr;
     if (!target || !out) return Fail(CHAT_ERR_BAD_ARGUMENT, "target and out are required");
@@ -614,25 +688,30 @@ chat_code chat_client_create(const char* target, const chat_client_options* opts
   });
 }
 
-void chat_client_destroy(chat_client* client) {
-  if (!Live(client, kClientTag)) return;
-  client->tag = 0;
-  delete client;
+void chat_client_destroy(chat_client* client) noexcept {
+  Guard([&]() -> chat_code {
+    if (!Live(client, kClientTag)) return CHAT_OK;
+    client->tag = 0;
+    delete client;
+    return CHAT_OK;
+  });
 }
 
-chat_code chat_stream_options_init(chat_stream_options* opts, uint32_t version) {
-  if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
-  if (!KnownVersion(version, CHAT_STREAM_OPTIONS_VERSION)) {
-    return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
-  }
-  std::memset(opts, 0, OptionsSize(opts, version));
-  opts->version = version;
-  opts->deadline_ms = -1;
-  return CHAT_OK;
+chat_code chat_stream_options_init(chat_stream_options* opts, uint32_t version) noexcept {
+  return Guard([&]() -> chat_code {
+    if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
+    if (!KnownVersion(version, CHAT_STREAM_OPTIONS_VERSION)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
+    }
+    std::memset(opts, 0, OptionsSize(opts, version));
+    opts->version = version;
+    opts->deadline_ms = -1;
+    return CHAT_OK;
+  });
 }
 
 chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
-                           chat_stream** out) {
+                           chat_stream** out) noexcept {
   return OnHandle(client, kClientTag, [&]() -> chat_code {
     if (out) *out = nullptr;
     if (!Live(client, kClientTag)) return BadHandle("chat_client");
@@ -676,7 +755,7 @@ chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
 
 chat_code chat_stream_send(chat_stream* stream, const char* name, size_t name_len,
                            const char* message, size_t message_len, int64_t timeout_ms) {
-  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
+  return OnHandle<true>(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     if (!TextOk(name, name_len) || !TextOk(message, message_len)) {
       return Fail(CHAT_ERR_BAD_ARGUMENT, "name or message is NULL");
@@ -686,14 +765,14 @@ chat_code chat_stream_send(chat_stream* stream, const char* name, size_t name_le
   });
 }
 
-chat_code chat_stream_complete(chat_stream* stream) {
+chat_code chat_stream_complete(chat_stream* stream) noexcept {
   return OnHandle(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     return FromStatus(stream->impl->Complete());
   });
 }
 
-chat_code chat_stream_cancel(chat_stream* stream) {
+chat_code chat_stream_cancel(chat_stream* stream) noexcept {
   return OnHandle(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     return FromStatus(stream->impl->Cancel());
@@ -702,7 +781,7 @@ chat_code chat_stream_cancel(chat_stream* stream) {
 
 chat_code chat_stream_recv(chat_stream* stream, int64_t timeout_ms, const char** text,
                            size_t* len) {
-  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
+  return OnHandle<true>(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     if (!text || !len) return Fail(CHAT_ERR_BAD_ARGUMENT, "text and len are required");
     chat::Status s = stream->impl->Recv(&stream->reply, Ms(timeout_ms));
@@ -715,7 +794,7 @@ chat_code chat_stream_recv(chat_stream* stream, int64_t timeout_ms, const char**
 
 chat_code chat_stream_recv_batch(chat_stream* stream, int64_t timeout_ms, chat_text* out,
                                  size_t max, size_t* count) {
-  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
+  return OnHandle<true>(stream, kStreamTag, [&]() -> chat_code {
     if (count) *count = 0;
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     if (!out || !count || max == 0) {
@@ -734,14 +813,14 @@ chat_code chat_stream_recv_batch(chat_stream* stream, int64_t timeout_ms, chat_t
 }
 
 chat_code chat_stream_wait(chat_stream* stream, int64_t timeout_ms) {
-  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
+  return OnHandle<true>(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     return FromStatus(stream->impl->Wait(Ms(timeout_ms)));
   });
 }
 
 chat_code chat_stream_status(chat_stream* stream, chat_code* code, const char** details,
-                             size_t* details_len) {
+                             size_t* details_len) noexcept {
   return OnHandle(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     if (!code) return Fail(CHAT_ERR_BAD_ARGUMENT, "code is NULL");
@@ -759,7 +838,7 @@ chat_code chat_stream_status(chat_stream* stream, chat_code* code, const char** 
   });
 }
 
-void chat_stream_destroy(chat_stream* stream) {
+void chat_stream_destroy(chat_stream* stream) noexcept {
   Guard([&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return CHAT_OK;
     stream->impl->Close();
@@ -769,24 +848,26 @@ void chat_stream_destroy(chat_stream* stream) {
   });
 }
 
-chat_code chat_call_set_user_data(chat_call* call, void* user_data) {
-  if (!Live(call, kCallTag)) return BadHandle("chat_call");
-  call->user_data.store(user_data, std::memory_order_release);
-  return CHAT_OK;
+chat_code chat_call_set_user_data(chat_call* call, void* user_data) noexcept {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    call->user_data.store(user_data, std::memory_order_release);
+    return CHAT_OK;
+  });
 }
 
-void* chat_call_user_data(const chat_call* call) {
+void* chat_call_user_data(const chat_call* call) noexcept {
   return Live(call, kCallTag) ? call->user_data.load(std::memory_order_acquire) : nullptr;
 }
 
-chat_code chat_call_consumed(chat_call* call, size_t count) {
+chat_code chat_call_consumed(chat_call* call, size_t count) noexcept {
   return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
     return FromStatus(call->impl->Consumed(count));
   });
 }
 
-chat_code chat_stream_consumed(chat_stream* stream, size_t count) {
+chat_code chat_stream_consumed(chat_stream* stream, size_t count) noexcept {
   return OnHandle(stream, kStreamTag, [&]() -> chat_code {
     if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
     return FromStatus(stream->impl->Consumed(count));
@@ -795,25 +876,25 @@ chat_code chat_stream_consumed(chat_stream* stream, size_t count) {
 
 /* ---- error details per handle ---- */
 
-size_t chat_server_error(const chat_server* server, char* buf, size_t size) {
+size_t chat_server_error(const chat_server* server, char* buf, size_t size) noexcept {
   return CopyError(server, kServerTag, buf, size);
 }
-size_t chat_call_error(const chat_call* call, char* buf, size_t size) {
+size_t chat_call_error(const chat_call* call, char* buf, size_t size) noexcept {
   return CopyError(call, kCallTag, buf, size);
 }
-size_t chat_client_error(const chat_client* client, char* buf, size_t size) {
+size_t chat_client_error(const chat_client* client, char* buf, size_t size) noexcept {
   return CopyError(client, kClientTag, buf, size);
 }
-size_t chat_stream_error(const chat_stream* stream, char* buf, size_t size) {
+size_t chat_stream_error(const chat_stream* stream, char* buf, size_t size) noexcept {
   return CopyError(stream, kStreamTag, buf, size);
 }
-size_t chat_queue_error(const chat_queue* queue, char* buf, size_t size) {
+size_t chat_queue_error(const chat_queue* queue, char* buf, size_t size) noexcept {
   return CopyError(queue, kQueueTag, buf, size);
 }
 
 /* ---- event queue ---- */
 
-chat_code chat_queue_create(chat_queue** out) {
+chat_code chat_queue_create(chat_queue** out) noexcept {
   return Guard([&]() -> chat_code {
     if (!out) return Fail(CHAT_ERR_BAD_ARGUMENT, "out is NULL");
     *out = nullptr;
@@ -825,8 +906,8 @@ chat_code chat_queue_create(chat_queue** out) {
   });
 }
 
-int chat_queue_fd(const chat_queue* queue) {
-  return Live(queue, kQueueTag) ? queue->impl->fd() : -1;
+int chat_queue_fd(const chat_queue* queue) noexcept {
+  return GuardValue<int>(-1, [&] { return Live(queue, kQueueTag) ? queue->impl->fd() : -1; });
 }
 
 namespace {
@@ -853,7 +934,7 @@ void DropEvent(chat::Event& e) {
 
 chat_code chat_queue_drain(chat_queue* queue, int64_t timeout_ms, chat_event* out, size_t max,
                            size_t* count) {
-  return OnHandle(queue, kQueueTag, [&]() -> chat_code {
+  return OnHandle<true>(queue, kQueueTag, [&]() -> chat_code {
     if (count) *count = 0;
     if (!Live(queue, kQueueTag)) return BadHandle("chat_queue");
     if (!out || !count || max == 0) {
@@ -905,7 +986,7 @@ chat_code chat_queue_drain(chat_queue* queue, int64_t timeout_ms, chat_event* ou
   });
 }
 
-chat_code chat_queue_wake(chat_queue* queue) {
+chat_code chat_queue_wake(chat_queue* queue) noexcept {
   return OnHandle(queue, kQueueTag, [&]() -> chat_code {
     if (!Live(queue, kQueueTag)) return BadHandle("chat_queue");
     queue->impl->Wake();
@@ -913,7 +994,7 @@ chat_code chat_queue_wake(chat_queue* queue) {
   });
 }
 
-void chat_queue_destroy(chat_queue* queue) {
+void chat_queue_destroy(chat_queue* queue) noexcept {
   Guard([&]() -> chat_code {
     if (!Live(queue, kQueueTag)) return CHAT_OK;
     for (chat_call* call : queue->closed) chat_call_unref(call);

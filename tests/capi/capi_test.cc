@@ -720,7 +720,7 @@ TEST_F(CApiHandlerTest, StopCutsOpenCallsAndRunsEveryOnClose) {
   EXPECT_EQ(again, 0);
 }
 
-TEST(CApiServer, CustomModeNeedsOnMessageAndBadAddressesFail) {
+TEST(CApiServer, CallbacksOnlyInCustomModeAndBadAddressesFail) {
   chat_server_options so;
   chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
   so.mode = CHAT_MODE_CUSTOM;
@@ -728,6 +728,15 @@ TEST(CApiServer, CustomModeNeedsOnMessageAndBadAddressesFail) {
   EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
   so.mode = 7;
   EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+  // Callbacks in echo or broadcast mode would never run: refused, not ignored.
+  for (int32_t mode : {CHAT_MODE_ECHO, CHAT_MODE_BROADCAST}) {
+    chat_server_options cb;
+    chat_server_options_init(&cb, CHAT_SERVER_OPTIONS_VERSION);
+    cb.mode = mode;
+    cb.on_close = [](chat_call*, chat_code, const char*, size_t, void*) {};
+    EXPECT_EQ(chat_server_start("127.0.0.1:0", &cb, &server), CHAT_ERR_BAD_ARGUMENT) << mode;
+    EXPECT_NE(std::string(chat_last_error()).find("CHAT_MODE_CUSTOM"), std::string::npos);
+  }
   so.mode = CHAT_MODE_ECHO;
   so.send_queue_limit = 0;
   EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);

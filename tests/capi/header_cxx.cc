@@ -3,6 +3,14 @@
 
 #include <cstdio>
 
+// In C++ the functions that do not wait are noexcept; those that wait let a
+// thread's forced unwind through and are not.
+static_assert(noexcept(chat_call_ref(nullptr)), "chat_call_ref is noexcept");
+static_assert(noexcept(chat_stream_destroy(nullptr)), "destroyers are noexcept");
+static_assert(noexcept(chat_server_start(nullptr, nullptr, nullptr)), "start is noexcept");
+static_assert(!noexcept(chat_stream_recv(nullptr, 0, nullptr, nullptr)), "recv waits");
+static_assert(!noexcept(chat_queue_drain(nullptr, 0, nullptr, 0, nullptr)), "drain waits");
+
 int main() {
   chat_client_options opts;
   if (chat_client_options_init(&opts, CHAT_CLIENT_OPTIONS_VERSION) != CHAT_OK) return 1;

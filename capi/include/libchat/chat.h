@@ -32,7 +32,9 @@
  *  - Thread cancellation. The forced unwind of pthread_exit and
  *    pthread_cancel is let through, not swallowed: a thread cancelled
  *    (deferred) while it waits in chat_stream_recv / _recv_batch / _wait /
- *    _send, chat_call_send or chat_server_stop ends cleanly, the library's
+ *    _send, chat_call_send, chat_server_stop or chat_queue_drain (the only
+ *    functions that wait; every other one holds cancellation off while it
+ *    runs, and destroyers finish first) ends cleanly, the library's
  *    locks released, and the handle stays usable and destroyable. The same
  *    holds for a callback whose thread a foreign runtime ends with
  *    pthread_exit (CPython does so to threads that want the GIL while the
@@ -54,6 +56,15 @@
 #define CHAT_API
 #endif
 
+/* In C++, every function that does not wait is noexcept. The few that wait
+ * (see "Thread cancellation" above) let a thread's forced unwind through,
+ * so they cannot be. */
+#if defined(__cplusplus) && __cplusplus >= 201103L
+#define CHAT_NOEXCEPT noexcept
+#else
+#define CHAT_NOEXCEPT
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -72,13 +83,13 @@ extern "C" {
 #define CHAT_ABI_VERSION 1
 
 /* The library's version string ("0.1.0"); static storage. Thread-safe. */
-CHAT_API const char *chat_version(void);
+CHAT_API const char *chat_version(void) CHAT_NOEXCEPT;
 /* The library's CHAT_VERSION_NUMBER; compare with the header's to detect a
  * mismatch between the header you compiled against and the library loaded.
  * Thread-safe. */
-CHAT_API int32_t chat_version_number(void);
+CHAT_API int32_t chat_version_number(void) CHAT_NOEXCEPT;
 /* The library's CHAT_ABI_VERSION. Thread-safe. */
-CHAT_API int32_t chat_abi_version(void);
+CHAT_API int32_t chat_abi_version(void) CHAT_NOEXCEPT;
 
 /* ------------------------------------------------------------------------ */
 /* Handles                                                                  */
@@ -140,14 +151,14 @@ typedef enum chat_code {
 /* The code's name as gRPC spells it ("OK", "DEADLINE_EXCEEDED") or the
  * library code's name ("WOULD_BLOCK", "END_OF_STREAM"); "UNRECOGNIZED" for any other
  * number. Static storage, never NULL. Thread-safe. */
-CHAT_API const char *chat_code_name(chat_code code);
+CHAT_API const char *chat_code_name(chat_code code) CHAT_NOEXCEPT;
 
 /* A message describing the last failure of a chat_* call on the calling
  * thread. Meaningful right after a call returned an error; never NULL;
  * owned by the library, valid until the next chat_* call on this thread.
  * Asynchronous outcomes (a stream's final status) are not reported here but
  * through chat_stream_status() and the on_close callback. */
-CHAT_API const char *chat_last_error(void);
+CHAT_API const char *chat_last_error(void) CHAT_NOEXCEPT;
 
 /* Error details per handle, for hosts whose calls hop between threads
  * (async runtimes), where the thread-local message may be another call's.
@@ -158,11 +169,11 @@ CHAT_API const char *chat_last_error(void);
  * for an invalid handle. buf may be NULL when size is 0. A failure that
  * comes before the handle is known valid (a NULL or dead handle) is only in
  * chat_last_error. Thread-safe. */
-CHAT_API size_t chat_server_error(const chat_server *server, char *buf, size_t size);
-CHAT_API size_t chat_call_error(const chat_call *call, char *buf, size_t size);
-CHAT_API size_t chat_client_error(const chat_client *client, char *buf, size_t size);
-CHAT_API size_t chat_stream_error(const chat_stream *stream, char *buf, size_t size);
-CHAT_API size_t chat_queue_error(const chat_queue *queue, char *buf, size_t size);
+CHAT_API size_t chat_server_error(const chat_server *server, char *buf, size_t size) CHAT_NOEXCEPT;
+CHAT_API size_t chat_call_error(const chat_call *call, char *buf, size_t size) CHAT_NOEXCEPT;
+CHAT_API size_t chat_client_error(const chat_client *client, char *buf, size_t size) CHAT_NOEXCEPT;
+CHAT_API size_t chat_stream_error(const chat_stream *stream, char *buf, size_t size) CHAT_NOEXCEPT;
+CHAT_API size_t chat_queue_error(const chat_queue *queue, char *buf, size_t size) CHAT_NOEXCEPT;
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                  */
@@ -210,7 +221,7 @@ typedef void (*chat_log_fn)(chat_log_severity severity, const char *message, siz
  * CHAT_ERR_BUSY (called from inside the log callback; nothing changes).
  * Thread-safe. */
 CHAT_API chat_code chat_set_log_handler(chat_log_fn fn, void *user_data,
-                                        chat_log_severity min_severity);
+                                        chat_log_severity min_severity) CHAT_NOEXCEPT;
 
 /* ------------------------------------------------------------------------ */
 /* Event queue: one file descriptor for an event loop                       */
@@ -298,7 +309,7 @@ typedef struct chat_event {
 /* Creates an empty queue. *out receives it, to release with
  * chat_queue_destroy. Errors: CHAT_ERR_BAD_ARGUMENT (out is NULL),
  * CHAT_ERR_SYSTEM (no file descriptor left for its pipe). Thread-safe. */
-CHAT_API chat_code chat_queue_create(chat_queue **out);
+CHAT_API chat_code chat_queue_create(chat_queue **out) CHAT_NOEXCEPT;
 
 /* The queue's readiness descriptor: the read end of a non-blocking pipe,
  * readable while events are pending (possibly also, spuriously, right after
@@ -311,7 +322,7 @@ CHAT_API chat_code chat_queue_create(chat_queue **out);
  * arms the descriptor (it is made readable at once if events are pending):
  * a host that never asks for it, and waits in chat_queue_drain instead,
  * saves the library a pipe write per wake-up. -1 for NULL. Thread-safe. */
-CHAT_API int chat_queue_fd(const chat_queue *queue);
+CHAT_API int chat_queue_fd(const chat_queue *queue) CHAT_NOEXCEPT;
 
 /* Takes up to `max` pending events into out[0..*count), oldest first.
  * timeout_ms == 0 returns at once (with *count == 0 if nothing is pending,
@@ -329,7 +340,7 @@ CHAT_API chat_code chat_queue_drain(chat_queue *queue, int64_t timeout_ms, chat_
  * descriptor readable and ends a waiting chat_queue_drain: a way for other
  * threads to get the draining loop's attention. Never blocks.
  * Errors: CHAT_ERR_BAD_ARGUMENT. Thread-safe, also from callbacks. */
-CHAT_API chat_code chat_queue_wake(chat_queue *queue);
+CHAT_API chat_code chat_queue_wake(chat_queue *queue) CHAT_NOEXCEPT;
 
 /* Frees the queue and closes its descriptor; pending events are discarded
  * (their calls' handles released). Destroy the servers and streams that
@@ -340,7 +351,7 @@ CHAT_API chat_code chat_queue_wake(chat_queue *queue);
  * library thread, which releases the library's reference (chat_call_ref
  * keeps a handle longer).
  * NULL is a no-op. Not thread-safe with other calls on the same queue. */
-CHAT_API void chat_queue_destroy(chat_queue *queue);
+CHAT_API void chat_queue_destroy(chat_queue *queue) CHAT_NOEXCEPT;
 
 /* ------------------------------------------------------------------------ */
 /* Server                                                                   */
@@ -418,6 +429,9 @@ typedef struct chat_server_options {
   int32_t dispatcher_threads; /* threads running callbacks; default 1 */
   int32_t keepalive_ms;       /* HTTP/2 pings on idle connections so dead
                                  peers end their calls; 0 = off; default 30000 */
+  /* The callbacks are for CHAT_MODE_CUSTOM without a queue only: set in
+   * echo or broadcast mode, or with a queue, the start is refused
+   * (CHAT_ERR_BAD_ARGUMENT) rather than leave them silently unused. */
   chat_on_open_fn on_open;         /* optional */
   chat_on_message_fn on_message;   /* required in CHAT_MODE_CUSTOM without a queue */
   chat_on_complete_fn on_complete; /* optional, see above */
@@ -474,7 +488,7 @@ typedef struct chat_server_options {
  * CHAT_SERVER_OPTIONS_VERSION), writing only the fields that version has (a
  * struct from an older header is never overrun). Returns
  * CHAT_ERR_BAD_ARGUMENT for NULL or an unknown version. Thread-safe. */
-CHAT_API chat_code chat_server_options_init(chat_server_options *opts, uint32_t version);
+CHAT_API chat_code chat_server_options_init(chat_server_options *opts, uint32_t version) CHAT_NOEXCEPT;
 
 /* Starts a server listening on `address` ("127.0.0.1:0", "[::1]:9090",
  * "0.0.0.0:9090"; port 0 picks a free port, see chat_server_port). The forms
@@ -502,10 +516,10 @@ CHAT_API chat_code chat_server_options_init(chat_server_options *opts, uint32_t 
  * 1.51 does not guard against), and the server logs it.
  * Thread-safe. */
 CHAT_API chat_code chat_server_start(const char *address, const chat_server_options *opts,
-                                     chat_server **out);
+                                     chat_server **out) CHAT_NOEXCEPT;
 
 /* The port the server listens on, or -1 for NULL. Thread-safe. */
-CHAT_API int32_t chat_server_port(const chat_server *server);
+CHAT_API int32_t chat_server_port(const chat_server *server) CHAT_NOEXCEPT;
 
 /* Stops the server: refuses new calls at once (UNAVAILABLE), lets open calls
  * finish by themselves for up to `grace_ms`, then ends the rest with
@@ -531,36 +545,36 @@ CHAT_API chat_code chat_server_stop(chat_server *server, int64_t grace_ms, int32
  * Returns CHAT_OK (also for NULL), or CHAT_ERR_BUSY when called from one of
  * this server's callbacks (nothing is freed then).
  * Not thread-safe with other calls on the same server. */
-CHAT_API chat_code chat_server_destroy(chat_server *server);
+CHAT_API chat_code chat_server_destroy(chat_server *server) CHAT_NOEXCEPT;
 
 /* --- Calls (server-side streams). Every chat_call_* function is thread-safe
  * and may be called from callbacks and from any thread of yours. --- */
 
 /* The call's id: unique within its server, counting from 1 in order of
  * arrival. 0 for NULL. */
-CHAT_API uint64_t chat_call_id(const chat_call *call);
+CHAT_API uint64_t chat_call_id(const chat_call *call) CHAT_NOEXCEPT;
 
 /* The client's address ("ipv4:127.0.0.1:41234"). Borrowed, valid as long as
  * `call` is; "" for NULL. */
-CHAT_API const char *chat_call_peer(const chat_call *call);
+CHAT_API const char *chat_call_peer(const chat_call *call) CHAT_NOEXCEPT;
 
 /* Looks up the first value the client sent for metadata `key` (lower-case).
  * *value (borrowed, valid as long as `call` is) and *len receive it.
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL argument), CHAT_ERR_MISSING (the client
  * sent no such key). */
 CHAT_API chat_code chat_call_metadata(const chat_call *call, const char *key,
-                                      const char **value, size_t *len);
+                                      const char **value, size_t *len) CHAT_NOEXCEPT;
 
 /* The number of metadata entries the client sent (keys lower-case; a key
  * sent several times counts once per value). Errors: CHAT_ERR_BAD_ARGUMENT. */
-CHAT_API chat_code chat_call_metadata_count(const chat_call *call, size_t *count);
+CHAT_API chat_code chat_call_metadata_count(const chat_call *call, size_t *count) CHAT_NOEXCEPT;
 
 /* Entry `index` (0 <= index < count), in key order: *key / *key_len and
  * *value / *value_len, borrowed, valid as long as `call` is. Values of keys
  * ending in "-bin" are the decoded bytes and may contain NUL.
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL argument, index out of range). */
 CHAT_API chat_code chat_call_metadata_at(const chat_call *call, size_t index, const char **key,
-                                         size_t *key_len, const char **value, size_t *value_len);
+                                         size_t *key_len, const char **value, size_t *value_len) CHAT_NOEXCEPT;
 
 /* Queues one reply (a google.protobuf.StringValue) on the call. Replies are
  * written in the order queued, at most send_queue_limit waiting per call.
@@ -576,32 +590,32 @@ CHAT_API chat_code chat_call_send(chat_call *call, const char *text, size_t len,
 /* Ends the call with OK once the queued replies are written. Idempotent.
  * Errors: CHAT_ERR_BAD_ARGUMENT, CHAT_ERR_CLOSED (it already ended with an
  * error or was cancelled). Never blocks. */
-CHAT_API chat_code chat_call_complete(chat_call *call);
+CHAT_API chat_code chat_call_complete(chat_call *call) CHAT_NOEXCEPT;
 
 /* Ends the call with `code` (a gRPC code, 1..16) and `details` (UTF-8) right
  * after the reply being written; replies still queued are discarded.
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, code outside 1..16, invalid UTF-8),
  * CHAT_ERR_CLOSED (already completed, failed or ended). Never blocks. */
 CHAT_API chat_code chat_call_fail(chat_call *call, chat_code code, const char *details,
-                                  size_t details_len);
+                                  size_t details_len) CHAT_NOEXCEPT;
 
 /* Takes a reference: `call` stays a valid handle until the matching
  * chat_call_unref, even after on_close and after chat_server_destroy. Take it
  * while the handle is valid (inside a callback, or while you hold another
  * reference). Errors: CHAT_ERR_BAD_ARGUMENT for NULL. */
-CHAT_API chat_code chat_call_ref(chat_call *call);
+CHAT_API chat_code chat_call_ref(chat_call *call) CHAT_NOEXCEPT;
 
 /* Drops a reference taken with chat_call_ref; the last one frees the handle.
  * NULL is a no-op. */
-CHAT_API void chat_call_unref(chat_call *call);
+CHAT_API void chat_call_unref(chat_call *call) CHAT_NOEXCEPT;
 
 /* Attaches a pointer of yours to the call (NULL clears it); event-queue
  * hosts get it back in every later chat_event.user_data of the call.
  * Errors: CHAT_ERR_BAD_ARGUMENT for NULL. Thread-safe. */
-CHAT_API chat_code chat_call_set_user_data(chat_call *call, void *user_data);
+CHAT_API chat_code chat_call_set_user_data(chat_call *call, void *user_data) CHAT_NOEXCEPT;
 
 /* What chat_call_set_user_data set; NULL before, and for NULL. Thread-safe. */
-CHAT_API void *chat_call_user_data(const chat_call *call);
+CHAT_API void *chat_call_user_data(const chat_call *call) CHAT_NOEXCEPT;
 
 /* On a server with hold_until_consumed: you are done with the `count`
  * oldest MESSAGEs of this call that were drained and not yet reported;
@@ -609,7 +623,7 @@ CHAT_API void *chat_call_user_data(const chat_call *call);
  * no-op. Errors: CHAT_ERR_BAD_ARGUMENT (NULL, count larger than the
  * messages held), CHAT_ERR_BAD_STATE (the server does not hold messages).
  * Thread-safe; valid also after the call ended. */
-CHAT_API chat_code chat_call_consumed(chat_call *call, size_t count);
+CHAT_API chat_code chat_call_consumed(chat_call *call, size_t count) CHAT_NOEXCEPT;
 
 /* ------------------------------------------------------------------------ */
 /* Client                                                                   */
@@ -642,7 +656,7 @@ typedef struct chat_client_options {
 /* Fills `opts` with the defaults of `version`, writing only the fields that
  * version has. CHAT_ERR_BAD_ARGUMENT for NULL or an unknown version.
  * Thread-safe. */
-CHAT_API chat_code chat_client_options_init(chat_client_options *opts, uint32_t version);
+CHAT_API chat_code chat_client_options_init(chat_client_options *opts, uint32_t version) CHAT_NOEXCEPT;
 
 /* Creates a client for `target`: "host:port" or "[ipv6]:port", the same
  * behind "http://" (the Ballerina URL form; trailing '/'s are ignored), or a
@@ -657,7 +671,7 @@ CHAT_API chat_code chat_client_options_init(chat_client_options *opts, uint32_t 
  * is not an error here: the stream ends with CHAT_UNAVAILABLE.
  * Thread-safe. */
 CHAT_API chat_code chat_client_create(const char *target, const chat_client_options *opts,
-                                      chat_client **out);
+                                      chat_client **out) CHAT_NOEXCEPT;
 
 /* Frees the client. Streams opened from it stay usable and must still be
  * destroyed each with chat_stream_destroy. If the client's connection
@@ -665,7 +679,7 @@ CHAT_API chat_code chat_client_create(const char *target, const chat_client_opti
  * that once the client and its streams are destroyed its connection is
  * closed too (gRPC would otherwise leave it open). NULL is a no-op.
  * Not thread-safe with other calls on the same client. */
-CHAT_API void chat_client_destroy(chat_client *client);
+CHAT_API void chat_client_destroy(chat_client *client) CHAT_NOEXCEPT;
 
 /* One metadata entry sent with a stream. Keys: lower-case letters, digits,
  * '-', '_', '.', not starting with "grpc-". Values: printable ASCII, or any
@@ -710,7 +724,7 @@ typedef struct chat_stream_options {
 /* Fills `opts` with the defaults of `version`, writing only the fields that
  * version has (1 to 3; a struct from an older header is never overrun).
  * CHAT_ERR_BAD_ARGUMENT for NULL or an unknown version. Thread-safe. */
-CHAT_API chat_code chat_stream_options_init(chat_stream_options *opts, uint32_t version);
+CHAT_API chat_code chat_stream_options_init(chat_stream_options *opts, uint32_t version) CHAT_NOEXCEPT;
 
 /* Opens a stream. It never blocks: connection failures show up as the
  * stream's final status (UNAVAILABLE) through chat_stream_recv or
@@ -718,7 +732,7 @@ CHAT_API chat_code chat_stream_options_init(chat_stream_options *opts, uint32_t 
  * to release with chat_stream_destroy.
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, bad metadata). Thread-safe. */
 CHAT_API chat_code chat_client_open(chat_client *client, const chat_stream_options *opts,
-                                    chat_stream **out);
+                                    chat_stream **out) CHAT_NOEXCEPT;
 
 /* Queues one ChatMessage{name, message}. Messages are written in the order
  * queued; reading replies is independent of sending. When the send queue is
@@ -739,14 +753,14 @@ CHAT_API chat_code chat_stream_send(chat_stream *stream, const char *name, size_
 /* Half-closes: tells the server no more messages follow, once the queued
  * ones are written. Replies keep arriving. Idempotent; never blocks.
  * Errors: CHAT_ERR_BAD_ARGUMENT, CHAT_ERR_CLOSED (cancelled). Thread-safe. */
-CHAT_API chat_code chat_stream_complete(chat_stream *stream);
+CHAT_API chat_code chat_stream_complete(chat_stream *stream) CHAT_NOEXCEPT;
 
 /* Cancels the call: the server sees a cancellation, queued messages are
  * dropped and the final status becomes CANCELLED. Replies received before
  * remain readable. Wakes every thread blocked on the stream. Idempotent;
  * never blocks. Errors: CHAT_ERR_BAD_ARGUMENT, CHAT_ERR_CLOSED (the call had
  * already ended). Thread-safe. */
-CHAT_API chat_code chat_stream_cancel(chat_stream *stream);
+CHAT_API chat_code chat_stream_cancel(chat_stream *stream) CHAT_NOEXCEPT;
 
 /* Takes the next reply. On CHAT_OK, *text and *len receive it, borrowed
  * until the next chat_stream_recv / chat_stream_recv_batch on this stream or
@@ -776,7 +790,7 @@ CHAT_API chat_code chat_stream_recv_batch(chat_stream *stream, int64_t timeout_m
 /* On a stream with hold_until_consumed: you are done with its `count`
  * oldest drained REPLYs not yet reported; their room goes back. As
  * chat_call_consumed. Thread-safe. */
-CHAT_API chat_code chat_stream_consumed(chat_stream *stream, size_t count);
+CHAT_API chat_code chat_stream_consumed(chat_stream *stream, size_t count) CHAT_NOEXCEPT;
 
 /* Waits until the call has ended (final status known), up to timeout_ms
  * (< 0: no limit; chat_stream_cancel ends it). Replies not yet taken keep
@@ -791,12 +805,12 @@ CHAT_API chat_code chat_stream_wait(chat_stream *stream, int64_t timeout_ms);
  * Errors: CHAT_ERR_BAD_ARGUMENT, CHAT_ERR_BAD_STATE (still open).
  * Thread-safe. */
 CHAT_API chat_code chat_stream_status(chat_stream *stream, chat_code *code, const char **details,
-                                      size_t *details_len);
+                                      size_t *details_len) CHAT_NOEXCEPT;
 
 /* Cancels the call if it is still open, waits until the library is done with
  * it (bounded: a cancelled call ends promptly) and frees the handle. NULL is
  * a no-op. Not thread-safe with other calls on the same stream. */
-CHAT_API void chat_stream_destroy(chat_stream *stream);
+CHAT_API void chat_stream_destroy(chat_stream *stream) CHAT_NOEXCEPT;
 
 #ifdef __cplusplus
 } /* extern "C" */
