@@ -21,6 +21,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libgtest-dev pybind11-dev python3-dev python3-pytest strace
   python3-grpcio python3-protobuf python3-mypy python3-h2
+  abigail-tools  # abidw/abidiff: the C ABI against its committed baseline
   clang-14 libclang-rt-14-dev
   # the benchmark's grpc-go peer, built offline in GOPATH mode
   golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev

@@ -25,6 +25,11 @@ test('code names', () => {
   assert.equal(Code.ERR_CANNOT_LISTEN, 27);
 });
 
+test('the package carries the version of the libchat it binds', () => {
+  const { C } = require('../lib/native');
+  assert.equal(require('../package.json').version, C.chat_version());
+});
+
 test('the typed Code in index.d.ts is the library\'s table', () => {
   const dts = require('node:fs').readFileSync(require('node:path').join(__dirname, '..', 'index.d.ts'), 'utf8');
   const block = dts.slice(dts.indexOf('export declare const Code'), dts.indexOf('}>;'));

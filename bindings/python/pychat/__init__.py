@@ -51,7 +51,7 @@ __all__ = [
     "library_version", "abi_version", "set_log_destination",
 ]
 
-__version__ = "0.1.0"
+__version__: str = _pychat.HEADER_VERSION  # chat.h's CHAT_VERSION_STRING, the one source
 
 MetadataValue = Union[str, bytes]
 Metadata = Union[Mapping[str, MetadataValue], Iterable[Tuple[str, MetadataValue]]]

@@ -73,16 +73,23 @@ extern "C" {
 /* Versions                                                                 */
 /* ------------------------------------------------------------------------ */
 
-#define CHAT_VERSION_MAJOR 0
-#define CHAT_VERSION_MINOR 1
+/* The one place the version is written: the build, pychat and the Node
+ * package take it from here (or from chat_version() at run time). */
+#define CHAT_VERSION_MAJOR 1
+#define CHAT_VERSION_MINOR 0
 #define CHAT_VERSION_PATCH 0
 #define CHAT_VERSION_NUMBER \
   (CHAT_VERSION_MAJOR * 10000 + CHAT_VERSION_MINOR * 100 + CHAT_VERSION_PATCH)
-#define CHAT_VERSION_STRING "0.1.0"
-/* The SONAME major (libchat.so.1). */
-#define CHAT_ABI_VERSION 1
+#define CHAT_STRINGIFY_(x) #x
+#define CHAT_XSTRINGIFY_(x) CHAT_STRINGIFY_(x)
+#define CHAT_VERSION_STRING                                         \
+  CHAT_XSTRINGIFY_(CHAT_VERSION_MAJOR) "." CHAT_XSTRINGIFY_(CHAT_VERSION_MINOR) "." \
+  CHAT_XSTRINGIFY_(CHAT_VERSION_PATCH)
+/* The SONAME major (libchat.so.1): the version's major, bumped only by an
+ * incompatible change. */
+#define CHAT_ABI_VERSION CHAT_VERSION_MAJOR
 
-/* The library's version string ("0.1.0"); static storage. Thread-safe. */
+/* The library's version string ("1.0.0"); static storage. Thread-safe. */
 CHAT_API const char *chat_version(void) CHAT_NOEXCEPT;
 /* The library's CHAT_VERSION_NUMBER; compare with the header's to detect a
  * mismatch between the header you compiled against and the library loaded.

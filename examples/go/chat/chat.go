@@ -96,5 +96,5 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Code == e.Code && (t.Message == "" || t.Message == e.Message)
 }
 
-// Version is the loaded library's version string ("0.1.0").
+// Version is the loaded library's version string ("1.0.0").
 func Version() string { return C.GoString(C.chat_version()) }
