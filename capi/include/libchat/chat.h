@@ -48,9 +48,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(_WIN32)
-#define CHAT_API
-#elif defined(CHAT_BUILDING)
+/* Exports the C ABI from libchat.so (built with hidden visibility); nothing
+ * for callers. libchat is a POSIX library (pipes, pthreads): there is no
+ * Windows DLL to import from, so no __declspec pretence either. */
+#if defined(CHAT_BUILDING) && defined(__GNUC__)
 #define CHAT_API __attribute__((visibility("default")))
 #else
 #define CHAT_API
