@@ -59,12 +59,15 @@ void EventQueue::UnsignalLocked() {
   pending_.store(false, std::memory_order_relaxed);
   if (!signalled_) return;
   signalled_ = false;
+  // One read takes what a pipe holds up to the buffer's size, so a short
+  // one leaves it empty: no second read to meet EAGAIN (a system call per
+  // wake-up saved). Only a full buffer may have left bytes behind.
   char buf[64];
   for (;;) {
     ssize_t n = ::read(read_fd_, buf, sizeof buf);
-    if (n > 0) continue;
+    if (n == static_cast<ssize_t>(sizeof buf)) continue;
     if (n < 0 && errno == EINTR) continue;
-    break;  // EAGAIN: empty (the host may have read it already)
+    break;  // short, or EAGAIN: empty (the host may have read it already)
   }
 }
 
