@@ -6,7 +6,15 @@ from typing import Callable, ClassVar, Dict, Tuple, Type
 
 
 class StatusCode(enum.IntEnum):
-    """gRPC status codes, named as in grpc.StatusCode, numbered as on the wire."""
+    """gRPC status codes, named as in grpc.StatusCode, numbered as on the wire.
+
+    Prints like grpc.StatusCode: str() and format() give "StatusCode.NOT_FOUND"
+    (Python 3.11 made IntEnum's str() the bare number), repr() gives
+    "<StatusCode.NOT_FOUND: 5>". It stays an IntEnum, so a code compares
+    equal to its wire number (StatusCode.NOT_FOUND == 5) and int(code) is
+    that number; grpc.StatusCode's value is a tuple instead. The names are
+    libchat's (chat_code_name): a test checks each one against the library.
+    """
 
     OK = 0
     CANCELLED = 1
@@ -25,6 +33,16 @@ class StatusCode(enum.IntEnum):
     UNAVAILABLE = 14
     DATA_LOSS = 15
     UNAUTHENTICATED = 16
+
+    def __str__(self) -> str:
+        return f"StatusCode.{self.name}"
+
+    def __repr__(self) -> str:
+        return f"<StatusCode.{self.name}: {self.value}>"
+
+    def __format__(self, format_spec: str) -> str:
+        # As str(), like grpc.StatusCode; int(code) for the number.
+        return format(str(self), format_spec)
 
 
 class ChatError(Exception):

@@ -115,6 +115,11 @@ void define_errors(py::module_& m) {
         "The version of the libchat.so that is loaded (\"0.1.0\").");
   m.def("abi_version", &chat_abi_version, "The C ABI major of the loaded libchat.so.");
   m.attr("HEADER_VERSION") = CHAT_VERSION_STRING;
+  // For tests: StatusCode's names must be the library's.
+  m.def(
+      "_code_name",
+      [](int32_t code) { return std::string(chat_code_name(static_cast<chat_code>(code))); },
+      py::arg("code"), "chat_code_name(): the library's name of a code number.");
 }
 
 }  // namespace pychat
