@@ -59,3 +59,131 @@ def test_status_code_names_are_the_librarys() -> None:
             pychat.StatusCode(number)
     assert pychat._pychat._code_name(27) == "CANNOT_LISTEN"
     assert pychat._pychat._code_name(30) == "UNRECOGNIZED"
+
+
+# ----------------------------------------------------------------------------
+# Handler base classes
+
+PROTOCOL = {
+    "on_open": ["self", "call"],
+    "on_message": ["self", "call", "name", "message"],
+    "on_complete": ["self", "call"],
+    "on_close": ["self", "call", "code", "details"],
+}
+
+
+@pytest.mark.parametrize("base", [pychat.Handler, aio.Handler])
+def test_handler_matches_the_protocol(base: type) -> None:
+    methods = {name: list(inspect.signature(getattr(base, name)).parameters)
+               for name in vars(base) if name.startswith("on_")}
+    assert methods == PROTOCOL
+    for name in PROTOCOL:
+        assert "thread" in (inspect.getdoc(base) or "")
+        assert inspect.getdoc(getattr(base, name))
+        assert inspect.iscoroutinefunction(getattr(base, name)) == (base is aio.Handler)
+
+
+def test_handler_subclass_serves_with_the_defaults() -> None:
+    main_thread = threading.get_ident()
+    closes: "queue.Queue[Tuple[pychat.StatusCode, int]]" = queue.Queue()
+
+    class Echo(pychat.Handler):
+        def on_message(self, call: pychat.Call, name: str, message: str) -> None:
+            call.send(f"{name}: {message} ({threading.get_ident() != main_thread})")
+
+        def on_close(self, call: pychat.Call, code: pychat.StatusCode, details: str) -> None:
+            closes.put((code, threading.get_ident()))
+
+    with pychat.Server("127.0.0.1:0", handler=Echo()) as server, \
+            pychat.Client(target(server)) as client:
+        with client.chat() as stream:
+            stream.send("Sam", "Hi")
+            stream.complete()
+            # The default on_complete completed the call: the stream ends OK.
+            assert list(stream) == ["Sam: Hi (True)"]
+            assert stream.code is pychat.StatusCode.OK
+        code, thread = closes.get(timeout=WAIT)
+        assert code is pychat.StatusCode.OK and thread != main_thread
+
+
+def test_handler_base_alone_ignores_messages_and_completes() -> None:
+    with pychat.Server("127.0.0.1:0", handler=pychat.Handler()) as server, \
+            pychat.Client(target(server)) as client, client.chat() as stream:
+        stream.send("Sam", "Hi")
+        stream.complete()
+        assert stream.recv(WAIT) is None and stream.code is pychat.StatusCode.OK
+
+
+def test_handler_super_on_complete_completes() -> None:
+    completes: List[int] = []
+
+    class Counting(pychat.Handler):
+        def on_message(self, call: pychat.Call, name: str, message: str) -> None:
+            call.send(message)
+
+        def on_complete(self, call: pychat.Call) -> None:
+            completes.append(call.id)
+            call.send("bye")
+            super().on_complete(call)
+
+    with pychat.Server("127.0.0.1:0", handler=Counting()) as server, \
+            pychat.Client(target(server)) as client, client.chat() as stream:
+        stream.send("Sam", "Hi")
+        stream.complete()
+        assert list(stream) == ["Hi", "bye"] and stream.code is pychat.StatusCode.OK
+    assert completes == [1]
+
+
+def test_aio_handler_subclass() -> None:
+    async def main() -> None:
+        loop_thread = threading.get_ident()
+        closed: "asyncio.Future[Tuple[pychat.StatusCode, bool]]" = \
+            asyncio.get_running_loop().create_future()
+
+        class Echo(aio.Handler):
+            async def on_message(self, call: aio.Call, name: str, message: str) -> None:
+                await call.send(f"{name}: {message}")
+
+            async def on_close(self, call: aio.Call, code: pychat.StatusCode,
+                               details: str) -> None:
+                closed.set_result((code, threading.get_ident() == loop_thread))
+
+        async with aio.Server(handler=Echo()) as server, aio.Client(target(server)) as client:
+            async with client.chat() as stream:
+                await stream.send("Sam", "Hi")
+                stream.complete()
+                assert [r async for r in stream] == ["Sam: Hi"]
+                assert stream.code is pychat.StatusCode.OK
+            assert await asyncio.wait_for(closed, WAIT) == (pychat.StatusCode.OK, True)
+        # The bare base class: messages ignored, the call completed OK.
+        async with aio.Server(handler=aio.Handler()) as server, \
+                aio.Client(target(server)) as client, client.chat() as stream:
+            await stream.send("Sam", "Hi")
+            stream.complete()
+            assert await stream.recv(WAIT) is None and stream.code is pychat.StatusCode.OK
+    run(main())
+
+
+# ----------------------------------------------------------------------------
+# A server that cannot bind
+
+
+def test_aio_address_in_use_raises_oserror() -> None:
+    async def main() -> None:
+        async with aio.Server() as first:
+            for handler in (None, aio.Handler()):  # libchat's echo, then the event queue
+                with pytest.raises(OSError, match="Address already in use") as info:
+                    aio.Server(target(first), handler=handler)
+                assert not isinstance(info.value, pychat.ChatError)
+                assert type(info.value) is OSError
+            # The failed server gave its reader back: another one starts.
+            async with aio.Server(handler=aio.Handler()) as second:
+                assert second.port != first.port
+    run(main())
+
+
+def test_sync_address_in_use_oserror_with_handler() -> None:
+    with pychat.Server("127.0.0.1:0") as first:
+        with pytest.raises(OSError, match="Address already in use") as info:
+            pychat.Server(target(first), handler=pychat.Handler())
+        assert type(info.value) is OSError

@@ -17,7 +17,7 @@ import logging
 import os
 import weakref
 from types import TracebackType
-from typing import Iterable, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from . import _pychat
 from ._errors import (
@@ -44,7 +44,7 @@ from ._errors import (
 from ._pychat import Call, CallMetadata, Stream, abi_version, library_version
 
 __all__ = [
-    "Server", "Client", "Stream", "Call", "CallMetadata", "StatusCode", "ChatError",
+    "Server", "Client", "Stream", "Call", "CallMetadata", "Handler", "StatusCode", "ChatError",
     "ClosedError", "Cancelled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
     "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
     "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
@@ -55,6 +55,8 @@ __version__: str = _pychat.HEADER_VERSION  # chat.h's CHAT_VERSION_STRING, the o
 
 MetadataValue = Union[str, bytes]
 Metadata = Union[Mapping[str, MetadataValue], Iterable[Tuple[str, MetadataValue]]]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _MODES = {"echo": _pychat.MODE_ECHO, "broadcast": _pychat.MODE_BROADCAST,
           "custom": _pychat.MODE_CUSTOM}
@@ -67,14 +69,64 @@ _live: "weakref.WeakSet[Union[_pychat.Server, _pychat.Client, Stream, _pychat.Qu
     weakref.WeakSet()
 
 
+def _default(method: _F) -> _F:
+    """Marks a Handler method as the default: a server skips it when a
+    subclass does not override it (see the native handler_method)."""
+    method._pychat_default = True  # type: ignore[attr-defined]
+    return method
+
+
+class Handler:
+    """Base class for the handler of a custom Server (pychat.Server(address,
+    handler=MyHandler())). Override any of the methods; the defaults do what
+    a server does for a handler without that method.
+
+    Every method runs on one of the server's dispatcher threads (never the
+    thread that created the server), holding the GIL; the methods of one call
+    run in order (on_open, on_message..., on_complete, on_close) on one
+    thread, those of different calls may run concurrently on different
+    threads when dispatcher_threads > 1. A slow method holds up every call of
+    its thread. Raising ChatError in a method fails the call with its code;
+    any other exception fails it with INTERNAL and goes to
+    sys.unraisablehook.
+
+    Subclassing is optional: any object with some of these methods works as
+    a handler (duck typing); this class documents and types that protocol.
+    """
+
+    @_default
+    def on_open(self, call: Call) -> None:
+        """A client opened a stream (`call`, the same object in every method
+        of this stream). Default: nothing."""
+
+    @_default
+    def on_message(self, call: Call, name: str, message: str) -> None:
+        """One ChatMessage arrived on `call`. Default: ignored."""
+
+    @_default
+    def on_complete(self, call: Call) -> None:
+        """The client half-closed: it sends no more. Default: call.complete(),
+        ending the stream with OK once the queued replies are written."""
+        call.complete()
+
+    @_default
+    def on_close(self, call: Call, code: StatusCode, details: str) -> None:
+        """The stream ended with `code` and `details` (CANCELLED when the
+        client went away); always the last method of a call, and it runs for
+        every call that was opened. `call` takes no more sends. Default:
+        nothing."""
+
+
 class Server(_pychat.Server):
     """A Chat server listening on `address` ("127.0.0.1:0" picks a free port).
 
     mode: "echo" (the default: each message answered "<name>: <message>" on its
-    own stream) or "broadcast" (sent to every open stream). With `handler`, an
-    object with any of on_open(call), on_message(call, name, message),
-    on_complete(call) and on_close(call, code, details), the handler decides;
-    its methods run on the server's dispatcher thread(s).
+    own stream) or "broadcast" (sent to every open stream). With `handler`, a
+    Handler (or any object with some of its methods: on_open(call),
+    on_message(call, name, message), on_complete(call) and
+    on_close(call, code, details)), the handler decides; its methods run on
+    the server's dispatcher thread(s). An address it cannot listen on (in
+    use, not local) raises OSError.
     """
 
     def __init__(self, address: str, *, mode: Optional[str] = None,

@@ -24,13 +24,13 @@ from types import TracebackType
 from typing import (Any, Callable, Coroutine, Deque, Dict, List, Optional, Tuple, Type,
                     Union)
 
-from . import Metadata, _live
+from . import Metadata, _default, _live
 from . import Client as _SyncClient
 from . import _pychat
 from ._errors import ChatError, ClosedError, StatusCode, _from_status
 from ._pychat import CallMetadata
 
-__all__ = ["Client", "Stream", "Server", "Call"]
+__all__ = ["Client", "Stream", "Server", "Call", "Handler"]
 
 _logger = logging.getLogger("pychat.aio")
 
@@ -782,15 +782,60 @@ def _method(handler: object, name: str) -> Optional[Callable[..., Any]]:
     method = getattr(handler, name, None)
     if method is not None and not callable(method):
         raise TypeError(f"handler.{name} must be callable")
+    # A Handler default not overridden does what a missing method does;
+    # skipping it spares a task per message.
+    if getattr(getattr(method, "__func__", None), "_pychat_default", False):
+        return None
     return method
+
+
+class Handler:
+    """Base class for the handler of a pychat.aio Server
+    (pychat.aio.Server(address, handler=MyHandler())). Override any of the
+    methods, as coroutine functions (async def); the defaults do what the
+    server does for a handler without that method.
+
+    Every method runs on the event loop's thread, the one that created the
+    server. The methods of one call run one at a time and in order
+    (on_open, on_message..., on_complete, on_close): the next starts when
+    the previous one's coroutine is done; different calls run concurrently.
+    A message counts against its call's receive window until its on_message
+    is done. Raising ChatError fails the call with its code; any other
+    exception is logged (logger "pychat.aio") and fails it with INTERNAL.
+
+    Subclassing is optional: any object with some of these methods, coroutine
+    functions or plain ones, works as a handler (duck typing); this class
+    documents and types that protocol.
+    """
+
+    @_default
+    async def on_open(self, call: Call) -> None:
+        """A client opened a stream (`call`, the same object in every method
+        of this stream). Default: nothing."""
+
+    @_default
+    async def on_message(self, call: Call, name: str, message: str) -> None:
+        """One ChatMessage arrived on `call`. Default: ignored."""
+
+    @_default
+    async def on_complete(self, call: Call) -> None:
+        """The client half-closed: it sends no more. Default: call.complete(),
+        ending the stream with OK once the queued replies are written."""
+        call.complete()
+
+    @_default
+    async def on_close(self, call: Call, code: StatusCode, details: str) -> None:
+        """The stream ended with `code` and `details` (CANCELLED when the
+        client went away); always the last method of a call. `call` takes no
+        more sends. Default: nothing."""
 
 
 class Server:
     """A Chat server on the running event loop, listening on `address`
     ("127.0.0.1:0" picks a free port).
 
-    With `handler`, an object with any of these methods, each a coroutine
-    function or a plain function:
+    With `handler`, a pychat.aio.Handler, or any object with some of these
+    methods, each a coroutine function or a plain function:
 
         async def on_open(self, call): ...
         async def on_message(self, call, name, message): ...   # missing: ignored

@@ -299,10 +299,19 @@ void cb_close(chat_call* call, chat_code code, const char* details, size_t detai
   });
 }
 
+// The handler's method `name`, or None where it has none. A default of
+// pychat.Handler not overridden counts as none: its behaviour is what the
+// library does without the method, and skipping it spares a GIL round-trip
+// per event (per message for on_message).
 py::object handler_method(const py::object& handler, const char* name) {
   py::object method = py::getattr(handler, name, py::none());
-  if (!method.is_none() && !PyCallable_Check(method.ptr())) {
+  if (method.is_none()) return method;
+  if (!PyCallable_Check(method.ptr())) {
     throw py::type_error(std::string("handler.") + name + " must be callable");
+  }
+  py::object func = py::getattr(method, "__func__", py::none());
+  if (!func.is_none() && py::bool_(py::getattr(func, "_pychat_default", py::bool_(false)))) {
+    return py::none();
   }
   return method;
 }
