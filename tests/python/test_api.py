@@ -62,6 +62,77 @@ def test_status_code_names_are_the_librarys() -> None:
 
 
 # ----------------------------------------------------------------------------
+# CallMetadata
+
+SENT = [("x-tag", "a"), ("x-user", "sam"), ("x-tag", "b"), ("x-blob-bin", b"\x00\xff")]
+
+
+def check_metadata(md: Any) -> None:
+    assert isinstance(md, collections.abc.Mapping) and isinstance(md, pychat.CallMetadata)
+    assert md["x-tag"] == "a" and md["X-Tag"] == "a"  # the first value; case-insensitive
+    assert md.get_all("x-tag") == ["a", "b"] and md.get_all("absent") == []
+    assert md["x-blob-bin"] == b"\x00\xff" and md.get("absent") is None
+    assert ("x-tag", "a") in md.all_items() and ("x-tag", "b") in md.all_items()
+    keys = list(md)
+    assert keys == sorted(keys) and len(md) == len(keys) == len(set(keys))
+    assert {"x-tag", "x-user", "x-blob-bin"} <= set(md.keys())
+    assert dict(md)["x-user"] == "sam" and md == dict(md.items())
+    assert "x-user" in md and "absent" not in md and 3 not in md
+    with pytest.raises(KeyError):
+        md["absent"]
+    with pytest.raises(TypeError):
+        md["x-user"] = "eve"
+    with pytest.raises(TypeError):
+        del md["x-user"]
+
+
+def test_call_metadata_is_a_mapping() -> None:
+    seen: "queue.Queue[Tuple[Any, bool, BaseException | None]]" = queue.Queue()
+
+    class Handler(pychat.Handler):
+        def on_open(self, call: pychat.Call) -> None:
+            md = call.metadata
+            try:  # checked here, on the dispatcher thread, while the call is open
+                check_metadata(md)
+                error = None
+            except BaseException as e:  # reported to the test thread
+                error = e
+            seen.put((md, call.metadata is md, error))
+
+    with pychat.Server("127.0.0.1:0", handler=Handler()) as server, \
+            pychat.Client(target(server)) as client, client.chat(metadata=SENT) as stream:
+        md, same, error = seen.get(timeout=WAIT)
+        if error is not None:
+            raise error
+        assert same  # one snapshot per call
+        stream.cancel()
+    check_metadata(md)  # still readable after the call ended
+
+
+def test_aio_call_metadata_is_a_mapping() -> None:
+    async def main() -> None:
+        got: "asyncio.Future[Any]" = asyncio.get_running_loop().create_future()
+
+        class Handler(aio.Handler):
+            async def on_open(self, call: aio.Call) -> None:
+                got.set_result(call.metadata)
+
+        async with aio.Server(handler=Handler()) as server, \
+                aio.Client(target(server)) as client:
+            async with client.chat(metadata=SENT):
+                check_metadata(await asyncio.wait_for(got, WAIT))
+    run(main())
+
+
+def test_call_metadata_from_pairs() -> None:
+    md = pychat.CallMetadata([("X-A", "1"), ("x-a", "2")])
+    assert md["x-a"] == "1" and md.get_all("X-A") == ["1", "2"] and len(md) == 1
+    assert repr(md) == "CallMetadata([('x-a', '1'), ('x-a', '2')])"
+    # Only ASCII letters fold: KELVIN SIGN is not "k".
+    assert "\u212a" not in pychat.CallMetadata([("k", "v")])
+
+
+# ----------------------------------------------------------------------------
 # Handler base classes
 
 PROTOCOL = {

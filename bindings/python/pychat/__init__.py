@@ -41,7 +41,8 @@ from ._errors import (
     Unimplemented,
     Unknown,
 )
-from ._pychat import Call, CallMetadata, Stream, abi_version, library_version
+from ._metadata import CallMetadata
+from ._pychat import Call, Stream, abi_version, library_version
 
 __all__ = [
     "Server", "Client", "Stream", "Call", "CallMetadata", "Handler", "StatusCode", "ChatError",

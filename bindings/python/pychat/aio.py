@@ -28,7 +28,7 @@ from . import Metadata, _default, _live
 from . import Client as _SyncClient
 from . import _pychat
 from ._errors import ChatError, ClosedError, StatusCode, _from_status
-from ._pychat import CallMetadata
+from ._metadata import CallMetadata
 
 __all__ = ["Client", "Stream", "Server", "Call", "Handler"]
 

@@ -39,6 +39,38 @@ std::mutex g_deferred_mu;
 std::condition_variable g_deferred_cv;
 int g_deferred = 0;
 
+// pychat._metadata.CallMetadata, kept for the life of the process (see
+// errors.cc: a static py::object would be released after the interpreter).
+PyObject* g_metadata_class = nullptr;
+
+// bytes for "-bin" keys, str otherwise.
+py::object metadata_value(std::string_view key, const char* value, size_t len) {
+  bool binary = key.size() > 4 && key.substr(key.size() - 4) == "-bin";
+  if (binary) return py::bytes(value, len);
+  // gRPC allows only printable ASCII here; latin-1 cannot fail on a stray byte.
+  PyObject* s = PyUnicode_DecodeLatin1(value, static_cast<Py_ssize_t>(len), nullptr);
+  if (!s) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(s);
+}
+
+// The client's metadata of `call`: a CallMetadata over every (key, value)
+// pair, in the library's order (sorted by key).
+py::object read_metadata(chat_call* call) {
+  size_t count = 0;
+  chat_code rc = chat_call_metadata_count(call, &count);
+  if (rc != CHAT_OK) raise_last(rc);
+  py::list items;
+  for (size_t i = 0; i < count; ++i) {
+    const char *key, *value;
+    size_t key_len, value_len;
+    rc = chat_call_metadata_at(call, i, &key, &key_len, &value, &value_len);
+    if (rc != CHAT_OK) raise_last(rc);
+    items.append(py::make_tuple(to_str(key, key_len),
+                                metadata_value({key, key_len}, value, value_len)));
+  }
+  return py::reinterpret_borrow<py::object>(g_metadata_class)(items);
+}
+
 // One server-side stream. Holds a chat_call reference, so the handle stays
 // valid for as long as Python keeps the object (calls on it raise
 // ClosedError once the stream has ended).
@@ -50,6 +82,12 @@ class Call {
   Call& operator=(const Call&) = delete;
 
   uint64_t id() const { return chat_call_id(call_); }
+
+  // Built on first use and kept: a call's metadata never changes. GIL.
+  py::object metadata() {
+    if (!metadata_) metadata_ = read_metadata(call_);
+    return metadata_;
+  }
   std::string peer() const { return chat_call_peer(call_); }
   chat_call* handle() const { return call_; }
 
@@ -102,70 +140,7 @@ class Call {
 
  private:
   chat_call* const call_;
-};
-
-// The client's metadata of one call: a read-only mapping from each key to
-// its first value, plus every (key, value) pair in order with all_items().
-class CallMetadata {
- public:
-  explicit CallMetadata(chat_call* call) : call_(call) { chat_call_ref(call); }
-  ~CallMetadata() { chat_call_unref(call_); }
-  CallMetadata(const CallMetadata&) = delete;
-  CallMetadata& operator=(const CallMetadata&) = delete;
-
-  // The first value for `key` (case-insensitive): bytes for "-bin" keys,
-  // str otherwise; nullopt if absent.
-  std::optional<py::object> lookup(const std::string& key) const {
-    std::string lower = key;
-    for (char& c : lower) {
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
-    const char* value = nullptr;
-    size_t len = 0;
-    chat_code rc = chat_call_metadata(call_, lower.c_str(), &value, &len);
-    if (rc == CHAT_ERR_MISSING) return std::nullopt;
-    if (rc != CHAT_OK) raise_last(rc);
-    return to_python(lower, value, len);
-  }
-
-  // Every (key, value) pair the client sent, in the library's order.
-  std::vector<std::pair<std::string, py::object>> all_items() const {
-    size_t count = 0;
-    chat_code rc = chat_call_metadata_count(call_, &count);
-    if (rc != CHAT_OK) raise_last(rc);
-    std::vector<std::pair<std::string, py::object>> items;
-    for (size_t i = 0; i < count; ++i) {
-      const char *key, *value;
-      size_t key_len, value_len;
-      rc = chat_call_metadata_at(call_, i, &key, &key_len, &value, &value_len);
-      if (rc != CHAT_OK) raise_last(rc);
-      std::string k(key, key_len);
-      items.emplace_back(k, to_python(k, value, value_len));
-    }
-    return items;
-  }
-
-  // Each key once, in order (the mapping's keys).
-  std::vector<std::string> keys() const {
-    std::vector<std::string> keys;
-    for (auto& [key, value] : all_items()) {
-      if (keys.empty() || keys.back() != key) keys.push_back(key);  // entries come sorted
-    }
-    return keys;
-  }
-
- private:
-  // bytes for "-bin" keys, str otherwise.
-  static py::object to_python(const std::string& key, const char* value, size_t len) {
-    bool binary = key.size() > 4 && key.compare(key.size() - 4, 4, "-bin") == 0;
-    if (binary) return py::bytes(value, len);
-    // gRPC allows only printable ASCII here; latin-1 cannot fail on a stray byte.
-    PyObject* s = PyUnicode_DecodeLatin1(value, static_cast<Py_ssize_t>(len), nullptr);
-    if (!s) throw py::error_already_set();
-    return py::reinterpret_steal<py::object>(s);
-  }
-
-  chat_call* const call_;
+  py::object metadata_;
 };
 
 // What the C callbacks need. Deleting it needs the GIL (Python objects).
@@ -505,6 +480,8 @@ bool wait_deferred(double timeout) {
 py::object make_call(chat_call* call) { return py::cast(std::make_unique<Call>(call)); }
 
 void define_server(py::module_& m) {
+  g_metadata_class =
+      py::object(py::module_::import("pychat._metadata").attr("CallMetadata")).release().ptr();
   m.attr("MODE_ECHO") = CHAT_MODE_ECHO;
   m.attr("MODE_BROADCAST") = CHAT_MODE_BROADCAST;
   m.attr("MODE_CUSTOM") = CHAT_MODE_CUSTOM;
@@ -512,9 +489,9 @@ void define_server(py::module_& m) {
   py::class_<Call>(m, "Call", "One server-side stream, as handed to handler methods.")
       .def_property_readonly("id", &Call::id, "Unique within the server, from 1 in arrival order.")
       .def_property_readonly("peer", &Call::peer, "The client's address (\"ipv4:127.0.0.1:41234\").")
-      .def_property_readonly(
-          "metadata", [](const Call& c) { return std::make_unique<CallMetadata>(c.handle()); },
-          "The metadata the client sent: a read-only mapping, keys lower-case.")
+      .def_property_readonly("metadata", &Call::metadata,
+                             "The metadata the client sent: a pychat.CallMetadata (a read-only "
+                             "Mapping of each key's first value; get_all(key) for every value).")
       .def("send", &Call::send, py::arg("text"), py::arg("timeout") = py::none(),
            "Queues one reply. Waits while the send queue is full (timeout in seconds, None: no "
            "limit; TimeoutError, or BlockingIOError for 0). ClosedError once the stream ended.")
@@ -532,30 +509,6 @@ void define_server(py::module_& m) {
       .def("__repr__", [](const Call& c) {
         return "<pychat.Call id=" + std::to_string(c.id()) + " peer='" + c.peer() + "'>";
       });
-
-  py::class_<CallMetadata>(m, "CallMetadata", "Read-only mapping of a call's client metadata (first value per key).")
-      .def("__getitem__",
-           [](const CallMetadata& md, const std::string& key) {
-             auto value = md.lookup(key);
-             if (!value) throw py::key_error(key);
-             return *value;
-           })
-      .def("get",
-           [](const CallMetadata& md, const std::string& key, py::object default_) {
-             auto value = md.lookup(key);
-             return value ? *value : default_;
-           },
-           py::arg("key"), py::arg("default") = py::none())
-      .def("__contains__",
-           [](const CallMetadata& md, py::handle key) {
-             return PyUnicode_Check(key.ptr()) && md.lookup(key.cast<std::string>()).has_value();
-           })
-      .def("__len__", [](const CallMetadata& md) { return md.keys().size(); })
-      .def("__iter__", [](const CallMetadata& md) { return py::iter(py::cast(md.keys())); })
-      .def("keys", &CallMetadata::keys, "Each key once, sorted.")
-      .def("all_items", &CallMetadata::all_items,
-           "Every (key, value) pair, including repeated keys, like grpcio's "
-           "invocation_metadata().");
 
   py::class_<Server>(m, "Server", "A running Chat server (native part; use pychat.Server).")
       .def(py::init<const std::string&, int, py::object, std::optional<int>, std::optional<int>,
