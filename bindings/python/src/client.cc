@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <memory>
@@ -28,6 +29,38 @@ namespace {
 
 // Replies taken from the library per chat_stream_recv_batch.
 constexpr size_t kBatch = 256;
+
+// Receive batches (kBatch chat_texts, 4 KiB) allocated and not yet freed.
+// Tests read it (_recv_buffers) to check that idle streams hold none.
+std::atomic<int64_t> g_recv_buffers{0};
+
+// A stream's receive batch: allocated on its first receive, not with the
+// stream, since many streams are only ever sent on (10,000 open streams
+// would otherwise hold 40 MB of these).
+class TextBatch {
+ public:
+  TextBatch() = default;
+  ~TextBatch() { reset(); }
+  TextBatch(const TextBatch&) = delete;
+  TextBatch& operator=(const TextBatch&) = delete;
+
+  chat_text* get() {
+    if (!texts_) {
+      texts_ = std::make_unique<chat_text[]>(kBatch);
+      g_recv_buffers.fetch_add(1, std::memory_order_relaxed);
+    }
+    return texts_.get();
+  }
+  void reset() {
+    if (texts_) {
+      texts_.reset();
+      g_recv_buffers.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+
+ private:
+  std::unique_ptr<chat_text[]> texts_;
+};
 
 class Stream;
 // The streams this thread is inside an operation of. A close() reached from
@@ -266,6 +299,7 @@ class Stream {
       }
       chat_stream_destroy(handle);
     });
+    texts_.reset();  // nobody receives any more: the stream is closed and idle
   }
 
   // Takes replies that are there, waiting up to one slice for the first.
@@ -276,12 +310,13 @@ class Stream {
     // One receiver at a time (and texts_ is shared): the lock is taken
     // without the GIL when it has to wait, since its holder may need the GIL.
     std::unique_lock<std::mutex> lock(recv_mu_, std::try_to_lock);
-    chat_code rc = lock ? chat_stream_recv_batch(handle_, 0, texts_, kBatch, &n) : CHAT_ERR_TIMEOUT;
+    chat_code rc =
+        lock ? chat_stream_recv_batch(handle_, 0, texts_.get(), kBatch, &n) : CHAT_ERR_TIMEOUT;
     if (rc == CHAT_ERR_TIMEOUT && !deadline.zero()) {
       int64_t ms = deadline.slice_ms();
       rc = without_gil([&] {
         if (!lock) lock.lock();
-        return chat_stream_recv_batch(handle_, ms, texts_, kBatch, &n);
+        return chat_stream_recv_batch(handle_, ms, texts_.get(), kBatch, &n);
       });
     }
     if (rc != CHAT_OK) {
@@ -293,7 +328,8 @@ class Stream {
       pos_ = 0;
     }
     buffer_.reserve(buffer_.size() + n);
-    for (size_t i = 0; i < n; ++i) buffer_.push_back(to_str(texts_[i].data, texts_[i].len));
+    const chat_text* texts = texts_.get();
+    for (size_t i = 0; i < n; ++i) buffer_.push_back(to_str(texts[i].data, texts[i].len));
     return rc;
   }
 
@@ -349,7 +385,7 @@ class Stream {
   std::string details_;
 
   std::mutex recv_mu_;
-  chat_text texts_[kBatch];      // the last batch, borrowed from the library
+  TextBatch texts_;              // the last batch, borrowed from the library
 
   bool cancelled_ = false;  // cancel() was called; GIL
   bool completed_ = false;  // complete() was called; GIL
@@ -543,6 +579,8 @@ class Client {
 }  // namespace
 
 void define_client(py::module_& m) {
+  m.def("_recv_buffers", [] { return g_recv_buffers.load(std::memory_order_relaxed); },
+        "For tests: receive batches held by sync streams (allocated at their first receive).");
   py::class_<Stream>(m, "Stream", "One /Chat/chat call, opened with Client.chat().")
       .def("send", &Stream::send, py::arg("name"), py::arg("message"),
            py::arg("timeout") = py::none(),
