@@ -1,0 +1,224 @@
+"""examples/python/room_server.py: the chat room protocol of its docstring,
+against the real process, with pychat clients and a grpcio client (stubs
+generated from proto/chat.proto). Waits have deadlines; the room's single
+order of lines is what lets a test show that something was *not* sent: the
+next line a member gets is the one after it."""
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any, Iterator, List, Optional
+
+import grpc
+import pytest
+
+import chat_pb2
+import chat_pb2_grpc
+import pychat
+from conftest import WAIT
+
+EXAMPLES = os.environ.get("CHAT_EXAMPLES_DIR",
+                          os.path.join(os.path.dirname(__file__), "..", "..", "examples", "python"))
+ROOM = [sys.executable, os.path.join(EXAMPLES, "room_server.py")]
+
+
+class _Pipe:
+    """A process's pipe read on a thread, so each read has a deadline."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        threading.Thread(target=self._pump, args=(pipe,), daemon=True).start()
+
+    def _pump(self, pipe: Any) -> None:
+        for line in iter(pipe.readline, ""):
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def line(self) -> Optional[str]:
+        try:
+            return self._lines.get(timeout=WAIT)
+        except queue.Empty:
+            raise AssertionError(f"no output line within {WAIT}s")
+
+    def rest(self) -> str:
+        out = []
+        while (line := self.line()) is not None:
+            out.append(line)
+        return "".join(out)
+
+
+class Room:
+    """room_server.py on a free loopback port."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([*ROOM, *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        self.out = _Pipe(self.proc.stdout)
+        self.err = _Pipe(self.proc.stderr)
+
+    def port(self) -> int:
+        first = self.out.line()
+        m = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", first or "")
+        assert m, (first, self.err.rest())
+        return int(m.group(1))
+
+    def stop(self, sig: int) -> str:
+        """Signals the server; its stderr, once it exited 0."""
+        self.proc.send_signal(sig)
+        assert self.proc.wait(WAIT) == 0
+        return self.err.rest()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def room() -> Iterator[str]:
+    """The room's target, "127.0.0.1:PORT"."""
+    server = Room("--address", "127.0.0.1:0", "--grace-ms", "0")
+    try:
+        yield f"127.0.0.1:{server.port()}"
+        assert "stopped on SIGTERM" in server.stop(signal.SIGTERM)
+    finally:
+        server.kill()
+
+
+class GrpcioMember:
+    """A member over grpcio: messages fed from a queue, replies read on a
+    thread (a grpcio response iterator has no per-read timeout)."""
+
+    _END = None
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._out: "queue.Queue[Optional[chat_pb2.ChatMessage]]" = queue.Queue()
+        self._in: "queue.Queue[Any]" = queue.Queue()
+        stub = chat_pb2_grpc.ChatStub(channel)
+        self.call = stub.chat(iter(self._out.get, self._END), timeout=3 * WAIT)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for reply in self.call:
+                self._in.put(reply.value)
+            self._in.put(None)
+        except grpc.RpcError as e:
+            self._in.put(e)
+
+    def send(self, name: str, message: str) -> None:
+        self._out.put(chat_pb2.ChatMessage(name=name, message=message))
+
+    def recv(self) -> Any:
+        try:
+            return self._in.get(timeout=WAIT)
+        except queue.Empty:
+            raise AssertionError(f"no reply within {WAIT}s")
+
+
+def recv(stream: pychat.Stream) -> Optional[str]:
+    return stream.recv(WAIT)
+
+
+def test_room_protocol(room: str) -> None:
+    with pychat.Client(room) as client, grpc.insecure_channel(room) as channel:
+        sam = client.chat()
+        sam.send("Sam", "Hi")
+        assert [recv(sam), recv(sam)] == ["* Sam joined", "Sam: Hi"]
+
+        # A stream that never sends is no member: no notices either way.
+        lurker = client.chat()
+        ann = GrpcioMember(channel)
+        ann.send("Ann", "Hey")
+        # Ann sees the room from her join on, not what came before it.
+        assert [ann.recv(), ann.recv()] == ["* Ann joined", "Ann: Hey"]
+        assert [recv(sam), recv(sam)] == ["* Ann joined", "Ann: Hey"]
+
+        # /who goes to its sender only, names sorted.
+        ann.send("Ann", "/who")
+        assert ann.recv() == "* members: Ann, Sam"
+        # A member's name is that of its first message for good.
+        sam.send("Eve", "still me")
+        assert recv(sam) == "Sam: still me"  # not the /who answer
+        assert ann.recv() == "Sam: still me"
+
+        # A first message /who: the join, then the answer.
+        john = client.chat()
+        john.send("John", "/who")
+        assert [recv(john), recv(john)] == ["* John joined", "* members: Ann, John, Sam"]
+        assert recv(sam) == ann.recv() == "* John joined"
+
+        # Half-closing leaves (the others are told) and ends the call OK.
+        sam.complete()
+        assert recv(sam) is None and sam.code is pychat.StatusCode.OK
+        assert recv(john) == ann.recv() == "* Sam left"
+
+        # So does going away: a cancelled grpcio call.
+        ann.call.cancel()
+        assert recv(john) == "* Ann left"
+        lurker.close()  # silently
+        john.send("John", "/who")
+        assert recv(john) == "* members: John"
+        john.close()
+        sam.close()
+
+
+def test_room_stops_on_sigint_and_cuts_members() -> None:
+    server = Room("--address", "127.0.0.1:0", "--grace-ms", "0")
+    try:
+        target = f"127.0.0.1:{server.port()}"
+        with pychat.Client(target) as client, client.chat() as member:
+            member.send("Sam", "Hi")
+            assert [recv(member), recv(member)] == ["* Sam joined", "Sam: Hi"]
+            err = server.stop(signal.SIGINT)
+            assert "room_server: stopped on SIGINT (1 stream cut)" in err
+            with pytest.raises(pychat.Unavailable):
+                recv(member)
+    finally:
+        server.kill()
+
+
+def test_room_address_in_use(room: str) -> None:
+    busy = subprocess.run([*ROOM, "--address", room], capture_output=True, text=True,
+                          timeout=WAIT)
+    assert busy.returncode == 1 and busy.stdout == ""
+    assert "room_server: " in busy.stderr and "Address already in use" in busy.stderr
+
+
+def test_room_help_shows_the_loopback_default() -> None:
+    shown = subprocess.run([*ROOM, "--help"], capture_output=True, text=True, timeout=WAIT)
+    assert shown.returncode == 0 and "default: 127.0.0.1:9090" in shown.stdout
+
+
+def test_room_drops_a_member_that_does_not_read(room: str) -> None:
+    # Sam never reads; Ann talks until Sam's send queue is full.
+    # Sends from Ann are one at a time with replies read, so the room is
+    # never ahead of what this test knows.
+    with pychat.Client(room, recv_queue_limit=1) as slow_client, \
+            pychat.Client(room) as client:
+        sam = slow_client.chat()
+        sam.send("Sam", "Hi")
+        ann = client.chat()
+        ann.send("Ann", "Hey")
+        lines: List[Optional[str]] = [recv(ann), recv(ann)]
+        assert lines == ["* Ann joined", "Ann: Hey"]
+        filler = "x" * 16384  # fills the HTTP/2 windows to Sam in fewer lines
+        for i in range(20000):
+            ann.send("Ann", f"{i} {filler}")
+            line = recv(ann)
+            if line == "* Sam left":
+                break
+            assert line == f"Ann: {i} {filler}"
+        else:
+            raise AssertionError("Sam was never dropped")
+        # Sam's call failed; what he had queued stays readable before it.
+        with pytest.raises(pychat.ResourceExhausted, match="too slow: send queue full"):
+            for _ in range(20000):
+                recv(sam)
+        sam.close()
+        ann.close()
