@@ -845,7 +845,8 @@ class Server:
     they run on the loop, one at a time per call and in order (open,
     messages, complete, close), different calls concurrently. Without a
     handler, mode "echo" (the default) or "broadcast" runs in libchat itself.
-    Other options as pychat.Server (there are no dispatcher threads).
+    Other options as pychat.Server (there are no dispatcher threads). An
+    address it cannot listen on (in use, not local) raises OSError.
 
     Flow control: a message counts against its call's recv_window (messages)
     and recv_window_bytes until its on_message has finished (returned, its
