@@ -114,6 +114,9 @@ class GrpcioMember:
     def send(self, name: str, message: str) -> None:
         self._out.put(chat_pb2.ChatMessage(name=name, message=message))
 
+    def send_end(self) -> None:
+        self._out.put(self._END)
+
     def recv(self) -> Any:
         try:
             return self._in.get(timeout=WAIT)
@@ -160,6 +163,7 @@ def test_room_protocol(room: str) -> None:
 
         # So does going away: a cancelled grpcio call.
         ann.call.cancel()
+        ann.send_end()  # lets grpcio's request thread finish
         assert recv(john) == "* Ann left"
         lurker.close()  # silently
         john.send("John", "/who")
@@ -203,6 +207,8 @@ def test_room_drops_a_member_that_does_not_read(room: str) -> None:
             pychat.Client(room) as client:
         sam = slow_client.chat()
         sam.send("Sam", "Hi")
+        # A member before Ann comes; from here on he reads nothing.
+        assert [recv(sam), recv(sam)] == ["* Sam joined", "Sam: Hi"]
         ann = client.chat()
         ann.send("Ann", "Hey")
         lines: List[Optional[str]] = [recv(ann), recv(ann)]
@@ -216,7 +222,7 @@ def test_room_drops_a_member_that_does_not_read(room: str) -> None:
             assert line == f"Ann: {i} {filler}"
         else:
             raise AssertionError("Sam was never dropped")
-        # Sam's call failed; what he had queued stays readable before it.
+        # Sam's call failed; the lines sent to him before stay readable first.
         with pytest.raises(pychat.ResourceExhausted, match="too slow: send queue full"):
             for _ in range(20000):
                 recv(sam)
