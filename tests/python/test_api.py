@@ -154,6 +154,18 @@ def test_handler_matches_the_protocol(base: type) -> None:
         assert inspect.iscoroutinefunction(getattr(base, name)) == (base is aio.Handler)
 
 
+def test_aio_defaults_are_skipped_like_missing_methods() -> None:
+    # A default not overridden costs nothing per event: the server treats it
+    # as absent (the sync server does the same in its native handler_method).
+    class Only(aio.Handler):
+        async def on_message(self, call: aio.Call, name: str, message: str) -> None:
+            pass
+
+    for name in PROTOCOL:
+        assert aio._method(aio.Handler(), name) is None
+        assert (aio._method(Only(), name) is None) == (name != "on_message")
+
+
 def test_handler_subclass_serves_with_the_defaults() -> None:
     main_thread = threading.get_ident()
     closes: "queue.Queue[Tuple[pychat.StatusCode, int]]" = queue.Queue()
