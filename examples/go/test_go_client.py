@@ -8,21 +8,24 @@ sleeps. The binaries come from the environment (CMakeLists.txt)."""
 from __future__ import annotations
 
 import os
-import queue
 import re
-import signal
 import socket
 import subprocess
-import threading
-from typing import Any, Iterator, List, Optional
+import sys
+from typing import Iterator, List
 
 import pytest
 
+# The shared process helpers (tests/support/chat_testing.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests",
+                                "support"))
+from chat_testing import ServerProcess, program, run as run_command  # noqa: E402
+
 WAIT = 30.0  # only reached when something is wrong; generous for a busy 2-core machine
 SEED_OUTPUT = "Sam: Hi\nAnn: Hey\nJohn: Hello\n"
-GO_CLIENT = os.environ.get("GO_CHAT_CLIENT_BIN", "go_chat_client")
-C_SERVER = os.environ.get("CHAT_SERVER_BIN", "chat_server")
-C_CLIENT = os.environ.get("CHAT_CLIENT_BIN", "chat_client")
+GO_CLIENT = program("GO_CHAT_CLIENT_BIN", "go_chat_client")
+C_SERVER = program("CHAT_SERVER_BIN", "chat_server")
+C_CLIENT = program("CHAT_CLIENT_BIN", "chat_client")
 SUMMARY = re.compile(r"(\d+) streams open at once over (\d+) connections?, (\d+) messages each: (\d+) replies "
                      r"in order, every stream ended OK; peak (\d+) threads; (\d+) sends waited "
                      r"for WRITABLE; [0-9.]+ s\n")
@@ -33,68 +36,15 @@ SUMMARY = re.compile(r"(\d+) streams open at once over (\d+) connections?, (\d+)
 MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
 
 
-class Lines:
-    """Reads a pipe on a thread, so that each read has a deadline."""
-
-    def __init__(self, pipe: Any) -> None:
-        self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
-        threading.Thread(target=self._pump, args=(pipe,), daemon=True).start()
-
-    def _pump(self, pipe: Any) -> None:
-        for line in iter(pipe.readline, ""):
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def next(self, timeout: float = WAIT) -> Optional[str]:
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no output line within {timeout}s")
-
-    def rest(self, timeout: float = WAIT) -> str:
-        out = []
-        while (line := self.next(timeout)) is not None:
-            out.append(line)
-        return "".join(out)
-
-
-class Server:
-    """examples/chat_server on 127.0.0.1, port 0; its first line gives the port."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([C_SERVER, "--address", "127.0.0.1:0"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        self.out, self.err = Lines(self.proc.stdout), Lines(self.proc.stderr)
-        first = self.out.next()
-        m = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", first or "")
-        assert m, (first, self.err.rest())
-        self.target = f"127.0.0.1:{m.group(1)}"
-
-    def stop(self) -> str:
-        """SIGINT by PID; returns its stderr once it exited 0."""
-        self.proc.send_signal(signal.SIGINT)
-        rc = self.proc.wait(WAIT)
-        err = self.err.rest()
-        assert rc == 0, err
-        return err
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
 @pytest.fixture
-def server() -> Iterator[Server]:
-    s = Server()
-    yield s
-    s.kill()
+def server() -> Iterator[ServerProcess]:
+    """examples/chat_server on 127.0.0.1, port 0; its first line gives the port."""
+    with ServerProcess([C_SERVER, "--address", "127.0.0.1:0"], wait=WAIT) as s:
+        yield s
 
 
-def run(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=WAIT * 4)
+def run(*command: str) -> "subprocess.CompletedProcess[str]":
+    return run_command(command, timeout=WAIT * 4)
 
 
 def many_streams(target: str, *args: str) -> List[int]:
@@ -106,7 +56,7 @@ def many_streams(target: str, *args: str) -> List[int]:
     return [int(g) for g in m.groups()]
 
 
-def test_seed_prints_the_three_replies(server: Server) -> None:
+def test_seed_prints_the_three_replies(server: ServerProcess) -> None:
     result = run(GO_CLIENT, "--target", server.target)
     assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
     # The Ballerina URL form too, as the C client takes it.
@@ -115,7 +65,7 @@ def test_seed_prints_the_three_replies(server: Server) -> None:
     assert server.stop() == "chat_server: stopped on SIGINT (0 streams cut)\n"
 
 
-def test_10000_streams_in_order_with_few_threads(server: Server) -> None:
+def test_10000_streams_in_order_with_few_threads(server: ServerProcess) -> None:
     streams, conns, messages, replies, threads, _ = many_streams(
         server.target, "--streams", "10000", "--messages", "2")
     assert (streams, messages, replies) == (10000, 2, 20000)
@@ -124,7 +74,7 @@ def test_10000_streams_in_order_with_few_threads(server: Server) -> None:
     assert server.stop() == "chat_server: stopped on SIGINT (0 streams cut)\n"
 
 
-def test_sends_wait_for_writable_behind_a_full_send_queue(server: Server) -> None:
+def test_sends_wait_for_writable_behind_a_full_send_queue(server: ServerProcess) -> None:
     streams, _, messages, replies, threads, waited = many_streams(
         server.target, "--streams", "100", "--messages", "300", "--send-queue-limit", "1")
     assert (streams, messages, replies) == (100, 300, 30000)

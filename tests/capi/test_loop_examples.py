@@ -7,92 +7,43 @@ Standard library and pytest only. Every wait has a deadline; nothing sleeps.
 The binaries come from the environment (tests/capi/CMakeLists.txt)."""
 from __future__ import annotations
 
-import os
-import queue
 import re
 import signal
 import subprocess
-import threading
-from typing import Any, Iterator, List, Optional
+from typing import Iterator, List
 
 import pytest
 
+from chat_testing import Process, ServerProcess, program, run as run_command
+
 WAIT = 30.0  # only reached when something is wrong; generous for a busy 2-core machine
 SEED_OUTPUT = "Sam: Hi\nAnn: Hey\nJohn: Hello\n"
-C_SERVER = os.environ.get("CHAT_SERVER_BIN", "chat_server")
-C_CLIENT = os.environ.get("CHAT_CLIENT_BIN", "chat_client")
-LOOP_CLIENT = os.environ.get("CHAT_LOOP_CLIENT_BIN", "chat_loop_client")
-LOOP_SERVER = os.environ.get("CHAT_LOOP_SERVER_BIN", "chat_loop_server")
+C_SERVER = program("CHAT_SERVER_BIN", "chat_server")
+C_CLIENT = program("CHAT_CLIENT_BIN", "chat_client")
+LOOP_CLIENT = program("CHAT_LOOP_CLIENT_BIN", "chat_loop_client")
+LOOP_SERVER = program("CHAT_LOOP_SERVER_BIN", "chat_loop_server")
 SUMMARY = re.compile(r"(\d+) streams, (\d+) messages each: (\d+) replies in order, every stream "
                      r"ended OK; (\d+) sends refused, (\d+) resumed on WRITABLE; [0-9.]+ s\n")
 
 
-class Lines:
-    """Reads a pipe on a thread, so that each read has a deadline."""
-
-    def __init__(self, pipe: Any) -> None:
-        self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
-        threading.Thread(target=self._pump, args=(pipe,), daemon=True).start()
-
-    def _pump(self, pipe: Any) -> None:
-        for line in iter(pipe.readline, ""):
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def next(self, timeout: float = WAIT) -> Optional[str]:
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no output line within {timeout}s")
-
-    def rest(self, timeout: float = WAIT) -> str:
-        out = []
-        while (line := self.next(timeout)) is not None:
-            out.append(line)
-        return "".join(out)
-
-
-class Server:
-    def __init__(self, *command: str) -> None:
-        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        self.out, self.err = Lines(self.proc.stdout), Lines(self.proc.stderr)
-        first = self.out.next()
-        m = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", first or "")
-        assert m, (first, self.err.rest())
-        self.port = int(m.group(1))
-        self.target = f"127.0.0.1:{self.port}"
-
-    def stop(self, sig: int = signal.SIGINT) -> str:
-        """Signals the server (by PID); returns its stderr once it exited 0."""
-        self.proc.send_signal(sig)
-        rc = self.proc.wait(WAIT)
-        err = self.err.rest()
-        assert rc == 0, err
-        return err
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+def Server(*command: str) -> ServerProcess:
+    return ServerProcess(command, wait=WAIT)
 
 
 @pytest.fixture
-def echo_server() -> Iterator[Server]:
-    server = Server(C_SERVER, "--address", "127.0.0.1:0")
-    yield server
-    server.kill()
+def echo_server() -> Iterator[ServerProcess]:
+    with Server(C_SERVER, "--address", "127.0.0.1:0") as server:
+        yield server
 
 
 @pytest.fixture
-def loop_server() -> Iterator[Server]:
-    server = Server(LOOP_SERVER, "--address", "127.0.0.1:0")
-    yield server
-    server.kill()
+def loop_server() -> Iterator[ServerProcess]:
+    with Server(LOOP_SERVER, "--address", "127.0.0.1:0") as server:
+        yield server
 
 
 def run(*command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=WAIT * 2)
+    return run_command(command, input=stdin, timeout=WAIT * 2)
 
 
 def loop_client(target: str, *args: str) -> List[int]:
@@ -104,14 +55,14 @@ def loop_client(target: str, *args: str) -> List[int]:
     return [int(g) for g in m.groups()]
 
 
-def test_loop_client_drives_1000_streams_through_the_echo_server(echo_server: Server) -> None:
+def test_loop_client_drives_1000_streams_through_the_echo_server(echo_server: ServerProcess) -> None:
     streams, messages, replies, refused, resumed = loop_client(echo_server.target)
     assert (streams, messages, replies) == (1000, 10, 10000)
     assert refused == resumed  # a WRITABLE per refusal
     assert echo_server.stop() == "chat_server: stopped on SIGINT (0 streams cut)\n"
 
 
-def test_loop_client_resumes_refused_sends_on_writable(echo_server: Server) -> None:
+def test_loop_client_resumes_refused_sends_on_writable(echo_server: ServerProcess) -> None:
     """A send queue of one message: nearly every send is refused at first,
     and each refused stream must go on when its WRITABLE comes."""
     streams, messages, replies, refused, resumed = loop_client(
@@ -120,7 +71,7 @@ def test_loop_client_resumes_refused_sends_on_writable(echo_server: Server) -> N
     assert refused > 0 and refused == resumed
 
 
-def test_loop_server_serves_the_seed_client(loop_server: Server) -> None:
+def test_loop_server_serves_the_seed_client(loop_server: ServerProcess) -> None:
     result = run(C_CLIENT, "--target", f"http://{loop_server.target}")
     assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
     # Twice: the first call's state is gone, the server goes on.
@@ -129,14 +80,14 @@ def test_loop_server_serves_the_seed_client(loop_server: Server) -> None:
     assert loop_server.stop() == "chat_loop_server: stopped on SIGINT (0 streams cut)\n"
 
 
-def test_loop_server_answers_interactive_lines_in_order(loop_server: Server) -> None:
+def test_loop_server_answers_interactive_lines_in_order(loop_server: ServerProcess) -> None:
     lines = "hello\n\nünïcode ✓\nlast line without newline"
     result = run(C_CLIENT, "--target", loop_server.target, "--name", "Zed", stdin=lines)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == "Zed: hello\nZed: \nZed: ünïcode ✓\nZed: last line without newline\n"
 
 
-def test_the_two_loops_against_each_other(loop_server: Server) -> None:
+def test_the_two_loops_against_each_other(loop_server: ServerProcess) -> None:
     streams, messages, replies, refused, resumed = loop_client(loop_server.target)
     assert (streams, messages, replies) == (1000, 10, 10000)
     assert refused == resumed
@@ -154,27 +105,15 @@ def test_loop_server_stop_serves_the_grace_period_then_cuts() -> None:
     """The stop runs off the loop (chat_server_stop waits for open calls,
     which only the loop can answer): during the grace period an open stream
     is still answered; at its end it is cut."""
-    server = Server(LOOP_SERVER, "--address", "127.0.0.1:0", "--grace-ms", "300")
-    client = subprocess.Popen([C_CLIENT, "--target", server.target, "--name", "Zed"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = Lines(client.stdout), Lines(client.stderr)
-        assert client.stdin is not None
-        client.stdin.write("before\n")
-        client.stdin.flush()
-        assert out.next() == "Zed: before\n"
+    with Server(LOOP_SERVER, "--address", "127.0.0.1:0", "--grace-ms", "300") as server, \
+            Process([C_CLIENT, "--target", server.target, "--name", "Zed"],
+                    stdin=subprocess.PIPE, wait=WAIT) as client:
+        client.say("before")
+        assert client.out.next() == "Zed: before\n"
         assert server.stop(signal.SIGTERM) == \
             "chat_loop_server: stopped on SIGTERM (1 stream cut)\n"
-        assert client.wait(WAIT) == 1
-        assert err.rest().startswith("chat_client: UNAVAILABLE: ")
-    finally:
-        server.kill()
-        if client.poll() is None:
-            client.kill()
-        client.wait()
-        if client.stdin is not None:
-            client.stdin.close()
+        assert client.wait() == 1
+        assert client.err.rest().startswith("chat_client: UNAVAILABLE: ")
 
 
 def test_loop_client_reports_an_unreachable_server() -> None:
@@ -194,7 +133,7 @@ def test_loop_client_usage(args: List[str]) -> None:
     assert result.returncode == 2 and result.stderr.startswith("usage: ")
 
 
-def test_loop_server_reports_an_address_in_use(echo_server: Server) -> None:
+def test_loop_server_reports_an_address_in_use(echo_server: ServerProcess) -> None:
     result = run(LOOP_SERVER, "--address", echo_server.target)
     assert result.returncode == 1
     assert "chat_loop_server: CANNOT_LISTEN" in result.stderr, result.stderr

@@ -13,24 +13,14 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
 
 import pychat
 
-# Only reached when something is wrong; generous for a busy 2-core machine.
-WAIT = 10.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
-    """Polls `predicate` until it holds; fails the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)
+# Shared with the other suites; imported from here by this suite's tests.
+from chat_testing import WAIT, Lines, run, wait_until  # noqa: F401
 
 
 def target(server: pychat.Server) -> str:
@@ -115,37 +105,5 @@ def unraisable_hook() -> Iterator[List[Any]]:
 def run_python(code: str, timeout: float = 30.0,
                stdin: Optional[int] = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
     """Runs `code` in a fresh interpreter (same environment); fails on timeout."""
-    try:
-        return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                              text=True, timeout=timeout, stdin=stdin, env=os.environ.copy())
-    except subprocess.TimeoutExpired as e:
-        raise AssertionError(f"subprocess still running after {timeout}s; "
-                             f"stdout={e.stdout!r} stderr={e.stderr!r}")
-
-
-class Lines:
-    """Reads a process's pipe on a thread, so reads can have deadlines."""
-
-    def __init__(self, pipe: Any) -> None:
-        self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
-        self._thread = threading.Thread(target=self._pump, args=(pipe,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, pipe: Any) -> None:
-        for line in iter(pipe.readline, ""):
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def next(self, timeout: float = WAIT) -> Optional[str]:
-        """The next line, or None at EOF."""
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no output line within {timeout}s")
-
-    def rest(self, timeout: float = WAIT) -> str:
-        """Everything up to EOF."""
-        out = []
-        while (line := self.next(timeout)) is not None:
-            out.append(line)
-        return "".join(out)
+    return run([sys.executable, "-c", textwrap.dedent(code)], timeout=timeout, stdin=stdin,
+               env=os.environ.copy())

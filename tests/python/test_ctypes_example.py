@@ -15,8 +15,8 @@ from typing import Dict, List
 
 import pytest
 
-from conftest import WAIT, Lines
-from test_examples import C_CLIENT, C_SERVER, EXAMPLES, SEED_OUTPUT, ServerProcess
+from chat_testing import WAIT, Process, ServerProcess, run as run_command
+from test_examples import C_CLIENT, C_SERVER, EXAMPLES, SEED_OUTPUT
 
 CTYPES_CHAT = [sys.executable, os.path.join(EXAMPLES, "ctypes_chat.py")]
 LIB = os.environ.get("CHAT_LIB", "libchat.so.1")
@@ -33,18 +33,11 @@ def ctypes_chat(*args: str) -> List[str]:
 
 
 def run(command: List[str], stdin: str = "") -> "subprocess.CompletedProcess[str]":
-    return subprocess.run(command, input=stdin, capture_output=True, text=True,
-                          timeout=WAIT * 2, env=env_without_pychat())
+    return run_command(command, input=stdin, env=env_without_pychat())
 
 
-class CtypesServer(ServerProcess):
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(ctypes_chat("--serve", "127.0.0.1:0", *args),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=env_without_pychat())
-        self.out = Lines(self.proc.stdout)
-        self.err = Lines(self.proc.stderr)
-        self.first_line = self.out.next()
+def CtypesServer(*args: str) -> ServerProcess:
+    return ServerProcess(ctypes_chat("--serve", "127.0.0.1:0", *args), env=env_without_pychat())
 
 
 def test_serves_and_runs_the_seed_in_one_process() -> None:
@@ -55,15 +48,13 @@ def test_serves_and_runs_the_seed_in_one_process() -> None:
 def test_library_from_the_environment() -> None:
     env = env_without_pychat()
     env["CHAT_LIB"] = LIB
-    result = subprocess.run(CTYPES_CHAT, capture_output=True, text=True, timeout=WAIT * 2,
-                            env=env)
+    result = run_command(CTYPES_CHAT, env=env)
     assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
 
 
 def test_its_server_under_the_c_seed_client() -> None:
-    server = CtypesServer()
-    try:
-        target = f"127.0.0.1:{server.port()}"
+    with CtypesServer() as server:
+        target = server.target
         for _ in range(2):  # the first call's state is gone, the server goes on
             result = run([*C_CLIENT, "--target", target])
             assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
@@ -72,52 +63,34 @@ def test_its_server_under_the_c_seed_client() -> None:
         assert (result.returncode, result.stderr) == (0, "")
         assert result.stdout == "Zed: hello\nZed: \nZed: ünïcode ✓\nZed: last\n"
         assert server.stop() == "ctypes_chat: stopped on SIGINT (0 streams cut)\n"
-    finally:
-        server.kill()
 
 
 def test_its_client_against_the_c_echo_server() -> None:
-    server = ServerProcess(C_SERVER, "--address", "127.0.0.1:0")
-    try:
-        result = run(ctypes_chat("--target", f"127.0.0.1:{server.port()}"))
+    with ServerProcess([*C_SERVER, "--address", "127.0.0.1:0"]) as server:
+        result = run(ctypes_chat("--target", server.target))
         assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
-    finally:
-        server.kill()
 
 
 def test_its_stop_serves_the_grace_period_then_cuts() -> None:
     """chat_server_stop runs on a thread while the loop goes on answering:
     an open stream is still served, then cut at the end of the grace."""
-    server = CtypesServer("--grace-ms", "300")
-    client = subprocess.Popen([*C_CLIENT, "--target", f"127.0.0.1:{server.port()}", "--name",
-                               "Zed"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = Lines(client.stdout), Lines(client.stderr)
-        assert client.stdin is not None
-        client.stdin.write("before\n")
-        client.stdin.flush()
-        assert out.next() == "Zed: before\n"
+    with CtypesServer("--grace-ms", "300") as server, \
+            Process([*C_CLIENT, "--target", server.target, "--name", "Zed"],
+                    stdin=subprocess.PIPE) as client:
+        client.say("before")
+        assert client.out.next() == "Zed: before\n"
         assert server.stop(signal.SIGTERM) == "ctypes_chat: stopped on SIGTERM (1 stream cut)\n"
-        assert client.wait(WAIT) == 1
-        assert err.rest().startswith("chat_client: UNAVAILABLE: ")
-    finally:
-        server.kill()
-        if client.poll() is None:
-            client.kill()
-        client.wait()
-        if client.stdin is not None:
-            client.stdin.close()
+        assert client.wait() == 1
+        assert client.err.rest().startswith("chat_client: UNAVAILABLE: ")
 
 
 def test_failures_exit_non_zero() -> None:
     result = run([*CTYPES_CHAT, "--lib", "/nonexistent/libchat.so.1"])
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("ctypes_chat: cannot load /nonexistent/libchat.so.1")
-    server = ServerProcess(C_SERVER, "--address", "127.0.0.1:0")
-    port = server.port()
-    server.stop()
-    result = run(ctypes_chat("--target", f"127.0.0.1:{port}"))
+    server = ServerProcess([*C_SERVER, "--address", "127.0.0.1:0"])
+    server.stop()  # its port is free now: nothing listens there
+    result = run(ctypes_chat("--target", server.target))
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("ctypes_chat: UNAVAILABLE: "), result.stderr
 

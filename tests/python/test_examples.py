@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from typing import Any, Iterator, List
 import pytest
 
 import pychat
-from conftest import WAIT, Lines
+from chat_testing import WAIT, Process, ServerProcess, program, run
 
 EXAMPLES = os.environ.get("CHAT_EXAMPLES_DIR",
                           os.path.join(os.path.dirname(__file__), "..", "..", "examples", "python"))
@@ -19,80 +18,47 @@ PY_SERVER = [sys.executable, os.path.join(EXAMPLES, "chat_server.py")]
 PY_CLIENT = [sys.executable, os.path.join(EXAMPLES, "chat_client.py")]
 AIO_SERVER = [sys.executable, os.path.join(EXAMPLES, "aio_chat_server.py")]
 AIO_CLIENT = [sys.executable, os.path.join(EXAMPLES, "aio_chat_client.py")]
-C_SERVER = [os.environ.get("CHAT_SERVER_BIN", "chat_server")]
-C_CLIENT = [os.environ.get("CHAT_CLIENT_BIN", "chat_client")]
+C_SERVER = [program("CHAT_SERVER_BIN", "chat_server")]
+C_CLIENT = [program("CHAT_CLIENT_BIN", "chat_client")]
 SEED_OUTPUT = "Sam: Hi\nAnn: Hey\nJohn: Hello\n"
-
-
-class ServerProcess:
-    def __init__(self, command: List[str], *args: str) -> None:
-        self.proc = subprocess.Popen([*command, *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-        self.out = Lines(self.proc.stdout)
-        self.err = Lines(self.proc.stderr)
-        self.first_line = self.out.next()
-
-    def port(self) -> int:
-        m = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", self.first_line or "")
-        assert m, (self.first_line, self.err.rest())
-        return int(m.group(1))
-
-    def stop(self, sig: int = signal.SIGINT) -> str:
-        """Signals the server; returns its stderr after checking it exited 0."""
-        self.proc.send_signal(sig)
-        assert self.proc.wait(WAIT) == 0
-        return self.err.rest()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 @pytest.fixture
 def py_server() -> Iterator[ServerProcess]:
-    server = ServerProcess(PY_SERVER, "--address", "127.0.0.1:0")
-    yield server
-    server.kill()
+    with ServerProcess([*PY_SERVER, "--address", "127.0.0.1:0"]) as server:
+        yield server
 
 
 def run_client(command: List[str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*command, *args], input=stdin, capture_output=True, text=True,
-                          timeout=WAIT * 2, env=os.environ.copy())
+    return run([*command, *args], input=stdin)
 
 
 def test_seed_python_client_and_server(py_server: ServerProcess) -> None:
-    result = run_client(PY_CLIENT, "--target", f"127.0.0.1:{py_server.port()}")
+    result = run_client(PY_CLIENT, "--target", py_server.target)
     assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
     assert py_server.stop() == "chat_server: stopped on SIGINT (0 streams cut)\n"
 
 
 def test_seed_without_arguments() -> None:
     """The default target, localhost:9090, when that port is free here."""
-    server = ServerProcess(PY_SERVER)
-    try:
+    with ServerProcess(PY_SERVER) as server:
         if server.first_line is None:
             pytest.skip(f"port 9090 is taken: {server.err.rest()}")
         assert server.first_line == "listening on 127.0.0.1:9090\n"
         result = run_client(PY_CLIENT)
         assert (result.returncode, result.stdout) == (0, SEED_OUTPUT), result.stderr
-    finally:
-        server.kill()
 
 
 def test_mixed_with_the_c_examples(py_server: ServerProcess) -> None:
-    c_server = ServerProcess(C_SERVER, "--address", "127.0.0.1:0")
-    try:
-        for client, port in ((C_CLIENT, py_server.port()), (PY_CLIENT, c_server.port())):
+    with ServerProcess([*C_SERVER, "--address", "127.0.0.1:0"]) as c_server:
+        for client, port in ((C_CLIENT, py_server.port), (PY_CLIENT, c_server.port)):
             result = run_client(client, "--target", f"http://127.0.0.1:{port}")
             assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
-    finally:
-        c_server.kill()
 
 
 def test_interactive_client_matches_c(py_server: ServerProcess) -> None:
     lines = "hello\n\nünïcode ✓\nlast line without newline"
-    target = f"127.0.0.1:{py_server.port()}"
+    target = py_server.target
     ours = run_client(PY_CLIENT, "--target", target, "--name", "Zed", stdin=lines)
     theirs = run_client(C_CLIENT, "--target", target, "--name", "Zed", stdin=lines)
     assert ours.returncode == theirs.returncode == 0
@@ -105,61 +71,45 @@ def test_interactive_client_matches_c(py_server: ServerProcess) -> None:
 def test_interactive_client_exits_when_the_server_dies(client_command: List[str]) -> None:
     """With stdin still open and quiet, a stream that ends must end the client
     (it used to sit in its stdin read until the next line or EOF)."""
-    server = ServerProcess(C_SERVER, "--address", "127.0.0.1:0")
-    client = subprocess.Popen([*client_command, "--target", f"127.0.0.1:{server.port()}",
-                               "--name", "Zed"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-    try:
-        out, err = Lines(client.stdout), Lines(client.stderr)
-        assert client.stdin is not None
-        client.stdin.write("hello\n")
-        client.stdin.flush()
-        assert out.next() == "Zed: hello\n"
+    with ServerProcess([*C_SERVER, "--address", "127.0.0.1:0"]) as server, \
+            Process([*client_command, "--target", server.target, "--name", "Zed"],
+                    stdin=subprocess.PIPE) as client:
+        client.say("hello")
+        assert client.out.next() == "Zed: hello\n"
         server.kill()  # SIGKILL, by PID: no goodbye on the wire
         try:
-            rc = client.wait(5.0)  # at once, in fact; 5 s for a loaded machine
+            rc = client.proc.wait(5.0)  # at once, in fact; 5 s for a loaded machine
         except subprocess.TimeoutExpired:
             raise AssertionError("the client is still waiting on stdin after the server died")
         assert rc == 1
-        assert err.rest().startswith("chat_client: UNAVAILABLE: ")
-        assert out.rest() == ""
-    finally:
-        server.kill()
-        if client.poll() is None:
-            client.kill()
-        client.wait()
-        if client.stdin is not None:
-            client.stdin.close()
+        assert client.err.rest().startswith("chat_client: UNAVAILABLE: ")
+        assert client.out.rest() == ""
 
 
 def test_interactive_client_still_ends_cleanly(py_server: ServerProcess) -> None:
     """EOF on stdin half-closes; the server completes; exit 0, nothing on stderr."""
-    result = run_client(C_CLIENT, "--target", f"127.0.0.1:{py_server.port()}", "--name", "Zed",
+    result = run_client(C_CLIENT, "--target", py_server.target, "--name", "Zed",
                         stdin="a\nb\n")
     assert (result.returncode, result.stdout, result.stderr) == (0, "Zed: a\nZed: b\n", "")
 
 
 def test_client_rejects_invalid_utf8_and_goes_on(py_server: ServerProcess) -> None:
-    result = subprocess.run([*PY_CLIENT, "--target", f"127.0.0.1:{py_server.port()}", "--name",
-                             "Zed"], input=b"ok\nbad \xff byte\nstill ok\n", capture_output=True,
-                            timeout=WAIT * 2, env=os.environ.copy())
+    result = run([*PY_CLIENT, "--target", py_server.target, "--name", "Zed"],
+                 input=b"ok\nbad \xff byte\nstill ok\n")
     assert result.returncode == 0
     assert result.stdout == b"Zed: ok\nZed: still ok\n"
     assert result.stderr.startswith(b"chat_client: not sent: message is not valid text")
 
 
 def test_server_stop_cuts_open_streams() -> None:
-    server = ServerProcess(PY_SERVER, "--address", "127.0.0.1:0", "--mode", "broadcast",
-                           "--grace-ms", "200")
-    try:
-        with pychat.Client(f"127.0.0.1:{server.port()}") as client, client.chat() as stream:
-            stream.send("Sam", "Hi")
-            assert stream.recv(WAIT) == "Sam: Hi"  # broadcast to the only member
-            assert server.stop(signal.SIGTERM) == "chat_server: stopped on SIGTERM (1 stream cut)\n"
-            with pytest.raises(pychat.Unavailable):
-                stream.recv(WAIT)
-    finally:
-        server.kill()
+    server = ServerProcess([*PY_SERVER, "--address", "127.0.0.1:0", "--mode", "broadcast",
+                            "--grace-ms", "200"])
+    with server, pychat.Client(server.target) as client, client.chat() as stream:
+        stream.send("Sam", "Hi")
+        assert stream.recv(WAIT) == "Sam: Hi"  # broadcast to the only member
+        assert server.stop(signal.SIGTERM) == "chat_server: stopped on SIGTERM (1 stream cut)\n"
+        with pytest.raises(pychat.Unavailable):
+            stream.recv(WAIT)
 
 
 def blocked_signals(pid: int, tid: int) -> int:
@@ -175,7 +125,7 @@ def test_every_server_thread_leaves_stop_signals_to_the_main_thread(py_server: S
     it, and CPython runs handlers only on a main thread that wakes up: the
     example must keep the stop signals off gRPC's threads (CI once saw it
     sleep through a SIGINT), then stop on one."""
-    py_server.port()
+    py_server.port
     pid = py_server.proc.pid
     # The main thread is left out: it takes them in sigwait, which unblocks
     # them while it waits.
@@ -188,20 +138,17 @@ def test_every_server_thread_leaves_stop_signals_to_the_main_thread(py_server: S
 
 
 def test_failures_exit_non_zero(py_server: ServerProcess) -> None:
-    port = py_server.port()
+    port = py_server.port
     py_server.stop()
     result = run_client(PY_CLIENT, "--target", f"127.0.0.1:{port}")
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("chat_client: UNAVAILABLE: ")
     result = run_client(PY_CLIENT, "--target", "https://127.0.0.1:1")
     assert result.returncode == 1 and "https" in result.stderr
-    taken = ServerProcess(PY_SERVER, "--address", "127.0.0.1:0")
-    try:
-        busy = run_client(PY_SERVER, "--address", f"127.0.0.1:{taken.port()}")
+    with ServerProcess([*PY_SERVER, "--address", "127.0.0.1:0"]) as taken:
+        busy = run_client(PY_SERVER, "--address", taken.target)
         assert busy.returncode == 1
         assert "chat_server: cannot listen" in busy.stderr  # after gRPC's log
-    finally:
-        taken.kill()
 
 
 # ----------------------------------------------------------------------------
@@ -210,31 +157,27 @@ def test_failures_exit_non_zero(py_server: ServerProcess) -> None:
 
 @pytest.fixture
 def aio_server() -> Iterator[ServerProcess]:
-    server = ServerProcess(AIO_SERVER, "--address", "127.0.0.1:0")
-    yield server
-    server.kill()
+    with ServerProcess([*AIO_SERVER, "--address", "127.0.0.1:0"]) as server:
+        yield server
 
 
 def test_seed_aio_client_and_server(aio_server: ServerProcess) -> None:
-    result = run_client(AIO_CLIENT, "--target", f"127.0.0.1:{aio_server.port()}")
+    result = run_client(AIO_CLIENT, "--target", aio_server.target)
     assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
     assert aio_server.stop() == "chat_server: stopped on SIGINT (0 streams cut)\n"
 
 
 def test_aio_examples_mixed_with_the_others(aio_server: ServerProcess) -> None:
-    c_server = ServerProcess(C_SERVER, "--address", "127.0.0.1:0")
-    try:
-        for client, port in ((C_CLIENT, aio_server.port()), (PY_CLIENT, aio_server.port()),
-                             (AIO_CLIENT, c_server.port())):
+    with ServerProcess([*C_SERVER, "--address", "127.0.0.1:0"]) as c_server:
+        for client, port in ((C_CLIENT, aio_server.port), (PY_CLIENT, aio_server.port),
+                             (AIO_CLIENT, c_server.port)):
             result = run_client(client, "--target", f"http://127.0.0.1:{port}")
             assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, ""), client
-    finally:
-        c_server.kill()
 
 
 def test_interactive_aio_client_matches_c(aio_server: ServerProcess) -> None:
     lines = "hello\n\nünïcode ✓\nlast line without newline"
-    target = f"127.0.0.1:{aio_server.port()}"
+    target = aio_server.target
     ours = run_client(AIO_CLIENT, "--target", target, "--name", "Zed", stdin=lines)
     theirs = run_client(C_CLIENT, "--target", target, "--name", "Zed", stdin=lines)
     assert ours.returncode == theirs.returncode == 0
@@ -247,72 +190,53 @@ def test_aio_client_reads_a_regular_file_too(aio_server: ServerProcess, tmp_path
     path = tmp_path / "lines.txt"
     path.write_text("one\ntwo\n")
     with open(path) as f:
-        result = subprocess.run([*AIO_CLIENT, "--target", f"127.0.0.1:{aio_server.port()}",
-                                 "--name", "Zed"], stdin=f, capture_output=True, text=True,
-                                timeout=WAIT * 2, env=os.environ.copy())
+        result = run([*AIO_CLIENT, "--target", aio_server.target, "--name", "Zed"], stdin=f)
     assert (result.returncode, result.stdout, result.stderr) == (0, "Zed: one\nZed: two\n", "")
 
 
 def test_aio_client_rejects_invalid_utf8_and_goes_on(aio_server: ServerProcess) -> None:
-    result = subprocess.run([*AIO_CLIENT, "--target", f"127.0.0.1:{aio_server.port()}", "--name",
-                             "Zed"], input=b"ok\nbad \xff byte\nstill ok\n", capture_output=True,
-                            timeout=WAIT * 2, env=os.environ.copy())
+    result = run([*AIO_CLIENT, "--target", aio_server.target, "--name", "Zed"],
+                 input=b"ok\nbad \xff byte\nstill ok\n")
     assert result.returncode == 0
     assert result.stdout == b"Zed: ok\nZed: still ok\n"
     assert result.stderr.startswith(b"chat_client: not sent: message is not valid text")
 
 
 def test_aio_server_stop_cuts_open_streams() -> None:
-    server = ServerProcess(AIO_SERVER, "--address", "127.0.0.1:0", "--mode", "broadcast",
-                           "--grace-ms", "200")
-    try:
-        with pychat.Client(f"127.0.0.1:{server.port()}") as client, \
-                client.chat() as one, client.chat() as two:
-            one.send("Sam", "Hi")
-            assert one.recv(WAIT) == "Sam: Hi"  # broadcast to both members
-            assert two.recv(WAIT) == "Sam: Hi"
-            two.send("Ann", "Hey")
-            assert one.recv(WAIT) == "Ann: Hey"
-            assert two.recv(WAIT) == "Ann: Hey"
-            assert server.stop(signal.SIGTERM) == "chat_server: stopped on SIGTERM (2 streams cut)\n"
-            for stream in (one, two):
-                with pytest.raises(pychat.Unavailable):
-                    stream.recv(WAIT)
-    finally:
-        server.kill()
+    server = ServerProcess([*AIO_SERVER, "--address", "127.0.0.1:0", "--mode", "broadcast",
+                            "--grace-ms", "200"])
+    with server, pychat.Client(server.target) as client, \
+            client.chat() as one, client.chat() as two:
+        one.send("Sam", "Hi")
+        assert one.recv(WAIT) == "Sam: Hi"  # broadcast to both members
+        assert two.recv(WAIT) == "Sam: Hi"
+        two.send("Ann", "Hey")
+        assert one.recv(WAIT) == "Ann: Hey"
+        assert two.recv(WAIT) == "Ann: Hey"
+        assert server.stop(signal.SIGTERM) == "chat_server: stopped on SIGTERM (2 streams cut)\n"
+        for stream in (one, two):
+            with pytest.raises(pychat.Unavailable):
+                stream.recv(WAIT)
 
 
 def test_aio_failures_exit_non_zero(aio_server: ServerProcess) -> None:
-    port = aio_server.port()
+    port = aio_server.port
     aio_server.stop()
     result = run_client(AIO_CLIENT, "--target", f"127.0.0.1:{port}")
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("chat_client: UNAVAILABLE: ")
     result = run_client(AIO_CLIENT, "--target", "https://127.0.0.1:1")
     assert result.returncode == 1 and "https" in result.stderr
-    taken = ServerProcess(AIO_SERVER, "--address", "127.0.0.1:0")
-    try:
-        busy = run_client(AIO_SERVER, "--address", f"127.0.0.1:{taken.port()}")
+    with ServerProcess([*AIO_SERVER, "--address", "127.0.0.1:0"]) as taken:
+        busy = run_client(AIO_SERVER, "--address", taken.target)
         assert busy.returncode == 1
         assert "chat_server: cannot listen" in busy.stderr
-    finally:
-        taken.kill()
 
 
 def test_aio_client_deadline(aio_server: ServerProcess) -> None:
     """--deadline-ms with stdin left open and quiet: the deadline ends it."""
-    client = subprocess.Popen([*AIO_CLIENT, "--target", f"127.0.0.1:{aio_server.port()}",
-                               "--name", "Zed", "--deadline-ms", "300"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=os.environ.copy())
-    try:
-        out, err = Lines(client.stdout), Lines(client.stderr)
-        assert client.wait(WAIT) == 1  # stdin still open: the deadline ended it
-        assert out.rest() == ""
-        assert err.rest().startswith("chat_client: DEADLINE_EXCEEDED")
-    finally:
-        if client.poll() is None:
-            client.kill()
-        client.wait()
-        if client.stdin is not None:
-            client.stdin.close()
+    with Process([*AIO_CLIENT, "--target", aio_server.target, "--name", "Zed", "--deadline-ms",
+                  "300"], stdin=subprocess.PIPE) as client:
+        assert client.wait() == 1  # stdin still open: the deadline ended it
+        assert client.out.rest() == ""
+        assert client.err.rest().startswith("chat_client: DEADLINE_EXCEEDED")
