@@ -649,18 +649,20 @@ def test_stop_cuts_calls_still_open(grace: float) -> None:
 def test_stop_cancels_handlers_that_outlive_their_calls() -> None:
     class Stuck:
         async def on_message(self, call: aio.Call, name: str, message: str) -> None:
+            entered.append(call.id)
             await asyncio.Event().wait()  # forever
 
         def on_close(self, call: aio.Call, code: pychat.StatusCode, details: str) -> None:
             closes.append(code)
 
+    entered: List[int] = []
     closes: List[pychat.StatusCode] = []
 
     async def main() -> None:
         async with aio.Server(handler=Stuck()) as server, aio.Client(target(server)) as client:
             async with client.chat() as stream:
                 await stream.send("n", "m")
-                await asyncio.sleep(0.05)
+                await until(lambda: bool(entered), what="the handler to be stuck")
                 assert await server.stop(0.1) == 1
                 assert closes == [pychat.StatusCode.UNAVAILABLE]
     run(main())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, List, Tuple
+from typing import Any, List, Set, Tuple
 
 import pytest
 
@@ -213,15 +213,39 @@ def test_call_argument_errors() -> None:
 
 
 def test_several_dispatcher_threads() -> None:
-    rec = Recorder(expect_closes=8)
-    with pychat.Server("127.0.0.1:0", handler=rec, dispatcher_threads=4) as server, \
+    """Four dispatcher threads run handlers of different calls at once: each
+    on_message stays in until one is in on every thread. With fewer threads,
+    or handlers run one at a time, that never happens and the test fails."""
+    threads = 4
+    inside: Set[int] = set()
+    lock = threading.Lock()
+    all_in = threading.Event()
+
+    class Overlapping(Recorder):
+        def on_message(self, call: pychat.Call, name: str, message: str) -> None:
+            me = threading.get_ident()
+            with lock:
+                inside.add(me)
+                if len(inside) == threads:
+                    all_in.set()
+            all_in.wait(WAIT)  # bounded: a failing run still ends
+            with lock:
+                inside.discard(me)
+            super().on_message(call, name, message)
+
+    # Call ids are consecutive and each call keeps to dispatcher id % 4, so
+    # 8 calls give every thread two.
+    rec = Overlapping(expect_closes=8)
+    with pychat.Server("127.0.0.1:0", handler=rec, dispatcher_threads=threads) as server, \
             pychat.Client(target(server)) as client:
         streams = [client.chat() for _ in range(8)]
         for i, s in enumerate(streams):
             s.send(f"n{i}", "m")
             s.complete()
+        assert all_in.wait(WAIT), f"handlers never ran on {threads} threads at once"
         for i, s in enumerate(streams):
             assert list(s) == [f"n{i}: m"]
             s.close()
         assert rec.closed.wait(WAIT)
     wait_until(lambda: len(rec.log) == 8 * 4, what="all events")
+    assert len(set(rec.threads)) == threads

@@ -59,14 +59,17 @@ def test_exit_with_everything_open() -> None:
     """Servers, clients and streams left open at exit, a daemon thread
     blocked in recv, a handler running and a server in a reference cycle."""
     result = run_python(PRELUDE + """
+import atexit
 started = threading.Event()
+exiting = threading.Event()
+atexit.register(exiting.set)  # runs before pychat's hook (registered earlier)
 
 class Slow:
     def __init__(self):
         self.server = None
     def on_message(self, call, name, message):
         started.set()
-        time.sleep(0.3)  # still running when the interpreter exits
+        exiting.wait(10)  # still running when the interpreter exits
         try:
             call.send("done")
         except pychat.ClosedError:
