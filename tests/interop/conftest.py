@@ -8,7 +8,6 @@ a test starts is torn down by its fixture even when the test fails.
 """
 import os
 import queue
-import re
 import subprocess
 import threading
 import time
@@ -20,6 +19,7 @@ from google.protobuf import wrappers_pb2
 
 import chat_pb2
 import chat_pb2_grpc
+from chat_testing import ServerProcess
 
 SERVER_BIN = os.environ.get("CHAT_SERVER_BIN")
 CLIENT_BIN = os.environ.get("CHAT_CLIENT_BIN")
@@ -38,74 +38,16 @@ def pytest_configure(config):
             raise pytest.UsageError(f"{name} must name the built executable (run through ctest)")
 
 
-def _pump(stream, sink):
-    """Copies a pipe line by line into `sink` (a Queue) until EOF, then puts None."""
-    for line in iter(stream.readline, ""):
-        sink.put(line)
-    sink.put(None)
-
-
-class ChatServerProcess:
+class ChatServerProcess(ServerProcess):
     """A running chat_server; `port` is the one it reported on its first line."""
 
     def __init__(self, *args):
-        self.args = [SERVER_BIN, "--address", "127.0.0.1:0", *args]
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        # Both pipes are drained on threads so the server can never block on
-        # a full pipe, and reads here can have deadlines.
-        self._stdout = queue.Queue()
-        self._stderr = queue.Queue()
-        self._threads = [threading.Thread(target=_pump, args=(pipe, q), daemon=True)
-                         for pipe, q in ((self.proc.stdout, self._stdout),
-                                         (self.proc.stderr, self._stderr))]
-        for t in self._threads:
-            t.start()
-        try:
-            line = self._stdout.get(timeout=WAIT)
-        except queue.Empty:
-            self.kill()
-            raise AssertionError(f"{self.args}: no 'listening on' line within {WAIT}s")
-        m = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", line or "")
-        if not m:
-            self.kill()
-            raise AssertionError(f"{self.args}: unexpected first line {line!r}, "
-                                 f"stderr: {self.stderr_text()!r}")
-        self.port = int(m.group(1))
-        assert self.port > 0
-        self.target = f"127.0.0.1:{self.port}"
+        super().__init__([SERVER_BIN, "--address", "127.0.0.1:0", *args])
+        _ = self.port  # fails now, with its stderr, unless it listens
 
-    def alive(self):
-        return self.proc.poll() is None
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout):
-        """Exit code; raises subprocess.TimeoutExpired if still running."""
-        return self.proc.wait(timeout=timeout)
-
-    def stderr_text(self, timeout=WAIT):
-        """All of stderr; only complete once the process has exited."""
-        lines = []
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._stderr.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                self._stderr.put(None)  # keep EOF visible for a later call
-                break
-            lines.append(line)
-        return "".join(lines)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=WAIT)
-        for t in self._threads:
-            t.join(timeout=WAIT)
+    def stderr_text(self):
+        """All of stderr: call it once the process has exited."""
+        return self.err.rest()
 
 
 @pytest.fixture
