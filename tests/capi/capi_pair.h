@@ -12,9 +12,26 @@
 
 namespace chat::testing {
 
+// "127.0.0.1:PORT" for a server started on 127.0.0.1:0.
+inline std::string Target(const chat_server* server) {
+  return "127.0.0.1:" + std::to_string(chat_server_port(server));
+}
+
+// A text the library lent (reply, event name or text); null is empty.
+inline std::string Text(const char* p, size_t n) { return p ? std::string(p, n) : std::string(); }
+
 inline chat_code Send(chat_stream* s, const std::string& name, const std::string& msg,
                       int64_t timeout_ms = 5000) {
   return chat_stream_send(s, name.data(), name.size(), msg.data(), msg.size(), timeout_ms);
+}
+
+// One reply into *out; returns the receive's code.
+inline chat_code Recv(chat_stream* s, std::string* out, int64_t timeout_ms = 5000) {
+  const char* text;
+  size_t len;
+  chat_code rc = chat_stream_recv(s, timeout_ms, &text, &len);
+  if (rc == CHAT_OK) out->assign(text, len);
+  return rc;
 }
 
 // Receives until the stream ends; *end gets the terminal code.
@@ -37,7 +54,7 @@ class ServerClientPair : public ::testing::Test {
   // The client uses Ballerina's URL form of the target.
   void Start(const chat_server_options* so = nullptr, const chat_client_options* co = nullptr) {
     ASSERT_EQ(chat_server_start("127.0.0.1:0", so, &server_), CHAT_OK) << chat_last_error();
-    std::string target = "http://127.0.0.1:" + std::to_string(chat_server_port(server_));
+    std::string target = "http://" + Target(server_);
     ASSERT_EQ(chat_client_create(target.c_str(), co, &client_), CHAT_OK) << chat_last_error();
   }
   // A stream destroyed with the test.

@@ -25,9 +25,11 @@ namespace {
 using chat::testing::Drain;
 using chat::testing::EventLog;
 using chat::testing::Gate;
+using chat::testing::Recv;
 using chat::testing::Send;
+using chat::testing::Target;
+using chat::testing::Text;
 
-std::string Text(const char* p, size_t n) { return std::string(p, n); }
 
 // TCP sockets in LISTEN state (0A) that this process holds: the socket
 // inodes behind /proc/self/fd that /proc/self/net/tcp{,6} lists as listening.
@@ -295,7 +297,7 @@ TEST_F(CApiTest, Version1ServerAndClientOptionsAreNeitherOverrunNorOverread) {
   auto* co = reinterpret_cast<chat_client_options*>(cbuf);
   ASSERT_EQ(chat_client_options_init(co, 1), CHAT_OK);
   for (size_t i = client_v1; i < sizeof cbuf; ++i) ASSERT_EQ(cbuf[i], 0xAB) << "byte " << i;
-  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  std::string target = Target(server);
   chat_client* client = nullptr;
   ASSERT_EQ(chat_client_create(target.c_str(), co, &client), CHAT_OK) << chat_last_error();
   chat_stream* s = nullptr;
@@ -357,7 +359,7 @@ TEST(CApiBasics, CompletionQueuesSetTheTransportThreads) {
   so.completion_queues = 3;
   ASSERT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_OK) << chat_last_error();
   EXPECT_EQ(ThreadsNamed("chat-srv-cq"), before + 3);
-  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  std::string target = Target(server);
   chat_client* client = nullptr;
   ASSERT_EQ(chat_client_create(target.c_str(), nullptr, &client), CHAT_OK);
   std::vector<chat_stream*> streams(200);
@@ -437,10 +439,9 @@ TEST_F(CApiTest, CancelMidStream) {
   Start();
   chat_stream* s = Open();
   ASSERT_EQ(Send(s, "a", "1"), CHAT_OK);
-  const char* text;
-  size_t len;
-  ASSERT_EQ(chat_stream_recv(s, 5000, &text, &len), CHAT_OK);
-  EXPECT_EQ(Text(text, len), "a: 1");
+  std::string reply;
+  ASSERT_EQ(Recv(s, &reply), CHAT_OK);
+  EXPECT_EQ(reply, "a: 1");
   ASSERT_EQ(chat_stream_cancel(s), CHAT_OK);
   EXPECT_EQ(chat_stream_cancel(s), CHAT_OK);
   chat_code end;
@@ -458,7 +459,7 @@ TEST_F(CApiTest, ClientThatNeverReadsGetsWouldBlock) {
   chat_client_options_init(&co, CHAT_CLIENT_OPTIONS_VERSION);
   co.send_queue_limit = 8;
   co.recv_queue_limit = 8;
-  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server_));
+  std::string target = Target(server_);
   ASSERT_EQ(chat_client_create(target.c_str(), &co, &client_), CHAT_OK);
   chat_stream* s = Open();
   const std::string payload(2048, 'z');
@@ -743,7 +744,7 @@ TEST(CApiServer, CallbacksOnlyInCustomModeAndBadAddressesFail) {
   EXPECT_EQ(chat_server_start("nonsense", nullptr, &server), CHAT_ERR_BAD_ARGUMENT);
   EXPECT_EQ(server, nullptr);
   ASSERT_EQ(chat_server_start("127.0.0.1:0", nullptr, &server), CHAT_OK);
-  std::string taken = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  std::string taken = Target(server);
   chat_server* second = nullptr;
   EXPECT_EQ(chat_server_start(taken.c_str(), nullptr, &second), CHAT_ERR_CANNOT_LISTEN);
   EXPECT_NE(std::string(chat_last_error()).find("listen"), std::string::npos);
@@ -813,7 +814,7 @@ TEST(CApiServer, BroadcastThroughTheCApi) {
   so.mode = CHAT_MODE_BROADCAST;
   chat_server* server = nullptr;
   ASSERT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_OK);
-  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  std::string target = Target(server);
   chat_client* client = nullptr;
   ASSERT_EQ(chat_client_create(target.c_str(), nullptr, &client), CHAT_OK);
   chat_stream *a = nullptr, *b = nullptr;
@@ -845,7 +846,7 @@ TEST(CApiServer, BroadcastThroughTheCApi) {
 TEST(CApiLifetime, DestroyOrderIsFree) {
   chat_server* server = nullptr;
   ASSERT_EQ(chat_server_start("127.0.0.1:0", nullptr, &server), CHAT_OK);
-  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  std::string target = Target(server);
   chat_client* client = nullptr;
   ASSERT_EQ(chat_client_create(target.c_str(), nullptr, &client), CHAT_OK);
   chat_stream *open = nullptr, *kept = nullptr;

@@ -19,10 +19,11 @@
 
 namespace {
 
+using chat::testing::Recv;
 using chat::testing::Send;
+using chat::testing::Target;
+using chat::testing::Text;
 using Clock = std::chrono::steady_clock;
-
-std::string Text(const char* p, size_t n) { return p ? std::string(p, n) : std::string(); }
 
 bool Readable(int fd, int timeout_ms) {
   pollfd p{fd, POLLIN, 0};
@@ -88,7 +89,7 @@ class QueueTest : public ::testing::Test {
       so->queue = server_q_;
     }
     ASSERT_EQ(chat_server_start("127.0.0.1:0", so, &server_), CHAT_OK) << chat_last_error();
-    std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server_));
+    std::string target = Target(server_);
     ASSERT_EQ(chat_client_create(target.c_str(), co, &client_), CHAT_OK) << chat_last_error();
   }
   chat_stream* OpenQueued(void* user_data) {
@@ -354,7 +355,7 @@ TEST_F(QueueTest, HeldMessagesAndRepliesKeepTheirRoomUntilConsumed) {
   chat_client_options_init(&co, CHAT_CLIENT_OPTIONS_VERSION);
   co.recv_queue_limit = 2;
   chat_client* client = nullptr;
-  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server_));
+  std::string target = Target(server_);
   ASSERT_EQ(chat_client_create(target.c_str(), &co, &client), CHAT_OK);
   chat_stream_options o;
   chat_stream_options_init(&o, CHAT_STREAM_OPTIONS_VERSION);
@@ -617,7 +618,7 @@ TEST_F(QueueTest, OptionsAreCheckedAndOldVersionsAreNotOverrun) {
     ASSERT_EQ(sbuf[i], 0xAB) << "byte " << i;
   }
   ASSERT_EQ(chat_server_start("127.0.0.1:0", v3, &server), CHAT_OK) << chat_last_error();
-  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  std::string target = Target(server);
   EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
 
   alignas(chat_stream_options) unsigned char tbuf[sizeof(chat_stream_options)];
@@ -632,10 +633,9 @@ TEST_F(QueueTest, OptionsAreCheckedAndOldVersionsAreNotOverrun) {
   ASSERT_EQ(chat_client_open(client_, v2, &s), CHAT_OK);  // the 0xAB queue is not read
   streams_.push_back(s);
   ASSERT_EQ(Send(s, "a", "b"), CHAT_OK);
-  const char* text;
-  size_t len;
-  ASSERT_EQ(chat_stream_recv(s, 10000, &text, &len), CHAT_OK);
-  EXPECT_EQ(Text(text, len), "a: b");
+  std::string reply;
+  ASSERT_EQ(Recv(s, &reply, 10000), CHAT_OK);
+  EXPECT_EQ(reply, "a: b");
 
   chat_stream_options bad;
   chat_stream_options_init(&bad, CHAT_STREAM_OPTIONS_VERSION);

@@ -8,9 +8,12 @@
 #include <string>
 #include <thread>
 
+#include "capi_pair.h"
 #include <libchat/chat.h>
 
 namespace {
+
+using chat::testing::Target;
 
 struct Receiver {
   chat_stream* stream = nullptr;
@@ -39,7 +42,7 @@ TEST(CApiForcedUnwind, CancellingAThreadBlockedInRecvEndsItCleanly) {
 #endif
   chat_server* server = nullptr;
   ASSERT_EQ(chat_server_start("127.0.0.1:0", nullptr, &server), CHAT_OK);
-  std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  std::string target = Target(server);
   chat_client* client = nullptr;
   ASSERT_EQ(chat_client_create(target.c_str(), nullptr, &client), CHAT_OK);
   Receiver r;
