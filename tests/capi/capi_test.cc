@@ -217,10 +217,13 @@ TEST_F(CApiTest, SeedConversation) {
   EXPECT_EQ(chat_stream_wait(s, 0), CHAT_OK);
 }
 
-TEST_F(CApiTest, TenThousandMessagesWithBatchReceive) {
+// The ABI's part of batch receive: at most `max` texts a call, at least one
+// on OK, in order across calls, and the end code. Echo order over 10,000
+// messages is core's (echo_test.cc, TenThousandMessagesInOrderWhileReading).
+TEST_F(CApiTest, BatchReceiveFillsAtMostMaxInOrder) {
   Start();
   chat_stream* s = Open();
-  constexpr int kCount = 10000;
+  constexpr int kCount = 1000;
   std::vector<std::string> replies;
   chat_code end = CHAT_OK;
   std::thread reader([&] {
@@ -232,6 +235,8 @@ TEST_F(CApiTest, TenThousandMessagesWithBatchReceive) {
         end = rc;
         return;
       }
+      EXPECT_GE(n, 1u);
+      EXPECT_LE(n, 64u);
       for (size_t i = 0; i < n; ++i) replies.emplace_back(batch[i].data, batch[i].len);
     }
   });
@@ -243,6 +248,8 @@ TEST_F(CApiTest, TenThousandMessagesWithBatchReceive) {
   for (int i = 0; i < kCount; ++i) ASSERT_EQ(replies[i], "m: " + std::to_string(i));
 }
 
+// The codes and chat_last_error for a refused send and a too-large message;
+// which texts are refused is core's (echo_test.cc, BadInputIsRejectedAndTheStreamSurvives).
 TEST_F(CApiTest, InvalidUtf8AndOversizeAreRejected) {
   chat_server_options so;
   chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
@@ -251,7 +258,6 @@ TEST_F(CApiTest, InvalidUtf8AndOversizeAreRejected) {
   chat_stream* s = Open();
   EXPECT_EQ(chat_stream_send(s, "\xff", 1, "x", 1, 0), CHAT_ERR_BAD_ARGUMENT);
   EXPECT_NE(std::string(chat_last_error()).find("UTF-8"), std::string::npos) << chat_last_error();
-  EXPECT_EQ(chat_stream_send(s, "x", 1, "\xe2\x82", 2, 0), CHAT_ERR_BAD_ARGUMENT);  // truncated
   // The server's limit: the stream fails with RESOURCE_EXHAUSTED.
   ASSERT_EQ(Send(s, "big", std::string(500, 'a')), CHAT_OK);
   chat_code end;

@@ -153,6 +153,7 @@ TEST_F(ChatTest, BadInputIsRejectedAndTheStreamSurvives) {
   EXPECT_EQ(stream->Send("\xff", "x", kNoWait).code(), Code::kBadArgument);
   EXPECT_EQ(stream->Send("x", "\xc3\x28", kNoWait).code(), Code::kBadArgument);
   EXPECT_EQ(stream->Send("x", "\xed\xa0\x80", kNoWait).code(), Code::kBadArgument);  // surrogate
+  EXPECT_EQ(stream->Send("x", "\xe2\x82", kNoWait).code(), Code::kBadArgument);  // truncated
   EXPECT_EQ(stream->Send("x", std::string(2000, 'a'), kNoWait).code(), Code::kTooLarge);
   ASSERT_TRUE(stream->Send("ok", "still here", 5s).ok());
   ASSERT_TRUE(stream->Complete().ok());
