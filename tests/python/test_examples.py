@@ -5,7 +5,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any, Iterator, List
+from typing import Any, Iterator, List, NamedTuple
 
 import pytest
 
@@ -33,10 +33,25 @@ def run_client(command: List[str], *args: str, stdin: str = "") -> subprocess.Co
     return run([*command, *args], input=stdin)
 
 
-def test_seed_python_client_and_server(py_server: ServerProcess) -> None:
-    result = run_client(PY_CLIENT, "--target", py_server.target)
+class Example(NamedTuple):
+    server: ServerProcess
+    server_command: List[str]
+    client_command: List[str]
+
+
+@pytest.fixture(params=[(PY_SERVER, PY_CLIENT), (AIO_SERVER, AIO_CLIENT)], ids=["python", "aio"])
+def example(request: Any) -> Iterator[Example]:
+    """The pychat example pair, then its pychat.aio twin: the same command
+    lines and output."""
+    server_command, client_command = request.param
+    with ServerProcess([*server_command, "--address", "127.0.0.1:0"]) as server:
+        yield Example(server, server_command, client_command)
+
+
+def test_seed_client_and_server(example: Example) -> None:
+    result = run_client(example.client_command, "--target", example.server.target)
     assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
-    assert py_server.stop() == "chat_server: stopped on SIGINT (0 streams cut)\n"
+    assert example.server.stop() == "chat_server: stopped on SIGINT (0 streams cut)\n"
 
 
 def test_seed_without_arguments() -> None:
@@ -56,10 +71,10 @@ def test_mixed_with_the_c_examples(py_server: ServerProcess) -> None:
             assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
 
 
-def test_interactive_client_matches_c(py_server: ServerProcess) -> None:
+def test_interactive_client_matches_c(example: Example) -> None:
     lines = "hello\n\nünïcode ✓\nlast line without newline"
-    target = py_server.target
-    ours = run_client(PY_CLIENT, "--target", target, "--name", "Zed", stdin=lines)
+    target = example.server.target
+    ours = run_client(example.client_command, "--target", target, "--name", "Zed", stdin=lines)
     theirs = run_client(C_CLIENT, "--target", target, "--name", "Zed", stdin=lines)
     assert ours.returncode == theirs.returncode == 0
     assert ours.stdout == theirs.stdout == (
@@ -93,8 +108,8 @@ def test_interactive_client_still_ends_cleanly(py_server: ServerProcess) -> None
     assert (result.returncode, result.stdout, result.stderr) == (0, "Zed: a\nZed: b\n", "")
 
 
-def test_client_rejects_invalid_utf8_and_goes_on(py_server: ServerProcess) -> None:
-    result = run([*PY_CLIENT, "--target", py_server.target, "--name", "Zed"],
+def test_client_rejects_invalid_utf8_and_goes_on(example: Example) -> None:
+    result = run([*example.client_command, "--target", example.server.target, "--name", "Zed"],
                  input=b"ok\nbad \xff byte\nstill ok\n")
     assert result.returncode == 0
     assert result.stdout == b"Zed: ok\nZed: still ok\n"
@@ -125,7 +140,7 @@ def test_every_server_thread_leaves_stop_signals_to_the_main_thread(py_server: S
     it, and CPython runs handlers only on a main thread that wakes up: the
     example must keep the stop signals off gRPC's threads (CI once saw it
     sleep through a SIGINT), then stop on one."""
-    py_server.port
+    assert py_server.port  # it is up, and so are its threads
     pid = py_server.proc.pid
     # The main thread is left out: it takes them in sigwait, which unblocks
     # them while it waits.
@@ -137,34 +152,27 @@ def test_every_server_thread_leaves_stop_signals_to_the_main_thread(py_server: S
     assert py_server.stop() == "chat_server: stopped on SIGINT (0 streams cut)\n"
 
 
-def test_failures_exit_non_zero(py_server: ServerProcess) -> None:
-    port = py_server.port
-    py_server.stop()
-    result = run_client(PY_CLIENT, "--target", f"127.0.0.1:{port}")
+def test_failures_exit_non_zero(example: Example) -> None:
+    example.server.stop()  # its port is free now: nothing listens there
+    result = run_client(example.client_command, "--target", example.server.target)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("chat_client: UNAVAILABLE: ")
-    result = run_client(PY_CLIENT, "--target", "https://127.0.0.1:1")
+    result = run_client(example.client_command, "--target", "https://127.0.0.1:1")
     assert result.returncode == 1 and "https" in result.stderr
-    with ServerProcess([*PY_SERVER, "--address", "127.0.0.1:0"]) as taken:
-        busy = run_client(PY_SERVER, "--address", taken.target)
+    with ServerProcess([*example.server_command, "--address", "127.0.0.1:0"]) as taken:
+        busy = run_client(example.server_command, "--address", taken.target)
         assert busy.returncode == 1
         assert "chat_server: cannot listen" in busy.stderr  # after gRPC's log
 
 
 # ----------------------------------------------------------------------------
-# The pychat.aio twins: the same command lines and output.
+# What only the pychat.aio examples have to show.
 
 
 @pytest.fixture
 def aio_server() -> Iterator[ServerProcess]:
     with ServerProcess([*AIO_SERVER, "--address", "127.0.0.1:0"]) as server:
         yield server
-
-
-def test_seed_aio_client_and_server(aio_server: ServerProcess) -> None:
-    result = run_client(AIO_CLIENT, "--target", aio_server.target)
-    assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, "")
-    assert aio_server.stop() == "chat_server: stopped on SIGINT (0 streams cut)\n"
 
 
 def test_aio_examples_mixed_with_the_others(aio_server: ServerProcess) -> None:
@@ -175,16 +183,6 @@ def test_aio_examples_mixed_with_the_others(aio_server: ServerProcess) -> None:
             assert (result.returncode, result.stdout, result.stderr) == (0, SEED_OUTPUT, ""), client
 
 
-def test_interactive_aio_client_matches_c(aio_server: ServerProcess) -> None:
-    lines = "hello\n\nünïcode ✓\nlast line without newline"
-    target = aio_server.target
-    ours = run_client(AIO_CLIENT, "--target", target, "--name", "Zed", stdin=lines)
-    theirs = run_client(C_CLIENT, "--target", target, "--name", "Zed", stdin=lines)
-    assert ours.returncode == theirs.returncode == 0
-    assert ours.stdout == theirs.stdout == (
-        "Zed: hello\nZed: \nZed: ünïcode ✓\nZed: last line without newline\n")
-
-
 def test_aio_client_reads_a_regular_file_too(aio_server: ServerProcess, tmp_path: Any) -> None:
     """epoll refuses regular files; the client reads them directly."""
     path = tmp_path / "lines.txt"
@@ -192,14 +190,6 @@ def test_aio_client_reads_a_regular_file_too(aio_server: ServerProcess, tmp_path
     with open(path) as f:
         result = run([*AIO_CLIENT, "--target", aio_server.target, "--name", "Zed"], stdin=f)
     assert (result.returncode, result.stdout, result.stderr) == (0, "Zed: one\nZed: two\n", "")
-
-
-def test_aio_client_rejects_invalid_utf8_and_goes_on(aio_server: ServerProcess) -> None:
-    result = run([*AIO_CLIENT, "--target", aio_server.target, "--name", "Zed"],
-                 input=b"ok\nbad \xff byte\nstill ok\n")
-    assert result.returncode == 0
-    assert result.stdout == b"Zed: ok\nZed: still ok\n"
-    assert result.stderr.startswith(b"chat_client: not sent: message is not valid text")
 
 
 def test_aio_server_stop_cuts_open_streams() -> None:
@@ -217,20 +207,6 @@ def test_aio_server_stop_cuts_open_streams() -> None:
         for stream in (one, two):
             with pytest.raises(pychat.Unavailable):
                 stream.recv(WAIT)
-
-
-def test_aio_failures_exit_non_zero(aio_server: ServerProcess) -> None:
-    port = aio_server.port
-    aio_server.stop()
-    result = run_client(AIO_CLIENT, "--target", f"127.0.0.1:{port}")
-    assert result.returncode == 1 and result.stdout == ""
-    assert result.stderr.startswith("chat_client: UNAVAILABLE: ")
-    result = run_client(AIO_CLIENT, "--target", "https://127.0.0.1:1")
-    assert result.returncode == 1 and "https" in result.stderr
-    with ServerProcess([*AIO_SERVER, "--address", "127.0.0.1:0"]) as taken:
-        busy = run_client(AIO_SERVER, "--address", taken.target)
-        assert busy.returncode == 1
-        assert "chat_server: cannot listen" in busy.stderr
 
 
 def test_aio_client_deadline(aio_server: ServerProcess) -> None:
