@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import signal
-import subprocess
 import sys
 import threading
 from typing import Any, Iterator, List, Optional
@@ -20,74 +18,19 @@ import pytest
 import chat_pb2
 import chat_pb2_grpc
 import pychat
-from conftest import WAIT
+from chat_testing import WAIT, ServerProcess, run
 
 EXAMPLES = os.environ.get("CHAT_EXAMPLES_DIR",
                           os.path.join(os.path.dirname(__file__), "..", "..", "examples", "python"))
 ROOM = [sys.executable, os.path.join(EXAMPLES, "room_server.py")]
 
 
-class _Pipe:
-    """A process's pipe read on a thread, so each read has a deadline."""
-
-    def __init__(self, pipe: Any) -> None:
-        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
-        threading.Thread(target=self._pump, args=(pipe,), daemon=True).start()
-
-    def _pump(self, pipe: Any) -> None:
-        for line in iter(pipe.readline, ""):
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def line(self) -> Optional[str]:
-        try:
-            return self._lines.get(timeout=WAIT)
-        except queue.Empty:
-            raise AssertionError(f"no output line within {WAIT}s")
-
-    def rest(self) -> str:
-        out = []
-        while (line := self.line()) is not None:
-            out.append(line)
-        return "".join(out)
-
-
-class Room:
-    """room_server.py on a free loopback port."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([*ROOM, *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-        self.out = _Pipe(self.proc.stdout)
-        self.err = _Pipe(self.proc.stderr)
-
-    def port(self) -> int:
-        first = self.out.line()
-        m = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", first or "")
-        assert m, (first, self.err.rest())
-        return int(m.group(1))
-
-    def stop(self, sig: int) -> str:
-        """Signals the server; its stderr, once it exited 0."""
-        self.proc.send_signal(sig)
-        assert self.proc.wait(WAIT) == 0
-        return self.err.rest()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
 @pytest.fixture
 def room() -> Iterator[str]:
     """The room's target, "127.0.0.1:PORT"."""
-    server = Room("--address", "127.0.0.1:0", "--grace-ms", "0")
-    try:
-        yield f"127.0.0.1:{server.port()}"
+    with ServerProcess([*ROOM, "--address", "127.0.0.1:0", "--grace-ms", "0"]) as server:
+        yield server.target
         assert "stopped on SIGTERM" in server.stop(signal.SIGTERM)
-    finally:
-        server.kill()
 
 
 class GrpcioMember:
@@ -173,29 +116,24 @@ def test_room_protocol(room: str) -> None:
 
 
 def test_room_stops_on_sigint_and_cuts_members() -> None:
-    server = Room("--address", "127.0.0.1:0", "--grace-ms", "0")
-    try:
-        target = f"127.0.0.1:{server.port()}"
-        with pychat.Client(target) as client, client.chat() as member:
-            member.send("Sam", "Hi")
-            assert [recv(member), recv(member)] == ["* Sam joined", "Sam: Hi"]
-            err = server.stop(signal.SIGINT)
-            assert "room_server: stopped on SIGINT (1 stream cut)" in err
-            with pytest.raises(pychat.Unavailable):
-                recv(member)
-    finally:
-        server.kill()
+    with ServerProcess([*ROOM, "--address", "127.0.0.1:0", "--grace-ms", "0"]) as server, \
+            pychat.Client(server.target) as client, client.chat() as member:
+        member.send("Sam", "Hi")
+        assert [recv(member), recv(member)] == ["* Sam joined", "Sam: Hi"]
+        err = server.stop(signal.SIGINT)
+        assert "room_server: stopped on SIGINT (1 stream cut)" in err
+        with pytest.raises(pychat.Unavailable):
+            recv(member)
 
 
 def test_room_address_in_use(room: str) -> None:
-    busy = subprocess.run([*ROOM, "--address", room], capture_output=True, text=True,
-                          timeout=WAIT)
+    busy = run([*ROOM, "--address", room])
     assert busy.returncode == 1 and busy.stdout == ""
     assert "room_server: " in busy.stderr and "Address already in use" in busy.stderr
 
 
 def test_room_help_shows_the_loopback_default() -> None:
-    shown = subprocess.run([*ROOM, "--help"], capture_output=True, text=True, timeout=WAIT)
+    shown = run([*ROOM, "--help"])
     assert shown.returncode == 0 and "default: 127.0.0.1:9090" in shown.stdout
 
 
