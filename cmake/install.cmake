@@ -57,9 +57,9 @@ if(CHAT_BUILD_EXAMPLES)
   # Find libchat.so.1 next door in the install tree, wherever it is. The
   # dlopen demo has no link dependency, but dlopen("libchat.so.1") searches
   # the caller's RUNPATH too, so it needs the same entry.
-  set_target_properties(chat_server chat_client capi_dlopen_demo PROPERTIES
+  set_target_properties(chat_server chat_client room_server capi_dlopen_demo PROPERTIES
     INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
-  install(TARGETS chat_server chat_client
+  install(TARGETS chat_server chat_client room_server
     RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT examples)
   # The dlopen demo is installed under a project-prefixed name. install()
   # cannot rename a target, and copying the file instead would skip the

@@ -122,7 +122,7 @@ tsan_build() {
     { cat "$log"; return 1; }
   cmake --build "$tsan_dir" --target chat_core_tests chat_capi_tests chat_header_c99 \
     chat_header_cxx capi_dlopen_demo chat_server chat_client chat_log_helper \
-    chat_loop_client chat_loop_server chat_poll_syscalls \
+    chat_loop_client chat_loop_server room_server chat_poll_syscalls \
     chat_capi_host_proto
 }
 
