@@ -25,16 +25,16 @@ install(EXPORT chatTargets
 
 configure_package_config_file(
   ${CMAKE_CURRENT_LIST_DIR}/chatConfig.cmake.in
-  ${CMAKE_BINARY_DIR}/cmake/chatConfig.cmake
+  ${PROJECT_BINARY_DIR}/cmake/chatConfig.cmake
   INSTALL_DESTINATION ${CHAT_INSTALL_CMAKEDIR})
 # The C ABI only breaks on a major bump (see CHAT_ABI_VERSION).
 write_basic_package_version_file(
-  ${CMAKE_BINARY_DIR}/cmake/chatConfigVersion.cmake
+  ${PROJECT_BINARY_DIR}/cmake/chatConfigVersion.cmake
   VERSION ${PROJECT_VERSION}
   COMPATIBILITY SameMajorVersion)
 install(FILES
-  ${CMAKE_BINARY_DIR}/cmake/chatConfig.cmake
-  ${CMAKE_BINARY_DIR}/cmake/chatConfigVersion.cmake
+  ${PROJECT_BINARY_DIR}/cmake/chatConfig.cmake
+  ${PROJECT_BINARY_DIR}/cmake/chatConfigVersion.cmake
   DESTINATION ${CHAT_INSTALL_CMAKEDIR}
   COMPONENT dev)
 
@@ -50,8 +50,8 @@ foreach(_kind LIBDIR INCLUDEDIR)
     set(CHAT_PC_${_kind} "\${prefix}/${CMAKE_INSTALL_${_kind}}")
   endif()
 endforeach()
-configure_file(${CMAKE_CURRENT_LIST_DIR}/chat.pc.in ${CMAKE_BINARY_DIR}/cmake/chat.pc @ONLY)
-install(FILES ${CMAKE_BINARY_DIR}/cmake/chat.pc DESTINATION ${_chat_pcdir} COMPONENT dev)
+configure_file(${CMAKE_CURRENT_LIST_DIR}/chat.pc.in ${PROJECT_BINARY_DIR}/cmake/chat.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/cmake/chat.pc DESTINATION ${_chat_pcdir} COMPONENT dev)
 
 if(CHAT_BUILD_EXAMPLES)
   # Find libchat.so.1 next door in the install tree, wherever it is. The
