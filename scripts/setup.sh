@@ -6,13 +6,18 @@
 #   CMAKE_ARGS=...  extra configure arguments; given, they force a configure
 #
 # Safe to run again: nothing is installed or configured twice; the build is
-# incremental.
+# incremental. With CI set (CI=true), warnings are errors (-DCHAT_WERROR=ON).
+# Run through sudo, the build tree and node_modules are given back to the
+# user who ran sudo (scripts/ownership.sh).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 build_dir=${BUILD_DIR:-build}
 start=$SECONDS
+# shellcheck source=ownership.sh
+source scripts/ownership.sh
+trap 'give_back "$build_dir" bindings/node/node_modules' EXIT
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -50,19 +55,26 @@ fi
 # Debian's interpreter has grpcio and protobuf; a pyenv python3 on PATH has not.
 configure=(cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release
            -DPython_EXECUTABLE=/usr/bin/python3)
+mapfile -t ci_args < <(ci_cmake_args)
+configure+=("${ci_args[@]}")
 # CMAKE_ARGS is split on spaces on purpose: it carries several -D options.
 # shellcheck disable=SC2206
 if [[ -n ${CMAKE_ARGS:-} ]]; then configure+=(${CMAKE_ARGS}); fi
 
 cache=$build_dir/CMakeCache.txt
-if [[ -f $cache && -z ${CMAKE_ARGS:-} ]]; then
+# A tree configured before CI asked for -Werror is configured again.
+werror_missing=0
+if ((${#ci_args[@]})) && [[ -f $cache ]] && ! grep -qx 'CHAT_WERROR:BOOL=ON' "$cache"; then
+  werror_missing=1
+fi
+if [[ -f $cache && -z ${CMAKE_ARGS:-} ]] && ((!werror_missing)); then
   if ! grep -qx 'CMAKE_GENERATOR:INTERNAL=Ninja' "$cache"; then
     say "$build_dir was configured with another generator; remove it or set BUILD_DIR"
     exit 1
   fi
   say "configure: $build_dir already configured (set CMAKE_ARGS to reconfigure)"
 else
-  say "configure: $build_dir (Release, Ninja${CMAKE_ARGS:+, $CMAKE_ARGS})"
+  say "configure: $build_dir (Release, Ninja${ci_args[*]:+, ${ci_args[*]}}${CMAKE_ARGS:+, $CMAKE_ARGS})"
   mkdir -p "$build_dir"
   log=$build_dir/setup-configure.log
   if ! "${configure[@]}" >"$log" 2>&1; then

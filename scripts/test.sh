@@ -14,6 +14,11 @@
 #                         fuzz/README.md for long runs)
 #   BUILD_DIR, CMAKE_ARGS as for setup.sh; ASAN_BUILD_DIR (default build-asan),
 #   TSAN_BUILD_DIR (default build-tsan), FUZZ_BUILD_DIR (default build-fuzz)
+#   CI                    set (CI=true): the gcc builds (Release, asan,
+#                         tsan) treat warnings as errors (-DCHAT_WERROR=ON);
+#                         the clang fuzz build does not
+#
+# Run through sudo, the build trees are given back to the user who ran sudo.
 #
 # Tests run one at a time (ctest -j1): they are timing-sensitive and the
 # per-test TIMEOUTs live in CMake. Exits non-zero if any phase failed.
@@ -26,6 +31,10 @@ asan_dir=${ASAN_BUILD_DIR:-build-asan}
 sanitized_labels=${SANITIZED_LABELS:-core|capi|interop|install|python|faults}
 tsan_dir=${TSAN_BUILD_DIR:-build-tsan}
 tsan_labels=${TSAN_LABELS:-core|capi}
+# shellcheck source=ownership.sh
+source scripts/ownership.sh
+mapfile -t ci_args < <(ci_cmake_args)
+trap 'give_back "$asan_dir" "$tsan_dir" "${FUZZ_BUILD_DIR:-build-fuzz}"' EXIT
 
 say() { printf '[test] %s\n' "$*"; }
 
@@ -70,7 +79,7 @@ asan_build() {
   local log=$asan_dir/test-configure.log
   cmake -S . -B "$asan_dir" -G Ninja \
     -DCHAT_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCHAT_BUILD_BENCH=OFF -DPython_EXECUTABLE=/usr/bin/python3 >"$log" 2>&1 ||
+    -DCHAT_BUILD_BENCH=OFF -DPython_EXECUTABLE=/usr/bin/python3 "${ci_args[@]}" >"$log" 2>&1 ||
     { cat "$log"; return 1; }
   cmake --build "$asan_dir"
 }
@@ -118,7 +127,7 @@ tsan_build() {
   cmake -S . -B "$tsan_dir" -G Ninja \
     -DCHAT_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCHAT_BUILD_BENCH=OFF -DCHAT_BUILD_PYTHON=OFF \
-    -DPython_EXECUTABLE=/usr/bin/python3 >"$log" 2>&1 ||
+    -DPython_EXECUTABLE=/usr/bin/python3 "${ci_args[@]}" >"$log" 2>&1 ||
     { cat "$log"; return 1; }
   cmake --build "$tsan_dir" --target chat_core_tests chat_capi_tests chat_header_c99 \
     chat_header_cxx capi_dlopen_demo chat_server chat_client chat_log_helper \
