@@ -71,8 +71,9 @@ GO_FIGURES = [
 RUN_FIGURES = [k for k, _, _, _ in GO_FIGURES]
 
 # Workload sizes. The two native subjects get the same counts and so do the
-# two Python subjects; Python runs fewer messages so a default run stays
-# under 3 minutes (figures are rates and percentiles, so they compare).
+# two Python subjects; Python runs fewer messages so it does not dominate a
+# run (figures are rates and percentiles, so they compare). A default run
+# takes about 4.5 minutes on 2 cores, --quick about 20 s (README.md).
 PROFILES = {
     "default": dict(reps=5, idle_reps=3, client_timeout=90, streams=1_000,
                     idle=10_000, idle_checkpoint=1_000,
