@@ -9,34 +9,31 @@ environment (tests/capi/CMakeLists.txt)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 from typing import Iterator, List
 
 import pytest
 
-from test_loop_examples import WAIT, Lines, Server, run
+from chat_testing import Process, ServerProcess, program
+from test_loop_examples import WAIT, Server, run
 
-ROOM_SERVER = os.environ.get("CHAT_ROOM_SERVER_BIN", "room_server")
-C_CLIENT = os.environ.get("CHAT_CLIENT_BIN", "chat_client")
+ROOM_SERVER = program("CHAT_ROOM_SERVER_BIN", "room_server")
+C_CLIENT = program("CHAT_CLIENT_BIN", "chat_client")
 
 
-class Member:
+class Member(Process):
     """chat_client --name NAME: each say() is one stdin line, every reply
     one stdout line; closing stdin half-closes (the member leaves)."""
 
-    def __init__(self, room: Server, name: str) -> None:
+    def __init__(self, room: ServerProcess, name: str) -> None:
+        super().__init__([C_CLIENT, "--target", room.target, "--name", name],
+                         stdin=subprocess.PIPE, wait=WAIT)
         self.name = name
-        self.proc = subprocess.Popen([C_CLIENT, "--target", room.target, "--name", name],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        self.out, self.err = Lines(self.proc.stdout), Lines(self.proc.stderr)
 
     def say(self, *lines: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("".join(line + "\n" for line in lines))
-        self.proc.stdin.flush()
+        for line in lines:
+            super().say(line)
 
     def expect(self, *lines: str) -> None:
         got = [self.out.next() for _ in lines]
@@ -53,29 +50,23 @@ class Member:
 
     def ends_ok(self, last: str = "") -> None:
         assert self.out.rest() == last, self.name
-        assert self.proc.wait(WAIT) == 0, self.err.rest()
+        assert self.wait() == 0, self.err.rest()
         assert self.err.rest() == ""
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            try:
-                self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
+        with contextlib.suppress(BrokenPipeError):
+            super().kill()
 
 
 @pytest.fixture
-def room() -> Iterator[Server]:
+def room() -> Iterator[ServerProcess]:
     server = Server(ROOM_SERVER, "--address", "127.0.0.1:0")
     yield server
     server.kill()
 
 
 @pytest.fixture
-def members(room: Server) -> Iterator[List[Member]]:
+def members(room: ServerProcess) -> Iterator[List[Member]]:
     made: List[Member] = []
     yield made
     for m in made:
@@ -83,7 +74,7 @@ def members(room: Server) -> Iterator[List[Member]]:
 
 
 def test_three_members_join_talk_ask_who_leave_and_the_room_stops(
-        room: Server, members: List[Member]) -> None:
+        room: ServerProcess, members: List[Member]) -> None:
     ann = Member(room, "Ann")
     members.append(ann)
     ann.say("hi")
@@ -124,7 +115,7 @@ def test_three_members_join_talk_ask_who_leave_and_the_room_stops(
         m.ends_ok("* room closing\n")
 
 
-def test_members_talking_at_once_all_see_one_order(room: Server, members: List[Member]) -> None:
+def test_members_talking_at_once_all_see_one_order(room: ServerProcess, members: List[Member]) -> None:
     names = ["Ann", "Bob", "Cid"]
     for name in names:
         m = Member(room, name)
@@ -150,7 +141,7 @@ def test_members_talking_at_once_all_see_one_order(room: Server, members: List[M
     assert room.stop(signal.SIGINT) == "room_server: stopped on SIGINT (0 streams cut)\n"
 
 
-def test_a_member_keeps_its_first_name(room: Server) -> None:
+def test_a_member_keeps_its_first_name(room: ServerProcess) -> None:
     pychat = pytest.importorskip("pychat")
     with pychat.Client(room.target) as client, client.chat(timeout=WAIT) as sam:
         sam.send("Sam", "hi")
@@ -161,7 +152,7 @@ def test_a_member_keeps_its_first_name(room: Server) -> None:
         assert sam.code == pychat.StatusCode.OK
 
 
-def test_a_taken_or_empty_name_is_refused(room: Server) -> None:
+def test_a_taken_or_empty_name_is_refused(room: ServerProcess) -> None:
     pychat = pytest.importorskip("pychat")
     with pychat.Client(room.target) as client, client.chat(timeout=WAIT) as sam:
         sam.send("Sam", "hi")
@@ -253,7 +244,7 @@ def test_usage(args: List[str]) -> None:
     assert result.returncode == 2 and result.stderr.startswith("usage: ")
 
 
-def test_an_address_in_use_exits_1(room: Server) -> None:
+def test_an_address_in_use_exits_1(room: ServerProcess) -> None:
     result = run(ROOM_SERVER, "--address", room.target)
     assert result.returncode == 1
     assert "room_server: CANNOT_LISTEN" in result.stderr, result.stderr
