@@ -8,6 +8,8 @@ namespace {
 
 // The full method path of the wire contract (no proto package).
 constexpr char kChatMethod[] = "/Chat/chat";
+// How long a write may stay stuck after its call was failed (see Fail).
+constexpr auto kStuckWrite = std::chrono::milliseconds(200);
 
 }  // namespace
 
@@ -17,6 +19,7 @@ void Session::Request(SessionHost* host, grpc::AsyncGenericService* service,
   auto session = std::make_shared<Session>(host, limits, std::move(memory));
   Session* s = session.get();
   s->queue_ = queue;
+  s->cq_ = cq;
   s->call_ = std::make_unique<Call>();
   s->self_ = std::move(session);
   // Before RequestCall, as gRPC requires; delivered only if a call arrives.
@@ -65,7 +68,33 @@ Status Session::Fail(Code code, std::string_view details) {
     return Status(Code::kBadArgument, "fail needs a gRPC error code (1..16)");
   }
   if (!IsValidUtf8(details)) return Status(Code::kBadArgument, "details are not valid UTF-8");
-  return End(Status(code, std::string(details)));
+  // A call whose last send was refused for want of room may have a client
+  // that does not read: the write in flight may never complete, and the
+  // status would wait behind it until a deadline or a keepalive. Give it a
+  // moment (a slow reader then still gets the status), then reset the
+  // stream, as broadcast mode and a server stop do.
+  Status ended = End(Status(code, std::string(details)));
+  if (!ended.ok()) return ended;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (send_refused_ && out_.queue().writing() && !done_ && !stuck_alarm_set_) {
+    stuck_alarm_set_ = true;
+    ++ops_;
+    stuck_alarm_.Set(cq_, std::chrono::system_clock::now() + kStuckWrite, Arm(&stuck_tag_));
+  }
+  return ended;
+}
+
+// The write a Fail found stuck: still in flight (ok, the alarm ran out), so
+// the client reads nothing: reset. Cancelled (!ok): the write completed.
+void Session::OnStuckWrite(bool ok) {
+  bool over;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --ops_;
+    if (ok && out_.queue().writing() && !done_) call_->ctx.TryCancel();
+    over = OverLocked();
+  }
+  if (over) Over();
 }
 
 bool Session::ended() const {
@@ -82,6 +111,7 @@ Status Session::Enqueue(grpc::ByteBuffer reply, Timeout timeout) {
   if (closed()) return Status(Code::kClosed, "stream has ended");
   if (!room.ok()) {
     if (limits_.queued) want_writable_ = true;
+    send_refused_ = true;
     return room;
   }
   // No Finish can have been issued: finish_wanted_ is still false.
@@ -401,6 +431,8 @@ void Session::OnWrite(bool ok) {
       ++ops_;
       out_.StartWrite(&call_->stream, &write_tag_);
     }
+    if (out_.LowWater()) send_refused_ = false;  // the client reads again
+    if (stuck_alarm_set_) stuck_alarm_.Cancel();  // not stuck after all (idempotent)
     if (want_writable_ && out_.LowWater() && !finish_wanted_ && !done_) {
       want_writable_ = false;
       host_->DeliverWritable(shared_from_this());

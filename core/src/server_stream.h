@@ -16,6 +16,7 @@
 // on it then returns kClosed.
 #pragma once
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/generic/async_generic_service.h>
 
 #include <atomic>
@@ -143,6 +144,7 @@ class Session final : public ServerCall,
   void OnWrite(bool ok);
   void OnFinish(bool ok);
   void OnDone(bool ok);
+  void OnStuckWrite(bool ok);
 
   bool QueueFullLocked() const;
   bool MarkCancelledLocked();
@@ -174,6 +176,7 @@ class Session final : public ServerCall,
   Connection conn_;
   std::multimap<std::string, std::string> metadata_;
   int queue_ = 0;
+  grpc::ServerCompletionQueue* cq_ = nullptr;  // the session's queue (its thread runs it)
   std::atomic<void*> host_data_{nullptr};
   std::shared_ptr<Session> self_;  // until Over()
 
@@ -182,6 +185,7 @@ class Session final : public ServerCall,
   OpTag<Session, &Session::OnWrite> write_tag_{this};
   OpTag<Session, &Session::OnFinish> finish_tag_{this};
   OpTag<Session, &Session::OnDone> done_tag_{this};
+  OpTag<Session, &Session::OnStuckWrite> stuck_tag_{this};
 
   mutable std::mutex mu_;
   std::unique_ptr<Call> call_;     // until Over()
@@ -204,6 +208,9 @@ class Session final : public ServerCall,
   bool ended_by_server_ = false;   // End() chose the status; a later cancel keeps it
   bool memory_waiter_ = false;     // a resume callback is registered with memory_
   bool want_writable_ = false;     // queued: a send was refused; a kWritable is owed
+  bool send_refused_ = false;      // a send was refused for room, not relieved since
+  grpc::Alarm stuck_alarm_;        // Fail on a stuck write: reset it if still stuck
+  bool stuck_alarm_set_ = false;
   Status finish_status_;
   std::string last_name_;
   uint64_t messages_read_ = 0;

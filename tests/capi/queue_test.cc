@@ -761,3 +761,42 @@ TEST_F(QueueTest, DestroyingTheQueueClosesItsDescriptorAtOnce) {
 }
 
 }  // namespace
+
+// A host that fails a call whose client stopped reading (its send was just
+// refused) sees the call close promptly: the write stuck behind the client
+// is reset (after 200 ms) rather than waited for until a deadline.
+TEST_F(QueueTest, FailingACallWhoseClientStoppedReadingClosesIt) {
+  chat_server_options so;
+  chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+  so.send_queue_limit = 2;
+  chat_client_options co;
+  chat_client_options_init(&co, CHAT_CLIENT_OPTIONS_VERSION);
+  co.recv_queue_limit = 1;
+  Start(true, &so, &co);
+  chat_stream* s = OpenQueued(nullptr);  // its queue is never drained
+  ASSERT_EQ(Send(s, "n", "hi"), CHAT_OK);
+  chat_call* call = nullptr;
+  DrainUntil(server_q_, [&](const std::vector<Ev>& evs) {
+    for (const auto& e : evs) {
+      if (e.type == CHAT_EVENT_OPEN) call = e.call;
+    }
+    return call != nullptr;
+  });
+  ASSERT_NE(call, nullptr);
+  ASSERT_EQ(chat_call_ref(call), CHAT_OK);
+  const std::string big(256 * 1024, 'x');  // a few fill every HTTP/2 window
+  chat_code rc;
+  int sent = 0;
+  // Until the queue stays full for 200 ms: every window to the client is
+  // full by then, and the write in flight cannot complete.
+  while ((rc = chat_call_send(call, big.data(), big.size(), 200)) == CHAT_OK && sent < 100) ++sent;
+  ASSERT_EQ(rc, CHAT_ERR_TIMEOUT) << "sent " << sent;
+  ASSERT_EQ(chat_call_fail(call, CHAT_RESOURCE_EXHAUSTED, "too slow", 8), CHAT_OK);
+  auto got = DrainUntil(server_q_, [](const std::vector<Ev>& evs) {
+    return CountType(evs, CHAT_EVENT_CLOSE) == 1;
+  });
+  ASSERT_EQ(CountType(got, CHAT_EVENT_CLOSE), 1u) << "the failed call never closed";
+  EXPECT_EQ(got.back().code, CHAT_RESOURCE_EXHAUSTED);
+  EXPECT_EQ(got.back().text, "too slow");
+  chat_call_unref(call);
+}

@@ -601,7 +601,12 @@ CHAT_API chat_code chat_call_send(chat_call *call, const char *text, size_t len,
 CHAT_API chat_code chat_call_complete(chat_call *call) CHAT_NOEXCEPT;
 
 /* Ends the call with `code` (a gRPC code, 1..16) and `details` (UTF-8) right
- * after the reply being written; replies still queued are discarded.
+ * after the reply being written; replies still queued are discarded. If the
+ * call's last send was refused for want of room (its client may not be
+ * reading) and the queue has not drained to half since, the reply being
+ * written may never complete: if it is still in flight 200 ms later, the
+ * stream is reset (the client sees CANCELLED; on_close / CLOSE report
+ * `code`), so the call ends instead of waiting for a deadline.
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, code outside 1..16, invalid UTF-8),
  * CHAT_ERR_CLOSED (already completed, failed or ended). Never blocks. */
 CHAT_API chat_code chat_call_fail(chat_call *call, chat_code code, const char *details,
