@@ -14,6 +14,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "chat/client.h"
@@ -94,6 +95,8 @@ chat_code Caught() noexcept {
     throw;
   } catch (const std::bad_alloc&) {
     return FailQuietly(CHAT_ERR_NO_MEMORY, "out of memory", "");
+  } catch (const std::system_error& e) {  // no thread (std::thread) or the like
+    return FailQuietly(CHAT_ERR_SYSTEM, "the system refused a resource: ", e.what());
   } catch (const std::exception& e) {
     return FailQuietly(CHAT_ERR_LIBRARY_BUG, "internal error: ", e.what());
   } catch (...) {

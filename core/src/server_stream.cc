@@ -68,20 +68,8 @@ Status Session::Fail(Code code, std::string_view details) {
     return Status(Code::kBadArgument, "fail needs a gRPC error code (1..16)");
   }
   if (!IsValidUtf8(details)) return Status(Code::kBadArgument, "details are not valid UTF-8");
-  // A call whose last send was refused for want of room may have a client
-  // that does not read: the write in flight may never complete, and the
-  // status would wait behind it until a deadline or a keepalive. Give it a
-  // moment (a slow reader then still gets the status), then reset the
-  // stream, as broadcast mode and a server stop do.
-  Status ended = End(Status(code, std::string(details)));
-  if (!ended.ok()) return ended;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (send_refused_ && out_.queue().writing() && !done_ && !stuck_alarm_set_) {
-    stuck_alarm_set_ = true;
-    ++ops_;
-    stuck_alarm_.Set(cq_, std::chrono::system_clock::now() + kStuckWrite, Arm(&stuck_tag_));
-  }
-  return ended;
+  return End(Status(code, std::string(details)), /*reset=*/false, /*force=*/false,
+             /*reset_if_stuck=*/true);
 }
 
 // The write a Fail found stuck: still in flight (ok, the alarm ran out), so
@@ -111,7 +99,6 @@ Status Session::Enqueue(grpc::ByteBuffer reply, Timeout timeout) {
   if (closed()) return Status(Code::kClosed, "stream has ended");
   if (!room.ok()) {
     if (limits_.queued) want_writable_ = true;
-    send_refused_ = true;
     return room;
   }
   // No Finish can have been issued: finish_wanted_ is still false.
@@ -122,7 +109,7 @@ Status Session::Enqueue(grpc::ByteBuffer reply, Timeout timeout) {
   return Status::Ok();
 }
 
-Status Session::End(Status status, bool reset, bool force) {
+Status Session::End(Status status, bool reset, bool force, bool reset_if_stuck) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (done_ || (finish_wanted_ && (!force || finish_called_))) {
@@ -135,6 +122,17 @@ Status Session::End(Status status, bool reset, bool force) {
     // A write stuck behind a peer that does not read would hold Finish back
     // for ever: cancel the call, which fails the write.
     if (reset && out_.queue().writing()) call_->ctx.TryCancel();
+    // The host failed the call (Fail): the write in flight may be stuck
+    // behind a client that does not read, and the status would wait behind
+    // it until a deadline or a keepalive. Give it a moment (a slow reader
+    // then still gets the status), then reset, as a stop does. Decided here,
+    // under the lock that set finish_wanted_: a stop has not cut this
+    // session yet, so its queue is not shut down.
+    if (reset_if_stuck && !reset && out_.queue().writing() && !done_ && !stuck_alarm_) {
+      stuck_alarm_ = std::make_unique<grpc::Alarm>();
+      ++ops_;
+      stuck_alarm_->Set(cq_, std::chrono::system_clock::now() + kStuckWrite, Arm(&stuck_tag_));
+    }
     MaybeFinishLocked();
   }
   out_.NotifyRoom();
@@ -431,8 +429,7 @@ void Session::OnWrite(bool ok) {
       ++ops_;
       out_.StartWrite(&call_->stream, &write_tag_);
     }
-    if (out_.LowWater()) send_refused_ = false;  // the client reads again
-    if (stuck_alarm_set_) stuck_alarm_.Cancel();  // not stuck after all (idempotent)
+    if (stuck_alarm_) stuck_alarm_->Cancel();  // not stuck after all (idempotent)
     if (want_writable_ && out_.LowWater() && !finish_wanted_ && !done_) {
       want_writable_ = false;
       host_->DeliverWritable(shared_from_this());

@@ -114,8 +114,10 @@ class Session final : public ServerCall,
   // replies. With `reset`, a write stuck behind a peer that does not read is
   // not waited for: the stream is reset (the peer sees CANCELLED) and
   // `status` stays the reason the server reports. With `force`, a stream
-  // already ending (completed, its replies still queued) is cut too.
-  Status End(Status status, bool reset = false, bool force = false);
+  // already ending (completed, its replies still queued) is cut too. With
+  // `reset_if_stuck`, the write in flight is reset if it is still in flight
+  // kStuckWrite later.
+  Status End(Status status, bool reset = false, bool force = false, bool reset_if_stuck = false);
   // `count` messages of `bytes` reached the host (the handler ran them, or
   // they left the event queue): the window has room again.
   void Drained(size_t count, size_t bytes) override;
@@ -208,9 +210,9 @@ class Session final : public ServerCall,
   bool ended_by_server_ = false;   // End() chose the status; a later cancel keeps it
   bool memory_waiter_ = false;     // a resume callback is registered with memory_
   bool want_writable_ = false;     // queued: a send was refused; a kWritable is owed
-  bool send_refused_ = false;      // a send was refused for room, not relieved since
-  grpc::Alarm stuck_alarm_;        // Fail on a stuck write: reset it if still stuck
-  bool stuck_alarm_set_ = false;
+  // Set by a Fail that found a write in flight: resets it if still stuck.
+  // Made only then: an Alarm costs a grpc_init and a timer per session.
+  std::unique_ptr<grpc::Alarm> stuck_alarm_;
   Status finish_status_;
   std::string last_name_;
   uint64_t messages_read_ = 0;

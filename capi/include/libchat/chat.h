@@ -34,11 +34,14 @@
  *    (deferred) while it waits in chat_stream_recv / _recv_batch / _wait /
  *    _send, chat_call_send, chat_server_stop or chat_queue_drain (the only
  *    functions that wait; every other one holds cancellation off while it
- *    runs, and destroyers finish first) ends cleanly, the library's
+ *    runs, so destroyers are not cancellation points and finish what they
+ *    wait for: chat_server_destroy up to ~2 s plus running callbacks,
+ *    chat_stream_destroy until its call ends) ends cleanly, the library's
  *    locks released, and the handle stays usable and destroyable. The same
- *    holds for a callback whose thread a foreign runtime ends with
- *    pthread_exit (CPython does so to threads that want the GIL while the
- *    interpreter finalizes): that dispatcher thread ends, the process lives.
+ *    holds for a callback on a dispatcher thread that a foreign runtime ends
+ *    with pthread_exit (CPython does so to threads that want the GIL while
+ *    the interpreter finalizes): that dispatcher thread ends, the process
+ *    lives.
  *  - Threads. Each function states whether it is thread-safe; each callback
  *    states which thread runs it.
  */
@@ -203,8 +206,10 @@ typedef enum chat_log_severity {
  * chat_server_start), possibly several at once: the function must be
  * thread-safe. It must not block for long, must not call libchat's blocking
  * functions (recv, send with a timeout, wait, stop, destroy...) nor
- * chat_set_log_handler (CHAT_ERR_BUSY), and must not throw or longjmp. A line
- * logged while the callback runs on the same thread is dropped. */
+ * chat_set_log_handler (CHAT_ERR_BUSY), and must not throw, longjmp or end
+ * its thread (pthread_exit): on your threads it runs inside a noexcept
+ * function, where a forced unwind aborts the process. A line logged while
+ * the callback runs on the same thread is dropped. */
 typedef void (*chat_log_fn)(chat_log_severity severity, const char *message, size_t len,
                             void *user_data);
 
@@ -601,12 +606,12 @@ CHAT_API chat_code chat_call_send(chat_call *call, const char *text, size_t len,
 CHAT_API chat_code chat_call_complete(chat_call *call) CHAT_NOEXCEPT;
 
 /* Ends the call with `code` (a gRPC code, 1..16) and `details` (UTF-8) right
- * after the reply being written; replies still queued are discarded. If the
- * call's last send was refused for want of room (its client may not be
- * reading) and the queue has not drained to half since, the reply being
- * written may never complete: if it is still in flight 200 ms later, the
- * stream is reset (the client sees CANCELLED; on_close / CLOSE report
- * `code`), so the call ends instead of waiting for a deadline.
+ * after the reply being written; replies still queued are discarded. A
+ * reply being written to a client that does not read may never complete:
+ * if it is still in flight 200 ms later, the stream is reset (the client
+ * sees CANCELLED; on_close / CLOSE report `code`), so the call ends instead
+ * of waiting for a deadline. A client reading too slowly to take one reply
+ * in 200 ms is reset the same way.
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, code outside 1..16, invalid UTF-8),
  * CHAT_ERR_CLOSED (already completed, failed or ended). Never blocks. */
 CHAT_API chat_code chat_call_fail(chat_call *call, chat_code code, const char *details,
@@ -715,7 +720,11 @@ typedef struct chat_stream_options {
   size_t metadata_count;
   int32_t wait_for_ready;         /* nonzero: wait for the server to be
                                      reachable instead of failing at once
-                                     with UNAVAILABLE; default 0 */
+                                     with UNAVAILABLE; default 0. libchat
+                                     turns gRPC's retries off, transparent
+                                     ones too: a stream started just as its
+                                     connection closes (GOAWAY) fails
+                                     UNAVAILABLE even so; open it again */
   /* Version 2. NULL (default): every value is a NUL-terminated string. Else
    * metadata_count lengths: metadata[i].value is metadata_value_lens[i]
    * bytes, which may include NULs in "-bin" values. Read during

@@ -67,7 +67,7 @@ struct Event {
 
 class EventQueue {
  public:
-  // kUnavailable when no pipe can be made (no descriptors left).
+  // kSystem when no pipe can be made (no descriptors left).
   static Status Create(std::shared_ptr<EventQueue>* out);
   ~EventQueue();
   EventQueue(const EventQueue&) = delete;

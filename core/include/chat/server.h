@@ -110,7 +110,8 @@ class Server {
   // Binds and starts serving. A malformed address ("host:port" or
   // "[ipv6]:port" with port 0..65535, or "unix:path" / "unix-abstract:name")
   // fails with kBadArgument before anything binds; one that cannot be bound
-  // (in use, unknown host) with kUnavailable.
+  // (in use, unknown host) with kCannotListen; kSystem when no descriptor
+  // or thread is left.
   static Status Start(const ServerOptions& options, std::unique_ptr<Server>* out);
   virtual ~Server() = default;  // stops with no grace if still running
 

@@ -53,7 +53,9 @@ enum class Code : int32_t {
 };
 
 inline constexpr int32_t kMaxGrpcCode = 16;
-inline constexpr int32_t kMaxCode = 29;
+#define CHAT_CODE_COUNT_ONE(core, c, number, name) +1
+inline constexpr int32_t kMaxCode = 0 CHAT_CODE_TABLE(CHAT_CODE_COUNT_ONE) - 1;  // numbered 0..
+#undef CHAT_CODE_COUNT_ONE
 
 // Upper-case name of a code ("OK", "DEADLINE_EXCEEDED", "WOULD_BLOCK"), or
 // "UNRECOGNIZED" for a number outside the table.
