@@ -123,13 +123,20 @@ chat_code Guard(F&& body) noexcept {
 }
 
 // The guard of the calls that wait (chat.h lists them under "Thread
-// cancellation"): the same, except that the forced unwind of pthread_exit
-// / pthread_cancel at a cancellation point inside goes on unwinding until
-// the thread ends (swallowing it aborts the process). That is why these
-// entry points are not noexcept: unwinding through a noexcept frame calls
-// std::terminate. No other exception leaves them.
+// cancellation"): cancellation is held off here too, and the core opens it
+// again only for the waits themselves (AllowCancel, core/src/cancel.h), where
+// the library's state is consistent. The forced unwind of pthread_exit /
+// pthread_cancel from there goes on unwinding until the thread ends
+// (swallowing it aborts the process): that is why these entry points are not
+// noexcept, as unwinding through a noexcept frame calls std::terminate. No
+// other exception leaves them.
 template <class F>
 chat_code GuardWaiting(F&& body) {
+  struct Held {
+    int old;
+    Held() { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old); }
+    ~Held() { pthread_setcancelstate(old, nullptr); }  // on the unwind too
+  } held;
   try {
     return body();
   } catch (abi::__forced_unwind&) {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "address.h"
+#include "cancel.h"
 #include "chat/client.h"
 #include "cq.h"
 #include "grpc_glue.h"
@@ -172,8 +173,14 @@ class StreamImpl final : public ClientStream, public EventSource {
     std::unique_lock<std::mutex> lock(mu_);
     auto ended = [&] { return done_; };
     if (timeout < Timeout::zero()) {
+      AllowCancel cancellable;
       done_cv_.wait(lock, ended);
-    } else if (timeout == kNoWait ? !ended() : !done_cv_.wait_for(lock, Bounded(timeout), ended)) {
+    } else if (timeout != kNoWait && !ended()) {
+      AllowCancel cancellable;
+      if (!done_cv_.wait_for(lock, Bounded(timeout), ended)) {
+        return Status(Code::kTimeout, "stream still open");
+      }
+    } else if (!ended()) {
       return Status(Code::kTimeout, "stream still open");
     }
     return Status::Ok();
@@ -187,7 +194,12 @@ class StreamImpl final : public ClientStream, public EventSource {
 
   void Close() override {
     Cancel();
-    Wait(kForever);  // bounded: a cancelled call always completes its Finish
+    {
+      // Bounded: a cancelled call always completes its Finish. Not a
+      // cancellation point (see AllowCancel): a destroy finishes.
+      std::unique_lock<std::mutex> lock(mu_);
+      done_cv_.wait(lock, [&] { return done_; });
+    }
     if (queue_) queue_->Purge(tag_);  // its END is in by now
   }
 
@@ -272,12 +284,14 @@ class StreamImpl final : public ClientStream, public EventSource {
       t_yield_misses = caught ? 0 : t_yield_misses + 1;
     }
     if (timeout < Timeout::zero()) {
+      AllowCancel cancellable;
       recv_cv_.wait(lock, ready);
       return true;
     }
     // A poll (timeout 0) that finds nothing makes no system call: a
     // condition variable's wait_for would still enter the kernel once.
     if (timeout == Timeout::zero()) return ready();
+    AllowCancel cancellable;
     return recv_cv_.wait_for(lock, Bounded(timeout), ready);
   }
 

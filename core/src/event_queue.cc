@@ -8,6 +8,8 @@
 #include <cstring>
 #include <thread>
 
+#include "cancel.h"
+
 namespace chat {
 namespace {
 // A drain about to sleep first yields for up to this long (see Drain);
@@ -133,6 +135,7 @@ Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
       if (wait && events_.empty() && !closed_) {
         ++waiters_;
         auto ready = [&] { return !events_.empty() || closed_; };
+        internal::AllowCancel cancellable;
         if (timeout < Timeout::zero()) {
           cv_.wait(lock, ready);
         } else {

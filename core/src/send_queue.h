@@ -12,6 +12,7 @@
 #include <deque>
 #include <mutex>
 
+#include "cancel.h"
 #include "chat/status.h"
 #include "cq.h"
 #include "memory.h"
@@ -139,14 +140,21 @@ class Outbox {
                      Closed closed) {
     auto ready = [&] { return closed() || queue_.HasRoom(limit_, byte_limit_, bytes); };
     if (timeout < Timeout::zero()) {
+      AllowCancel cancellable;
       room_cv_.wait(lock, ready);
-    } else if (timeout == kNoWait ? !ready() : !room_cv_.wait_for(lock, Bounded(timeout), ready)) {
+    } else if (timeout == kNoWait ? !ready() : !WaitFor(lock, timeout, ready)) {
       return timeout == kNoWait
                  ? Status(Code::kWouldBlock, "send queue is full")
                  : Status(Code::kTimeout, "send queue stayed full for the whole timeout");
     }
     return Status::Ok();
   }
+  template <class Ready>
+  bool WaitFor(std::unique_lock<std::mutex>& lock, Timeout timeout, Ready ready) {
+    AllowCancel cancellable;
+    return room_cv_.wait_for(lock, Bounded(timeout), ready);
+  }
+
   // Wakes senders waiting for room (after a write, or when the stream ends).
   void NotifyRoom() { room_cv_.notify_all(); }
 

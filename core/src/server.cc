@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "address.h"
+#include "cancel.h"
 #include "chat/server.h"
 #include "connections.h"
 #include "cq.h"
@@ -159,7 +160,10 @@ class ServerImpl final : public Server, public SessionHost {
     std::vector<std::shared_ptr<Session>> left;
     {
       std::unique_lock<std::mutex> lock(registry_mu_);
-      registry_cv_.wait_until(lock, deadline, [&] { return live_.empty(); });
+      if (grace > Timeout::zero()) {  // it may be long: a cancel may end it
+        AllowCancel cancellable;      // (not a destroy's stop: no grace)
+        registry_cv_.wait_until(lock, deadline, [&] { return live_.empty(); });
+      }
       for (auto& [id, session] : live_) left.push_back(session);
     }
     // Cut what is left, completed streams whose replies still wait for
