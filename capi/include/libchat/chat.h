@@ -29,15 +29,16 @@
  *    chat_server_stop's grace_ms alike.
  *  - Exceptions. No C++ exception ever leaves the library. Callbacks you give
  *    it must not throw or longjmp either.
- *  - Thread cancellation. The forced unwind of pthread_exit and
- *    pthread_cancel is let through, not swallowed: a thread cancelled
- *    (deferred) while it waits in chat_stream_recv / _recv_batch / _wait /
- *    _send, chat_call_send, chat_server_stop or chat_queue_drain (the only
- *    functions that wait; every other one holds cancellation off while it
- *    runs, so destroyers are not cancellation points and finish what they
- *    wait for: chat_server_destroy up to ~2 s plus running callbacks,
- *    chat_stream_destroy until its call ends) ends cleanly, the library's
- *    locks released, and the handle stays usable and destroyable. The same
+ *  - Thread cancellation. The library holds cancellation off while it runs
+ *    and allows it only where it waits: in chat_stream_recv / _recv_batch /
+ *    _wait / _send, chat_call_send, chat_server_stop (its grace) and
+ *    chat_queue_drain, while they wait. There the forced unwind of
+ *    pthread_cancel (deferred) or pthread_exit is let through, not
+ *    swallowed: the thread ends cleanly, the library's locks released, and
+ *    the handle stays usable and destroyable. Nothing else is a
+ *    cancellation point, destroyers included: they finish what they wait
+ *    for (chat_server_destroy up to ~2 s plus running callbacks,
+ *    chat_stream_destroy until its call ends). The same
  *    holds for a callback on a dispatcher thread that a foreign runtime ends
  *    with pthread_exit (CPython does so to threads that want the GIL while
  *    the interpreter finalizes): that dispatcher thread ends, the process
