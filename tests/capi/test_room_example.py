@@ -206,12 +206,16 @@ def test_a_member_that_does_not_read_is_cut_and_the_room_goes_on() -> None:
             assert left_after is not None, "the slow member was never cut"
             fast.send("Fast", "/who")
             assert fast.recv(WAIT) == "* members: Fast"
-            # The slow client gets what was queued for it, then the status.
-            with pytest.raises(pychat.ResourceExhausted):
+            # The slow client gets what was queued for it, then the status,
+            # unless it starts reading more than 200 ms after the cut (a busy
+            # machine): chat_call_fail then resets the stuck write.
+            with pytest.raises((pychat.ResourceExhausted, pychat.Cancelled)):
                 while slow.recv(WAIT) is not None:
                     pass
-            assert slow.code == pychat.StatusCode.RESOURCE_EXHAUSTED
-            assert "too slow" in (slow.details or "")
+            if slow.code == pychat.StatusCode.RESOURCE_EXHAUSTED:
+                assert "too slow" in (slow.details or "")
+            else:
+                assert slow.code == pychat.StatusCode.CANCELLED
             fast.complete()
             assert fast.recv(WAIT) is None
         assert room.stop() == "room_server: stopped on SIGINT (0 streams cut)\n"

@@ -160,9 +160,13 @@ def test_room_drops_a_member_that_does_not_read(room: str) -> None:
             assert line == f"Ann: {i} {filler}"
         else:
             raise AssertionError("Sam was never dropped")
-        # Sam's call failed; the lines sent to him before stay readable first.
-        with pytest.raises(pychat.ResourceExhausted, match="too slow: send queue full"):
+        # Sam's call failed; the lines sent to him before stay readable first,
+        # then its status, unless he starts reading more than 200 ms after
+        # the cut (a busy machine): chat_call_fail then resets the stuck write.
+        with pytest.raises((pychat.ResourceExhausted, pychat.Cancelled)) as ended:
             for _ in range(20000):
                 recv(sam)
+        if isinstance(ended.value, pychat.ResourceExhausted):
+            assert "too slow: send queue full" in str(ended.value)
         sam.close()
         ann.close()
