@@ -8,6 +8,8 @@
 #include <mutex>
 #include <string>
 
+#include "chat/event_queue.h"
+
 namespace chat::internal {
 
 CqThread::CqThread(std::unique_ptr<grpc::CompletionQueue> cq, const char* name)
@@ -33,9 +35,12 @@ void CqThread::Shutdown() {
 void CqThread::Run() {
   void* tag;
   bool ok;
+  // Event queues' pipe writes wait until the completion released its locks.
+  OwedSignals owed;
   while (cq_->Next(&tag, &ok)) {
     ChatTsanAcquire(tag);  // pairs with Arm
     static_cast<CqTag*>(tag)->Complete(ok);
+    owed.Pay();
   }
 }
 

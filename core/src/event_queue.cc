@@ -18,13 +18,31 @@ namespace {
 constexpr auto kYieldBudget = std::chrono::microseconds(20);
 constexpr int kYieldMisses = 4;
 constexpr unsigned kYieldProbe = 64;
+// How long a drain waits for a write in progress to land (see
+// UnsignalLocked): the rest of a write() that woke a thread.
+constexpr auto kWriteWait = std::chrono::microseconds(5);
 }  // namespace
 
-// The pipe protocol: one byte sits in the pipe from the push that finds the
-// queue unsignalled until the drain that empties it, which reads the pipe
-// dry. Both happen under mu_, so a byte is never read away from under a
-// newer event (a host that reads the pipe itself, like Node, only ever
-// takes bytes early: it then drains until empty, as chat.h asks).
+// The pipe protocol: one byte sits in the pipe while events are pending,
+// from the push that finds the queue empty until the drain that empties it,
+// which reads the pipe dry (a host that reads the pipe itself, like Node,
+// only ever takes bytes early: it then drains until empty, as chat.h asks).
+// The pusher writes the byte after releasing mu_ (see OwedSignals), so
+// signal_ follows it:
+//   kIdle     nothing owed: the queue is empty (or the pipe not armed)
+//   kOwed     a push owes the byte; a drain that empties the queue first
+//             takes it back, and the write never happens
+//   kWriting  PayOwed is writing it
+//   kInPipe   it is in the pipe
+// The drain that empties the queue swaps in kIdle and reads the pipe dry
+// unless the byte was never written. A byte that lands after that read is
+// stale; its writer then fails to move kWriting to kInPipe and cleans up
+// under mu_ (or, when newer events are pending, leaves it to the drain that
+// empties the queue), so a level-triggered loop is not left spinning on it.
+// Bytes are read only under mu_ while the queue is empty, so never the one
+// that pending events need.
+// Every access to signal_ and writers_ is sequentially consistent: Close and
+// PayOwed pair up through them as in Dekker's algorithm (see Close).
 Status EventQueue::Create(std::shared_ptr<EventQueue>* out) {
   int fds[2];
   if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
@@ -38,29 +56,107 @@ Status EventQueue::Create(std::shared_ptr<EventQueue>* out) {
 EventQueue::~EventQueue() { Close(); }
 
 int EventQueue::fd() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!armed_) {
-    armed_ = true;
-    if (!events_.empty()) SignalLocked();
+  bool owe = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!armed_) {
+      armed_ = true;
+      owe = !events_.empty() && SignalLocked();
+    }
   }
+  if (owe) PayOwed();  // readable before this returns
   return read_fd_;
 }
 
-void EventQueue::SignalLocked() {
+bool EventQueue::SignalLocked() {
   pending_.store(true, std::memory_order_release);
-  if (signalled_ || !armed_) return;
-  signalled_ = true;
-  char byte = 1;
-  // Non-blocking: a full pipe (impossible with one byte at a time) or an
-  // interrupted call leaves it signalled anyway.
-  while (::write(write_fd_, &byte, 1) < 0 && errno == EINTR) {
+  // Only this thread, holding mu_, may move signal_ away from kIdle.
+  if (!armed_ || signal_.load() != kIdle) return false;
+  signal_.store(kOwed);
+  return true;
+}
+
+void EventQueue::PayOwed() {
+  writers_.fetch_add(1);  // before signal_ is read: see Close
+  int s = kOwed;
+  // Any PayOwed may pay what any push owes: they only ever owe one byte.
+  if (signal_.compare_exchange_strong(s, kWriting)) {
+    char byte = 1;
+    // Non-blocking: a full pipe (impossible with a byte or two at a time)
+    // or an interrupted call leaves it signalled anyway.
+    while (::write(write_fd_, &byte, 1) < 0 && errno == EINTR) {
+    }
+    s = kWriting;
+    if (!signal_.compare_exchange_strong(s, kInPipe)) {
+      // A drain emptied the queue while this wrote, maybe reading the pipe
+      // before the byte landed.
+      // Whether that drain read it is unknown, so this byte cannot stand
+      // for a newer push's.
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) {
+        // Close reads nothing more; it closes the pipe once this is out.
+      } else if (signal_.load() == kIdle) {
+        ReadDry();  // the queue is empty: every byte in the pipe is stale
+      } else {
+        stale_ = true;  // events are pending: the drain that empties the queue reads it
+      }
+    }
+  }
+  writers_.fetch_sub(1);
+}
+
+namespace {
+thread_local internal::OwedSignals* t_owed = nullptr;
+}  // namespace
+
+void EventQueue::Owe() {
+  if (t_owed) {
+    t_owed->queues_.push_back(shared_from_this());
+  } else {
+    PayOwed();
   }
 }
 
+namespace internal {
+OwedSignals::OwedSignals() { t_owed = this; }
+OwedSignals::~OwedSignals() {
+  Pay();
+  t_owed = nullptr;
+}
+void OwedSignals::Pay() {
+  // One at a time from the back: releasing a queue may end up pushing to
+  // another (its dropped events release calls), which owes again.
+  while (!queues_.empty()) {
+    std::shared_ptr<EventQueue> q = std::move(queues_.back());
+    queues_.pop_back();
+    q->PayOwed();
+  }
+}
+}  // namespace internal
+
 void EventQueue::UnsignalLocked() {
   pending_.store(false, std::memory_order_relaxed);
-  if (!signalled_) return;
-  signalled_ = false;
+  int s = signal_.load();
+  if (s == kIdle && !stale_) return;  // stays so: only mu_'s holder moves it
+  // A host woken by the write usually gets here before its writer returned
+  // from write(), often having preempted it on the same core: yield to it
+  // for a moment, so that this read takes the byte and the writer has
+  // nothing to clean up (a lock and a second read, on the library's
+  // thread). Bounded: a writer that is slower is left to clean up.
+  if (s == kWriting) {
+    auto until = std::chrono::steady_clock::now() + kWriteWait;
+    do {
+      std::this_thread::yield();
+      s = signal_.load();
+    } while (s == kWriting && std::chrono::steady_clock::now() < until);
+  }
+  s = signal_.exchange(kIdle);
+  // kOwed: now never written; only a stale byte may be there.
+  if (s == kInPipe || s == kWriting || stale_) ReadDry();
+  stale_ = false;
+}
+
+void EventQueue::ReadDry() {
   // One read takes what a pipe holds up to the buffer's size, so a short
   // one leaves it empty: no second read to meet EAGAIN (a system call per
   // wake-up saved). Only a full buffer may have left bytes behind.
@@ -74,25 +170,36 @@ void EventQueue::UnsignalLocked() {
 }
 
 bool EventQueue::Push(Event event) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (closed_) {
-    lock.unlock();
-    if (dropped_) dropped_(event);
-    return false;
+  bool owe, notify;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (closed_) {
+      lock.unlock();
+      if (dropped_) dropped_(event);
+      return false;
+    }
+    events_.push_back(std::move(event));
+    owe = SignalLocked();
+    notify = waiters_ > 0;
   }
-  events_.push_back(std::move(event));
-  SignalLocked();
-  if (waiters_ > 0) cv_.notify_one();
+  // Outside mu_: the drainer this wakes must not find it held.
+  if (notify) cv_.notify_one();
+  if (owe) Owe();
   return true;
 }
 
 void EventQueue::Wake() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (closed_ || wake_pending_) return;
-  wake_pending_ = true;
-  events_.emplace_back();  // kWake
-  SignalLocked();
-  if (waiters_ > 0) cv_.notify_one();
+  bool owe, notify;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_ || wake_pending_) return;
+    wake_pending_ = true;
+    events_.emplace_back();  // kWake
+    owe = SignalLocked();
+    notify = waiters_ > 0;
+  }
+  if (notify) cv_.notify_one();
+  if (owe) Owe();
 }
 
 bool EventQueue::ShouldYield() {
@@ -196,21 +303,29 @@ void EventQueue::GiveBack(std::vector<Event>* events, size_t from, bool closing)
 
 void EventQueue::Close(const std::function<void(Event&)>& dropped) {
   std::vector<Event> pending;
+  bool closing = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (dropped) dropped_ = dropped;
     if (!closed_) {
-      closed_ = true;
+      closed_ = closing = true;
       for (auto& e : events_) pending.push_back(std::move(e));
       events_.clear();
       UnsignalLocked();
-      // Nothing touches the pipe from here on: pushes and wakes stop at
-      // closed_, and signalled_ stays false. A host that destroyed its
-      // queue (chat_queue_destroy) must not find its descriptor open for as
-      // long as some stream or server still holds the queue.
-      ::close(read_fd_);
-      ::close(write_fd_);
     }
+  }
+  if (closing) {
+    // Pushes and wakes stop at closed_, and signal_ stays kIdle, so only a
+    // PayOwed that moved it to kWriting before may still write: it counted
+    // itself in writers_ before reading signal_, and signal_ was set to
+    // kIdle before writers_ is read here, so if it is not counted yet it
+    // will find kIdle. The wait is as short as one write(). A host that
+    // destroyed its queue (chat_queue_destroy) must not find its
+    // descriptor open for as long as some stream or server still holds
+    // the queue.
+    while (writers_.load() > 0) std::this_thread::yield();
+    ::close(read_fd_);
+    ::close(write_fd_);
   }
   cv_.notify_all();
   if (dropped_) {

@@ -21,6 +21,7 @@
 namespace chat {
 
 class ServerCall;
+class EventQueue;
 
 namespace internal {
 // What an event came from: told when its events leave the queue, so the
@@ -65,7 +66,27 @@ struct Event {
   size_t credit = 0;
 };
 
-class EventQueue {
+namespace internal {
+// The pipe writes that pushes on this thread owe, collected while an
+// instance is the thread's current one and written by Pay(): a completion
+// queue's thread pushes under its stream's lock, and a host woken by the
+// write would otherwise find that lock (and the queue's) still held, sleep
+// on it, and cost the pusher a futex wake on top of the write.
+class OwedSignals {
+ public:
+  OwedSignals();  // becomes this thread's (one at a time per thread)
+  ~OwedSignals();
+  OwedSignals(const OwedSignals&) = delete;
+  OwedSignals& operator=(const OwedSignals&) = delete;
+  void Pay();
+
+ private:
+  friend class chat::EventQueue;
+  std::vector<std::shared_ptr<EventQueue>> queues_;
+};
+}  // namespace internal
+
+class EventQueue : public std::enable_shared_from_this<EventQueue> {
  public:
   // kSystem when no pipe can be made (no descriptors left).
   static Status Create(std::shared_ptr<EventQueue>* out);
@@ -95,15 +116,24 @@ class EventQueue {
   // For the library's streams: queues one event; false when the queue is
   // closed and the event was dropped (its room is not given back: the
   // caller, which may hold its own lock, must not count it). Thread-safe,
-  // never blocks, never calls back into the event's source.
+  // never blocks, never calls back into the event's source. The pipe write
+  // it may owe happens after mu_ is released: at once, or, on a thread with
+  // an internal::OwedSignals, when that pays.
   bool Push(Event event);
 
  private:
+  friend class internal::OwedSignals;
   EventQueue(int read_fd, int write_fd) : read_fd_(read_fd), write_fd_(write_fd) {}
-  void SignalLocked();
+  // Under mu_: true when the caller owes the pipe write (PayOwed).
+  bool SignalLocked();
+  // After mu_ is released: the write SignalLocked asked for, unless a drain
+  // took the events first.
+  void PayOwed();
+  void Owe();  // PayOwed now, or when this thread's OwedSignals pays
   bool ShouldYield();  // under mu_
   unsigned yield_skips_ = 0;
   void UnsignalLocked();
+  void ReadDry();
   // `closing`: the host will never see them, so held sources get their
   // room back too.
   static void GiveBack(std::vector<Event>* events, size_t from, bool closing);
@@ -114,7 +144,13 @@ class EventQueue {
   std::condition_variable cv_;
   std::deque<Event> events_;
   bool armed_ = false;      // fd() was asked for: the pipe is kept
-  bool signalled_ = false;  // a byte is in the pipe (or was read by the host)
+  // The pipe's byte for the pending events, written outside mu_ (see
+  // event_queue.cc). Moves from kIdle only under mu_, back to kIdle only
+  // under mu_ (the drain that empties the queue, Purge, Close).
+  enum Signal : int { kIdle, kOwed, kWriting, kInPipe };
+  std::atomic<int> signal_{kIdle};
+  std::atomic<int> writers_{0};  // threads in PayOwed: Close waits for them
+  bool stale_ = false;  // a stale byte may sit beside the pending events' own
   std::atomic<bool> pending_{false};  // events_ is not empty, read without mu_
   int yield_misses_ = 0;    // Drain's waits in a row that yielding did not save
   bool wake_pending_ = false;
