@@ -227,10 +227,15 @@ class StreamImpl final : public ClientStream, public EventSource {
   }
 
   // --- EventSource: the host drained `count` replies of `bytes` ---
+  // Takes mu_ only when reading is paused: the completion thread holds it
+  // across gRPC calls, and a host that slept on it here would cost that
+  // thread a futex wake per drain. Sequentially consistent with OnRead's
+  // pause: either its second look sees these counts or this sees the pause.
   void Drained(size_t count, size_t bytes) override {
+    undrained_.fetch_sub(count);
+    undrained_bytes_.fetch_sub(bytes);
+    if (!read_paused_.load()) return;
     std::lock_guard<std::mutex> lock(mu_);
-    undrained_ -= count;
-    undrained_bytes_ -= bytes;
     MaybeResumeReadLocked();
   }
 
@@ -386,11 +391,11 @@ class StreamImpl final : public ClientStream, public EventSource {
   bool reading_ = false;
   std::deque<std::string> inq_;
   size_t inq_bytes_ = 0;
-  size_t undrained_ = 0;          // queued: replies pushed, not yet drained
-  size_t undrained_bytes_ = 0;
+  std::atomic<size_t> undrained_{0};  // queued: replies pushed, not yet drained
+  std::atomic<size_t> undrained_bytes_{0};
   bool want_writable_ = false;    // queued: a send was refused; a kWritable is owed
   std::atomic<bool> ready_hint_{false};  // inq_ non-empty or done_, readable without mu_
-  bool read_paused_ = false;
+  std::atomic<bool> read_paused_{false};  // written under mu_; Drained reads it without
   bool reads_done_ = false;
   bool finish_called_ = false;
   bool finished_ = false;         // Finish completed: status_ is final
@@ -463,9 +468,12 @@ void StreamImpl::OnRead(bool ok) {
         size_t bytes = e.credit = reply.size();
         e.text = std::move(reply);
         e.source = std::shared_ptr<EventSource>(self_);
-        if (queue_->Push(std::move(e))) {  // else dropped: the host destroyed its queue
-          ++undrained_;
-          undrained_bytes_ += bytes;
+        // Counted first: the host may drain it (Drained) before Push returns.
+        undrained_.fetch_add(1);
+        undrained_bytes_.fetch_add(bytes);
+        if (!queue_->Push(std::move(e))) {  // dropped: the host destroyed its queue
+          undrained_.fetch_sub(1);
+          undrained_bytes_.fetch_sub(bytes);
         }
       } else {
         inq_bytes_ += reply.size();
@@ -480,6 +488,7 @@ void StreamImpl::OnRead(bool ok) {
         call_->Read(&in_, Arm(&read_tag_));
       } else {
         read_paused_ = true;  // HTTP/2 flow control now slows the server down
+        MaybeResumeReadLocked();  // unless a drain gave room back before it saw the pause
       }
     } else {
       reads_done_ = true;
