@@ -186,6 +186,11 @@ constexpr uint32_t kQueueTag = 0x43515545;   // "CQUE"
 struct chat_call {
   uint32_t tag = kCallTag;
   std::shared_ptr<chat::ServerCall> impl;
+  // The handle given to a running authenticate: where chat_call_set_principal
+  // writes (under principal_mu), and why sends are refused. Null otherwise.
+  std::mutex principal_mu;
+  std::string* principal_out = nullptr;
+  std::atomic<bool> authenticating{false};
   // The library's own until on_close returns, or until the drain after the
   // one that handed out its CLOSE event.
   std::atomic<int> refs{1};
@@ -306,6 +311,43 @@ class CHandler final : public chat::Handler {
   void* user_data_;
 };
 
+// Sending on a call still being authenticated would start gRPC operations
+// on a stream the server has not admitted.
+chat_code RefuseWhileAuthenticating() {
+  return Fail(CHAT_ERR_BAD_STATE, "the call is being authenticated: it takes no replies yet");
+}
+
+// Adapts a C authenticate callback to the core's Authenticator. Runs on a
+// transport thread; the handle lives until the callback returns (or the
+// host's last chat_call_unref).
+chat::Status CAuthenticate(chat_authenticate_fn fn, void* user_data,
+                           const std::shared_ptr<chat::ServerCall>& call, const std::string* token,
+                           std::string* principal) {
+  constexpr size_t kMessageSize = 1024;
+  auto* handle = new chat_call;
+  handle->impl = call;
+  handle->principal_out = principal;
+  handle->authenticating = true;
+  char message[kMessageSize] = "";
+  chat_code rc = fn(handle, token ? token->c_str() : nullptr, message, kMessageSize, user_data);
+  {
+    std::lock_guard<std::mutex> lock(handle->principal_mu);
+    handle->principal_out = nullptr;
+    handle->authenticating = false;
+  }
+  chat_call_unref(handle);
+  message[kMessageSize - 1] = '\0';
+  int32_t raw = RawCode(rc);
+  if (raw == CHAT_OK) return chat::Status::Ok();
+  if (raw < 1 || raw > chat::kMaxGrpcCode) {
+    return chat::Status(chat::Code::kInternal, "the server's authenticator failed");
+  }
+  std::string text(message);
+  if (!chat::IsValidUtf8(text)) text.clear();
+  if (text.empty()) text = raw == CHAT_PERMISSION_DENIED ? "permission denied" : "unauthenticated";
+  return chat::Status(static_cast<chat::Code>(raw), text);
+}
+
 // Option structs are append-only; a caller built against version N fills
 // the fields of version N, and its struct may be no larger than that. So
 // the library writes (init) and reads (start, create, open) only the first
@@ -318,16 +360,22 @@ size_t OptionsSize(const chat_server_options*, uint32_t version) {
     case 1: return offsetof(chat_server_options, send_queue_bytes);
     case 2: return offsetof(chat_server_options, completion_queues);
     case 3: return offsetof(chat_server_options, queue);
+    case 4: return offsetof(chat_server_options, tls_cert_chain);
     default: return sizeof(chat_server_options);
   }
 }
 size_t OptionsSize(const chat_client_options*, uint32_t version) {
-  return version == 1 ? offsetof(chat_client_options, send_queue_bytes) : sizeof(chat_client_options);
+  switch (version) {
+    case 1: return offsetof(chat_client_options, send_queue_bytes);
+    case 2: return offsetof(chat_client_options, tls);
+    default: return sizeof(chat_client_options);
+  }
 }
 size_t OptionsSize(const chat_stream_options*, uint32_t version) {
   switch (version) {
     case 1: return offsetof(chat_stream_options, metadata_value_lens);
     case 2: return offsetof(chat_stream_options, queue);
+    case 3: return offsetof(chat_stream_options, token);
     default: return sizeof(chat_stream_options);
   }
 }
@@ -476,6 +524,22 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
     so.recv_window_bytes = static_cast<size_t>(o.recv_window_bytes);
     so.max_memory_bytes = static_cast<size_t>(o.max_memory_bytes);
     so.completion_queues = o.completion_queues;
+    if (o.tls_client_cert < CHAT_CLIENT_CERT_NONE || o.tls_client_cert > CHAT_CLIENT_CERT_REQUIRE) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "tls_client_cert is not a CHAT_CLIENT_CERT_* value");
+    }
+    so.tls_cert_chain = o.tls_cert_chain ? o.tls_cert_chain : "";
+    so.tls_private_key = o.tls_private_key ? o.tls_private_key : "";
+    so.tls_client_ca = o.tls_client_ca ? o.tls_client_ca : "";
+    so.client_cert = o.tls_client_cert == CHAT_CLIENT_CERT_REQUIRE   ? chat::ClientCertMode::kRequire
+                     : o.tls_client_cert == CHAT_CLIENT_CERT_REQUEST ? chat::ClientCertMode::kRequest
+                                                                     : chat::ClientCertMode::kNone;
+    if (o.authenticate) {
+      so.authenticate = [fn = o.authenticate, ud = o.authenticate_user_data](
+                            const std::shared_ptr<chat::ServerCall>& call, const std::string* token,
+                            std::string* principal) {
+        return CAuthenticate(fn, ud, call, token, principal);
+      };
+    }
     bool callbacks = o.on_open || o.on_message || o.on_complete || o.on_close;
     if (o.mode != CHAT_MODE_CUSTOM && callbacks) {  // they would never run
       return Fail(CHAT_ERR_BAD_ARGUMENT,
@@ -598,9 +662,57 @@ chat_code chat_call_metadata_at(const chat_call* call, size_t index, const char*
   });
 }
 
+const char* chat_call_peer_subject(const chat_call* call) noexcept {
+  return GuardValue<const char*>("", [&] {
+    return Live(call, kCallTag) ? call->impl->peer_identity().subject.c_str() : "";
+  });
+}
+
+chat_code chat_call_peer_san_count(const chat_call* call, size_t* count) noexcept {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
+    if (count) *count = 0;
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (!count) return Fail(CHAT_ERR_BAD_ARGUMENT, "count is NULL");
+    *count = call->impl->peer_identity().sans.size();
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_call_peer_san(const chat_call* call, size_t index, const char** san) noexcept {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (!san) return Fail(CHAT_ERR_BAD_ARGUMENT, "san is NULL");
+    const auto& sans = call->impl->peer_identity().sans;
+    if (index >= sans.size()) return Fail(CHAT_ERR_BAD_ARGUMENT, "SAN index out of range");
+    *san = sans[index].c_str();
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_call_set_principal(chat_call* call, const char* principal) noexcept {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (!principal) return Fail(CHAT_ERR_BAD_ARGUMENT, "principal is NULL");
+    if (!chat::IsValidUtf8(principal)) return Fail(CHAT_ERR_BAD_ARGUMENT, "principal is not valid UTF-8");
+    std::lock_guard<std::mutex> lock(call->principal_mu);
+    if (!call->principal_out) {
+      return Fail(CHAT_ERR_BAD_STATE, "a principal is set only from inside authenticate");
+    }
+    *call->principal_out = principal;
+    return CHAT_OK;
+  });
+}
+
+const char* chat_call_principal(const chat_call* call) noexcept {
+  return GuardValue<const char*>("", [&] {
+    return Live(call, kCallTag) ? call->impl->principal().c_str() : "";
+  });
+}
+
 chat_code chat_call_send(chat_call* call, const char* text, size_t len, int64_t timeout_ms) {
   return OnHandle<true>(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (call->authenticating) return RefuseWhileAuthenticating();
     if (!TextOk(text, len)) return Fail(CHAT_ERR_BAD_ARGUMENT, "text is NULL");
     return FromStatus(call->impl->Send(View(text, len), Ms(timeout_ms)));
   });
@@ -609,6 +721,7 @@ chat_code chat_call_send(chat_call* call, const char* text, size_t len, int64_t 
 chat_code chat_call_complete(chat_call* call) noexcept {
   return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (call->authenticating) return RefuseWhileAuthenticating();
     return FromStatus(call->impl->Complete());
   });
 }
@@ -616,6 +729,7 @@ chat_code chat_call_complete(chat_call* call) noexcept {
 chat_code chat_call_fail(chat_call* call, chat_code code, const char* details, size_t details_len) noexcept {
   return OnHandle(call, kCallTag, [&]() -> chat_code {
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (call->authenticating) return RefuseWhileAuthenticating();
     if (!TextOk(details, details_len)) return Fail(CHAT_ERR_BAD_ARGUMENT, "details is NULL");
     int32_t raw = RawCode(code);
     if (raw < 1 || raw > chat::kMaxGrpcCode) {
@@ -690,6 +804,13 @@ chat_code chat_client_create(const char* target, const chat_client_options* opts
     co.recv_queue_bytes = static_cast<size_t>(o.recv_queue_bytes);
     co.keepalive_ms = o.keepalive_ms;
     co.keepalive_timeout_ms = o.keepalive_timeout_ms;
+    co.tls = o.tls != 0;
+    co.tls_root_certs = o.tls_root_certs ? o.tls_root_certs : "";
+    co.tls_cert_chain = o.tls_cert_chain ? o.tls_cert_chain : "";
+    co.tls_private_key = o.tls_private_key ? o.tls_private_key : "";
+    co.tls_server_name = o.tls_server_name ? o.tls_server_name : "";
+    co.token = o.token ? o.token : "";
+    co.allow_insecure_token = o.allow_insecure_token != 0;
     auto client = std::make_unique<chat_client>();
     chat::Status s = chat::Client::Create(target, co, &client->impl);
     if (!s.ok()) return FromStatus(s);
@@ -740,6 +861,7 @@ chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
         if (!Live(opts->queue, kQueueTag)) return BadHandle("chat_queue");
         so.queue = opts->queue->impl;
       }
+      if (opts->version >= 4 && opts->token) so.token = opts->token;
       if (opts->metadata_count > 0 && !opts->metadata) {
         return Fail(CHAT_ERR_BAD_ARGUMENT, "metadata is NULL but metadata_count is not 0");
       }

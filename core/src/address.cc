@@ -193,15 +193,16 @@ bool IsGrpcScheme(std::string_view s) {
   return false;
 }
 
-Status NormalizeImpl(std::string_view t, std::string* out) {
+Status NormalizeImpl(std::string_view t, std::string* out, bool* tls, bool* http) {
   if (t.empty()) return Bad("empty target");
   std::string host;
   int port = 0;
-  if (StartsWith(t, "https://")) return Bad("TLS targets (https://) are not supported");
-  if (StartsWith(t, "http://")) {
-    std::string_view rest = t.substr(7);
+  *tls = StartsWith(t, "https://");
+  *http = StartsWith(t, "http://");
+  if (*tls || *http) {
+    std::string_view rest = t.substr(*tls ? 8 : 7);
     while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
-    if (rest.empty()) return Bad("http:// target has no host:port");
+    if (rest.empty()) return Bad(std::string(*tls ? "https" : "http") + ":// target has no host:port");
     Status st = SplitHostPort(rest, 1, HostKind::kAny, &host, &port);
     if (!st.ok()) return st;
     // gRPC would read "ipv4:9090" as the ipv4 scheme, not as host "ipv4";
@@ -262,12 +263,47 @@ Status ParseListenAddress(std::string_view address, ListenAddress* out) {
   return Status::Ok();
 }
 
-Status NormalizeTarget(std::string_view target, std::string* out) {
+Status NormalizeTarget(std::string_view target, std::string* out, bool* tls, bool* http) {
   std::string normalized;
-  Status st = NormalizeImpl(target, &normalized);
+  bool is_tls = false, is_http = false;
+  Status st = NormalizeImpl(target, &normalized, &is_tls, &is_http);
   if (!st.ok()) return About("bad target", target, st);
   *out = std::move(normalized);
+  if (tls) *tls = is_tls;
+  if (http) *http = is_http;
   return Status::Ok();
+}
+
+bool IsLoopbackTarget(std::string_view t) {
+  if (StartsWith(t, "unix:") || StartsWith(t, "unix-abstract:")) return true;
+  auto loopback = [](std::string_view host) {
+    if (host == "localhost" || host == "::1") return true;
+    in_addr a;
+    if (!IsIpv4(host) || inet_pton(AF_INET, std::string(host).c_str(), &a) != 1) return false;
+    return (ntohl(a.s_addr) >> 24) == 127;
+  };
+  auto all = [&](std::string_view list, HostKind kind) {
+    for (size_t start = 0;;) {
+      size_t comma = list.find(',', start);
+      std::string host;
+      int port = 0;
+      if (!SplitHostPort(list.substr(start, comma == std::string_view::npos ? comma : comma - start),
+                         1, kind, &host, &port)
+               .ok() ||
+          !loopback(host)) {
+        return false;
+      }
+      if (comma == std::string_view::npos) return true;
+      start = comma + 1;
+    }
+  };
+  if (StartsWith(t, "ipv4:")) return all(t.substr(5), HostKind::kIpv4Only);
+  if (StartsWith(t, "ipv6:")) return all(t.substr(5), HostKind::kIpv6Only);
+  if (StartsWith(t, "dns:")) {
+    t = t.substr(4);
+    if (StartsWith(t, "//")) t = t.substr(t.find('/', 2) + 1);  // normalized: the '/' is there
+  }
+  return all(t, HostKind::kAny);
 }
 
 }  // namespace chat::internal

@@ -35,12 +35,19 @@ Status ParseListenAddress(std::string_view address, ListenAddress* out);
 //                                           when host is a gRPC scheme name
 //                                           such as "ipv4", which gRPC would
 //                                           otherwise read as that scheme)
-//   "https://..."                         -> refused (no TLS yet)
+//   "https://host:port"                   -> as http://, and *tls = true
 //   "dns:[//authority/]host:port", "ipv4:a.b.c.d:port[,...]",
 //   "ipv6:[addr]:port[,...]"              -> unchanged, every port checked
 //   "unix:path", "unix-abstract:name"    -> unchanged
 // Anything else, and an empty target, is kBadArgument. Normalizing a
-// normalized target gives it back unchanged.
-Status NormalizeTarget(std::string_view target, std::string* out);
+// normalized target gives it back unchanged. `tls` (optional) tells whether
+// the target asked for TLS (https://); `http` whether it was http://.
+Status NormalizeTarget(std::string_view target, std::string* out, bool* tls = nullptr,
+                       bool* http = nullptr);
+
+// Whether every address a normalized target names is on this machine:
+// localhost, 127.0.0.0/8, ::1, or a Unix socket. A bearer token may cross
+// plaintext only to such a target.
+bool IsLoopbackTarget(std::string_view normalized);
 
 }  // namespace chat::internal

@@ -17,6 +17,7 @@
 #include "cq.h"
 #include "grpc_glue.h"
 #include "send_queue.h"
+#include "tls.h"
 #include "wire.h"
 
 namespace chat {
@@ -84,6 +85,8 @@ class StreamImpl final : public ClientStream, public EventSource {
       ctx_.set_deadline(std::chrono::system_clock::now() + Bounded(stream_options.deadline));
     }
     for (const auto& [key, value] : stream_options.metadata) ctx_.AddMetadata(key, value);
+    const std::string& token = stream_options.token.empty() ? options.token : stream_options.token;
+    if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
     if (stream_options.wait_for_ready) ctx_.set_wait_for_ready(true);
   }
 
@@ -557,11 +560,14 @@ void StreamImpl::Over() {
 // a peer that accepts TCP but never answers HTTP/2 is given up on.
 constexpr auto kConnectSettle = std::chrono::seconds(5);
 
+Status InsecureToken();
+
 class ClientImpl final : public Client {
  public:
-  ClientImpl(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options)
+  ClientImpl(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options, bool tls,
+             bool loopback)
       : channel_(channel), stub_(std::make_unique<RawStub>(std::move(channel))),
-        options_(options) {}
+        options_(options), token_safe_(tls || loopback || options.allow_insecure_token) {}
 
   // gRPC 1.51 leaks the connection of a channel destroyed while its
   // subchannel is still connecting: the attempt completes after the
@@ -598,6 +604,20 @@ class ClientImpl final : public Client {
                       "metadata value for '" + key + "' must be printable ASCII");
       }
     }
+    if (!options.token.empty()) {
+      Status st = CheckToken(options.token);
+      if (!st.ok()) return st;
+    }
+    const std::string& token = options.token.empty() ? options_.token : options.token;
+    if (!token.empty()) {
+      if (!token_safe_) return InsecureToken();
+      for (const auto& [key, value] : options.metadata) {
+        if (key == "authorization") {
+          return Status(Code::kBadArgument,
+                        "a bearer token and 'authorization' metadata cannot both be given");
+        }
+      }
+    }
     auto stream = std::make_shared<StreamImpl>(options_, options);
     stream->Begin(stub_.get(), stream);
     *out = std::move(stream);
@@ -608,7 +628,34 @@ class ClientImpl final : public Client {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<RawStub> stub_;
   const ClientOptions options_;
+  const bool token_safe_;  // a token may be sent (TLS, loopback, or allowed)
 };
+
+Status InsecureToken() {
+  return Status(Code::kBadArgument,
+                "refusing to send a bearer token over plaintext to a host that is not loopback "
+                "(use TLS, or allow_insecure_token)");
+}
+
+// The channel's credentials: TLS with the client's roots, certificate and
+// key (read from files now), or plaintext.
+Status ChannelCredentials(const ClientOptions& o, bool tls,
+                          std::shared_ptr<grpc::ChannelCredentials>* out) {
+  if (!tls) {
+    *out = grpc::InsecureChannelCredentials();
+    return Status::Ok();
+  }
+  if (o.tls_cert_chain.empty() != o.tls_private_key.empty()) {
+    return Status(Code::kBadArgument, "a client certificate needs its key, and a key its certificate");
+  }
+  grpc::SslCredentialsOptions ssl;
+  Status st = LoadPem(o.tls_root_certs, "TLS root certificates", &ssl.pem_root_certs);
+  if (st.ok()) st = LoadPem(o.tls_cert_chain, "TLS certificate", &ssl.pem_cert_chain);
+  if (st.ok()) st = LoadPem(o.tls_private_key, "TLS private key", &ssl.pem_private_key);
+  if (!st.ok()) return st;
+  *out = grpc::SslCredentials(ssl);
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -617,8 +664,24 @@ class ClientImpl final : public Client {
 Status Client::Create(std::string_view target, const ClientOptions& options,
                       std::unique_ptr<Client>* out) {
   std::string t;
-  Status normalized = internal::NormalizeTarget(target, &t);
+  bool https = false, http = false;
+  Status normalized = internal::NormalizeTarget(target, &t, &https, &http);
   if (!normalized.ok()) return normalized;
+  bool tls = https || options.tls || !options.tls_root_certs.empty() ||
+             !options.tls_cert_chain.empty() || !options.tls_private_key.empty() ||
+             !options.tls_server_name.empty();
+  if (tls && http) {
+    return Status(Code::kBadArgument, "an http:// target is plaintext: use https:// for TLS");
+  }
+  bool loopback = internal::IsLoopbackTarget(t);
+  if (!options.token.empty()) {
+    Status st = internal::CheckToken(options.token);
+    if (!st.ok()) return st;
+    if (!tls && !loopback && !options.allow_insecure_token) return internal::InsecureToken();
+  }
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  Status creds = internal::ChannelCredentials(options, tls, &credentials);
+  if (!creds.ok()) return creds;
   if (options.send_queue_limit == 0 || options.recv_queue_limit == 0 ||
       options.send_queue_bytes == 0 || options.recv_queue_bytes == 0 ||
       options.max_message_bytes == 0 || options.max_message_bytes > static_cast<size_t>(INT32_MAX)) {
@@ -648,9 +711,12 @@ Status Client::Create(std::string_view target, const ClientOptions& options,
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options.keepalive_timeout_ms);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   }
-  auto channel = grpc::CreateCustomChannel(t, grpc::InsecureChannelCredentials(), args);
+  if (!options.tls_server_name.empty()) {
+    args.SetString(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, options.tls_server_name);
+  }
+  auto channel = grpc::CreateCustomChannel(t, credentials, args);
   if (!channel) return Status(Code::kBadArgument, "cannot create a channel to '" + t + "'");
-  *out = std::make_unique<internal::ClientImpl>(std::move(channel), options);
+  *out = std::make_unique<internal::ClientImpl>(std::move(channel), options, tls, loopback);
   return Status::Ok();
 }
 

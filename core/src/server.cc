@@ -5,6 +5,8 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/server_posix.h>
 
+#include <cxxabi.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -20,6 +22,7 @@
 #include "listener.h"
 #include "memory.h"
 #include "server_stream.h"
+#include "tls.h"
 #include "wire.h"
 
 namespace chat {
@@ -66,13 +69,23 @@ class ServerImpl final : public Server, public SessionHost {
   }
 
   Status Init() {
-    ListenAddress address;
-    Status s = ParseListenAddress(options_.address, &address);
-    if (s.ok()) s = Listener::Open(address, &listener_);
-    if (!s.ok()) return s;
-    port_ = listener_->port();
-    // No listening port for gRPC: the listener hands it connections.
     grpc::ServerBuilder builder;
+    std::shared_ptr<grpc::ServerCredentials> tls;
+    Status s = TlsCredentials(&tls);
+    if (!s.ok()) return s;
+    if (tls) {
+      // gRPC 1.51 takes connections by descriptor on plaintext only, so a
+      // TLS server listens through gRPC: the listener's EMFILE backoff and
+      // per-connection rapid-reset cut (ServerConnections) do not apply.
+      builder.AddListeningPort(options_.address, tls, &port_);
+    } else {
+      ListenAddress address;
+      s = ParseListenAddress(options_.address, &address);
+      if (s.ok()) s = Listener::Open(address, &listener_);
+      if (!s.ok()) return s;
+      port_ = listener_->port();
+      // No listening port for gRPC: the listener hands it connections.
+    }
     // Every method comes to the generic service as raw bytes: no generated
     // code, nothing registered in protobuf's process-wide pool.
     builder.RegisterAsyncGenericService(&service_);
@@ -117,6 +130,12 @@ class ServerImpl final : public Server, public SessionHost {
       std::string name = "chat-srv-cq" + std::to_string(i);
       threads_.push_back(std::make_unique<CqThread>(std::move(cqs[i]), name.c_str()));
     }
+    if (!server_ && tls) {
+      return Status(Code::kCannotListen,
+                    "cannot listen on '" + options_.address +
+                        "' with TLS (address in use or not local, or gRPC refused the "
+                        "certificate or key: see the log)");
+    }
     if (!server_) return Status(Code::kSystem, "cannot start the gRPC server");
     {
       std::lock_guard<std::mutex> lock(accept_mu_);
@@ -125,6 +144,7 @@ class ServerImpl final : public Server, public SessionHost {
         for (int k = 0; k < kRequestsPerQueue; ++k) RequestLocked(q);
       }
     }
+    if (!listener_) return Status::Ok();
     listener_->Start([this](int fd, std::string peer) {
       // On the listener's thread: remember who the connection is, then give
       // it to gRPC, which owns the descriptor from then on.
@@ -155,7 +175,7 @@ class ServerImpl final : public Server, public SessionHost {
       std::lock_guard<std::mutex> lock(registry_mu_);
       stopping_ = true;
     }
-    listener_->Close();  // new connections are refused from now on
+    if (listener_) listener_->Close();  // new connections are refused from now on
     auto deadline = std::chrono::steady_clock::now() + Bounded(grace);
     std::vector<std::shared_ptr<Session>> left;
     {
@@ -238,6 +258,10 @@ class ServerImpl final : public Server, public SessionHost {
   Status Admit(const std::shared_ptr<Session>& session) override {
     Status stopping(Code::kUnavailable, "server is shutting down");  // as gRPC refuses them
     if (stopping_.load()) return stopping;
+    if (options_.authenticate) {
+      Status verdict = Authenticate(session);
+      if (!verdict.ok()) return verdict;
+    }
     if (memory_->Over()) RelieveMemory();  // built-in modes: cut the slowest reader
     if (memory_->Over()) {
       return Status(Code::kResourceExhausted,
@@ -416,6 +440,64 @@ class ServerImpl final : public Server, public SessionHost {
   }
 
  private:
+  // The server's TLS credentials, or null for plaintext.
+  Status TlsCredentials(std::shared_ptr<grpc::ServerCredentials>* out) const {
+    const ServerOptions& o = options_;
+    if (o.tls_cert_chain.empty() && o.tls_private_key.empty()) {
+      if (!o.tls_client_ca.empty() || o.client_cert != ClientCertMode::kNone) {
+        return Status(Code::kBadArgument, "client certificates need a TLS server (tls_cert_chain)");
+      }
+      return Status::Ok();
+    }
+    if (o.tls_cert_chain.empty() || o.tls_private_key.empty()) {
+      return Status(Code::kBadArgument, "a TLS server needs both a certificate chain and its key");
+    }
+    if ((o.client_cert == ClientCertMode::kNone) != o.tls_client_ca.empty()) {
+      return Status(Code::kBadArgument,
+                    "tls_client_ca and asking for client certificates go together");
+    }
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    Status s = LoadPem(o.tls_cert_chain, "TLS certificate", &pair.cert_chain);
+    if (s.ok()) s = LoadPem(o.tls_private_key, "TLS private key", &pair.private_key);
+    grpc::SslServerCredentialsOptions ssl(
+        o.client_cert == ClientCertMode::kRequire
+            ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+            : o.client_cert == ClientCertMode::kRequest
+                  ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
+                  : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+    if (s.ok()) s = LoadPem(o.tls_client_ca, "TLS client CA", &ssl.pem_root_certs);
+    if (!s.ok()) return s;
+    ssl.pem_key_cert_pairs.push_back(std::move(pair));
+    *out = grpc::SslServerCredentials(ssl);
+    return Status::Ok();
+  }
+
+  // Runs the host's authenticator on a new stream (see Authenticator).
+  Status Authenticate(const std::shared_ptr<Session>& session) {
+    const std::string* token = nullptr;
+    std::string bearer;
+    auto auth = session->metadata().find("authorization");
+    if (auth != session->metadata().end() && BearerToken(auth->second, &bearer)) token = &bearer;
+    std::string principal;
+    Status verdict;
+    try {
+      verdict = options_.authenticate(session, token, &principal);
+    } catch (abi::__forced_unwind&) {
+      throw;
+    } catch (...) {
+      return Status(Code::kInternal, "the server's authenticator failed");
+    }
+    if (verdict.ok()) {
+      session->set_principal(std::move(principal));
+      return verdict;
+    }
+    if (static_cast<int32_t>(verdict.code()) > kMaxGrpcCode) {
+      return Status(Code::kInternal, std::string("the server's authenticator failed (") +
+                                         CodeName(verdict.code()) + ")");
+    }
+    return verdict;
+  }
+
   // Custom mode with a Handler: runs `task` on the session's dispatcher.
   void Post(const Session& session, std::function<void()> task) {
     dispatchers_[session.id() % dispatchers_.size()]->Post(std::move(task));

@@ -1,5 +1,7 @@
 #include "server_stream.h"
 
+#include <grpc/grpc_security_constants.h>
+
 #include "grpc_glue.h"
 #include "wire.h"
 
@@ -300,6 +302,16 @@ void Session::OnAccept(bool ok) {
   conn_ = host_->ConnectionOf(ctx.peer());
   for (const auto& [key, value] : ctx.client_metadata()) {
     metadata_.emplace(std::string(key.data(), key.size()), std::string(value.data(), value.size()));
+  }
+  // The client certificate a TLS server verified (mTLS): gRPC reports its
+  // subject and SANs as properties of the call's auth context.
+  if (auto auth = ctx.auth_context()) {
+    for (const auto& v : auth->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME)) {
+      identity_.subject.assign(v.data(), v.size());
+    }
+    for (const auto& v : auth->FindPropertyValues(GRPC_X509_SAN_PROPERTY_NAME)) {
+      identity_.sans.emplace_back(v.data(), v.size());
+    }
   }
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -100,6 +100,8 @@ class Session final : public ServerCall,
   uint64_t id() const override { return id_; }
   const std::string& peer() const override { return conn_.peer; }
   const std::multimap<std::string, std::string>& metadata() const override { return metadata_; }
+  const PeerIdentity& peer_identity() const override { return identity_; }
+  const std::string& principal() const override { return principal_; }
   void set_host_data(void* data) override { host_data_.store(data, std::memory_order_release); }
   void* host_data() const override { return host_data_.load(std::memory_order_acquire); }
   Status Send(std::string_view text, Timeout timeout) override;
@@ -132,6 +134,8 @@ class Session final : public ServerCall,
   const Connection& connection() const { return conn_; }
   bool admitted() const { return admitted_; }  // after Finished
   const std::string& last_name() const { return last_name_; }  // broadcast, after Finished
+  // Set by the authenticator in Admit, before anything else sees the session.
+  void set_principal(std::string principal) { principal_ = std::move(principal); }
 
  private:
   // gRPC's side of the call; freed as soon as the call is over, so a host
@@ -177,6 +181,8 @@ class Session final : public ServerCall,
   uint64_t id_ = 0;
   Connection conn_;
   std::multimap<std::string, std::string> metadata_;
+  PeerIdentity identity_;
+  std::string principal_;
   int queue_ = 0;
   grpc::ServerCompletionQueue* cq_ = nullptr;  // the session's queue (its thread runs it)
   std::atomic<void*> host_data_{nullptr};

@@ -138,7 +138,8 @@ TEST(Target, ValidatesPorts) {
 
 TEST(Target, RefusesWhatCannotWork) {
   EXPECT_NE(TargetError("").find("empty target"), std::string::npos);
-  EXPECT_NE(TargetError("https://h:1").find("https"), std::string::npos);
+  EXPECT_NE(TargetError("https://").find("https:// target has no host:port"), std::string::npos);
+  EXPECT_NE(TargetError("https://h").find("no port"), std::string::npos);
   EXPECT_NE(TargetError("http://").find("no host:port"), std::string::npos);
   EXPECT_NE(TargetError("http://http://h:1").find("not allowed"), std::string::npos);
   EXPECT_NE(TargetError("http://h:1/path").find("not a decimal"), std::string::npos);
@@ -148,6 +149,34 @@ TEST(Target, RefusesWhatCannotWork) {
   EXPECT_NE(TargetError("xds:1").find("unsupported target scheme 'xds'"), std::string::npos);
   EXPECT_NE(TargetError("ipv4:1").find("no port"), std::string::npos);
   EXPECT_NE(TargetError("dns://resolver").find("dns:///"), std::string::npos);
+}
+
+TEST(Target, HttpsMeansTls) {
+  std::string out;
+  bool tls = false, http = true;
+  ASSERT_TRUE(NormalizeTarget("https://localhost:8443/", &out, &tls, &http).ok());
+  EXPECT_EQ(out, "localhost:8443");
+  EXPECT_TRUE(tls);
+  EXPECT_FALSE(http);
+  ASSERT_TRUE(NormalizeTarget("https://ipv4:1", &out, &tls, &http).ok());
+  EXPECT_EQ(out, "dns:///ipv4:1");
+  ASSERT_TRUE(NormalizeTarget("http://h:1", &out, &tls, &http).ok());
+  EXPECT_FALSE(tls);
+  EXPECT_TRUE(http);
+  ASSERT_TRUE(NormalizeTarget("h:1", &out, &tls, &http).ok());
+  EXPECT_FALSE(tls || http);
+}
+
+TEST(Target, LoopbackIsOnlyThisMachine) {
+  for (const char* t : {"localhost:1", "127.0.0.1:1", "127.8.9.10:1", "[::1]:1", "dns:///localhost:1",
+                        "dns://8.8.8.8/127.0.0.1:1", "ipv4:127.0.0.1:1,127.0.0.2:2",
+                        "ipv6:[::1]:1", "unix:/tmp/s", "unix-abstract:s"}) {
+    EXPECT_TRUE(IsLoopbackTarget(Normalized(t))) << t;
+  }
+  for (const char* t : {"example.com:1", "10.0.0.1:1", "[::2]:1", "dns:///example.com:1",
+                        "ipv4:127.0.0.1:1,10.0.0.1:2", "128.0.0.1:1", "localhost.evil.com:1"}) {
+    EXPECT_FALSE(IsLoopbackTarget(Normalized(t))) << t;
+  }
 }
 
 TEST(Target, NormalizingIsIdempotent) {

@@ -432,7 +432,41 @@ typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *de
  * released. A new call that finds the server still over is refused with
  * RESOURCE_EXHAUSTED. Beyond these queues, gRPC holds per
  * stream at most its HTTP/2 flow-control window of data not yet read. */
-#define CHAT_SERVER_OPTIONS_VERSION 4
+#define CHAT_SERVER_OPTIONS_VERSION 5
+
+/* Values of chat_server_options.tls_client_cert (version 5). */
+#define CHAT_CLIENT_CERT_NONE 0    /* do not ask clients for a certificate */
+#define CHAT_CLIENT_CERT_REQUEST 1 /* ask; one that is sent must chain to tls_client_ca */
+#define CHAT_CLIENT_CERT_REQUIRE 2 /* a certificate chaining to tls_client_ca is required */
+
+/* Authentication (chat_server_options.authenticate, version 5): decides
+ * whether a new call opens, before anything else sees it (before on_open
+ * or the OPEN event in custom mode, before any reply in echo and
+ * broadcast mode).
+ *
+ * `token` is the client's bearer token (the value of its "authorization"
+ * metadata after "Bearer "), or NULL when it sent none. `call` gives the
+ * call's metadata, peer, chat_call_peer_subject / _peer_san (mTLS), and
+ * takes chat_call_set_principal; chat_call_send, _complete and _fail
+ * return CHAT_ERR_BAD_STATE on it. It is a handle of its own, valid until
+ * the callback returns (chat_call_ref keeps it longer; on_open and the
+ * events get another handle for the same call). `message` is a buffer of
+ * `message_size` bytes (at least 256), "" on entry, for the reason sent
+ * to a refused client (NUL-terminated; cut at message_size - 1 bytes).
+ *
+ * Return CHAT_OK to admit the call; CHAT_UNAUTHENTICATED (no or a bad
+ * credential) or CHAT_PERMISSION_DENIED (known, but not allowed) to refuse
+ * it with `message`. Another gRPC code (1..15) refuses with that code; any
+ * other value refuses with CHAT_INTERNAL ("the server's authenticator
+ * failed"). A refused call is never seen by on_open, the queue, echo or the
+ * broadcast room, and counts nowhere as open.
+ *
+ * Thread: one of the server's transport threads (the one that took the
+ * call), possibly several at once for different calls. Keep it quick: it
+ * holds up every call of that thread. It must not call chat_server_stop or
+ * chat_server_destroy. */
+typedef chat_code (*chat_authenticate_fn)(chat_call *call, const char *token, char *message,
+                                          size_t message_size, void *user_data);
 
 typedef struct chat_server_options {
   uint32_t version;           /* CHAT_SERVER_OPTIONS_VERSION */
@@ -496,6 +530,26 @@ typedef struct chat_server_options {
                                  handlers) still slows a fast client down
                                  instead of buffering without bound.
                                  Default 0: room goes back at the drain */
+  /* Version 5: TLS and authentication. Each certificate or key is PEM text
+   * (it contains "-----BEGIN") or else the path of a PEM file, read during
+   * chat_server_start (an unreadable file or one without PEM is
+   * CHAT_ERR_BAD_ARGUMENT naming the path). All are borrowed during the
+   * call only.
+   * A TLS server listens through gRPC instead of libchat's own listener
+   * (gRPC 1.51 takes accepted descriptors on plaintext only), so two guards
+   * of plaintext servers do not apply to it: the per-connection rapid-reset
+   * cut (a TLS connection is still bounded by MAX_CONCURRENT_STREAMS and
+   * the memory bound) and the EMFILE backoff (gRPC retries accept itself).
+   * chat_call_peer gives "ipv4:127.0.0.1:41234"-style addresses as before. */
+  const char *tls_cert_chain;  /* server certificate chain: set, the server
+                                  speaks TLS only; needs tls_private_key */
+  const char *tls_private_key; /* its private key */
+  const char *tls_client_ca;   /* roots client certificates must chain to
+                                  (mTLS); required by, and only with,
+                                  tls_client_cert != NONE */
+  int32_t tls_client_cert;     /* CHAT_CLIENT_CERT_*; default NONE */
+  chat_authenticate_fn authenticate; /* optional, any mode: see above */
+  void *authenticate_user_data;      /* passed to authenticate; yours */
 } chat_server_options;
 
 /* Fills `opts` with the defaults of `version` (pass
@@ -590,6 +644,33 @@ CHAT_API chat_code chat_call_metadata_count(const chat_call *call, size_t *count
 CHAT_API chat_code chat_call_metadata_at(const chat_call *call, size_t index, const char **key,
                                          size_t *key_len, const char **value, size_t *value_len) CHAT_NOEXCEPT;
 
+/* The subject of the certificate the client presented to a TLS server that
+ * asked for one (mTLS), as gRPC prints it ("CN=alice,O=Example"); "" when
+ * there was none, and for NULL. Borrowed, valid as long as `call` is. */
+CHAT_API const char *chat_call_peer_subject(const chat_call *call) CHAT_NOEXCEPT;
+
+/* The number of subject alternative names (DNS names, IP addresses, email
+ * addresses, URIs) of the client's certificate; 0 without one.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL argument). */
+CHAT_API chat_code chat_call_peer_san_count(const chat_call *call, size_t *count) CHAT_NOEXCEPT;
+
+/* SAN `index` (0 <= index < count) as text ("localhost", "127.0.0.1");
+ * *san is borrowed, valid as long as `call` is.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL argument, index out of range). */
+CHAT_API chat_code chat_call_peer_san(const chat_call *call, size_t index, const char **san) CHAT_NOEXCEPT;
+
+/* Inside the server's authenticate callback only: admits the call as
+ * `principal` (UTF-8, copied), which chat_call_principal then returns for
+ * the call's whole life. The last value set before CHAT_OK counts.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, invalid UTF-8), CHAT_ERR_BAD_STATE
+ * (not the handle given to a running authenticate). */
+CHAT_API chat_code chat_call_set_principal(chat_call *call, const char *principal) CHAT_NOEXCEPT;
+
+/* What the authenticator admitted the call as; "" when it set none or the
+ * server has no authenticator, and for NULL. Borrowed, valid as long as
+ * `call` is. */
+CHAT_API const char *chat_call_principal(const chat_call *call) CHAT_NOEXCEPT;
+
 /* Queues one reply (a google.protobuf.StringValue) on the call. Replies are
  * written in the order queued, at most send_queue_limit waiting per call.
  * When the queue is full: timeout_ms == 0 returns CHAT_ERR_WOULD_BLOCK at
@@ -649,9 +730,10 @@ CHAT_API chat_code chat_call_consumed(chat_call *call, size_t count) CHAT_NOEXCE
 /* ------------------------------------------------------------------------ */
 
 
-/* Version 2 added the byte budgets and keepalive; the library reads only
- * the fields of opts->version. The byte budgets work like the server's. */
-#define CHAT_CLIENT_OPTIONS_VERSION 2
+/* Version 2 added the byte budgets and keepalive, version 3 TLS and bearer
+ * tokens; the library reads only the fields of opts->version. The byte
+ * budgets work like the server's. */
+#define CHAT_CLIENT_OPTIONS_VERSION 3
 
 typedef struct chat_client_options {
   uint32_t version;          /* CHAT_CLIENT_OPTIONS_VERSION */
@@ -670,6 +752,31 @@ typedef struct chat_client_options {
                                 one every 1000 ms, gRPC's default is 5 min */
   int32_t keepalive_timeout_ms; /* a ping unanswered this long ends the
                                    connection; default 10000 */
+  /* Version 3: TLS and bearer tokens. The connection uses TLS when the
+   * target is "https://host:port", when `tls` is nonzero, or when any tls_*
+   * field is set (an "http://" target then is CHAT_ERR_BAD_ARGUMENT).
+   * Certificates and keys are PEM text or a PEM file's path, as the
+   * server's (read during chat_client_create). All borrowed during the
+   * call only. */
+  int32_t tls;                 /* nonzero: TLS for any target form */
+  const char *tls_root_certs;  /* roots the server's certificate must chain
+                                  to; NULL: gRPC's default, which is the
+                                  file $GRPC_DEFAULT_SSL_ROOTS_FILE_PATH if
+                                  set, else the system's bundle (Debian:
+                                  /etc/ssl/certs/ca-certificates.crt) */
+  const char *tls_cert_chain;  /* client certificate (mTLS), with tls_private_key */
+  const char *tls_private_key;
+  const char *tls_server_name; /* name the server's certificate must carry
+                                  instead of the target's host */
+  const char *token;           /* bearer token sent on every stream as
+                                  "authorization: Bearer <token>" (printable
+                                  ASCII, no spaces, at most 4096 bytes);
+                                  chat_stream_options.token overrides it.
+                                  Over plaintext to a target that is not
+                                  loopback (localhost, 127.0.0.0/8, ::1,
+                                  unix:) it is refused with
+                                  CHAT_ERR_BAD_ARGUMENT unless... */
+  int32_t allow_insecure_token; /* ...this is nonzero; default 0 */
 } chat_client_options;
 
 /* Fills `opts` with the defaults of `version`, writing only the fields that
@@ -685,8 +792,12 @@ CHAT_API chat_code chat_client_options_init(chat_client_options *opts, uint32_t 
  * It connects lazily, on the first stream, with one HTTP/2 connection per
  * client. `opts` may be NULL.
  * On success *out receives a client to release with chat_client_destroy.
- * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, empty, https:// or malformed target:
- * missing or bad port, unknown scheme; bad options). An unreachable server
+ * "https://host:port" is the same over TLS (see chat_client_options.tls).
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, empty or malformed target:
+ * missing or bad port, unknown scheme; bad options; a certificate file that
+ * cannot be read; a token over plaintext, see chat_client_options.token).
+ * A server whose certificate does not verify is not an error here: streams
+ * end with CHAT_UNAVAILABLE. An unreachable server
  * is not an error here: the stream ends with CHAT_UNAVAILABLE.
  * Thread-safe. */
 CHAT_API chat_code chat_client_create(const char *target, const chat_client_options *opts,
@@ -709,10 +820,10 @@ typedef struct chat_metadata {
   const char *value;
 } chat_metadata;
 
-/* Version 2 added metadata_value_lens, version 3 the event queue. A
- * program built against an older version keeps working: the library reads
- * only the fields of opts->version. */
-#define CHAT_STREAM_OPTIONS_VERSION 3
+/* Version 2 added metadata_value_lens, version 3 the event queue, version
+ * 4 the bearer token. A program built against an older version keeps
+ * working: the library reads only the fields of opts->version. */
+#define CHAT_STREAM_OPTIONS_VERSION 4
 
 typedef struct chat_stream_options {
   uint32_t version;               /* CHAT_STREAM_OPTIONS_VERSION */
@@ -742,10 +853,15 @@ typedef struct chat_stream_options {
                                   REPLY counting against recv_queue_limit /
                                   recv_queue_bytes until chat_stream_consumed
                                   reports it done (see the server's). Default 0 */
+  /* Version 4: authentication. */
+  const char *token;  /* bearer token for this stream instead of the
+                         client's (chat_client_options.token, same rules);
+                         NULL or "": the client's. Read during
+                         chat_client_open only */
 } chat_stream_options;
 
 /* Fills `opts` with the defaults of `version`, writing only the fields that
- * version has (1 to 3; a struct from an older header is never overrun).
+ * version has (1 to 4; a struct from an older header is never overrun).
  * CHAT_ERR_BAD_ARGUMENT for NULL or an unknown version. Thread-safe. */
 CHAT_API chat_code chat_stream_options_init(chat_stream_options *opts, uint32_t version) CHAT_NOEXCEPT;
 
@@ -753,7 +869,10 @@ CHAT_API chat_code chat_stream_options_init(chat_stream_options *opts, uint32_t 
  * stream's final status (UNAVAILABLE) through chat_stream_recv or
  * chat_stream_status. `opts` may be NULL. On success *out receives a stream
  * to release with chat_stream_destroy.
- * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, bad metadata). Thread-safe. */
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, bad metadata, a bad token or one
+ * refused over plaintext, a token together with "authorization" metadata).
+ * A server that refuses the token ends the stream with CHAT_UNAUTHENTICATED
+ * or CHAT_PERMISSION_DENIED and its message. Thread-safe. */
 CHAT_API chat_code chat_client_open(chat_client *client, const chat_stream_options *opts,
                                     chat_stream **out) CHAT_NOEXCEPT;
 

@@ -21,6 +21,18 @@ struct ClientOptions {
   size_t recv_queue_bytes = 8u << 20;  // and their bytes
   int keepalive_ms = 0;            // ping while streams are open; 0 = off
   int keepalive_timeout_ms = 10000;  // an unanswered ping ends the connection
+  // TLS, also implied by an "https://" target or by any tls_* field. Each
+  // certificate or key is PEM text or a PEM file's path (see ServerOptions).
+  bool tls = false;
+  std::string tls_root_certs;   // trusted roots; empty: gRPC's default (see chat.h)
+  std::string tls_cert_chain;   // client certificate (mTLS), with tls_private_key
+  std::string tls_private_key;
+  std::string tls_server_name;  // name to verify instead of the target's host
+  // Sent as "authorization: Bearer <token>" on every stream (StreamOptions
+  // may override it). Refused over plaintext to a host that is not
+  // loopback unless allow_insecure_token.
+  std::string token;
+  bool allow_insecure_token = false;
 };
 
 struct StreamOptions {
@@ -36,6 +48,7 @@ struct StreamOptions {
   void* user_data = nullptr;
   // A drained reply keeps its room in the receive bounds until Consumed.
   bool hold_until_consumed = false;
+  std::string token;  // bearer token for this stream; empty: the client's
 };
 
 // One client stream. Every method is thread-safe; Recv has one consumer at a time.
@@ -72,7 +85,8 @@ class ClientStream {
 
 class Client {
  public:
-  // `target`: "host:port", "http://host:port" (Ballerina's URL form) or a
+  // `target`: "host:port", "http://host:port", "https://host:port" (TLS;
+  // Ballerina's URL forms) or a
   // gRPC target ("dns:///h:p", "ipv4:127.0.0.1:p", "ipv6:[::1]:p",
   // "unix:/path", "unix-abstract:name"). A missing port or one outside
   // 1..65535 is kBadArgument (see core/src/address.h).

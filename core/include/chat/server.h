@@ -3,15 +3,42 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "chat/event_queue.h"
 #include "chat/status.h"
 
 namespace chat {
+
+// Who a TLS client proved to be with its certificate (mTLS).
+struct PeerIdentity {
+  std::string subject;            // the certificate's subject ("CN=alice,O=Example")
+  std::vector<std::string> sans;  // its subject alternative names (DNS, IP, email, URI)
+};
+
+class ServerCall;
+
+// Decides whether a new stream opens, before any handler or reply sees it.
+// `token` is the client's bearer token ("authorization: Bearer <token>"), or
+// null when it sent none. Returns OK to admit (with `*principal` set, which
+// ServerCall::principal() then gives), kUnauthenticated or kPermissionDenied
+// (with a message) to refuse; other gRPC codes refuse with that code, and
+// library codes or an exception refuse with kInternal. Runs on the transport
+// thread that took the stream: it must be quick (it holds up the streams of
+// that thread), and must not call Server::Stop.
+using Authenticator = std::function<Status(const std::shared_ptr<ServerCall>& call,
+                                           const std::string* token, std::string* principal)>;
+
+enum class ClientCertMode {
+  kNone,     // do not ask for a client certificate
+  kRequest,  // ask; verify one that is sent against tls_client_ca
+  kRequire,  // a verified client certificate is required to connect
+};
 
 // One server-side stream. Shared ownership: the library holds it until the
 // stream ends; hosts may keep it (e.g. a room's member list) and call it from
@@ -26,6 +53,11 @@ class ServerCall {
   virtual const std::string& peer() const = 0;
   // Client metadata as received (keys lower-case).
   virtual const std::multimap<std::string, std::string>& metadata() const = 0;
+  // The client certificate's identity on a TLS server that asked for one
+  // (empty without a certificate). Fixed before the stream opens.
+  virtual const PeerIdentity& peer_identity() const = 0;
+  // What the server's authenticator admitted the stream as ("" without one).
+  virtual const std::string& principal() const = 0;
 
   // Queues one reply. Waits up to `timeout` while the send queue is full
   // (kWouldBlock with kNoWait, kTimeout after a positive timeout).
@@ -103,6 +135,16 @@ struct ServerOptions {
   int completion_queues = 0;
   int keepalive_ms = 30000;               // ping idle connections; dead peers end their streams
   int keepalive_timeout_ms = 10000;       // an unanswered ping ends the connection
+  // TLS: a server with a certificate chain speaks TLS only. Each is PEM
+  // text, or the path of a PEM file (text without "-----BEGIN"), read at
+  // Start. A TLS server listens through gRPC, not through the own listener
+  // (gRPC 1.51 takes descriptors on plaintext only): the per-connection
+  // rapid-reset cut and the EMFILE backoff do not apply to it.
+  std::string tls_cert_chain;
+  std::string tls_private_key;
+  std::string tls_client_ca;                     // roots client certificates must chain to
+  ClientCertMode client_cert = ClientCertMode::kNone;  // needs tls_client_ca unless kNone
+  Authenticator authenticate;                    // optional: admits or refuses streams
 };
 
 class Server {
