@@ -157,8 +157,8 @@ def test_failures_exit_non_zero(example: Example) -> None:
     result = run_client(example.client_command, "--target", example.server.target)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("chat_client: UNAVAILABLE: ")
-    result = run_client(example.client_command, "--target", "https://127.0.0.1:1")
-    assert result.returncode == 1 and "https" in result.stderr
+    result = run_client(example.client_command, "--target", "ftp://127.0.0.1:1")
+    assert result.returncode == 1 and "ftp" in result.stderr
     with ServerProcess([*example.server_command, "--address", "127.0.0.1:0"]) as taken:
         busy = run_client(example.server_command, "--address", taken.target)
         assert busy.returncode == 1

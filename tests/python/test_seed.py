@@ -125,7 +125,7 @@ def test_address_in_use_raises_oserror(echo_server: pychat.Server) -> None:
 
 def test_client_arguments() -> None:
     with pytest.raises(ValueError, match="https"):
-        pychat.Client("https://127.0.0.1:1")
+        pychat.Client("https://127.0.0.1")  # no port
     with pytest.raises(ValueError):
         pychat.Client("")
     with pytest.raises(TypeError):

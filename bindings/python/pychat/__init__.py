@@ -43,13 +43,14 @@ from ._errors import (
 )
 from ._metadata import CallMetadata
 from ._pychat import Call, Stream, abi_version, library_version
+from ._security import Authenticator, PeerIdentity, Pem, client_security, server_security
 
 __all__ = [
     "Server", "Client", "Stream", "Call", "CallMetadata", "Handler", "StatusCode", "ChatError",
     "ClosedError", "Cancelled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
     "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
     "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
-    "library_version", "abi_version", "set_log_destination",
+    "library_version", "abi_version", "set_log_destination", "PeerIdentity",
 ]
 
 __version__: str = _pychat.HEADER_VERSION  # chat.h's CHAT_VERSION_STRING, the one source
@@ -128,6 +129,22 @@ class Server(_pychat.Server):
     on_close(call, code, details)), the handler decides; its methods run on
     the server's dispatcher thread(s). An address it cannot listen on (in
     use, not local) raises OSError.
+
+    TLS: tls_cert and tls_key (PEM text as str or bytes, or a file's path)
+    make it a TLS server; tls_ca (likewise) asks clients for a certificate
+    chaining to it, client_cert "require" (the default with tls_ca) or
+    "request" (verified when sent). call.peer_identity then gives the
+    client certificate's subject and SANs.
+
+    authenticate(call, token): runs before a stream opens (before on_open,
+    before any echo or broadcast reply) on a transport thread, so keep it
+    quick. token: the client's bearer token, None without one. Return a str
+    (the principal, then call.principal) to admit; None refuses with
+    UNAUTHENTICATED; raise pychat.Unauthenticated("why") or
+    pychat.PermissionDenied("why") (any ChatError) to refuse with that
+    status. Any other exception goes to sys.unraisablehook and refuses with
+    INTERNAL. `call` offers peer, metadata and peer_identity; it takes no
+    sends.
     """
 
     def __init__(self, address: str, *, mode: Optional[str] = None,
@@ -137,9 +154,13 @@ class Server(_pychat.Server):
                  keepalive: Optional[float] = None, send_queue_bytes: Optional[int] = None,
                  recv_window_bytes: Optional[int] = None,
                  max_memory_bytes: Optional[int] = None,
-                 completion_queues: Optional[int] = None) -> None:
+                 completion_queues: Optional[int] = None, tls_cert: Optional[Pem] = None,
+                 tls_key: Optional[Pem] = None, tls_ca: Optional[Pem] = None,
+                 client_cert: Optional[str] = None,
+                 authenticate: Optional[Authenticator] = None) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
+        security = server_security(tls_cert, tls_key, tls_ca, client_cert, authenticate)
         if mode is None:
             mode = "echo" if handler is None else "custom"
         if mode not in _MODES:
@@ -148,7 +169,8 @@ class Server(_pychat.Server):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         super().__init__(address, _MODES[mode], handler, max_message_bytes, send_queue_limit,
                          recv_window, dispatcher_threads, keepalive, send_queue_bytes,
-                         recv_window_bytes, max_memory_bytes, completion_queues)
+                         recv_window_bytes, max_memory_bytes, completion_queues,
+                         security=security)
         self.address = address
         self.mode = mode
         _live.add(self)
@@ -171,38 +193,54 @@ class Server(_pychat.Server):
 
 class Client(_pychat.Client):
     """A client of the Chat service at `target`: "host:port", "http://host:port"
-    or a gRPC target ("dns:///host:port", "unix:/path"). It connects lazily, on
-    the first stream, with one HTTP/2 connection per client. close() frees it;
-    streams already opened stay usable."""
+    or a gRPC target ("dns:///host:port", "unix:/path"), or "https://host:port"
+    for TLS. It connects lazily, on the first stream, with one HTTP/2
+    connection per client. close() frees it; streams already opened stay
+    usable.
+
+    TLS (with https://, tls=True, or any tls_* option): tls_ca, the roots the
+    server must chain to (None: the system's, or $GRPC_DEFAULT_SSL_ROOTS_FILE_PATH);
+    tls_cert and tls_key, a client certificate (mTLS); each PEM text (str or
+    bytes) or a file's path. tls_server_name: the name to verify instead of
+    the target's host. token: a bearer token sent on every stream
+    ("authorization: Bearer <token>"; chat(token=...) overrides it), refused
+    (ValueError) over plaintext to a host that is not loopback unless
+    allow_insecure_token."""
 
     def __init__(self, target: str, *, max_message_bytes: Optional[int] = None,
                  send_queue_limit: Optional[int] = None,
                  recv_queue_limit: Optional[int] = None,
                  send_queue_bytes: Optional[int] = None,
                  recv_queue_bytes: Optional[int] = None,
-                 keepalive: Optional[float] = None) -> None:
+                 keepalive: Optional[float] = None, tls: bool = False,
+                 tls_ca: Optional[Pem] = None, tls_cert: Optional[Pem] = None,
+                 tls_key: Optional[Pem] = None, tls_server_name: Optional[str] = None,
+                 token: Optional[str] = None, allow_insecure_token: bool = False) -> None:
         """keepalive: seconds between HTTP/2 pings while streams are open, so
         a dead or frozen server ends them with UNAVAILABLE (None: off; at
         least 1.0 against libchat servers)."""
         if not isinstance(target, str):
             raise TypeError(f"target must be str, not {type(target).__name__}")
+        security = client_security(tls, tls_ca, tls_cert, tls_key, tls_server_name, token,
+                                   allow_insecure_token)
         super().__init__(target, max_message_bytes, send_queue_limit, recv_queue_limit,
-                         send_queue_bytes, recv_queue_bytes, keepalive)
+                         send_queue_bytes, recv_queue_bytes, keepalive, security=security)
         _live.add(self)
 
     def chat(self, timeout: Optional[float] = None, metadata: Optional[Metadata] = None, *,
-             wait_for_ready: bool = False) -> Stream:
+             wait_for_ready: bool = False, token: Optional[str] = None) -> Stream:
         """Opens a /Chat/chat stream. Never blocks: a server that cannot be
         reached ends the stream with UNAVAILABLE (seen by recv), unless
         wait_for_ready. timeout: the call's deadline in seconds (DEADLINE_EXCEEDED
-        when it passes). metadata: str values, bytes for keys ending in "-bin"."""
+        when it passes). metadata: str values, bytes for keys ending in "-bin".
+        token: this stream's bearer token instead of the client's."""
         if metadata is None:
             pairs = []
         elif isinstance(metadata, Mapping):
             pairs = list(metadata.items())
         else:
             pairs = [(key, value) for key, value in metadata]
-        stream = self._open(timeout, pairs, wait_for_ready)
+        stream = self._open(timeout, pairs, wait_for_ready, token)
         _live.add(stream)
         return stream
 

@@ -29,6 +29,7 @@ from . import Client as _SyncClient
 from . import _pychat
 from ._errors import ChatError, ClosedError, StatusCode, _from_status
 from ._metadata import CallMetadata
+from ._security import Authenticator, PeerIdentity, Pem, server_security
 
 __all__ = ["Client", "Stream", "Server", "Call", "Handler"]
 
@@ -529,27 +530,33 @@ class Client:
                  recv_queue_limit: Optional[int] = None,
                  send_queue_bytes: Optional[int] = None,
                  recv_queue_bytes: Optional[int] = None,
-                 keepalive: Optional[float] = None) -> None:
+                 keepalive: Optional[float] = None, tls: bool = False,
+                 tls_ca: Optional[Pem] = None, tls_cert: Optional[Pem] = None,
+                 tls_key: Optional[Pem] = None, tls_server_name: Optional[str] = None,
+                 token: Optional[str] = None, allow_insecure_token: bool = False) -> None:
         self._hub = _hub()
         self._native: Optional[_SyncClient] = _SyncClient(
             target, max_message_bytes=max_message_bytes, send_queue_limit=send_queue_limit,
             recv_queue_limit=recv_queue_limit, send_queue_bytes=send_queue_bytes,
-            recv_queue_bytes=recv_queue_bytes, keepalive=keepalive)
+            recv_queue_bytes=recv_queue_bytes, keepalive=keepalive, tls=tls, tls_ca=tls_ca,
+            tls_cert=tls_cert, tls_key=tls_key, tls_server_name=tls_server_name, token=token,
+            allow_insecure_token=allow_insecure_token)
         self.target = target
         # Held while open, so streams opened one after another reuse the queue.
         self._reader: Optional[_Reader] = self._hub.client_reader()
         self._reader.acquire()
 
     def chat(self, timeout: Optional[float] = None, metadata: Optional[Metadata] = None, *,
-             wait_for_ready: bool = False) -> Stream:
+             wait_for_ready: bool = False, token: Optional[str] = None) -> Stream:
         """Opens a /Chat/chat stream; never blocks. timeout: the call's
         deadline in seconds (DeadlineExceeded). metadata: a mapping or pairs,
-        str values, bytes for keys ending in "-bin"."""
+        str values, bytes for keys ending in "-bin". token: this stream's
+        bearer token instead of the client's."""
         if self._native is None or self._reader is None:
             raise ClosedError("client is closed")
         reader = self._reader
         native = self._native._open_queued(reader.queue, timeout, _pairs(metadata),
-                                           wait_for_ready)
+                                           wait_for_ready, token)
         _live.add(native)
         return Stream(_StreamCore(reader, native))
 
@@ -611,6 +618,16 @@ class Call(_Target):
     def metadata(self) -> CallMetadata:
         """The client's metadata: a read-only mapping, keys lower-case."""
         return self._native.metadata
+
+    @property
+    def principal(self) -> str:
+        """What the server's authenticate admitted the stream as ("" without one)."""
+        return self._native.principal
+
+    @property
+    def peer_identity(self) -> Optional[PeerIdentity]:
+        """The client certificate's subject and SANs (mTLS); None without one."""
+        return self._native.peer_identity
 
     @property
     def ended(self) -> bool:
@@ -845,8 +862,10 @@ class Server:
     they run on the loop, one at a time per call and in order (open,
     messages, complete, close), different calls concurrently. Without a
     handler, mode "echo" (the default) or "broadcast" runs in libchat itself.
-    Other options as pychat.Server (there are no dispatcher threads). An
-    address it cannot listen on (in use, not local) raises OSError.
+    Other options as pychat.Server (there are no dispatcher threads), TLS
+    and authenticate included: authenticate stays a plain function (it runs
+    on a transport thread before the stream opens) and gets a pychat.Call.
+    An address it cannot listen on (in use, not local) raises OSError.
 
     Flow control: a message counts against its call's recv_window (messages)
     and recv_window_bytes until its on_message has finished (returned, its
@@ -862,9 +881,13 @@ class Server:
                  keepalive: Optional[float] = None, send_queue_bytes: Optional[int] = None,
                  recv_window_bytes: Optional[int] = None,
                  max_memory_bytes: Optional[int] = None,
-                 completion_queues: Optional[int] = None) -> None:
+                 completion_queues: Optional[int] = None, tls_cert: Optional[Pem] = None,
+                 tls_key: Optional[Pem] = None, tls_ca: Optional[Pem] = None,
+                 client_cert: Optional[str] = None,
+                 authenticate: Optional[Authenticator] = None) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
+        security = server_security(tls_cert, tls_key, tls_ca, client_cert, authenticate)
         if handler is not None and mode not in (None, "custom"):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         if handler is None and mode not in (None, *_MODES):
@@ -884,13 +907,13 @@ class Server:
                    send_queue_bytes, recv_window_bytes, max_memory_bytes, completion_queues)
         if handler is None:
             self._native: Optional[_pychat.Server] = _pychat.Server(
-                address, _MODES[self.mode], None, *options)
+                address, _MODES[self.mode], None, *options, security=security)
         else:
             reader = _hub().server_reader(self)
             reader.acquire()
             try:
                 self._native = _pychat.Server(address, _pychat.MODE_CUSTOM, None, *options,
-                                              queue=reader.queue)
+                                              queue=reader.queue, security=security)
             except BaseException:
                 reader.server = None
                 reader.release()

@@ -479,10 +479,29 @@ class Client {
   Client(const std::string& target, std::optional<int> max_message_bytes,
          std::optional<int> send_queue_limit, std::optional<int> recv_queue_limit,
          std::optional<int64_t> send_queue_bytes, std::optional<int64_t> recv_queue_bytes,
-         std::optional<double> keepalive)
+         std::optional<double> keepalive, const py::dict& security)
       : target_(target) {
     chat_client_options o;
     chat_client_options_init(&o, CHAT_CLIENT_OPTIONS_VERSION);
+    // pychat.Client made every value a str (PEM text or a path) or a bool.
+    std::string tls_ca, tls_cert, tls_key, server_name, token;
+    auto text = [&](const char* key, std::string* slot, const char** field) {
+      if (!security.contains(key) || security[key].is_none()) return;
+      *slot = security[key].cast<std::string>();
+      if (slot->find('\0') != std::string::npos) {
+        throw py::value_error(std::string(key) + " cannot contain NUL characters");
+      }
+      *field = slot->c_str();
+    };
+    text("tls_ca", &tls_ca, &o.tls_root_certs);
+    text("tls_cert", &tls_cert, &o.tls_cert_chain);
+    text("tls_key", &tls_key, &o.tls_private_key);
+    text("tls_server_name", &server_name, &o.tls_server_name);
+    text("token", &token, &o.token);
+    if (security.contains("tls")) o.tls = security["tls"].cast<bool>() ? 1 : 0;
+    if (security.contains("allow_insecure_token")) {
+      o.allow_insecure_token = security["allow_insecure_token"].cast<bool>() ? 1 : 0;
+    }
     if (max_message_bytes) o.max_message_bytes = *max_message_bytes;
     if (send_queue_limit) o.send_queue_limit = *send_queue_limit;
     if (recv_queue_limit) o.recv_queue_limit = *recv_queue_limit;
@@ -502,17 +521,19 @@ class Client {
   // Opening never blocks: connection problems end the stream (UNAVAILABLE).
   std::unique_ptr<Stream> open(std::optional<double> timeout,
                                const std::vector<std::pair<std::string, py::object>>& metadata,
-                               bool wait_for_ready) {
-    return std::make_unique<Stream>(open_handle(timeout, metadata, wait_for_ready, nullptr, 0));
+                               bool wait_for_ready, const std::optional<std::string>& token) {
+    return std::make_unique<Stream>(
+        open_handle(timeout, metadata, wait_for_ready, nullptr, 0, token));
   }
 
   // The same, attached to `queue` (pychat.aio).
   std::unique_ptr<QueuedStream> open_queued(
       py::handle queue, std::optional<double> timeout,
-      const std::vector<std::pair<std::string, py::object>>& metadata, bool wait_for_ready) {
+      const std::vector<std::pair<std::string, py::object>>& metadata, bool wait_for_ready,
+      const std::optional<std::string>& token) {
     std::shared_ptr<QueueHandle> q = queue_of(queue);
     uint64_t key = q->next_key();
-    chat_stream* stream = open_handle(timeout, metadata, wait_for_ready, q->get(), key);
+    chat_stream* stream = open_handle(timeout, metadata, wait_for_ready, q->get(), key, token);
     return std::make_unique<QueuedStream>(stream, std::move(q), key);
   }
 
@@ -528,10 +549,17 @@ class Client {
  private:
   chat_stream* open_handle(std::optional<double> timeout,
                            const std::vector<std::pair<std::string, py::object>>& metadata,
-                           bool wait_for_ready, chat_queue* queue, uint64_t queue_key) {
+                           bool wait_for_ready, chat_queue* queue, uint64_t queue_key,
+                           const std::optional<std::string>& token) {
     if (!handle_) raise_closed("client is closed");
     chat_stream_options o;
     chat_stream_options_init(&o, CHAT_STREAM_OPTIONS_VERSION);
+    if (token) {
+      if (token->find('\0') != std::string::npos) {
+        throw py::value_error("token cannot contain NUL characters");
+      }
+      o.token = token->c_str();
+    }
     if (timeout) {
       if (!(*timeout >= 0.0)) throw py::value_error("timeout must be a number >= 0 or None");
       o.deadline_ms = std::llround(std::min(*timeout * 1000.0, 1e11));
@@ -634,14 +662,15 @@ void define_client(py::module_& m) {
 
   py::class_<Client>(m, "Client", "A connection to a Chat server (native part; use pychat.Client).")
       .def(py::init<const std::string&, std::optional<int>, std::optional<int>, std::optional<int>,
-                    std::optional<int64_t>, std::optional<int64_t>, std::optional<double>>(),
+                    std::optional<int64_t>, std::optional<int64_t>, std::optional<double>,
+                    const py::dict&>(),
            py::arg("target"), py::arg("max_message_bytes"), py::arg("send_queue_limit"),
            py::arg("recv_queue_limit"), py::arg("send_queue_bytes"), py::arg("recv_queue_bytes"),
-           py::arg("keepalive"))
+           py::arg("keepalive"), py::arg("security") = py::dict())
       .def("_open", &Client::open, py::arg("timeout"), py::arg("metadata"),
-           py::arg("wait_for_ready"))
+           py::arg("wait_for_ready"), py::arg("token") = py::none())
       .def("_open_queued", &Client::open_queued, py::arg("queue"), py::arg("timeout"),
-           py::arg("metadata"), py::arg("wait_for_ready"))
+           py::arg("metadata"), py::arg("wait_for_ready"), py::arg("token") = py::none())
       .def("close", &Client::close, "Frees the client; streams already opened stay usable.")
       .def_property_readonly("closed", &Client::closed)
       .def_property_readonly("target", &Client::target);

@@ -5,7 +5,9 @@
 // must therefore release the GIL first, and must not be one of them.
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <condition_variable>
 #include <memory>
@@ -42,6 +44,7 @@ int g_deferred = 0;
 // pychat._metadata.CallMetadata, kept for the life of the process (see
 // errors.cc: a static py::object would be released after the interpreter).
 PyObject* g_metadata_class = nullptr;
+PyObject* g_peer_identity_class = nullptr;  // pychat._security.PeerIdentity, likewise
 
 // bytes for "-bin" keys, str otherwise.
 py::object metadata_value(std::string_view key, const char* value, size_t len) {
@@ -90,6 +93,23 @@ class Call {
   }
   std::string peer() const { return chat_call_peer(call_); }
   chat_call* handle() const { return call_; }
+  std::string principal() const { return chat_call_principal(call_); }
+
+  // pychat.PeerIdentity(subject, sans) of the client's certificate (mTLS),
+  // or None without one. GIL.
+  py::object peer_identity() const {
+    std::string subject = chat_call_peer_subject(call_);
+    size_t count = 0;
+    chat_call_peer_san_count(call_, &count);
+    if (subject.empty() && count == 0) return py::none();
+    py::tuple sans(count);
+    for (size_t i = 0; i < count; ++i) {
+      const char* san = "";
+      chat_call_peer_san(call_, i, &san);
+      sans[i] = py::str(san);
+    }
+    return py::reinterpret_borrow<py::object>(g_peer_identity_class)(subject, sans);
+  }
 
   void send(py::handle text, std::optional<double> timeout) {
     std::string_view t = utf8_arg(text, "text");
@@ -149,6 +169,7 @@ struct ServerCore {
   int port = -1;
   // The handler's methods, None where it has none. Fixed after start.
   py::object on_open, on_message, on_complete, on_close;
+  py::object authenticate;  // None, or authenticate(call, token) -> principal
   // The Python Call of each open call, so every method of one stream gets the
   // same object. Filled on first use, emptied by on_close; GIL.
   std::unordered_map<chat_call*, py::object> calls;
@@ -274,6 +295,56 @@ void cb_close(chat_call* call, chat_code code, const char* details, size_t detai
   });
 }
 
+// The server's authenticate(call, token): runs on a transport thread. A
+// str admits as that principal; None refuses (UNAUTHENTICATED); a ChatError
+// (pychat.Unauthenticated, pychat.PermissionDenied...) refuses with its code
+// and details; anything else is a bug: sys.unraisablehook, and INTERNAL.
+chat_code cb_authenticate(chat_call* call, const char* token, char* message, size_t message_size,
+                          void* user_data) {
+  auto* core = static_cast<ServerCore*>(user_data);
+  auto refuse = [&](chat_code code, std::string_view why) {
+    size_t n = std::min(why.size(), message_size - 1);
+    std::memcpy(message, why.data(), n);
+    message[n] = '\0';
+    return code;
+  };
+  if (finalizing()) return refuse(CHAT_UNAVAILABLE, "the Python interpreter is shutting down");
+  py::gil_scoped_acquire gil;
+  DispatchScope scope(core);
+  try {
+    py::object verdict = core->authenticate(py::cast(std::make_unique<Call>(call)),
+                                            token ? py::object(py::str(token)) : py::none());
+    if (verdict.is_none()) return refuse(CHAT_UNAUTHENTICATED, "unauthenticated");
+    if (!py::isinstance<py::str>(verdict)) {
+      throw py::type_error("authenticate must return a principal (str) or None");
+    }
+    std::string_view principal = utf8_arg(verdict, "principal");
+    if (principal.find('\0') != std::string_view::npos) {
+      throw py::value_error("the principal cannot contain NUL characters");
+    }
+    chat_call_set_principal(call, std::string(principal).c_str());
+    return CHAT_OK;
+  } catch (py::error_already_set& e) {
+    if (is_chat_error(e)) {
+      try {
+        py::object exc = e.value();
+        int code = exc.attr("code").cast<int>();
+        std::string_view details = utf8_arg(exc.attr("details"), "details");
+        if (code >= CHAT_CANCELLED && code <= CHAT_UNAUTHENTICATED) {
+          return refuse(static_cast<chat_code>(code), details);
+        }
+      } catch (py::error_already_set&) {
+        // Not a usable status: reported below.
+      }
+    }
+    e.discard_as_unraisable(core->authenticate);
+  } catch (const std::exception& ex) {
+    PyErr_SetString(PyExc_RuntimeError, ex.what());
+    py::error_already_set().discard_as_unraisable(core->authenticate);
+  }
+  return refuse(CHAT_INTERNAL, "the server's authenticator failed");
+}
+
 // The handler's method `name`, or None where it has none. A default of
 // pychat.Handler not overridden counts as none: its behaviour is what the
 // library does without the method, and skipping it spares a GIL round-trip
@@ -354,10 +425,32 @@ class Server {
          std::optional<int> recv_window, std::optional<int> dispatcher_threads,
          std::optional<double> keepalive, std::optional<int64_t> send_queue_bytes,
          std::optional<int64_t> recv_window_bytes, std::optional<int64_t> max_memory_bytes,
-         std::optional<int> completion_queues, py::object queue)
+         std::optional<int> completion_queues, py::object queue, const py::dict& security)
       : core_(std::make_unique<ServerCore>()) {
     chat_server_options o;
     chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
+    // pychat.Server made the certificates str (PEM text or a path).
+    std::string tls_cert, tls_key, tls_ca;
+    auto text = [&](const char* key, std::string* slot, const char** field) {
+      if (!security.contains(key) || security[key].is_none()) return;
+      *slot = security[key].cast<std::string>();
+      if (slot->find('\0') != std::string::npos) {
+        throw py::value_error(std::string(key) + " cannot contain NUL characters");
+      }
+      *field = slot->c_str();
+    };
+    text("tls_cert", &tls_cert, &o.tls_cert_chain);
+    text("tls_key", &tls_key, &o.tls_private_key);
+    text("tls_ca", &tls_ca, &o.tls_client_ca);
+    if (security.contains("client_cert")) o.tls_client_cert = security["client_cert"].cast<int>();
+    if (security.contains("authenticate") && !security["authenticate"].is_none()) {
+      core_->authenticate = security["authenticate"];
+      if (!PyCallable_Check(core_->authenticate.ptr())) {
+        throw py::type_error("authenticate must be callable");
+      }
+      o.authenticate = cb_authenticate;
+      o.authenticate_user_data = core_.get();
+    }
     o.mode = mode;
     if (max_message_bytes) o.max_message_bytes = *max_message_bytes;
     if (send_queue_limit) o.send_queue_limit = *send_queue_limit;
@@ -482,6 +575,8 @@ py::object make_call(chat_call* call) { return py::cast(std::make_unique<Call>(c
 void define_server(py::module_& m) {
   g_metadata_class =
       py::object(py::module_::import("pychat._metadata").attr("CallMetadata")).release().ptr();
+  g_peer_identity_class =
+      py::object(py::module_::import("pychat._security").attr("PeerIdentity")).release().ptr();
   m.attr("MODE_ECHO") = CHAT_MODE_ECHO;
   m.attr("MODE_BROADCAST") = CHAT_MODE_BROADCAST;
   m.attr("MODE_CUSTOM") = CHAT_MODE_CUSTOM;
@@ -489,6 +584,12 @@ void define_server(py::module_& m) {
   py::class_<Call>(m, "Call", "One server-side stream, as handed to handler methods.")
       .def_property_readonly("id", &Call::id, "Unique within the server, from 1 in arrival order.")
       .def_property_readonly("peer", &Call::peer, "The client's address (\"ipv4:127.0.0.1:41234\").")
+      .def_property_readonly("principal", &Call::principal,
+                             "What the server's authenticate admitted the stream as (\"\" "
+                             "without one).")
+      .def_property_readonly("peer_identity", &Call::peer_identity,
+                             "The client certificate's pychat.PeerIdentity(subject, sans) on a "
+                             "TLS server that asked for one; None without a certificate.")
       .def_property_readonly("metadata", &Call::metadata,
                              "The metadata the client sent: a pychat.CallMetadata (a read-only "
                              "Mapping of each key's first value; get_all(key) for every value).")
@@ -514,12 +615,12 @@ void define_server(py::module_& m) {
       .def(py::init<const std::string&, int, py::object, std::optional<int>, std::optional<int>,
                     std::optional<int>, std::optional<int>, std::optional<double>,
                     std::optional<int64_t>, std::optional<int64_t>, std::optional<int64_t>,
-                    std::optional<int>, py::object>(),
+                    std::optional<int>, py::object, const py::dict&>(),
            py::arg("address"), py::arg("mode"), py::arg("handler"), py::arg("max_message_bytes"),
            py::arg("send_queue_limit"), py::arg("recv_window"), py::arg("dispatcher_threads"),
            py::arg("keepalive"), py::arg("send_queue_bytes"), py::arg("recv_window_bytes"),
            py::arg("max_memory_bytes"), py::arg("completion_queues"),
-           py::arg("queue") = py::none())
+           py::arg("queue") = py::none(), py::arg("security") = py::dict())
       .def_property_readonly("port", &Server::port)
       .def_property_readonly("closed", &Server::closed)
       .def("stop", &Server::stop, py::arg("grace") = 5.0,
