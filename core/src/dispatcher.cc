@@ -26,7 +26,10 @@ void Dispatcher::Shutdown() {
     stopping_ = true;
   }
   cv_.notify_one();
-  if (thread_.joinable() && !IsCurrentThread()) thread_.join();
+  if (thread_.joinable() && !IsCurrentThread()) {
+    thread_.join();
+    thread_id_ = std::thread::id();
+  }
 }
 
 void Dispatcher::Run() {

@@ -2,6 +2,7 @@
 // completion (a blocking host would starve the transport threads).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -21,7 +22,7 @@ class Dispatcher {
   void Post(std::function<void()> task);
   // Runs every task posted so far and stops the thread. Idempotent.
   void Shutdown();
-  bool IsCurrentThread() const { return std::this_thread::get_id() == thread_id_; }
+  bool IsCurrentThread() const { return std::this_thread::get_id() == thread_id_.load(); }
 
  private:
   void Run();
@@ -31,7 +32,9 @@ class Dispatcher {
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;
   std::thread thread_;
-  std::thread::id thread_id_;
+  // Cleared once joined: a thread started later may get the same id (glibc
+  // reuses a joined thread's descriptor), and must not pass for this one.
+  std::atomic<std::thread::id> thread_id_;
 };
 
 }  // namespace chat::internal
