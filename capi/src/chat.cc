@@ -344,7 +344,11 @@ chat::Status CAuthenticate(chat_authenticate_fn fn, void* user_data,
   }
   std::string text(message);
   if (!chat::IsValidUtf8(text)) text.clear();
-  if (text.empty()) text = raw == CHAT_PERMISSION_DENIED ? "permission denied" : "unauthenticated";
+  if (text.empty()) {
+    text = raw == CHAT_PERMISSION_DENIED ? "permission denied"
+           : raw == CHAT_UNAUTHENTICATED ? "unauthenticated"
+                                         : "refused by the server's authenticator";
+  }
   return chat::Status(static_cast<chat::Code>(raw), text);
 }
 

@@ -333,6 +333,50 @@ TEST(CApiBasics, Version2ServerOptionsAreNeitherOverrunNorOverread) {
   EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
 }
 
+// The versions before TLS and tokens (server 4, client 2, stream 3): init
+// writes nothing past them and start / create / open read nothing past
+// them (0xAB bytes would be wild certificate and token pointers).
+TEST(CApiBasics, OptionsBeforeTlsAreNeitherOverrunNorOverread) {
+  alignas(chat_server_options) unsigned char sbuf[sizeof(chat_server_options)];
+  std::memset(sbuf, 0xAB, sizeof sbuf);
+  auto* so = reinterpret_cast<chat_server_options*>(sbuf);
+  ASSERT_EQ(chat_server_options_init(so, 4), CHAT_OK);
+  for (size_t i = offsetof(chat_server_options, tls_cert_chain); i < sizeof sbuf; ++i) {
+    ASSERT_EQ(sbuf[i], 0xAB) << "byte " << i;
+  }
+  chat_server* server = nullptr;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", so, &server), CHAT_OK) << chat_last_error();
+
+  alignas(chat_client_options) unsigned char cbuf[sizeof(chat_client_options)];
+  std::memset(cbuf, 0xAB, sizeof cbuf);
+  auto* co = reinterpret_cast<chat_client_options*>(cbuf);
+  ASSERT_EQ(chat_client_options_init(co, 2), CHAT_OK);
+  for (size_t i = offsetof(chat_client_options, tls); i < sizeof cbuf; ++i) {
+    ASSERT_EQ(cbuf[i], 0xAB) << "byte " << i;
+  }
+  std::string target = Target(server);
+  chat_client* client = nullptr;
+  ASSERT_EQ(chat_client_create(target.c_str(), co, &client), CHAT_OK) << chat_last_error();
+
+  alignas(chat_stream_options) unsigned char tbuf[sizeof(chat_stream_options)];
+  std::memset(tbuf, 0xAB, sizeof tbuf);
+  auto* to = reinterpret_cast<chat_stream_options*>(tbuf);
+  ASSERT_EQ(chat_stream_options_init(to, 3), CHAT_OK);
+  for (size_t i = offsetof(chat_stream_options, token); i < sizeof tbuf; ++i) {
+    ASSERT_EQ(tbuf[i], 0xAB) << "byte " << i;
+  }
+  chat_stream* s = nullptr;
+  ASSERT_EQ(chat_client_open(client, to, &s), CHAT_OK) << chat_last_error();
+  ASSERT_EQ(Send(s, "a", "b"), CHAT_OK);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  chat_code end;
+  EXPECT_EQ(Drain(s, &end), std::vector<std::string>{"a: b"});
+  EXPECT_EQ(end, CHAT_END_OF_STREAM);
+  chat_stream_destroy(s);
+  chat_client_destroy(client);
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+}
+
 // The names of this process's threads that start with `prefix`.
 int ThreadsNamed(const std::string& prefix) {
   int n = 0;
