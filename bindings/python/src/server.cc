@@ -338,6 +338,9 @@ chat_code cb_authenticate(chat_call* call, const char* token, char* message, siz
       }
     }
     e.discard_as_unraisable(core->authenticate);
+  } catch (py::builtin_exception& ex) {  // TypeError, ValueError raised here
+    ex.set_error();
+    py::error_already_set().discard_as_unraisable(core->authenticate);
   } catch (const std::exception& ex) {
     PyErr_SetString(PyExc_RuntimeError, ex.what());
     py::error_already_set().discard_as_unraisable(core->authenticate);
