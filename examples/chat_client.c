@@ -1,8 +1,15 @@
 /* chat_client: drives /Chat/chat.
  *
  *   chat_client [--target TARGET] [--name NAME] [--deadline-ms N]
+ *               [--tls-ca PEM] [--tls-cert PEM --tls-key PEM]
+ *               [--tls-server-name NAME] [--token TOKEN]
  *
- * TARGET is host:port or http://host:port (default localhost:9090).
+ * TARGET is host:port, http://host:port or https://host:port (TLS; default
+ * localhost:9090). --tls-ca trusts that CA instead of the system's roots,
+ * --tls-cert/--tls-key present a client certificate, --tls-server-name
+ * verifies that name instead of the target's host (any of them means TLS),
+ * --token sends "authorization: Bearer TOKEN" (refused over plaintext to a
+ * host that is not loopback).
  * Without --name it runs the seed: sends Sam/Hi, Ann/Hey, John/Hello,
  * half-closes and prints each reply as it arrives, read on another thread.
  * With --name it is an interactive chat: each stdin line is sent from NAME,
@@ -46,7 +53,10 @@ static void *read_replies(void *arg) {
 }
 
 static int usage(const char *argv0) {
-  fprintf(stderr, "usage: %s [--target HOST:PORT|http://HOST:PORT] [--name NAME] [--deadline-ms N]\n",
+  fprintf(stderr,
+          "usage: %s [--target HOST:PORT|http://HOST:PORT|https://HOST:PORT] [--name NAME]\n"
+          "       [--deadline-ms N] [--tls-ca PEM] [--tls-cert PEM --tls-key PEM]\n"
+          "       [--tls-server-name NAME] [--token TOKEN]\n",
           argv0);
   return 2;
 }
@@ -114,15 +124,22 @@ int main(int argc, char **argv) {
   const char *target = "localhost:9090";
   const char *name = NULL;
   long deadline_ms = -1;
+  chat_client_options copts;
+  chat_client_options_init(&copts, CHAT_CLIENT_OPTIONS_VERSION);
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) target = argv[++i];
     else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) name = argv[++i];
     else if (strcmp(argv[i], "--deadline-ms") == 0 && i + 1 < argc) deadline_ms = strtol(argv[++i], NULL, 10);
+    else if (strcmp(argv[i], "--tls-ca") == 0 && i + 1 < argc) copts.tls_root_certs = argv[++i];
+    else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) copts.tls_cert_chain = argv[++i];
+    else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) copts.tls_private_key = argv[++i];
+    else if (strcmp(argv[i], "--tls-server-name") == 0 && i + 1 < argc) copts.tls_server_name = argv[++i];
+    else if (strcmp(argv[i], "--token") == 0 && i + 1 < argc) copts.token = argv[++i];
     else return usage(argv[0]);
   }
 
   chat_client *client = NULL;
-  chat_code rc = chat_client_create(target, NULL, &client);
+  chat_code rc = chat_client_create(target, &copts, &client);
   if (rc != CHAT_OK) {
     fprintf(stderr, "chat_client: %s: %s\n", chat_code_name(rc), chat_last_error());
     return 1;

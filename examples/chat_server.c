@@ -1,6 +1,14 @@
 /* chat_server: serves /Chat/chat (echo or broadcast) until SIGINT/SIGTERM.
  *
  *   chat_server [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]
+ *               [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--require-client-cert]]]
+ *               [--token TOKEN]
+ *
+ * With --tls-cert and --tls-key (PEM files) it serves TLS only; --tls-ca
+ * asks clients for a certificate from that CA (verified when sent), and
+ * --require-client-cert refuses clients without one. With --token only
+ * streams carrying "authorization: Bearer TOKEN" are admitted; the others
+ * end with UNAUTHENTICATED.
  *
  * The first stdout line is "listening on HOST:PORT" (flushed), so scripts
  * started with port 0 can learn the port. */
@@ -14,15 +22,45 @@
 #include <libchat/chat.h>
 
 static int usage(const char *argv0) {
-  fprintf(stderr, "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]\n",
+  fprintf(stderr,
+          "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]\n"
+          "       [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--require-client-cert]]] "
+          "[--token TOKEN]\n",
           argv0);
   return 2;
+}
+
+/* Compares in time that depends on the lengths only, not on where the
+ * texts differ, so the answer's timing does not reveal the token. */
+static int same_secret(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  unsigned char diff = (unsigned char)(la != lb);
+  for (size_t i = 0; i < la && i < lb; ++i) diff |= (unsigned char)(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+/* --token: admits only the expected bearer token (runs on a transport
+ * thread before the stream opens). */
+static chat_code check_token(chat_call *call, const char *token, char *message, size_t size,
+                             void *expected) {
+  if (token == NULL) {
+    snprintf(message, size, "a bearer token is required");
+    return CHAT_UNAUTHENTICATED;
+  }
+  if (!same_secret(token, expected)) {
+    snprintf(message, size, "the bearer token is not valid");
+    return CHAT_UNAUTHENTICATED;
+  }
+  chat_call_set_principal(call, "token holder");
+  return CHAT_OK;
 }
 
 int main(int argc, char **argv) {
   const char *address = "127.0.0.1:9090";
   int mode = CHAT_MODE_ECHO;
   long grace_ms = 5000;
+  const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL, *token = NULL;
+  int require_client_cert = 0;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
       address = argv[++i];
@@ -33,6 +71,16 @@ int main(int argc, char **argv) {
       else return usage(argv[0]);
     } else if (strcmp(argv[i], "--grace-ms") == 0 && i + 1 < argc) {
       grace_ms = strtol(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+      tls_cert = argv[++i];
+    } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+      tls_key = argv[++i];
+    } else if (strcmp(argv[i], "--tls-ca") == 0 && i + 1 < argc) {
+      tls_ca = argv[++i];
+    } else if (strcmp(argv[i], "--require-client-cert") == 0) {
+      require_client_cert = 1;
+    } else if (strcmp(argv[i], "--token") == 0 && i + 1 < argc) {
+      token = argv[++i];
     } else {
       return usage(argv[0]);
     }
@@ -57,6 +105,16 @@ int main(int argc, char **argv) {
   chat_server_options opts;
   chat_server_options_init(&opts, CHAT_SERVER_OPTIONS_VERSION);
   opts.mode = mode;
+  opts.tls_cert_chain = tls_cert;
+  opts.tls_private_key = tls_key;
+  opts.tls_client_ca = tls_ca;
+  opts.tls_client_cert = require_client_cert ? CHAT_CLIENT_CERT_REQUIRE
+                         : tls_ca            ? CHAT_CLIENT_CERT_REQUEST
+                                             : CHAT_CLIENT_CERT_NONE;
+  if (token) {
+    opts.authenticate = check_token;
+    opts.authenticate_user_data = (void *)token;
+  }
   chat_server *server = NULL;
   chat_code rc = chat_server_start(address, &opts, &server);
   if (rc != CHAT_OK) {
