@@ -75,8 +75,10 @@ class ServerImpl final : public Server, public SessionHost {
     if (!s.ok()) return s;
     if (tls) {
       // gRPC 1.51 takes connections by descriptor on plaintext only, so a
-      // TLS server listens through gRPC: the listener's EMFILE backoff and
-      // per-connection rapid-reset cut (ServerConnections) do not apply.
+      // TLS server listens through gRPC and loses what the own listener
+      // adds: the EMFILE backoff (gRPC's listener stops for good after one)
+      // and the per-connection rapid-reset cut (ConnectionOf finds no
+      // descriptor in "ipv4:..." peers, so ServerConnections ignores them).
       builder.AddListeningPort(options_.address, tls, &port_);
     } else {
       ListenAddress address;

@@ -537,10 +537,17 @@ typedef struct chat_server_options {
    * call only.
    * A TLS server listens through gRPC instead of libchat's own listener
    * (gRPC 1.51 takes accepted descriptors on plaintext only), so two guards
-   * of plaintext servers do not apply to it: the per-connection rapid-reset
-   * cut (a TLS connection is still bounded by MAX_CONCURRENT_STREAMS and
-   * the memory bound) and the EMFILE backoff (gRPC retries accept itself).
-   * chat_call_peer gives "ipv4:127.0.0.1:41234"-style addresses as before. */
+   * of plaintext servers (see chat_server_start) do not apply to it:
+   * - no per-connection rapid-reset cut: a flood of reset streams is
+   *   bounded only by MAX_CONCURRENT_STREAMS and the memory bound;
+   * - no EMFILE backoff: after one accept that fails for want of
+   *   descriptors, gRPC 1.51 never accepts on that address again (it logs
+   *   "Failed accept4"); open connections keep working. Raise
+   *   RLIMIT_NOFILE (chat_server does) and restart the server if it
+   *   happens.
+   * chat_call_peer gives "ipv4:127.0.0.1:41234"-style addresses as before.
+   * A certificate or key gRPC rejects (a key that does not match) makes
+   * chat_server_start fail with CHAT_ERR_CANNOT_LISTEN; gRPC logs why. */
   const char *tls_cert_chain;  /* server certificate chain: set, the server
                                   speaks TLS only; needs tls_private_key */
   const char *tls_private_key; /* its private key */

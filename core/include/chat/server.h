@@ -139,7 +139,8 @@ struct ServerOptions {
   // text, or the path of a PEM file (text without "-----BEGIN"), read at
   // Start. A TLS server listens through gRPC, not through the own listener
   // (gRPC 1.51 takes descriptors on plaintext only): the per-connection
-  // rapid-reset cut and the EMFILE backoff do not apply to it.
+  // rapid-reset cut does not apply to it, and after one EMFILE gRPC's
+  // listener never accepts again (see chat.h).
   std::string tls_cert_chain;
   std::string tls_private_key;
   std::string tls_client_ca;                     // roots client certificates must chain to
