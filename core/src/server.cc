@@ -54,7 +54,8 @@ class ServerImpl final : public Server, public SessionHost {
         limits_{options.mode, options.queue != nullptr,
                 options.queue != nullptr && options.hold_until_consumed, options.max_message_bytes,
                 options.send_queue_limit,
-                options.send_queue_bytes, options.recv_window, options.recv_window_bytes},
+                options.send_queue_bytes, options.recv_window, options.recv_window_bytes,
+                !options.tls_cert_chain.empty()},
         memory_(std::make_shared<MemoryAccount>(options.max_memory_bytes)),
         conns_(options.max_memory_bytes) {
     if (options_.mode == Mode::kCustom && !options_.queue) {

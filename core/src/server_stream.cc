@@ -304,8 +304,9 @@ void Session::OnAccept(bool ok) {
     metadata_.emplace(std::string(key.data(), key.size()), std::string(value.data(), value.size()));
   }
   // The client certificate a TLS server verified (mTLS): gRPC reports its
-  // subject and SANs as properties of the call's auth context.
-  if (auto auth = ctx.auth_context()) {
+  // subject and SANs as properties of the call's auth context (built on
+  // request: plaintext servers skip it).
+  if (auto auth = limits_.tls ? ctx.auth_context() : nullptr) {
     for (const auto& v : auth->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME)) {
       identity_.subject.assign(v.data(), v.size());
     }

@@ -86,6 +86,7 @@ class Session final : public ServerCall,
     bool queued;  // custom mode on an event queue: refused sends earn a kWritable
     bool hold;    // queued, and drained messages keep their room until Consumed
     size_t max_message_bytes, send_queue_limit, send_queue_bytes, recv_window, recv_window_bytes;
+    bool tls;  // a TLS server: each stream reads its peer's certificate identity
   };
 
   // Asks gRPC for the next stream on `queue` (the session is created for
