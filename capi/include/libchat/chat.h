@@ -575,9 +575,11 @@ CHAT_API chat_code chat_server_options_init(chat_server_options *opts, uint32_t 
  * chat_server_destroy.
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL address or out, bad options, custom
  * mode without on_message, malformed address: no port, a port out of range
- * or not all digits, an empty host, an unbracketed IPv6 address; nothing is
- * bound then), CHAT_ERR_CANNOT_LISTEN (a well-formed address that cannot be
- * bound: in use, unknown host, not a local address), CHAT_ERR_SYSTEM (no
+ * or not all digits, an empty host, an unbracketed IPv6 address; a TLS
+ * file that cannot be read, TLS options that do not go together; nothing
+ * is bound then), CHAT_ERR_CANNOT_LISTEN (a well-formed address that cannot
+ * be bound: in use, unknown host, not a local address; a TLS certificate
+ * or key gRPC rejects), CHAT_ERR_SYSTEM (no
  * descriptor or thread left to start the server). On error *out is set to NULL
  * and no callback ever runs.
  * Connections: the server accepts them on a thread of its own. Each takes
