@@ -679,9 +679,6 @@ Status Client::Create(std::string_view target, const ClientOptions& options,
     if (!st.ok()) return st;
     if (!tls && !loopback && !options.allow_insecure_token) return internal::InsecureToken();
   }
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  Status creds = internal::ChannelCredentials(options, tls, &credentials);
-  if (!creds.ok()) return creds;
   if (options.send_queue_limit == 0 || options.recv_queue_limit == 0 ||
       options.send_queue_bytes == 0 || options.recv_queue_bytes == 0 ||
       options.max_message_bytes == 0 || options.max_message_bytes > static_cast<size_t>(INT32_MAX)) {
@@ -693,6 +690,9 @@ Status Client::Create(std::string_view target, const ClientOptions& options,
                   "keepalive_ms must be 0 (off) or at least 1000, keepalive_timeout_ms positive");
   }
   internal::KeepGrpcInitialized();
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  Status creds = internal::ChannelCredentials(options, tls, &credentials);
+  if (!creds.ok()) return creds;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
