@@ -81,6 +81,9 @@ class ServerImpl final : public Server, public SessionHost {
       // and the per-connection rapid-reset cut (ConnectionOf finds no
       // descriptor in "ipv4:..." peers, so ServerConnections ignores them).
       builder.AddListeningPort(options_.address, tls, &port_);
+      // gRPC sets SO_REUSEPORT by default: a second server on a port in use
+      // would share it instead of failing as the own listener does.
+      builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     } else {
       ListenAddress address;
       s = ParseListenAddress(options_.address, &address);

@@ -171,6 +171,24 @@ def test_tls_for_other_target_forms(certs):
         pychat.Client("http://localhost:1", tls_ca=certs.path("ca.pem"))
 
 
+def test_tls_server_address_forms(certs):
+    """Port 0 reports the port picked; a port in use is refused (gRPC would
+    share it through SO_REUSEPORT by default)."""
+    for address, host in (("[::1]:0", "[::1]"), ("localhost:0", "localhost")):
+        with pychat.Server(address, tls_cert=certs.path("server.pem"),
+                           tls_key=certs.path("server.key")) as server:
+            assert server.port > 0
+            with pychat.Client(f"https://{host}:{server.port}", tls_ca=certs.path("ca.pem"),
+                               tls_server_name="localhost") as client:
+                assert chat(client)[:2] == (SEED_OUT, pychat.StatusCode.OK), address
+    with tls_server(certs) as server:
+        with pytest.raises(OSError, match="cannot listen"):
+            pychat.Server(f"127.0.0.1:{server.port}", tls_cert=certs.path("server.pem"),
+                          tls_key=certs.path("server.key"))
+        with pychat.Client(f"https://127.0.0.1:{server.port}", tls_ca=certs.path("ca.pem")) as c:
+            assert chat(c)[:2] == (SEED_OUT, pychat.StatusCode.OK)
+
+
 def test_tls_server_on_a_unix_socket(certs, tmp_path):
     path = tmp_path / "tls.sock"
     with pychat.Server(f"unix:{path}", tls_cert=certs.path("server.pem"),
