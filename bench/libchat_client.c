@@ -385,7 +385,7 @@ static void run_queue(chat_client *client, const char *workload, uint64_t messag
 
 int main(int argc, char **argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the driver */
-  const char *target = NULL, *workload = NULL;
+  const char *target = NULL, *workload = NULL, *tls_ca = NULL;
   unsigned long long messages = 10000, nstreams = 1000;
   int timeout_s = 60, bad = 0, queue_mode = 0;
   for (int i = 1; i < argc && !bad; ++i) {
@@ -410,6 +410,7 @@ int main(int argc, char **argv) {
     else if (strcmp(k, "--messages") == 0) messages = strtoull(v, NULL, 10);
     else if (strcmp(k, "--streams") == 0) nstreams = strtoull(v, NULL, 10);
     else if (strcmp(k, "--timeout-s") == 0) timeout_s = atoi(v);
+    else if (strcmp(k, "--tls-ca") == 0) tls_ca = v;
     else bad = 1;
   }
   int known = workload && (strcmp(workload, "single") == 0 || strcmp(workload, "pingpong") == 0 ||
@@ -420,15 +421,19 @@ int main(int argc, char **argv) {
       (strcmp(workload, "streams") == 0 && messages > 1000)) {
     fprintf(stderr,
             "usage: %s --target HOST:PORT --workload single|pingpong|streams "
-            "[--messages N (streams: <= 1000)] [--streams S] [--timeout-s T] [--sync] [--queue | --queue-wait]\n",
+            "[--messages N (streams: <= 1000)] [--streams S] [--timeout-s T] [--sync] [--queue | --queue-wait] "
+            "[--tls-ca PEM_FILE (TLS, trusting these roots)]\n",
             argv[0]);
     return 2;
   }
   signal(SIGALRM, on_alarm);
   alarm((unsigned)timeout_s);
 
+  chat_client_options copts;
+  chat_client_options_init(&copts, CHAT_CLIENT_OPTIONS_VERSION);
+  copts.tls_root_certs = tls_ca; /* NULL: plaintext */
   chat_client *client = NULL;
-  chat_code rc = chat_client_create(target, NULL, &client);
+  chat_code rc = chat_client_create(target, &copts, &client);
   if (rc != CHAT_OK) die(1, "client", rc);
   if (queue_mode) {
     run_queue(client, workload, messages, nstreams);

@@ -1,7 +1,8 @@
 /* bench_libchat_server: libchat's echo server (all defaults) for the
  * benchmark, through the C ABI.
  *
- *   bench_libchat_server [--address 127.0.0.1:0]
+ *   bench_libchat_server [--address 127.0.0.1:0] [--completion-queues N]
+ *                        [--tls-cert PEM_FILE --tls-key PEM_FILE]
  *
  * Prints one JSON line {"port": N, "pid": P} once listening; stops when its
  * stdin reaches EOF (the driver closes it, or dies) or on SIGTERM/SIGINT.
@@ -31,13 +32,21 @@ int main(int argc, char **argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the driver */
   const char *address = "127.0.0.1:0";
   int queues = 0; /* the library's default: one per core */
+  const char *tls_cert = NULL, *tls_key = NULL; /* both or neither: TLS */
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
       address = argv[++i];
     } else if (strcmp(argv[i], "--completion-queues") == 0 && i + 1 < argc) {
       queues = atoi(argv[++i]);
+    } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+      tls_cert = argv[++i];
+    } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+      tls_key = argv[++i];
     } else {
-      fprintf(stderr, "usage: %s [--address HOST:PORT] [--completion-queues N]\n", argv[0]);
+      fprintf(stderr,
+              "usage: %s [--address HOST:PORT] [--completion-queues N] "
+              "[--tls-cert PEM_FILE --tls-key PEM_FILE]\n",
+              argv[0]);
       return 2;
     }
   }
@@ -54,6 +63,8 @@ int main(int argc, char **argv) {
   chat_server_options_init(&opts, CHAT_SERVER_OPTIONS_VERSION);
   opts.max_memory_bytes = (int64_t)1 << 30;
   opts.completion_queues = queues;
+  opts.tls_cert_chain = tls_cert;
+  opts.tls_private_key = tls_key;
   chat_server *server = NULL;
   chat_code rc = chat_server_start(address, &opts, &server);
   if (rc != CHAT_OK) {

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import selectors
+import shutil
 import signal
 import statistics
 import subprocess
@@ -139,6 +140,58 @@ def queue_targets(med):
             out.append({"target": "C event queue (%s) vs blocking C API, %s" % (how, what),
                         "value": r, "goal": goal, "met": ok(r) if r is not None else None})
     return out
+
+
+# --------------------------------------------------------------------------
+# TLS: the C client against the libchat_c server over TLS beside the same
+# pair over plaintext, one stream and ping-pong, in the same repetitions.
+# Certificates come from tests/security/make_certs.sh (openssl), made in a
+# temporary directory; the client trusts the test CA (--tls-ca).
+TLS_FIGURES = [
+    ("single_stream_msgs_per_s", "single stream", "msgs/s", True),
+    ("single_stream_client_cpu_us_per_msg", "single stream: client CPU", "us/msg", False),
+    ("single_stream_server_cpu_us_per_msg", "single stream: server CPU", "us/msg", False),
+    ("pingpong_p50_us", "ping-pong p50", "us", False),
+    ("pingpong_p99_us", "ping-pong p99", "us", False),
+]
+MAKE_CERTS = os.path.join(HERE, "..", "tests", "security", "make_certs.sh")
+
+
+def tls_server(bench, cert_dir):
+    return Server("libchat_c_tls", bench.server_cmd("libchat_c") + [
+        "--tls-cert", os.path.join(cert_dir, "server.pem"),
+        "--tls-key", os.path.join(cert_dir, "server.key")])
+
+
+def tls_round(bench, rep, servers, cert_dir):
+    """One repetition: both workloads against both servers, the order of the
+    two alternating between repetitions."""
+    modes = ["plaintext", "tls"] if rep % 2 == 0 else ["tls", "plaintext"]
+    for workload in ("single", "pingpong"):
+        for mode in modes:
+            extra = ["--tls-ca", os.path.join(cert_dir, "ca.pem")] if mode == "tls" else []
+            r, cpu, _ = bench.run_client("libchat_c", servers[mode], workload, extra)
+            raw = bench.tls_raw[mode]
+            if workload == "pingpong":
+                raw.setdefault("pingpong_p50_us", []).append(r["p50_us"])
+                raw.setdefault("pingpong_p99_us", []).append(r["p99_us"])
+                log("  rep %d pingpong tls/%-10s p50 %.1f us, p99 %.1f us" % (
+                    rep + 1, mode, r["p50_us"], r["p99_us"]))
+                continue
+            n = r["messages"]
+            for figure, value in (("single_stream_msgs_per_s", r["msgs_per_s"]),
+                                  ("single_stream_client_cpu_us_per_msg", r["client_cpu_s"] * 1e6 / n),
+                                  ("single_stream_server_cpu_us_per_msg", cpu * 1e6 / n)):
+                raw.setdefault(figure, []).append(round(value, 3))
+            log("  rep %d single   tls/%-10s %.0f msgs/s, client %.2f us CPU, server %.2f us "
+                "CPU per message" % (rep + 1, mode, r["msgs_per_s"], r["client_cpu_s"] * 1e6 / n,
+                                     cpu * 1e6 / n))
+
+
+def tls_medians(bench):
+    return {mode: {k: (round(statistics.median(bench.tls_raw[mode][k]), 3)
+                       if bench.tls_raw[mode].get(k) else None)
+                   for k, _, _, _ in TLS_FIGURES} for mode in ("plaintext", "tls")}
 
 
 class BenchFailure(Exception):
@@ -333,6 +386,7 @@ class Bench:
         self.available = {}   # subject (= client) -> None or reason it is skipped
         self.raw = {r: {} for r in RUNS}  # run -> figure -> [per rep]
         self.queue_raw = {m: {} for m in QUEUE_MODES}  # the C event queue section
+        self.tls_raw = {"plaintext": {}, "tls": {}}  # the TLS section
         self.details = {}
 
     def probe_python(self):
@@ -495,15 +549,24 @@ class Bench:
             if why:
                 log("note: %s skipped: %s" % (s, why))
         servers = {k: Server(k, self.server_cmd(k)) for k in SERVERS if not self.available[k]}
+        cert_dir = tempfile.mkdtemp(prefix="libchat-bench-certs-")
+        try:
+            subprocess.run(["sh", MAKE_CERTS, cert_dir], check=True, timeout=60,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise BenchFailure("cannot make the TLS certificates: %s" % e)
+        tls = {"plaintext": servers["libchat_c"], "tls": tls_server(self, cert_dir)}
         for rep in range(self.p["reps"]):
             self.throughput_round(rep, servers)
             queue_round(self, rep, servers["libchat_c"])
+            tls_round(self, rep, tls, cert_dir)
             # Server memory and threads barely move between runs; fewer
             # idle rounds leave time for more throughput repetitions.
             if rep < self.p["idle_reps"]:
                 self.idle_round(rep)
-        for s in servers.values():
+        for s in list(servers.values()) + [tls["tls"]]:
             s.stop()
+        shutil.rmtree(cert_dir, ignore_errors=True)
 
     def medians(self):
         """run -> figure -> median (None when not measured)."""
@@ -720,6 +783,11 @@ def main():
     print(table(qmed, QUEUE_FIGURES, [("blocking", "blocking"), ("queue", "queue"),
                                       ("queue_wait", "queue_wait")], "blocking"))
     print(targets_text(qts))
+    print()
+    tmed = tls_medians(bench)
+    print("TLS: the C client and the libchat_c server over TLS (test CA, P-256 keys) vs "
+          "plaintext (ratios to plaintext):")
+    print(table(tmed, TLS_FIGURES, [("plaintext", "plaintext"), ("tls", "tls")], "plaintext"))
     for s, why in bench.available.items():
         if why:
             print("note: %s: %s; its figures are null" % (s, why))
@@ -744,6 +812,7 @@ def main():
             "go_client": {s: {k: med[GO_TABLE[s]][k] for k in RUN_FIGURES} for s in GO_TABLE},
             "targets": ts,
             "c_queue": {"medians": qmed, "targets": qts, "raw": bench.queue_raw},
+            "tls": {"medians": tmed, "raw": bench.tls_raw},
             "details": bench.details,
             "raw": bench.raw,
             "skipped": {s: why for s, why in bench.available.items() if why},
