@@ -16,9 +16,12 @@
 #include "chat/server.h"
 #include "connections.h"
 #include "cq.h"
+#include "discovery.h"
 #include "dispatcher.h"
+#include "health.h"
 #include "listener.h"
 #include "memory.h"
+#include "reflection.h"
 #include "server_stream.h"
 #include "wire.h"
 
@@ -44,7 +47,7 @@ constexpr auto kStuckWrite = std::chrono::milliseconds(200);
 // most, if that is at least this fraction of the bound (RelieveMemory).
 constexpr size_t kMinCutShare = 64;
 
-class ServerImpl final : public Server, public SessionHost {
+class ServerImpl final : public Server, public SessionHost, public RequestGate {
  public:
   explicit ServerImpl(const ServerOptions& options)
       : options_(options),
@@ -108,6 +111,19 @@ class ServerImpl final : public Server, public SessionHost {
     // No gRPC ResourceQuota: under pressure gRPC 1.51 cancels streams
     // (RESOURCE_EXHAUSTED) rather than slowing them down; the server's own
     // bound pauses reading instead, and HTTP/2 windows bound the transport.
+    // Health and reflection: raw services beside the generic one
+    // (discovery.h says why).
+    if (options_.health) {
+      health_ = std::make_unique<HealthService>();
+      builder.RegisterService(health_.get());
+    }
+    if (options_.reflection) {
+      std::vector<std::string> services = {"Chat", "grpc.reflection.v1alpha.ServerReflection",
+                                           "grpc.reflection.v1.ServerReflection"};
+      if (options_.health) services.push_back("grpc.health.v1.Health");
+      reflection_ = std::make_unique<ReflectionService>(std::move(services));
+      builder.RegisterService(reflection_.get());
+    }
     int queues = options_.completion_queues > 0 ? options_.completion_queues : DefaultServerQueueCount();
     std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> cqs;
     for (int i = 0; i < queues; ++i) cqs.push_back(builder.AddCompletionQueue());
@@ -125,6 +141,9 @@ class ServerImpl final : public Server, public SessionHost {
         for (int k = 0; k < kRequestsPerQueue; ++k) RequestLocked(q);
       }
     }
+    // On the first queue: their calls are few and brief.
+    if (health_) health_->Start(this, cqs_[0]);
+    if (reflection_) reflection_->Start(this, cqs_[0]);
     listener_->Start([this](int fd, std::string peer) {
       // On the listener's thread: remember who the connection is, then give
       // it to gRPC, which owns the descriptor from then on.
@@ -155,6 +174,7 @@ class ServerImpl final : public Server, public SessionHost {
       std::lock_guard<std::mutex> lock(registry_mu_);
       stopping_ = true;
     }
+    if (health_) health_->SetNotServing();  // for the whole stop, grace included
     listener_->Close();  // new connections are refused from now on
     auto deadline = std::chrono::steady_clock::now() + Bounded(grace);
     std::vector<std::shared_ptr<Session>> left;
@@ -229,6 +249,20 @@ class ServerImpl final : public Server, public SessionHost {
     --requested_;
     if (ok && accepting_) RequestLocked(queue);
     if (requested_ == 0) accept_cv_.notify_all();
+  }
+
+  // --- RequestGate (health and reflection) ---
+
+  bool BeginRequest() override {
+    std::lock_guard<std::mutex> lock(accept_mu_);
+    if (!accepting_) return false;
+    ++requested_;
+    return true;
+  }
+
+  void EndRequest() override {
+    std::lock_guard<std::mutex> lock(accept_mu_);
+    if (--requested_ == 0) accept_cv_.notify_all();
   }
 
   uint64_t NextId() override { return next_id_.fetch_add(1, std::memory_order_relaxed); }
@@ -443,6 +477,8 @@ class ServerImpl final : public Server, public SessionHost {
   std::atomic<bool> relieve_again_{false};
   std::vector<std::unique_ptr<Dispatcher>> dispatchers_;
   grpc::AsyncGenericService service_;
+  std::unique_ptr<HealthService> health_;         // options_.health
+  std::unique_ptr<ReflectionService> reflection_;  // options_.reflection
   std::unique_ptr<grpc::Server> server_;
   std::vector<grpc::ServerCompletionQueue*> cqs_;  // owned by threads_
   std::vector<std::unique_ptr<CqThread>> threads_;

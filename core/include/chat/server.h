@@ -103,6 +103,13 @@ struct ServerOptions {
   int completion_queues = 0;
   int keepalive_ms = 30000;               // ping idle connections; dead peers end their streams
   int keepalive_timeout_ms = 10000;       // an unanswered ping ends the connection
+  // grpc.health.v1.Health: SERVING for "" and "Chat", NOT_SERVING from the
+  // start of Stop; other names unknown.
+  bool health = false;
+  // gRPC server reflection (v1alpha and v1): lists the services and
+  // describes Chat and its messages, from descriptors built into the
+  // library (nothing is registered in protobuf's process-wide pool).
+  bool reflection = false;
 };
 
 class Server {
