@@ -1,6 +1,10 @@
 /* chat_server: serves /Chat/chat (echo or broadcast) until SIGINT/SIGTERM.
  *
  *   chat_server [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]
+ *               [--health] [--reflection]
+ *
+ * --health serves grpc.health.v1.Health (NOT_SERVING once a stop begins),
+ * --reflection gRPC server reflection (grpcurl list / describe).
  *
  * The first stdout line is "listening on HOST:PORT" (flushed), so scripts
  * started with port 0 can learn the port. */
@@ -14,7 +18,9 @@
 #include <libchat/chat.h>
 
 static int usage(const char *argv0) {
-  fprintf(stderr, "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]\n",
+  fprintf(stderr,
+          "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]"
+          " [--health] [--reflection]\n",
           argv0);
   return 2;
 }
@@ -23,6 +29,7 @@ int main(int argc, char **argv) {
   const char *address = "127.0.0.1:9090";
   int mode = CHAT_MODE_ECHO;
   long grace_ms = 5000;
+  int health = 0, reflection = 0;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
       address = argv[++i];
@@ -33,6 +40,10 @@ int main(int argc, char **argv) {
       else return usage(argv[0]);
     } else if (strcmp(argv[i], "--grace-ms") == 0 && i + 1 < argc) {
       grace_ms = strtol(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--health") == 0) {
+      health = 1;
+    } else if (strcmp(argv[i], "--reflection") == 0) {
+      reflection = 1;
     } else {
       return usage(argv[0]);
     }
@@ -57,6 +68,8 @@ int main(int argc, char **argv) {
   chat_server_options opts;
   chat_server_options_init(&opts, CHAT_SERVER_OPTIONS_VERSION);
   opts.mode = mode;
+  opts.health = health;
+  opts.reflection = reflection;
   chat_server *server = NULL;
   chat_code rc = chat_server_start(address, &opts, &server);
   if (rc != CHAT_OK) {

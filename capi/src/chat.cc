@@ -318,6 +318,7 @@ size_t OptionsSize(const chat_server_options*, uint32_t version) {
     case 1: return offsetof(chat_server_options, send_queue_bytes);
     case 2: return offsetof(chat_server_options, completion_queues);
     case 3: return offsetof(chat_server_options, queue);
+    case 4: return offsetof(chat_server_options, health);
     default: return sizeof(chat_server_options);
   }
 }
@@ -476,6 +477,11 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
     so.recv_window_bytes = static_cast<size_t>(o.recv_window_bytes);
     so.max_memory_bytes = static_cast<size_t>(o.max_memory_bytes);
     so.completion_queues = o.completion_queues;
+    if ((o.health != 0 && o.health != 1) || (o.reflection != 0 && o.reflection != 1)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "health and reflection must be 0 (off) or 1 (on)");
+    }
+    so.health = o.health == 1;
+    so.reflection = o.reflection == 1;
     bool callbacks = o.on_open || o.on_message || o.on_complete || o.on_close;
     if (o.mode != CHAT_MODE_CUSTOM && callbacks) {  // they would never run
       return Fail(CHAT_ERR_BAD_ARGUMENT,

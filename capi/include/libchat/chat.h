@@ -415,7 +415,7 @@ typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *de
 
 /* Version 2 added the byte budgets, the memory bound and the keepalive
  * timeout; version 3 the number of completion queues; version 4 the event
- * queue. A program built
+ * queue; version 5 health checking and reflection. A program built
  * against an older version keeps working: the library reads and writes only
  * the fields of opts->version.
  *
@@ -432,7 +432,7 @@ typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *de
  * released. A new call that finds the server still over is refused with
  * RESOURCE_EXHAUSTED. Beyond these queues, gRPC holds per
  * stream at most its HTTP/2 flow-control window of data not yet read. */
-#define CHAT_SERVER_OPTIONS_VERSION 4
+#define CHAT_SERVER_OPTIONS_VERSION 5
 
 typedef struct chat_server_options {
   uint32_t version;           /* CHAT_SERVER_OPTIONS_VERSION */
@@ -496,6 +496,27 @@ typedef struct chat_server_options {
                                  handlers) still slows a fast client down
                                  instead of buffering without bound.
                                  Default 0: room goes back at the drain */
+  /* Version 5: health checking and server reflection. Each is 0 (off, the
+   * default) or 1 (on); other values are refused (CHAT_ERR_BAD_ARGUMENT).
+   * Both are served from descriptors built into the library: nothing is
+   * registered in protobuf's process-wide pool and no process-wide gRPC
+   * setting changes, so a host that links its own chat.proto, health.proto
+   * or gRPC's reflection library, or runs other gRPC servers, is
+   * unaffected. */
+  int32_t health;      /* 1 serves grpc.health.v1.Health (Check and Watch):
+                          "" (the server) and "Chat" are SERVING, and
+                          NOT_SERVING from the moment chat_server_stop (or
+                          destroy) begins, grace included; open Watch
+                          streams are sent the change. Other names: Check
+                          fails with NOT_FOUND, Watch answers
+                          SERVICE_UNKNOWN. Off: those methods are
+                          UNIMPLEMENTED */
+  int32_t reflection;  /* 1 serves gRPC server reflection
+                          (grpc.reflection.v1alpha and v1
+                          ServerReflection), so tools such as grpcurl list
+                          the services (Chat, reflection, and health when
+                          on) and describe Chat, ChatMessage and
+                          google.protobuf.StringValue. Off: UNIMPLEMENTED */
 } chat_server_options;
 
 /* Fills `opts` with the defaults of `version` (pass
