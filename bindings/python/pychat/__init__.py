@@ -70,6 +70,13 @@ _live: "weakref.WeakSet[Union[_pychat.Server, _pychat.Client, Stream, _pychat.Qu
     weakref.WeakSet()
 
 
+def _check_switches(**switches: object) -> None:
+    # bool only: 1 or "yes" would pass pybind11's conversion silently.
+    for name, value in switches.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be bool, not {type(value).__name__}")
+
+
 def _default(method: _F) -> _F:
     """Marks a Handler method as the default: a server skips it when a
     subclass does not override it (see the native handler_method)."""
@@ -128,6 +135,10 @@ class Server(_pychat.Server):
     on_close(call, code, details)), the handler decides; its methods run on
     the server's dispatcher thread(s). An address it cannot listen on (in
     use, not local) raises OSError.
+
+    health=True serves grpc.health.v1.Health ("" and "Chat" SERVING, then
+    NOT_SERVING from the moment stop() begins); reflection=True serves gRPC
+    server reflection, so grpcurl-style tools list and describe Chat.
     """
 
     def __init__(self, address: str, *, mode: Optional[str] = None,
@@ -137,9 +148,11 @@ class Server(_pychat.Server):
                  keepalive: Optional[float] = None, send_queue_bytes: Optional[int] = None,
                  recv_window_bytes: Optional[int] = None,
                  max_memory_bytes: Optional[int] = None,
-                 completion_queues: Optional[int] = None) -> None:
+                 completion_queues: Optional[int] = None, health: bool = False,
+                 reflection: bool = False) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
+        _check_switches(health=health, reflection=reflection)
         if mode is None:
             mode = "echo" if handler is None else "custom"
         if mode not in _MODES:
@@ -148,7 +161,8 @@ class Server(_pychat.Server):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         super().__init__(address, _MODES[mode], handler, max_message_bytes, send_queue_limit,
                          recv_window, dispatcher_threads, keepalive, send_queue_bytes,
-                         recv_window_bytes, max_memory_bytes, completion_queues)
+                         recv_window_bytes, max_memory_bytes, completion_queues,
+                         health=health, reflection=reflection)
         self.address = address
         self.mode = mode
         _live.add(self)

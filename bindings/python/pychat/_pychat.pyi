@@ -68,7 +68,8 @@ class Server:
                  keepalive: Optional[float], send_queue_bytes: Optional[int],
                  recv_window_bytes: Optional[int], max_memory_bytes: Optional[int],
                  completion_queues: Optional[int],
-                 queue: Optional[EventQueue] = None) -> None: ...
+                 queue: Optional[EventQueue] = None, health: bool = False,
+                 reflection: bool = False) -> None: ...
     @property
     def port(self) -> int: ...
     @property

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import (Any, Callable, Coroutine, Deque, Dict, List, Optional, Tuple, Type,
                     Union)
 
-from . import Metadata, _default, _live
+from . import Metadata, _check_switches, _default, _live
 from . import Client as _SyncClient
 from . import _pychat
 from ._errors import ChatError, ClosedError, StatusCode, _from_status
@@ -845,7 +845,8 @@ class Server:
     they run on the loop, one at a time per call and in order (open,
     messages, complete, close), different calls concurrently. Without a
     handler, mode "echo" (the default) or "broadcast" runs in libchat itself.
-    Other options as pychat.Server (there are no dispatcher threads). An
+    Other options as pychat.Server (health and reflection included; there
+    are no dispatcher threads). An
     address it cannot listen on (in use, not local) raises OSError.
 
     Flow control: a message counts against its call's recv_window (messages)
@@ -862,9 +863,11 @@ class Server:
                  keepalive: Optional[float] = None, send_queue_bytes: Optional[int] = None,
                  recv_window_bytes: Optional[int] = None,
                  max_memory_bytes: Optional[int] = None,
-                 completion_queues: Optional[int] = None) -> None:
+                 completion_queues: Optional[int] = None, health: bool = False,
+                 reflection: bool = False) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
+        _check_switches(health=health, reflection=reflection)
         if handler is not None and mode not in (None, "custom"):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         if handler is None and mode not in (None, *_MODES):
@@ -884,13 +887,15 @@ class Server:
                    send_queue_bytes, recv_window_bytes, max_memory_bytes, completion_queues)
         if handler is None:
             self._native: Optional[_pychat.Server] = _pychat.Server(
-                address, _MODES[self.mode], None, *options)
+                address, _MODES[self.mode], None, *options, health=health,
+                reflection=reflection)
         else:
             reader = _hub().server_reader(self)
             reader.acquire()
             try:
                 self._native = _pychat.Server(address, _pychat.MODE_CUSTOM, None, *options,
-                                              queue=reader.queue)
+                                              queue=reader.queue, health=health,
+                                              reflection=reflection)
             except BaseException:
                 reader.server = None
                 reader.release()
