@@ -2,8 +2,13 @@
 // registry of open streams, the built-in broadcast room, and stopping.
 // Streams themselves are in server_stream.cc; connections (rapid reset) in
 // connections.cc.
+#include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/impl/server_builder_plugin.h>
 #include <grpcpp/server_posix.h>
+
+#include <algorithm>
 
 #include <atomic>
 #include <condition_variable>
@@ -46,6 +51,21 @@ constexpr auto kStuckWrite = std::chrono::milliseconds(200);
 // Over its memory bound, a built-in server cuts the stream that holds the
 // most, if that is at least this fraction of the bound (RelieveMemory).
 constexpr size_t kMinCutShare = 64;
+
+// Leaves a process-wide ServerBuilder plugin out of one server.
+class WithoutPlugin final : public grpc::ServerBuilderOption {
+ public:
+  explicit WithoutPlugin(std::string name) : name_(std::move(name)) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [&](const auto& p) { return p->name() == name_; }),
+                   plugins->end());
+  }
+
+ private:
+  const std::string name_;
+};
 
 class ServerImpl final : public Server, public SessionHost, public RequestGate {
  public:
@@ -112,12 +132,17 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     // (RESOURCE_EXHAUSTED) rather than slowing them down; the server's own
     // bound pauses reading instead, and HTTP/2 windows bound the transport.
     // Health and reflection: raw services beside the generic one
-    // (discovery.h says why).
+    // (discovery.h says why). A host may have turned gRPC's own on for all
+    // its servers (EnableDefaultHealthCheckService, or linking
+    // grpc++_reflection, whose plugin joins every ServerBuilder): for this
+    // server ours replace them, rather than clash on the method names.
     if (options_.health) {
       health_ = std::make_unique<HealthService>();
       builder.RegisterService(health_.get());
+      builder.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
     }
     if (options_.reflection) {
+      builder.SetOption(std::make_unique<WithoutPlugin>("proto_server_reflection"));
       std::vector<std::string> services = {"Chat", "grpc.reflection.v1alpha.ServerReflection",
                                            "grpc.reflection.v1.ServerReflection"};
       if (options_.health) services.push_back("grpc.health.v1.Health");
