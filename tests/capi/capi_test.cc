@@ -333,6 +333,46 @@ TEST(CApiBasics, Version2ServerOptionsAreNeitherOverrunNorOverread) {
   EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
 }
 
+// Version 4 (before health and reflection): neither overrun by init nor
+// overread by start (0xAB would be refused: they take only 0 and 1).
+TEST(CApiBasics, Version4ServerOptionsAreNeitherOverrunNorOverread) {
+  const size_t server_v4 = offsetof(chat_server_options, health);
+  alignas(chat_server_options) unsigned char sbuf[sizeof(chat_server_options)];
+  std::memset(sbuf, 0xAB, sizeof sbuf);
+  auto* so = reinterpret_cast<chat_server_options*>(sbuf);
+  ASSERT_EQ(chat_server_options_init(so, 4), CHAT_OK);
+  for (size_t i = server_v4; i < sizeof sbuf; ++i) ASSERT_EQ(sbuf[i], 0xAB) << "byte " << i;
+  chat_server* server = nullptr;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", so, &server), CHAT_OK) << chat_last_error();
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+}
+
+// Version 5: health and reflection default to off and take 0 or 1.
+TEST(CApiBasics, HealthAndReflectionTakeZeroOrOne) {
+  chat_server_options so;
+  std::memset(&so, 0xAB, sizeof so);
+  ASSERT_EQ(chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION), CHAT_OK);
+  EXPECT_EQ(so.health, 0);
+  EXPECT_EQ(so.reflection, 0);
+  chat_server* server = nullptr;
+  for (int32_t bad : {2, -1}) {
+    so.health = bad;
+    EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+    EXPECT_NE(std::string(chat_last_error()).find("health and reflection"), std::string::npos)
+        << chat_last_error();
+    EXPECT_EQ(server, nullptr);
+    so.health = 1;
+    so.reflection = bad;
+    EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+    EXPECT_EQ(server, nullptr);
+    so.reflection = 0;
+  }
+  so.health = 1;
+  so.reflection = 1;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_OK) << chat_last_error();
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+}
+
 // The names of this process's threads that start with `prefix`.
 int ThreadsNamed(const std::string& prefix) {
   int n = 0;
