@@ -59,7 +59,7 @@ CHAT_ERR_WOULD_BLOCK = 18
 CHAT_ERR_CLOSED = 21
 CHAT_MODE_CUSTOM = 2
 CHAT_LOG_ERROR = 2
-CHAT_SERVER_OPTIONS_VERSION = 4
+CHAT_SERVER_OPTIONS_VERSION = 5
 CHAT_STREAM_OPTIONS_VERSION = 3
 
 EVENT_WAKE, EVENT_OPEN, EVENT_MESSAGE, EVENT_HALF_CLOSE, EVENT_CLOSE = 0, 1, 2, 3, 4
@@ -73,7 +73,7 @@ LOG_FN = CFUNCTYPE(None, c_int, c_void_p, c_size_t, c_void_p)
 
 
 class ServerOptions(Structure):
-    """chat_server_options, version 4: every field of that version, in order;
+    """chat_server_options, version 5: every field of that version, in order;
     ctypes pads it as the C compiler does. It must be the header's struct to
     the byte: chat_server_options_init writes all of it, so a shorter one is
     a heap overrun (tests/python/test_ctypes_example.py compares the
@@ -88,6 +88,8 @@ class ServerOptions(Structure):
         ("send_queue_bytes", c_int64), ("recv_window_bytes", c_int64),
         ("max_memory_bytes", c_int64), ("keepalive_timeout_ms", c_int32),
         ("completion_queues", c_int32), ("queue", handle), ("hold_until_consumed", c_int32),
+        # version 5: health checking and reflection
+        ("health", c_int32), ("reflection", c_int32),
     ]
 
 
