@@ -28,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "capi_pair.h"
@@ -270,6 +271,52 @@ TEST(HostProto, LibchatHealthAndReflectionBesideTheHostsOwn) {
   ASSERT_EQ(chat_set_log_handler(nullptr, nullptr, CHAT_LOG_ERROR), CHAT_OK);
   std::lock_guard<std::mutex> lock(log_mu);
   EXPECT_TRUE(log_errors.empty()) << log_errors.front();
+}
+
+// A Watch sees NOT_SERVING as soon as a stop begins, while an open chat
+// stream holds the stop in its grace; the stop then ends the Watch.
+TEST(HostProto, LibchatHealthWatchSeesTheStop) {
+  chat_server_options so;
+  ASSERT_EQ(chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION), CHAT_OK);
+  so.health = 1;
+  chat_server* server = nullptr;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_OK) << chat_last_error();
+  const std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
+  auto health = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service("Chat");
+  auto watch = health->Watch(&ctx, request);
+  grpc::health::v1::HealthCheckResponse update;
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  chat_client* client = nullptr;
+  ASSERT_EQ(chat_client_create(("http://" + target).c_str(), nullptr, &client), CHAT_OK);
+  chat_stream* s = nullptr;
+  ASSERT_EQ(chat_client_open(client, nullptr, &s), CHAT_OK);
+  ASSERT_EQ(Send(s, "Sam", "Hi"), CHAT_OK);
+  std::string reply;
+  ASSERT_EQ(chat::testing::Recv(s, &reply), CHAT_OK);
+  int32_t cut = -1;
+  chat_code stopped = CHAT_UNKNOWN;
+  std::thread stopper([&] { stopped = chat_server_stop(server, 10000, &cut); });
+  EXPECT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);  // lets the stop finish within its grace
+  stopper.join();
+  EXPECT_EQ(stopped, CHAT_OK);
+  EXPECT_EQ(cut, 0);
+  EXPECT_FALSE(watch->Read(&update));
+  grpc::Status status = watch->Finish();
+  EXPECT_TRUE(status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+              status.error_code() == grpc::StatusCode::CANCELLED)
+      << status.error_code() << " " << status.error_message();
+  chat_stream_destroy(s);
+  chat_client_destroy(client);
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
 }
 
 }  // namespace
