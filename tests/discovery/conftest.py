@@ -22,6 +22,19 @@ RPC_TIMEOUT = 20.0
 WAIT = 10.0
 
 
+def pytest_addoption(parser):
+    parser.addoption("--go-peer", default=None,
+                     help="grpc-go's health and reflection client (tests/discovery/go)")
+
+
+@pytest.fixture
+def go_peer(request):
+    path = request.config.getoption("--go-peer")
+    if not path:
+        pytest.skip("no grpc-go peer built (go or Debian's grpc-go missing)")
+    return path
+
+
 def pytest_configure(config):
     if not SERVER_BIN or not os.access(SERVER_BIN, os.X_OK):
         raise pytest.UsageError("CHAT_SERVER_BIN must name the built chat_server (run through ctest)")

@@ -2,6 +2,8 @@
 example), checked with grpcio stubs generated from Debian's reflection.proto;
 the descriptors it serves are parsed with the protobuf library into a pool
 of the test's own."""
+import subprocess
+
 import grpc
 import pytest
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
@@ -144,3 +146,22 @@ def test_reflection_off_is_unimplemented(serve, channel):
     with pytest.raises(grpc.RpcError) as e:
         services(ch, method=V1)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_grpc_go_lists_checks_and_describes_chat(serve, go_peer):
+    """grpc-go's own health and reflection clients, and protobuf-go's
+    protodesc building the files served: the path grpcurl takes."""
+    target = serve(health=True, reflection=True)
+    result = subprocess.run([go_peer, target], capture_output=True, text=True,
+                            timeout=RPC_TIMEOUT * 2)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "services: Chat grpc.health.v1.Health grpc.reflection.v1.ServerReflection "
+        "grpc.reflection.v1alpha.ServerReflection",
+        'health "": SERVING',
+        'health "Chat": SERVING',
+        "rpc Chat.chat(stream ChatMessage) returns (stream google.protobuf.StringValue)",
+        "field ChatMessage.name 1 string",
+        "field ChatMessage.message 2 string",
+        "field google.protobuf.StringValue.value 1 string",
+    ]
