@@ -58,6 +58,8 @@ test('server: bad addresses, modes and options', () => {
   assert.throws(() => new Server({ mode: 'echo', handler: {} }), TypeError);
   assert.throws(() => new Server({ recvWindow: -1 }), RangeError);
   assert.throws(() => new Server({ completionQueues: 1000 }), RangeError);
+  assert.throws(() => new Server({ health: 1 }), /options.health must be a boolean/);
+  assert.throws(() => new Server({ reflection: 'yes' }), /options.reflection must be a boolean/);
   const a = new Server();
   try {
     assert.throws(() => new Server({ address: `127.0.0.1:${a.port}` }), chatError(Code.ERR_CANNOT_LISTEN));
