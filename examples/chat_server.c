@@ -2,13 +2,16 @@
  *
  *   chat_server [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]
  *               [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--require-client-cert]]]
- *               [--token TOKEN]
+ *               [--token TOKEN] [--health] [--reflection]
  *
  * With --tls-cert and --tls-key (PEM files) it serves TLS only; --tls-ca
  * asks clients for a certificate from that CA (verified when sent), and
  * --require-client-cert refuses clients without one. With --token only
  * streams carrying "authorization: Bearer TOKEN" are admitted; the others
  * end with UNAUTHENTICATED.
+ *
+ * --health serves grpc.health.v1.Health (NOT_SERVING once a stop begins),
+ * --reflection gRPC server reflection (grpcurl list / describe).
  *
  * The first stdout line is "listening on HOST:PORT" (flushed), so scripts
  * started with port 0 can learn the port. */
@@ -25,7 +28,7 @@ static int usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]\n"
           "       [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--require-client-cert]]] "
-          "[--token TOKEN]\n",
+          "[--token TOKEN] [--health] [--reflection]\n",
           argv0);
   return 2;
 }
@@ -61,6 +64,7 @@ int main(int argc, char **argv) {
   long grace_ms = 5000;
   const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL, *token = NULL;
   int require_client_cert = 0;
+  int health = 0, reflection = 0;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
       address = argv[++i];
@@ -81,6 +85,10 @@ int main(int argc, char **argv) {
       require_client_cert = 1;
     } else if (strcmp(argv[i], "--token") == 0 && i + 1 < argc) {
       token = argv[++i];
+    } else if (strcmp(argv[i], "--health") == 0) {
+      health = 1;
+    } else if (strcmp(argv[i], "--reflection") == 0) {
+      reflection = 1;
     } else {
       return usage(argv[0]);
     }
@@ -115,6 +123,8 @@ int main(int argc, char **argv) {
     opts.authenticate = check_token;
     opts.authenticate_user_data = (void *)token;
   }
+  opts.health = health;
+  opts.reflection = reflection;
   chat_server *server = NULL;
   chat_code rc = chat_server_start(address, &opts, &server);
   if (rc != CHAT_OK) {

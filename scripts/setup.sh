@@ -28,7 +28,9 @@ packages=(
   python3-grpcio python3-protobuf python3-mypy python3-h2
   abigail-tools  # abidw/abidiff: the C ABI against its committed baseline
   clang-14 libclang-rt-14-dev
-  # the benchmark's grpc-go peer, built offline in GOPATH mode
+  # the benchmark's grpc-go peer, built offline in GOPATH mode; and
+  # golang-google-grpc-dev's health.proto and reflection.proto, which
+  # libchat embeds (core/CMakeLists.txt)
   golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev
   protoc-gen-go protoc-gen-go-grpc
 )

@@ -5,8 +5,8 @@
 # FUZZ_SECONDS (scripts/fuzz.sh).
 #
 #   SANITIZED_LABELS=re   ctest labels for the sanitized run
-#                         (default: core|capi|interop|install|python|faults; pychat
-#                         runs with libasan preloaded into the interpreter)
+#                         (default: core|capi|interop|install|python|discovery|faults;
+#                         pychat runs with libasan preloaded into the interpreter)
 #   TSAN_LABELS=re        ctest labels for the ThreadSanitizer run (default
 #                         core|capi: the C++ suites; Python and the grpcio
 #                         peer add nothing TSan can see into)
@@ -28,7 +28,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 build_dir=${BUILD_DIR:-build}
 asan_dir=${ASAN_BUILD_DIR:-build-asan}
-sanitized_labels=${SANITIZED_LABELS:-core|capi|interop|install|python|faults}
+sanitized_labels=${SANITIZED_LABELS:-core|capi|interop|install|python|discovery|faults}
 tsan_dir=${TSAN_BUILD_DIR:-build-tsan}
 tsan_labels=${TSAN_LABELS:-core|capi}
 # shellcheck source=ownership.sh
@@ -88,7 +88,8 @@ asan_tests() {
   local rc=0 native=() label
   local -a labels
   IFS='|' read -r -a labels <<<"$sanitized_labels"
-  for label in "${labels[@]}"; do [[ $label == python ]] || native+=("$label"); done
+  # python and discovery import pychat: they run with the interpreter below.
+  for label in "${labels[@]}"; do [[ $label =~ ^(python|discovery)$ ]] || native+=("$label"); done
 
   # halt_on_error: the first report fails the test instead of scrolling by.
   local common=halt_on_error=1:print_stacktrace=1
@@ -104,6 +105,7 @@ asan_tests() {
   # (python, and faults less its native churn test, which ran above).
   local py_labels=()
   [[ "|$sanitized_labels|" == *"|python|"* ]] && py_labels+=(python)
+  [[ "|$sanitized_labels|" == *"|discovery|"* ]] && py_labels+=(discovery)
   [[ "|$sanitized_labels|" == *"|faults|"* ]] && py_labels+=(faults)
   if ((${#py_labels[@]})); then
     local py_tests=(-L "^($(IFS='|'; echo "${py_labels[*]}"))\$" -E '^faults_churn$')

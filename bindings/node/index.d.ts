@@ -208,6 +208,13 @@ export interface ServerOptions {
   keepaliveTimeoutMs?: number;
   /** Transport threads; 0 (default) for one per core. */
   completionQueues?: number;
+  /**
+   * Serve grpc.health.v1.Health: "" and "Chat" SERVING, NOT_SERVING from the
+   * moment stop() begins; default false.
+   */
+  health?: boolean;
+  /** Serve gRPC server reflection (grpcurl list / describe); default false. */
+  reflection?: boolean;
 }
 
 export declare class Server extends EventEmitter {

@@ -544,6 +544,11 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
         return CAuthenticate(fn, ud, call, token, principal);
       };
     }
+    if ((o.health != 0 && o.health != 1) || (o.reflection != 0 && o.reflection != 1)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "health and reflection must be 0 (off) or 1 (on)");
+    }
+    so.health = o.health == 1;
+    so.reflection = o.reflection == 1;
     bool callbacks = o.on_open || o.on_message || o.on_complete || o.on_close;
     if (o.mode != CHAT_MODE_CUSTOM && callbacks) {  // they would never run
       return Fail(CHAT_ERR_BAD_ARGUMENT,

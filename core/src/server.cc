@@ -2,10 +2,15 @@
 // registry of open streams, the built-in broadcast room, and stopping.
 // Streams themselves are in server_stream.cc; connections (rapid reset) in
 // connections.cc.
+#include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/impl/server_builder_plugin.h>
 #include <grpcpp/server_posix.h>
 
 #include <cxxabi.h>
+
+#include <algorithm>
 
 #include <atomic>
 #include <condition_variable>
@@ -18,9 +23,12 @@
 #include "chat/server.h"
 #include "connections.h"
 #include "cq.h"
+#include "discovery.h"
 #include "dispatcher.h"
+#include "health.h"
 #include "listener.h"
 #include "memory.h"
+#include "reflection.h"
 #include "server_stream.h"
 #include "tls.h"
 #include "wire.h"
@@ -47,7 +55,22 @@ constexpr auto kStuckWrite = std::chrono::milliseconds(200);
 // most, if that is at least this fraction of the bound (RelieveMemory).
 constexpr size_t kMinCutShare = 64;
 
-class ServerImpl final : public Server, public SessionHost {
+// Leaves a process-wide ServerBuilder plugin out of one server.
+class WithoutPlugin final : public grpc::ServerBuilderOption {
+ public:
+  explicit WithoutPlugin(std::string name) : name_(std::move(name)) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [&](const auto& p) { return p->name() == name_; }),
+                   plugins->end());
+  }
+
+ private:
+  const std::string name_;
+};
+
+class ServerImpl final : public Server, public SessionHost, public RequestGate {
  public:
   explicit ServerImpl(const ServerOptions& options)
       : options_(options),
@@ -127,6 +150,24 @@ class ServerImpl final : public Server, public SessionHost {
     // No gRPC ResourceQuota: under pressure gRPC 1.51 cancels streams
     // (RESOURCE_EXHAUSTED) rather than slowing them down; the server's own
     // bound pauses reading instead, and HTTP/2 windows bound the transport.
+    // Health and reflection: raw services beside the generic one
+    // (discovery.h says why). A host may have turned gRPC's own on for all
+    // its servers (EnableDefaultHealthCheckService, or linking
+    // grpc++_reflection, whose plugin joins every ServerBuilder): for this
+    // server ours replace them, rather than clash on the method names.
+    if (options_.health) {
+      health_ = std::make_unique<HealthService>();
+      builder.RegisterService(health_.get());
+      builder.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
+    }
+    if (options_.reflection) {
+      builder.SetOption(std::make_unique<WithoutPlugin>("proto_server_reflection"));
+      std::vector<std::string> services = {"Chat", "grpc.reflection.v1alpha.ServerReflection",
+                                           "grpc.reflection.v1.ServerReflection"};
+      if (options_.health) services.push_back("grpc.health.v1.Health");
+      reflection_ = std::make_unique<ReflectionService>(std::move(services));
+      builder.RegisterService(reflection_.get());
+    }
     int queues = options_.completion_queues > 0 ? options_.completion_queues : DefaultServerQueueCount();
     std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> cqs;
     for (int i = 0; i < queues; ++i) cqs.push_back(builder.AddCompletionQueue());
@@ -150,6 +191,9 @@ class ServerImpl final : public Server, public SessionHost {
         for (int k = 0; k < kRequestsPerQueue; ++k) RequestLocked(q);
       }
     }
+    // On the first queue: their calls are few and brief.
+    if (health_) health_->Start(this, cqs_[0]);
+    if (reflection_) reflection_->Start(this, cqs_[0]);
     if (!listener_) return Status::Ok();
     listener_->Start([this](int fd, std::string peer) {
       // On the listener's thread: remember who the connection is, then give
@@ -181,6 +225,7 @@ class ServerImpl final : public Server, public SessionHost {
       std::lock_guard<std::mutex> lock(registry_mu_);
       stopping_ = true;
     }
+    if (health_) health_->SetNotServing();  // for the whole stop, grace included
     if (listener_) listener_->Close();  // new connections are refused from now on
     auto deadline = std::chrono::steady_clock::now() + Bounded(grace);
     std::vector<std::shared_ptr<Session>> left;
@@ -255,6 +300,20 @@ class ServerImpl final : public Server, public SessionHost {
     --requested_;
     if (ok && accepting_) RequestLocked(queue);
     if (requested_ == 0) accept_cv_.notify_all();
+  }
+
+  // --- RequestGate (health and reflection) ---
+
+  bool BeginRequest() override {
+    std::lock_guard<std::mutex> lock(accept_mu_);
+    if (!accepting_) return false;
+    ++requested_;
+    return true;
+  }
+
+  void EndRequest() override {
+    std::lock_guard<std::mutex> lock(accept_mu_);
+    if (--requested_ == 0) accept_cv_.notify_all();
   }
 
   uint64_t NextId() override { return next_id_.fetch_add(1, std::memory_order_relaxed); }
@@ -531,6 +590,8 @@ class ServerImpl final : public Server, public SessionHost {
   std::atomic<bool> relieve_again_{false};
   std::vector<std::unique_ptr<Dispatcher>> dispatchers_;
   grpc::AsyncGenericService service_;
+  std::unique_ptr<HealthService> health_;         // options_.health
+  std::unique_ptr<ReflectionService> reflection_;  // options_.reflection
   std::unique_ptr<grpc::Server> server_;
   std::vector<grpc::ServerCompletionQueue*> cqs_;  // owned by threads_
   std::vector<std::unique_ptr<CqThread>> threads_;

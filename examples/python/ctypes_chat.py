@@ -92,6 +92,8 @@ class ServerOptions(Structure):
         ("tls_cert_chain", c_char_p), ("tls_private_key", c_char_p),
         ("tls_client_ca", c_char_p), ("tls_client_cert", c_int32),
         ("authenticate", c_void_p), ("authenticate_user_data", c_void_p),
+        # version 5, health checking and reflection: unused here (0)
+        ("health", c_int32), ("reflection", c_int32),
     ]
 
 

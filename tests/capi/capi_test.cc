@@ -377,6 +377,32 @@ TEST(CApiBasics, OptionsBeforeTlsAreNeitherOverrunNorOverread) {
   EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
 }
 
+// Version 5: health and reflection default to off and take 0 or 1.
+TEST(CApiBasics, HealthAndReflectionTakeZeroOrOne) {
+  chat_server_options so;
+  std::memset(&so, 0xAB, sizeof so);
+  ASSERT_EQ(chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION), CHAT_OK);
+  EXPECT_EQ(so.health, 0);
+  EXPECT_EQ(so.reflection, 0);
+  chat_server* server = nullptr;
+  for (int32_t bad : {2, -1}) {
+    so.health = bad;
+    EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+    EXPECT_NE(std::string(chat_last_error()).find("health and reflection"), std::string::npos)
+        << chat_last_error();
+    EXPECT_EQ(server, nullptr);
+    so.health = 1;
+    so.reflection = bad;
+    EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+    EXPECT_EQ(server, nullptr);
+    so.reflection = 0;
+  }
+  so.health = 1;
+  so.reflection = 1;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_OK) << chat_last_error();
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+}
+
 // The names of this process's threads that start with `prefix`.
 int ThreadsNamed(const std::string& prefix) {
   int n = 0;

@@ -66,6 +66,16 @@ const ServerOptions = koffi.struct('chat_server_options', {
   completion_queues: 'int32_t',
   queue: 'void *',
   hold_until_consumed: 'int32_t',
+  // version 5: TLS and authentication (not offered here yet: NULL / 0)
+  tls_cert_chain: 'void *',
+  tls_private_key: 'void *',
+  tls_client_ca: 'void *',
+  tls_client_cert: 'int32_t',
+  authenticate: 'void *',
+  authenticate_user_data: 'void *',
+  // version 5, too: health checking and reflection
+  health: 'int32_t',
+  reflection: 'int32_t',
 });
 
 const ClientOptions = koffi.struct('chat_client_options', {
@@ -189,5 +199,5 @@ module.exports = {
   koffi, lib, C, ServerOptions, ClientOptions, StreamOptions,
   EVENT, EVENT_SIZE, dup, handleError,
   libraryPath: loaded.path, libraryFrom: loaded.from,
-  SERVER_OPTIONS_VERSION: 4, CLIENT_OPTIONS_VERSION: 2, STREAM_OPTIONS_VERSION: 3,
+  SERVER_OPTIONS_VERSION: 5, CLIENT_OPTIONS_VERSION: 2, STREAM_OPTIONS_VERSION: 3,
 };

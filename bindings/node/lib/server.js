@@ -310,6 +310,11 @@ class Server extends EventEmitter {
     set('maxMemoryBytes', 'max_memory_bytes', 1, Number.MAX_SAFE_INTEGER);
     set('keepaliveTimeoutMs', 'keepalive_timeout_ms', 1, 2147483647);
     set('completionQueues', 'completion_queues', 0, 256);
+    for (const [key, field] of [['health', 'health'], ['reflection', 'reflection']]) {
+      if (options[key] === undefined) continue;
+      if (typeof options[key] !== 'boolean') throw new TypeError(`options.${key} must be a boolean`);
+      o[field] = options[key] ? 1 : 0;
+    }
 
     this._handler = handler;
     this._calls = new Map();        // id -> Call

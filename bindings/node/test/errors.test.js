@@ -41,7 +41,7 @@ test('client: bad targets and options', () => {
   assert.throws(() => new Client(), TypeError);
   assert.throws(() => new Client(9090), /target must be a string/);
   assert.throws(() => new Client(''), chatError(Code.ERR_BAD_ARGUMENT, /cannot create a client for ""/));
-  assert.throws(() => new Client('https://localhost:9090'), chatError(Code.ERR_BAD_ARGUMENT, /https/i));
+  assert.throws(() => new Client('ftp://localhost:9090'), chatError(Code.ERR_BAD_ARGUMENT, /ftp/i));
   assert.throws(() => new Client('localhost'), chatError(Code.ERR_BAD_ARGUMENT, /port/));
   assert.throws(() => new Client('localhost:99999'), chatError(Code.ERR_BAD_ARGUMENT));
   assert.throws(() => new Client('localhost:1', { sendQueueLimit: 0 }), RangeError);
@@ -58,6 +58,8 @@ test('server: bad addresses, modes and options', () => {
   assert.throws(() => new Server({ mode: 'echo', handler: {} }), TypeError);
   assert.throws(() => new Server({ recvWindow: -1 }), RangeError);
   assert.throws(() => new Server({ completionQueues: 1000 }), RangeError);
+  assert.throws(() => new Server({ health: 1 }), /options.health must be a boolean/);
+  assert.throws(() => new Server({ reflection: 'yes' }), /options.reflection must be a boolean/);
   const a = new Server();
   try {
     assert.throws(() => new Server({ address: `127.0.0.1:${a.port}` }), chatError(Code.ERR_CANNOT_LISTEN));

@@ -115,3 +115,31 @@ test('call.fail reaches a grpc-js client with its code and details', async () =>
     await server.close();
   }
 });
+
+// grpc-js's health client, from the health.proto libchat embeds (CMake
+// passes its path), against a server with health and reflection on.
+test('health: grpc-js checks a server started with health: true',
+  { skip: !process.env.CHAT_HEALTH_PROTO && 'CHAT_HEALTH_PROTO not set' }, async () => {
+    const { grpc: g } = grpc();
+    const loader = require('@grpc/proto-loader');
+    const def = loader.loadSync(process.env.CHAT_HEALTH_PROTO, { keepCase: true, enums: String });
+    const { Health } = g.loadPackageDefinition(def).grpc.health.v1;
+    const check = (port, service) => new Promise((resolve) => {
+      const client = new Health(`127.0.0.1:${port}`, g.credentials.createInsecure());
+      client.Check({ service }, { deadline: Date.now() + 10000 }, (err, r) => {
+        client.close();
+        resolve(err ? err.code : r.status);
+      });
+    });
+    const on = new Server({ health: true, reflection: true });
+    const off = new Server({ reflection: true });
+    try {
+      assert.equal(await check(on.port, ''), 'SERVING');
+      assert.equal(await check(on.port, 'Chat'), 'SERVING');
+      assert.equal(await check(on.port, 'nope'), g.status.NOT_FOUND);
+      assert.equal(await check(off.port, ''), g.status.UNIMPLEMENTED);
+    } finally {
+      await on.stop(0);
+      await off.stop(0);
+    }
+  });

@@ -71,6 +71,13 @@ _live: "weakref.WeakSet[Union[_pychat.Server, _pychat.Client, Stream, _pychat.Qu
     weakref.WeakSet()
 
 
+def _check_switches(**switches: object) -> None:
+    # bool only: 1 or "yes" would pass pybind11's conversion silently.
+    for name, value in switches.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be bool, not {type(value).__name__}")
+
+
 def _default(method: _F) -> _F:
     """Marks a Handler method as the default: a server skips it when a
     subclass does not override it (see the native handler_method)."""
@@ -145,6 +152,10 @@ class Server(_pychat.Server):
     status. Any other exception goes to sys.unraisablehook and refuses with
     INTERNAL. `call` offers peer, metadata and peer_identity; it takes no
     sends.
+
+    health=True serves grpc.health.v1.Health ("" and "Chat" SERVING, then
+    NOT_SERVING from the moment stop() begins); reflection=True serves gRPC
+    server reflection, so grpcurl-style tools list and describe Chat.
     """
 
     def __init__(self, address: str, *, mode: Optional[str] = None,
@@ -157,10 +168,12 @@ class Server(_pychat.Server):
                  completion_queues: Optional[int] = None, tls_cert: Optional[Pem] = None,
                  tls_key: Optional[Pem] = None, tls_ca: Optional[Pem] = None,
                  client_cert: Optional[str] = None,
-                 authenticate: Optional[Authenticator] = None) -> None:
+                 authenticate: Optional[Authenticator] = None, health: bool = False,
+                 reflection: bool = False) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
         security = server_security(tls_cert, tls_key, tls_ca, client_cert, authenticate)
+        _check_switches(health=health, reflection=reflection)
         if mode is None:
             mode = "echo" if handler is None else "custom"
         if mode not in _MODES:
@@ -170,7 +183,8 @@ class Server(_pychat.Server):
         super().__init__(address, _MODES[mode], handler, max_message_bytes, send_queue_limit,
                          recv_window, dispatcher_threads, keepalive, send_queue_bytes,
                          recv_window_bytes, max_memory_bytes, completion_queues,
-                         security=security)
+                         security=security, health=health,
+                         reflection=reflection)
         self.address = address
         self.mode = mode
         _live.add(self)

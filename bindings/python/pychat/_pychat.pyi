@@ -74,7 +74,8 @@ class Server:
                  recv_window_bytes: Optional[int], max_memory_bytes: Optional[int],
                  completion_queues: Optional[int],
                  queue: Optional[EventQueue] = None,
-                 security: Dict[str, Any] = ...) -> None: ...
+                 security: Dict[str, Any] = ..., health: bool = False,
+                 reflection: bool = False) -> None: ...
     @property
     def port(self) -> int: ...
     @property

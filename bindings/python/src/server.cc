@@ -428,7 +428,8 @@ class Server {
          std::optional<int> recv_window, std::optional<int> dispatcher_threads,
          std::optional<double> keepalive, std::optional<int64_t> send_queue_bytes,
          std::optional<int64_t> recv_window_bytes, std::optional<int64_t> max_memory_bytes,
-         std::optional<int> completion_queues, py::object queue, const py::dict& security)
+         std::optional<int> completion_queues, py::object queue, const py::dict& security,
+         bool health, bool reflection)
       : core_(std::make_unique<ServerCore>()) {
     chat_server_options o;
     chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
@@ -463,6 +464,8 @@ class Server {
     if (recv_window_bytes) o.recv_window_bytes = *recv_window_bytes;
     if (max_memory_bytes) o.max_memory_bytes = *max_memory_bytes;
     if (completion_queues) o.completion_queues = *completion_queues;
+    o.health = health ? 1 : 0;
+    o.reflection = reflection ? 1 : 0;
     if (keepalive) {
       if (!(*keepalive >= 0.0)) throw py::value_error("keepalive must be >= 0 seconds");
       o.keepalive_ms = static_cast<int32_t>(std::min<int64_t>(to_ms(*keepalive), INT32_MAX));
@@ -618,12 +621,13 @@ void define_server(py::module_& m) {
       .def(py::init<const std::string&, int, py::object, std::optional<int>, std::optional<int>,
                     std::optional<int>, std::optional<int>, std::optional<double>,
                     std::optional<int64_t>, std::optional<int64_t>, std::optional<int64_t>,
-                    std::optional<int>, py::object, const py::dict&>(),
+                    std::optional<int>, py::object, const py::dict&, bool, bool>(),
            py::arg("address"), py::arg("mode"), py::arg("handler"), py::arg("max_message_bytes"),
            py::arg("send_queue_limit"), py::arg("recv_window"), py::arg("dispatcher_threads"),
            py::arg("keepalive"), py::arg("send_queue_bytes"), py::arg("recv_window_bytes"),
            py::arg("max_memory_bytes"), py::arg("completion_queues"),
-           py::arg("queue") = py::none(), py::arg("security") = py::dict())
+           py::arg("queue") = py::none(), py::arg("security") = py::dict(),
+           py::arg("health") = false, py::arg("reflection") = false)
       .def_property_readonly("port", &Server::port)
       .def_property_readonly("closed", &Server::closed)
       .def("stop", &Server::stop, py::arg("grace") = 5.0,

@@ -415,7 +415,7 @@ typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *de
 
 /* Version 2 added the byte budgets, the memory bound and the keepalive
  * timeout; version 3 the number of completion queues; version 4 the event
- * queue. A program built
+ * queue; version 5 TLS, authentication, health checking and reflection. A program built
  * against an older version keeps working: the library reads and writes only
  * the fields of opts->version.
  *
@@ -557,6 +557,27 @@ typedef struct chat_server_options {
   int32_t tls_client_cert;     /* CHAT_CLIENT_CERT_*; default NONE */
   chat_authenticate_fn authenticate; /* optional, any mode: see above */
   void *authenticate_user_data;      /* passed to authenticate; yours */
+  /* Also version 5: health checking and server reflection. Each is 0 (off, the
+   * default) or 1 (on); other values are refused (CHAT_ERR_BAD_ARGUMENT).
+   * Both are served from descriptors built into the library: nothing is
+   * registered in protobuf's process-wide pool and no process-wide gRPC
+   * setting changes, so a host that links its own chat.proto, health.proto
+   * or gRPC's reflection library, or runs other gRPC servers, is
+   * unaffected. */
+  int32_t health;      /* 1 serves grpc.health.v1.Health (Check and Watch):
+                          "" (the server) and "Chat" are SERVING, and
+                          NOT_SERVING from the moment chat_server_stop (or
+                          destroy) begins, grace included; open Watch
+                          streams are sent the change. Other names: Check
+                          fails with NOT_FOUND, Watch answers
+                          SERVICE_UNKNOWN. Off: those methods are
+                          UNIMPLEMENTED */
+  int32_t reflection;  /* 1 serves gRPC server reflection
+                          (grpc.reflection.v1alpha and v1
+                          ServerReflection), so tools such as grpcurl list
+                          the services (Chat, reflection, and health when
+                          on) and describe Chat, ChatMessage and
+                          google.protobuf.StringValue. Off: UNIMPLEMENTED */
 } chat_server_options;
 
 /* Fills `opts` with the defaults of `version` (pass

@@ -146,6 +146,13 @@ struct ServerOptions {
   std::string tls_client_ca;                     // roots client certificates must chain to
   ClientCertMode client_cert = ClientCertMode::kNone;  // needs tls_client_ca unless kNone
   Authenticator authenticate;                    // optional: admits or refuses streams
+  // grpc.health.v1.Health: SERVING for "" and "Chat", NOT_SERVING from the
+  // start of Stop; other names unknown.
+  bool health = false;
+  // gRPC server reflection (v1alpha and v1): lists the services and
+  // describes Chat and its messages, from descriptors built into the
+  // library (nothing is registered in protobuf's process-wide pool).
+  bool reflection = false;
 };
 
 class Server {
