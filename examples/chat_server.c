@@ -1,28 +1,48 @@
 /* chat_server: serves /Chat/chat (echo or broadcast) until SIGINT/SIGTERM.
  *
  *   chat_server [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]
+ *               [--stats SECONDS]
  *
  * The first stdout line is "listening on HOST:PORT" (flushed), so scripts
- * started with port 0 can learn the port. */
+ * started with port 0 can learn the port. --stats prints the server's
+ * counters to stderr every SECONDS (and once more after the stop). */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <libchat/chat.h>
 
 static int usage(const char *argv0) {
-  fprintf(stderr, "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]\n",
+  fprintf(stderr,
+          "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]\n"
+          "       [--stats SECONDS]\n",
           argv0);
   return 2;
+}
+
+/* One line of counters on stderr, "key=value" pairs for scripts. */
+static void print_stats(const chat_server *server) {
+  chat_stats st;
+  st.version = CHAT_STATS_VERSION;
+  if (chat_server_stats(server, &st) != CHAT_OK) return;
+  fprintf(stderr,
+          "chat_server: stats streams_open=%llu streams_total=%llu streams_refused=%llu "
+          "streams_cut=%llu messages_in=%llu messages_out=%llu bytes_in=%llu bytes_out=%llu\n",
+          (unsigned long long)st.streams_open, (unsigned long long)st.streams_total,
+          (unsigned long long)st.streams_refused, (unsigned long long)st.streams_cut,
+          (unsigned long long)st.messages_in, (unsigned long long)st.messages_out,
+          (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
 }
 
 int main(int argc, char **argv) {
   const char *address = "127.0.0.1:9090";
   int mode = CHAT_MODE_ECHO;
   long grace_ms = 5000;
+  long stats_s = 0; /* 0: no stats */
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
       address = argv[++i];
@@ -33,6 +53,10 @@ int main(int argc, char **argv) {
       else return usage(argv[0]);
     } else if (strcmp(argv[i], "--grace-ms") == 0 && i + 1 < argc) {
       grace_ms = strtol(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--stats") == 0 && i + 1 < argc) {
+      char *end = NULL;
+      stats_s = strtol(argv[++i], &end, 10);
+      if (*end != '\0' || stats_s <= 0) return usage(argv[0]);
     } else {
       return usage(argv[0]);
     }
@@ -71,11 +95,17 @@ int main(int argc, char **argv) {
   fflush(stdout);
 
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  if (stats_s > 0) {
+    struct timespec period = {stats_s, 0};
+    while ((sig = sigtimedwait(&stop_signals, NULL, &period)) < 0) print_stats(server);
+  } else {
+    sigwait(&stop_signals, &sig);
+  }
   int32_t cut = 0;
   rc = chat_server_stop(server, grace_ms, &cut);
   fprintf(stderr, "chat_server: stopped on %s (%d stream%s cut)\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
           cut, cut == 1 ? "" : "s");
+  if (stats_s > 0) print_stats(server);
   chat_server_destroy(server);
   return rc == CHAT_OK ? 0 : 1;
 }

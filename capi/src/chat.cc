@@ -1020,3 +1020,52 @@ void chat_queue_destroy(chat_queue* queue) noexcept {
 }
 
 }  // extern "C"
+
+/* ---- stats ---- */
+
+namespace {
+
+size_t StatsSize(uint32_t version) { return version == 1 ? sizeof(chat_stats) : 0; }
+
+chat_code FillStats(const chat::Stats& in, chat_stats* out) {
+  chat_stats s;
+  std::memset(&s, 0, sizeof s);
+  s.version = out->version;
+  s.streams_open = in.streams_open;
+  s.streams_total = in.streams_total;
+  s.streams_refused = in.streams_refused;
+  s.streams_cut = in.streams_cut;
+  s.messages_in = in.messages_in;
+  s.messages_out = in.messages_out;
+  s.bytes_in = in.bytes_in;
+  s.bytes_out = in.bytes_out;
+  std::memcpy(static_cast<void*>(out), &s, StatsSize(out->version));
+  return CHAT_OK;
+}
+
+chat_code CheckStats(const chat_stats* stats) {
+  if (!stats) return Fail(CHAT_ERR_BAD_ARGUMENT, "stats is NULL");
+  if (!KnownVersion(stats->version, CHAT_STATS_VERSION)) {
+    return Fail(CHAT_ERR_BAD_ARGUMENT,
+                "stats->version is not a known stats version (set it to CHAT_STATS_VERSION)");
+  }
+  return CHAT_OK;
+}
+
+}  // namespace
+
+chat_code chat_server_stats(const chat_server* server, chat_stats* stats) noexcept {
+  return OnHandle(server, kServerTag, [&]() -> chat_code {
+    if (!Live(server, kServerTag)) return BadHandle("chat_server");
+    if (chat_code rc = CheckStats(stats); rc != CHAT_OK) return rc;
+    return FillStats(server->impl->stats(), stats);
+  });
+}
+
+chat_code chat_client_stats(const chat_client* client, chat_stats* stats) noexcept {
+  return OnHandle(client, kClientTag, [&]() -> chat_code {
+    if (!Live(client, kClientTag)) return BadHandle("chat_client");
+    if (chat_code rc = CheckStats(stats); rc != CHAT_OK) return rc;
+    return FillStats(client->impl->stats(), stats);
+  });
+}

@@ -17,6 +17,7 @@
 #include "cq.h"
 #include "grpc_glue.h"
 #include "send_queue.h"
+#include "stats.h"
 #include "wire.h"
 
 namespace chat {
@@ -72,8 +73,9 @@ bool IsValidMetadataValue(const std::string& key, const std::string& value) {
 // them, pushed once the stream is over.
 class StreamImpl final : public ClientStream, public EventSource {
  public:
-  StreamImpl(const ClientOptions& options, const StreamOptions& stream_options)
-      : max_message_bytes_(options.max_message_bytes),
+  StreamImpl(const ClientOptions& options, const StreamOptions& stream_options,
+             std::shared_ptr<StatsCounters> stats)
+      : stats_(std::move(stats)), max_message_bytes_(options.max_message_bytes),
         recv_queue_limit_(options.recv_queue_limit),
         recv_queue_bytes_(options.recv_queue_bytes),
         queue_(stream_options.queue), tag_(stream_options.tag),
@@ -310,6 +312,18 @@ class StreamImpl final : public ClientStream, public EventSource {
     out_.StartWrite(call_.get(), &write_tag_);
   }
 
+  void CountEndLocked() {
+    stats_->Closed();
+    Code code = final_.code();
+    if (code == Code::kOk || (cancelled_ && code == Code::kCancelled)) return;
+    bool refused = code == Code::kResourceExhausted || code == Code::kUnavailable;
+    if (refused && !got_reply_) {
+      stats_->Refused();
+    } else {
+      stats_->Cut();
+    }
+  }
+
   // Over once Finish has completed and nothing else is in flight.
   bool OverLocked() const { return finished_ && ops_ == 0; }
 
@@ -354,6 +368,7 @@ class StreamImpl final : public ClientStream, public EventSource {
     call_->Read(&in_, Arm(&read_tag_));
   }
 
+  const std::shared_ptr<StatsCounters> stats_;  // the client's; streams may outlive it
   const size_t max_message_bytes_;
   const size_t recv_queue_limit_;
   const size_t recv_queue_bytes_;
@@ -384,6 +399,7 @@ class StreamImpl final : public ClientStream, public EventSource {
   bool cancelled_ = false;
   grpc::ByteBuffer in_;           // the read in flight fills it
   bool reading_ = false;
+  bool got_reply_ = false;
   std::deque<std::string> inq_;
   size_t inq_bytes_ = 0;
   size_t undrained_ = 0;          // queued: replies pushed, not yet drained
@@ -410,6 +426,7 @@ void StreamImpl::WriteSlotBack(bool ok, bool was_write) {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
     if (was_write) {
+      if (ok) stats_->Out(out_.queue().in_flight_bytes());
       out_.queue().WriteDone(ok);
     } else {
       started_ = true;
@@ -438,6 +455,7 @@ void StreamImpl::WriteSlotBack(bool ok, bool was_write) {
 void StreamImpl::OnRead(bool ok) {
   std::string reply;
   bool parsed = ok && DecodeStringValue(in_, &reply);
+  if (parsed) stats_->In(in_.Length());
   bool over;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -455,6 +473,7 @@ void StreamImpl::OnRead(bool ok) {
       }
     }
     if (ok) {
+      got_reply_ = true;
       if (queue_) {
         Event e;
         e.type = EventType::kReply;
@@ -526,6 +545,7 @@ void StreamImpl::Over() {
     done_ = true;
     ready_hint_.store(true, std::memory_order_release);
     final_ = malformed_.ok() ? FromGrpc(status_) : malformed_;
+    CountEndLocked();
     self = std::move(self_);
     if (queue_) {
       // After every reply (pushed under this mutex before), exactly once.
@@ -552,7 +572,7 @@ class ClientImpl final : public Client {
  public:
   ClientImpl(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options)
       : channel_(channel), stub_(std::make_unique<RawStub>(std::move(channel))),
-        options_(options) {}
+        options_(options), stats_(std::make_shared<StatsCounters>()) {}
 
   // gRPC 1.51 leaks the connection of a channel destroyed while its
   // subchannel is still connecting: the attempt completes after the
@@ -589,16 +609,20 @@ class ClientImpl final : public Client {
                       "metadata value for '" + key + "' must be printable ASCII");
       }
     }
-    auto stream = std::make_shared<StreamImpl>(options_, options);
+    auto stream = std::make_shared<StreamImpl>(options_, options, stats_);
+    stats_->Opened();
     stream->Begin(stub_.get(), stream);
     *out = std::move(stream);
     return Status::Ok();
   }
 
+  Stats stats() const override { return stats_->Snapshot(); }
+
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<RawStub> stub_;
   const ClientOptions options_;
+  const std::shared_ptr<StatsCounters> stats_;
 };
 
 }  // namespace

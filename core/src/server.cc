@@ -170,7 +170,10 @@ class ServerImpl final : public Server, public SessionHost {
     // their reader included.
     const Status shutting_down(Code::kUnavailable, "server is shutting down");
     for (auto& session : left) {
-      if (session->End(shutting_down, /*reset=*/false, /*force=*/true).ok()) ++*cut;
+      if (session->End(shutting_down, /*reset=*/false, /*force=*/true).ok()) {
+        ++*cut;
+        stats_.Cut();
+      }
     }
     // A stream whose last write is stuck behind a peer that does not read
     // would never end: reset those, after a moment. Not at once: a write
@@ -237,16 +240,24 @@ class ServerImpl final : public Server, public SessionHost {
 
   Status Admit(const std::shared_ptr<Session>& session) override {
     Status stopping(Code::kUnavailable, "server is shutting down");  // as gRPC refuses them
-    if (stopping_.load()) return stopping;
+    if (stopping_.load()) {
+      stats_.Refused();
+      return stopping;
+    }
     if (memory_->Over()) RelieveMemory();  // built-in modes: cut the slowest reader
     if (memory_->Over()) {
+      stats_.Refused();
       return Status(Code::kResourceExhausted,
                     "server is over its memory bound (max_memory_bytes)");
     }
     {
       std::lock_guard<std::mutex> lock(registry_mu_);
-      if (stopping_.load()) return stopping;
+      if (stopping_.load()) {
+        stats_.Refused();
+        return stopping;
+      }
       live_.emplace(session->id(), session);
+      stats_.Opened();
       if (options_.mode == Mode::kBroadcast) RebuildRoomLocked();
     }
     memory_->Charge(kStreamOverheadBytes);  // released in Finished
@@ -356,6 +367,7 @@ class ServerImpl final : public Server, public SessionHost {
                .ok()) {
         return;  // finishing already: its bytes leave with its last write
       }
+      stats_.Cut();
     }
   }
 
@@ -372,20 +384,27 @@ class ServerImpl final : public Server, public SessionHost {
     for (const auto& member : *room) {
       Status s = member->Enqueue(line, kNoWait);
       if (s.code() == Code::kWouldBlock) {
-        member->End(Status(Code::kResourceExhausted,
-                           "send queue full: the client reads too slowly for the room"),
-                    /*reset=*/true);
+        if (member->End(Status(Code::kResourceExhausted,
+                               "send queue full: the client reads too slowly for the room"),
+                        /*reset=*/true)
+                .ok()) {
+          stats_.Cut();
+        }
       }
     }
   }
 
   void NoteEmptyCancel(const Connection& conn) override { conns_.NoteEmptyCancel(conn); }
 
+  StatsCounters& Counters() override { return stats_; }
+  Stats stats() const override { return stats_.Snapshot(); }
+
   void Finished(const std::shared_ptr<Session>& session, const Status& final_status) override {
     conns_.StreamGone(session->connection());
     if (!session->admitted()) return;  // refused: never seen by the handler nor by Stop
     memory_->Release(kStreamOverheadBytes);
     memory_->WakeIfRoom();
+    stats_.Closed();
     bool empty;
     {
       std::lock_guard<std::mutex> lock(registry_mu_);
@@ -439,6 +458,7 @@ class ServerImpl final : public Server, public SessionHost {
   const Session::Limits limits_;
   const std::shared_ptr<MemoryAccount> memory_;
   ServerConnections conns_;
+  StatsCounters stats_;
   std::atomic<bool> relieving_{false};
   std::atomic<bool> relieve_again_{false};
   std::vector<std::unique_ptr<Dispatcher>> dispatchers_;

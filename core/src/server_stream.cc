@@ -33,7 +33,8 @@ void Session::Request(SessionHost* host, grpc::AsyncGenericService* service,
 }
 
 Session::Session(SessionHost* host, const Limits& limits, std::shared_ptr<MemoryAccount> memory)
-    : host_(host), limits_(limits), notify_done_(limits.mode == Mode::kCustom),
+    : host_(host), stats_(&host->Counters()), limits_(limits),
+      notify_done_(limits.mode == Mode::kCustom),
       memory_(std::move(memory)),
       out_(limits.send_queue_limit, limits.send_queue_bytes, memory_.get()) {}
 
@@ -328,6 +329,7 @@ void Session::OnAccept(bool ok) {
 void Session::OnRead(bool ok) {
   std::string name, message;
   bool valid = ok && DecodeChatMessage(in_, &name, &message);
+  if (valid) stats_->In(in_.Length());
   bool over = false, over_bound = false;
   if (ok && !valid) {
     // Not a ChatMessage (bad encoding or invalid UTF-8): fail the stream
@@ -417,6 +419,7 @@ void Session::OnWrite(bool ok) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
+    if (ok) stats_->Out(out_.queue().in_flight_bytes());
     bool more = out_.queue().WriteDone(ok);
     if (!ok) {
       // The stream broke under us (peer gone or cancelled): nothing more can

@@ -32,6 +32,7 @@
 #include "cq.h"
 #include "memory.h"
 #include "send_queue.h"
+#include "stats.h"
 
 namespace chat::internal {
 
@@ -73,6 +74,8 @@ class SessionHost {
   virtual void RelieveMemory() = 0;
   // Rapid-reset bookkeeping (ServerConnections).
   virtual void NoteEmptyCancel(const Connection& conn) = 0;
+  // The server's counters (outlive every completion of its sessions).
+  virtual StatsCounters& Counters() = 0;
   // The stream is over: `status` is final, and no gRPC state is left.
   virtual void Finished(const std::shared_ptr<Session>& session, const Status& status) = 0;
 };
@@ -163,6 +166,7 @@ class Session final : public ServerCall,
   void EndOfReadsLocked();
 
   SessionHost* const host_;
+  StatsCounters* const stats_;
   const Limits limits_;
   // Whether gRPC tells us at once when the call ends (AsyncNotifyWhenDone).
   // Only custom mode asks: its handler must hear of a cancel at once. The

@@ -1,5 +1,5 @@
 # Checks that libchat exports exactly the functions chat.h declares, and
-# nothing else (the CHAT_1 version node aside).
+# nothing else (the version nodes CHAT_1, CHAT_1.1, ... aside).
 execute_process(COMMAND nm -D --defined-only ${LIB} OUTPUT_VARIABLE nm_out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "nm failed on ${LIB}")
@@ -8,7 +8,7 @@ string(REGEX MATCHALL "[0-9a-f]+ [A-Za-z] [^\n]+" rows "${nm_out}")
 set(exported "")
 foreach(row ${rows})
   string(REGEX REPLACE "^[0-9a-f]+ [A-Za-z] ([^@\n]+).*$" "\\1" sym "${row}")
-  if(sym STREQUAL "CHAT_1")
+  if(sym MATCHES "^CHAT_1(\\.[0-9]+)?$")
     continue()
   endif()
   if(NOT sym MATCHES "^chat_")

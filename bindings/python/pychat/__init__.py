@@ -43,13 +43,14 @@ from ._errors import (
 )
 from ._metadata import CallMetadata
 from ._pychat import Call, Stream, abi_version, library_version
+from ._stats import Stats
 
 __all__ = [
     "Server", "Client", "Stream", "Call", "CallMetadata", "Handler", "StatusCode", "ChatError",
     "ClosedError", "Cancelled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
     "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
     "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
-    "library_version", "abi_version", "set_log_destination",
+    "library_version", "abi_version", "set_log_destination", "Stats",
 ]
 
 __version__: str = _pychat.HEADER_VERSION  # chat.h's CHAT_VERSION_STRING, the one source
@@ -164,6 +165,10 @@ class Server(_pychat.Server):
         finally:
             self.close()
 
+    def stats(self) -> Stats:
+        """The server's counters (also after stop(); ClosedError once closed)."""
+        return Stats(*self._stats())
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"port={self.port}"
         return f"<pychat.Server {self.mode} {self.address!r} {state}>"
@@ -212,6 +217,10 @@ class Client(_pychat.Client):
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
         self.close()
+
+    def stats(self) -> Stats:
+        """The counters of every stream this client opened (ClosedError once closed)."""
+        return Stats(*self._stats())
 
     def __repr__(self) -> str:
         return f"<pychat.Client {self.target!r}{' closed' if self.closed else ''}>"

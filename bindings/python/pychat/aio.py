@@ -29,6 +29,7 @@ from . import Client as _SyncClient
 from . import _pychat
 from ._errors import ChatError, ClosedError, StatusCode, _from_status
 from ._metadata import CallMetadata
+from ._stats import Stats
 
 __all__ = ["Client", "Stream", "Server", "Call", "Handler"]
 
@@ -567,6 +568,12 @@ class Client:
     def closed(self) -> bool:
         return self._native is None
 
+    def stats(self) -> Stats:
+        """As pychat.Client.stats."""
+        if self._native is None:
+            raise ClosedError("client is closed")
+        return self._native.stats()
+
     async def __aenter__(self) -> Client:
         return self
 
@@ -906,6 +913,12 @@ class Server:
     @property
     def closed(self) -> bool:
         return self._native is None
+
+    def stats(self) -> Stats:
+        """As pychat.Server.stats."""
+        if self._native is None:
+            raise ClosedError("server is closed")
+        return Stats(*self._native._stats())
 
     async def stop(self, grace: float = 5.0) -> int:
         """Stops accepting streams, lets open ones finish for `grace` seconds,

@@ -525,6 +525,15 @@ class Client {
   bool closed() const { return handle_ == nullptr; }
   const std::string& target() const { return target_; }
 
+  py::tuple stats() const {
+    if (!handle_) raise_closed("client is closed");
+    chat_stats s;
+    s.version = CHAT_STATS_VERSION;
+    chat_code rc = chat_client_stats(handle_, &s);
+    if (rc != CHAT_OK) raise_last(rc);
+    return stats_tuple(s);
+  }
+
  private:
   chat_stream* open_handle(std::optional<double> timeout,
                            const std::vector<std::pair<std::string, py::object>>& metadata,
@@ -643,6 +652,7 @@ void define_client(py::module_& m) {
       .def("_open_queued", &Client::open_queued, py::arg("queue"), py::arg("timeout"),
            py::arg("metadata"), py::arg("wait_for_ready"))
       .def("close", &Client::close, "Frees the client; streams already opened stay usable.")
+      .def("_stats", &Client::stats, "The counters, in pychat.Stats's field order.")
       .def_property_readonly("closed", &Client::closed)
       .def_property_readonly("target", &Client::target);
 }

@@ -7,11 +7,19 @@
 #include <cmath>
 #include <cstdint>
 
+#include <libchat/chat.h>
+
 namespace pychat {
 
 // Seconds from Python to the C ABI's milliseconds, capped at 1e11 ms (about
 // three years), far below where int64 arithmetic could overflow.
 inline int64_t to_ms(double seconds) { return std::llround(std::min(seconds * 1000.0, 1e11)); }
+
+// A server's or client's counters, in pychat.Stats's field order.
+inline pybind11::tuple stats_tuple(const chat_stats& s) {
+  return pybind11::make_tuple(s.streams_open, s.streams_total, s.streams_refused, s.streams_cut,
+                              s.messages_in, s.messages_out, s.bytes_in, s.bytes_out);
+}
 
 void define_errors(pybind11::module_& m);  // first: the others raise through it
 void define_server(pybind11::module_& m);

@@ -455,6 +455,15 @@ class Server {
     destroy(*core_);
   }
 
+  py::tuple stats() const {
+    if (!core_->handle) raise_closed("server is closed");
+    chat_stats s;
+    s.version = CHAT_STATS_VERSION;
+    chat_code rc = chat_server_stats(core_->handle, &s);
+    if (rc != CHAT_OK) raise_last(rc);
+    return stats_tuple(s);
+  }
+
  private:
   void refuse_in_own_handler(const char* what) const {
     if (t_dispatching == core_.get()) {
@@ -525,7 +534,8 @@ void define_server(py::module_& m) {
       .def("stop", &Server::stop, py::arg("grace") = 5.0,
            "Stops accepting streams, lets open ones finish for `grace` seconds, then cuts the "
            "rest with UNAVAILABLE. Returns how many were cut. 0 if already stopped.")
-      .def("close", &Server::close, "Stops with no grace (if running) and frees the server.");
+      .def("close", &Server::close, "Stops with no grace (if running) and frees the server.")
+      .def("_stats", &Server::stats, "The counters, in pychat.Stats's field order.");
 
   m.def("_wait_deferred", &wait_deferred, py::arg("timeout"),
         "Waits until servers dropped inside their own handler are destroyed.");

@@ -835,6 +835,51 @@ CHAT_API chat_code chat_stream_status(chat_stream *stream, chat_code *code, cons
  * a no-op. Not thread-safe with other calls on the same stream. */
 CHAT_API void chat_stream_destroy(chat_stream *stream) CHAT_NOEXCEPT;
 
+/* ------------------------------------------------------------------------ */
+/* Stats (since 1.1)                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Counters of a server or a client, filled by chat_server_stats and
+ * chat_client_stats. Versioned like the options structs: set `version`
+ * (CHAT_STATS_VERSION, or an older one) before the call; the library writes
+ * only the fields that version has, so later versions may add counters.
+ * Message bytes are those of the encoded protobuf messages, before any
+ * compression and without gRPC's 5-byte frame header. Each counter is exact
+ * on its own; a snapshot is not taken at one instant (a stream may show in
+ * streams_total a moment before streams_open). */
+#define CHAT_STATS_VERSION 1
+
+typedef struct chat_stats {
+  uint32_t version;         /* CHAT_STATS_VERSION; set by the caller */
+  uint64_t streams_open;    /* calls admitted / streams opened, not yet ended */
+  uint64_t streams_total;   /* ever admitted / opened */
+  uint64_t streams_refused; /* server: new calls refused (RESOURCE_EXHAUSTED
+                               over the memory bound or max_streams,
+                               UNAVAILABLE while stopping); client: streams
+                               that ended RESOURCE_EXHAUSTED or UNAVAILABLE
+                               before any reply */
+  uint64_t streams_cut;     /* server: calls it cut (a stop's deadline, the
+                               memory bound, a room's slow reader); client:
+                               other streams that ended with an error
+                               (not counting its own cancels) */
+  uint64_t messages_in;     /* server: messages received; client: replies */
+  uint64_t messages_out;    /* server: replies written; client: messages written */
+  uint64_t bytes_in;
+  uint64_t bytes_out;
+} chat_stats;
+
+/* Fills *stats (up to stats->version) with the server's counters since it
+ * started. Valid after chat_server_stop, until chat_server_destroy.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL or not a server handle, NULL stats,
+ * unknown stats->version). Thread-safe; never blocks; cheap. */
+CHAT_API chat_code chat_server_stats(const chat_server *server, chat_stats *stats) CHAT_NOEXCEPT;
+
+/* Fills *stats (up to stats->version) with the counters of every stream
+ * `client` opened, since it was created (streams still open after
+ * chat_client_destroy count on, unseen). Errors as chat_server_stats.
+ * Thread-safe; never blocks. */
+CHAT_API chat_code chat_client_stats(const chat_client *client, chat_stats *stats) CHAT_NOEXCEPT;
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

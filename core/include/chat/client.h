@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "chat/event_queue.h"
+#include "chat/stats.h"
 #include "chat/status.h"
 
 namespace chat {
@@ -81,6 +82,8 @@ class Client {
   virtual ~Client() = default;  // open streams keep the channel alive
 
   virtual Status Open(const StreamOptions& options, std::shared_ptr<ClientStream>* out) = 0;
+  // The counters of every stream this client opened. Thread-safe.
+  virtual Stats stats() const = 0;
 };
 
 }  // namespace chat

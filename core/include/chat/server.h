@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "chat/event_queue.h"
+#include "chat/stats.h"
 #include "chat/status.h"
 
 namespace chat {
@@ -121,6 +122,8 @@ class Server {
   // handler event has run. `cut` receives how many streams were cut.
   // kBusy when called from one of this server's handler methods.
   virtual Status Stop(Timeout grace, int* cut) = 0;
+  // The server's counters. Thread-safe; valid also after Stop.
+  virtual Stats stats() const = 0;
 };
 
 }  // namespace chat
