@@ -1,6 +1,7 @@
 /* chat_client: drives /Chat/chat.
  *
  *   chat_client [--target TARGET] [--name NAME] [--deadline-ms N]
+ *               [--compression gzip|deflate|none]
  *
  * TARGET is host:port or http://host:port (default localhost:9090).
  * Without --name it runs the seed: sends Sam/Hi, Ann/Hey, John/Hello,
@@ -46,9 +47,19 @@ static void *read_replies(void *arg) {
 }
 
 static int usage(const char *argv0) {
-  fprintf(stderr, "usage: %s [--target HOST:PORT|http://HOST:PORT] [--name NAME] [--deadline-ms N]\n",
+  fprintf(stderr,
+          "usage: %s [--target HOST:PORT|http://HOST:PORT] [--name NAME] [--deadline-ms N]\n"
+          "       [--compression gzip|deflate|none]\n",
           argv0);
   return 2;
+}
+
+/* CHAT_COMPRESSION_* for a --compression value, -1 for an unknown one. */
+static int parse_compression(const char *name) {
+  if (strcmp(name, "gzip") == 0) return CHAT_COMPRESSION_GZIP;
+  if (strcmp(name, "deflate") == 0) return CHAT_COMPRESSION_DEFLATE;
+  if (strcmp(name, "none") == 0) return CHAT_COMPRESSION_NONE;
+  return -1;
 }
 
 static chat_code send_line(chat_stream *stream, const char *name, const char *message) {
@@ -114,15 +125,22 @@ int main(int argc, char **argv) {
   const char *target = "localhost:9090";
   const char *name = NULL;
   long deadline_ms = -1;
+  int compression = CHAT_COMPRESSION_NONE;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) target = argv[++i];
     else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) name = argv[++i];
     else if (strcmp(argv[i], "--deadline-ms") == 0 && i + 1 < argc) deadline_ms = strtol(argv[++i], NULL, 10);
-    else return usage(argv[0]);
+    else if (strcmp(argv[i], "--compression") == 0 && i + 1 < argc) {
+      compression = parse_compression(argv[++i]);
+      if (compression < 0) return usage(argv[0]);
+    } else return usage(argv[0]);
   }
 
+  chat_client_options copts;
+  chat_client_options_init(&copts, CHAT_CLIENT_OPTIONS_VERSION);
+  copts.compression = compression;
   chat_client *client = NULL;
-  chat_code rc = chat_client_create(target, NULL, &client);
+  chat_code rc = chat_client_create(target, &copts, &client);
   if (rc != CHAT_OK) {
     fprintf(stderr, "chat_client: %s: %s\n", chat_code_name(rc), chat_last_error());
     return 1;

@@ -1,7 +1,7 @@
 /* chat_server: serves /Chat/chat (echo or broadcast) until SIGINT/SIGTERM.
  *
  *   chat_server [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]
- *               [--stats SECONDS]
+ *               [--stats SECONDS] [--compression gzip|deflate|none]
  *
  * The first stdout line is "listening on HOST:PORT" (flushed), so scripts
  * started with port 0 can learn the port. --stats prints the server's
@@ -19,7 +19,7 @@
 static int usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]\n"
-          "       [--stats SECONDS]\n",
+          "       [--stats SECONDS] [--compression gzip|deflate|none]\n",
           argv0);
   return 2;
 }
@@ -43,6 +43,7 @@ int main(int argc, char **argv) {
   int mode = CHAT_MODE_ECHO;
   long grace_ms = 5000;
   long stats_s = 0; /* 0: no stats */
+  int compression = CHAT_COMPRESSION_NONE;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
       address = argv[++i];
@@ -57,6 +58,12 @@ int main(int argc, char **argv) {
       char *end = NULL;
       stats_s = strtol(argv[++i], &end, 10);
       if (*end != '\0' || stats_s <= 0) return usage(argv[0]);
+    } else if (strcmp(argv[i], "--compression") == 0 && i + 1 < argc) {
+      const char *c = argv[++i];
+      if (strcmp(c, "gzip") == 0) compression = CHAT_COMPRESSION_GZIP;
+      else if (strcmp(c, "deflate") == 0) compression = CHAT_COMPRESSION_DEFLATE;
+      else if (strcmp(c, "none") == 0) compression = CHAT_COMPRESSION_NONE;
+      else return usage(argv[0]);
     } else {
       return usage(argv[0]);
     }
@@ -81,6 +88,7 @@ int main(int argc, char **argv) {
   chat_server_options opts;
   chat_server_options_init(&opts, CHAT_SERVER_OPTIONS_VERSION);
   opts.mode = mode;
+  opts.compression = compression;
   chat_server *server = NULL;
   chat_code rc = chat_server_start(address, &opts, &server);
   if (rc != CHAT_OK) {

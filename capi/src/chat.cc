@@ -42,6 +42,10 @@ CHAT_CODE_TABLE(CHAT_CODE_CHECK)
 #undef CHAT_CODE_CHECK
 static_assert(chat::kMaxCode == CHAT_ERR_LIBRARY_BUG, "the last code of the table changed");
 static_assert(sizeof(chat_code) == sizeof(int32_t), "chat_code must stay 32 bits");
+static_assert(CHAT_COMPRESSION_NONE == static_cast<int>(chat::Compression::kNone) &&
+                  CHAT_COMPRESSION_DEFLATE == static_cast<int>(chat::Compression::kDeflate) &&
+                  CHAT_COMPRESSION_GZIP == static_cast<int>(chat::Compression::kGzip),
+              "CHAT_COMPRESSION_* are gRPC's numbers, as chat::Compression");
 
 thread_local std::string t_last_error;
 
@@ -318,16 +322,22 @@ size_t OptionsSize(const chat_server_options*, uint32_t version) {
     case 1: return offsetof(chat_server_options, send_queue_bytes);
     case 2: return offsetof(chat_server_options, completion_queues);
     case 3: return offsetof(chat_server_options, queue);
+    case 4: return offsetof(chat_server_options, compression);
     default: return sizeof(chat_server_options);
   }
 }
 size_t OptionsSize(const chat_client_options*, uint32_t version) {
-  return version == 1 ? offsetof(chat_client_options, send_queue_bytes) : sizeof(chat_client_options);
+  switch (version) {
+    case 1: return offsetof(chat_client_options, send_queue_bytes);
+    case 2: return offsetof(chat_client_options, compression);
+    default: return sizeof(chat_client_options);
+  }
 }
 size_t OptionsSize(const chat_stream_options*, uint32_t version) {
   switch (version) {
     case 1: return offsetof(chat_stream_options, metadata_value_lens);
     case 2: return offsetof(chat_stream_options, queue);
+    case 3: return offsetof(chat_stream_options, compression);
     default: return sizeof(chat_stream_options);
   }
 }
@@ -437,6 +447,7 @@ chat_code chat_server_options_init(chat_server_options* opts, uint32_t version) 
     o.max_memory_bytes = static_cast<int64_t>(d.max_memory_bytes);
     o.keepalive_timeout_ms = d.keepalive_timeout_ms;
     o.completion_queues = d.completion_queues;
+    o.compression = static_cast<int32_t>(d.compression);
     std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
     return CHAT_OK;
   });
@@ -476,6 +487,10 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
     so.recv_window_bytes = static_cast<size_t>(o.recv_window_bytes);
     so.max_memory_bytes = static_cast<size_t>(o.max_memory_bytes);
     so.completion_queues = o.completion_queues;
+    if (!chat::IsCompression(o.compression)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "compression must be a CHAT_COMPRESSION_* value");
+    }
+    so.compression = static_cast<chat::Compression>(o.compression);
     bool callbacks = o.on_open || o.on_message || o.on_complete || o.on_close;
     if (o.mode != CHAT_MODE_CUSTOM && callbacks) {  // they would never run
       return Fail(CHAT_ERR_BAD_ARGUMENT,
@@ -662,6 +677,7 @@ chat_code chat_client_options_init(chat_client_options* opts, uint32_t version) 
     o.recv_queue_bytes = static_cast<int64_t>(d.recv_queue_bytes);
     o.keepalive_ms = d.keepalive_ms;
     o.keepalive_timeout_ms = d.keepalive_timeout_ms;
+    o.compression = static_cast<int32_t>(d.compression);
     std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
     return CHAT_OK;
   });
@@ -690,6 +706,10 @@ chat_code chat_client_create(const char* target, const chat_client_options* opts
     co.recv_queue_bytes = static_cast<size_t>(o.recv_queue_bytes);
     co.keepalive_ms = o.keepalive_ms;
     co.keepalive_timeout_ms = o.keepalive_timeout_ms;
+    if (!chat::IsCompression(o.compression)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "compression must be a CHAT_COMPRESSION_* value");
+    }
+    co.compression = static_cast<chat::Compression>(o.compression);
     auto client = std::make_unique<chat_client>();
     chat::Status s = chat::Client::Create(target, co, &client->impl);
     if (!s.ok()) return FromStatus(s);
@@ -716,6 +736,7 @@ chat_code chat_stream_options_init(chat_stream_options* opts, uint32_t version) 
     std::memset(opts, 0, OptionsSize(opts, version));
     opts->version = version;
     opts->deadline_ms = -1;
+    if (version >= 4) opts->compression = -1;
     return CHAT_OK;
   });
 }
@@ -736,6 +757,13 @@ chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
       const size_t* lens = opts->version >= 2 ? opts->metadata_value_lens : nullptr;
       so.deadline = Ms(opts->deadline_ms);
       so.wait_for_ready = opts->wait_for_ready != 0;
+      if (opts->version >= 4 && opts->compression != -1) {
+        if (!chat::IsCompression(opts->compression)) {
+          return Fail(CHAT_ERR_BAD_ARGUMENT,
+                      "compression must be -1 (the client's) or a CHAT_COMPRESSION_* value");
+        }
+        so.compression = static_cast<chat::Compression>(opts->compression);
+      }
       if (opts->version >= 3 && opts->queue) {
         if (!Live(opts->queue, kQueueTag)) return BadHandle("chat_queue");
         so.queue = opts->queue->impl;

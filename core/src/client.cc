@@ -87,6 +87,10 @@ class StreamImpl final : public ClientStream, public EventSource {
     }
     for (const auto& [key, value] : stream_options.metadata) ctx_.AddMetadata(key, value);
     if (stream_options.wait_for_ready) ctx_.set_wait_for_ready(true);
+    if (stream_options.compression) {
+      ctx_.set_compression_algorithm(
+          static_cast<grpc_compression_algorithm>(*stream_options.compression));
+    }
   }
 
   void Begin(RawStub* stub, std::shared_ptr<StreamImpl> self) {
@@ -599,6 +603,9 @@ class ClientImpl final : public Client {
   }
 
   Status Open(const StreamOptions& options, std::shared_ptr<ClientStream>* out) override {
+    if (options.compression && !IsCompression(static_cast<int>(*options.compression))) {
+      return Status(Code::kBadArgument, "unknown compression (none, deflate or gzip)");
+    }
     for (const auto& [key, value] : options.metadata) {
       if (!IsValidMetadataKey(key)) {
         return Status(Code::kBadArgument, "invalid metadata key '" + key +
@@ -644,8 +651,14 @@ Status Client::Create(std::string_view target, const ClientOptions& options,
     return Status(Code::kBadArgument,
                   "keepalive_ms must be 0 (off) or at least 1000, keepalive_timeout_ms positive");
   }
+  if (!IsCompression(static_cast<int>(options.compression))) {
+    return Status(Code::kBadArgument, "unknown compression (none, deflate or gzip)");
+  }
   internal::KeepGrpcInitialized();
   grpc::ChannelArguments args;
+  if (options.compression != Compression::kNone) {
+    args.SetCompressionAlgorithm(static_cast<grpc_compression_algorithm>(options.compression));
+  }
   args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   // One connection per Client object, not one shared process-wide.

@@ -78,6 +78,10 @@ class ServerImpl final : public Server, public SessionHost {
     builder.RegisterAsyncGenericService(&service_);
     builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
     builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
+    if (options_.compression != Compression::kNone) {
+      builder.SetDefaultCompressionAlgorithm(
+          static_cast<grpc_compression_algorithm>(options_.compression));
+    }
     if (options_.keepalive_ms > 0) {
       builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, options_.keepalive_ms);
       builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options_.keepalive_timeout_ms);
@@ -500,6 +504,9 @@ Status Server::Start(const ServerOptions& options, std::unique_ptr<Server>* out)
   }
   if (options.keepalive_ms < 0 || options.keepalive_timeout_ms <= 0) {
     return Status(Code::kBadArgument, "keepalive_ms must be >= 0, keepalive_timeout_ms positive");
+  }
+  if (!IsCompression(static_cast<int>(options.compression))) {
+    return Status(Code::kBadArgument, "unknown compression (none, deflate or gzip)");
   }
   if (options.completion_queues < 0 || options.completion_queues > 256) {
     return Status(Code::kBadArgument, "completion_queues must be 0 (the default count) to 256");

@@ -333,6 +333,48 @@ TEST(CApiBasics, Version2ServerOptionsAreNeitherOverrunNorOverread) {
   EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
 }
 
+// The versions before 1.1's control block (server 4, client 2, stream 3):
+// init writes nothing past them and start / create / open read nothing past
+// them (0xAB bytes would be an unknown compression, refused if read).
+// NB at merge: the offsets are those of the first field of each 1.1 block.
+TEST(CApiBasics, PreControlOptionsAreNeitherOverrunNorOverread) {
+  const size_t server_v4 = offsetof(chat_server_options, compression);
+  alignas(chat_server_options) unsigned char sbuf[sizeof(chat_server_options)];
+  std::memset(sbuf, 0xAB, sizeof sbuf);
+  auto* so = reinterpret_cast<chat_server_options*>(sbuf);
+  ASSERT_EQ(chat_server_options_init(so, 4), CHAT_OK);
+  for (size_t i = server_v4; i < sizeof sbuf; ++i) ASSERT_EQ(sbuf[i], 0xAB) << "byte " << i;
+  chat_server* server = nullptr;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", so, &server), CHAT_OK) << chat_last_error();
+
+  const size_t client_v2 = offsetof(chat_client_options, compression);
+  alignas(chat_client_options) unsigned char cbuf[sizeof(chat_client_options)];
+  std::memset(cbuf, 0xAB, sizeof cbuf);
+  auto* co = reinterpret_cast<chat_client_options*>(cbuf);
+  ASSERT_EQ(chat_client_options_init(co, 2), CHAT_OK);
+  for (size_t i = client_v2; i < sizeof cbuf; ++i) ASSERT_EQ(cbuf[i], 0xAB) << "byte " << i;
+  std::string target = Target(server);
+  chat_client* client = nullptr;
+  ASSERT_EQ(chat_client_create(target.c_str(), co, &client), CHAT_OK) << chat_last_error();
+
+  const size_t stream_v3 = offsetof(chat_stream_options, compression);
+  alignas(chat_stream_options) unsigned char tbuf[sizeof(chat_stream_options)];
+  std::memset(tbuf, 0xAB, sizeof tbuf);
+  auto* to = reinterpret_cast<chat_stream_options*>(tbuf);
+  ASSERT_EQ(chat_stream_options_init(to, 3), CHAT_OK);
+  for (size_t i = stream_v3; i < sizeof tbuf; ++i) ASSERT_EQ(tbuf[i], 0xAB) << "byte " << i;
+  chat_stream* s = nullptr;
+  ASSERT_EQ(chat_client_open(client, to, &s), CHAT_OK) << chat_last_error();
+  ASSERT_EQ(Send(s, "a", "b"), CHAT_OK);
+  ASSERT_EQ(chat_stream_complete(s), CHAT_OK);
+  chat_code end;
+  EXPECT_EQ(Drain(s, &end), std::vector<std::string>{"a: b"});
+  EXPECT_EQ(end, CHAT_END_OF_STREAM);
+  chat_stream_destroy(s);
+  chat_client_destroy(client);
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+}
+
 // The names of this process's threads that start with `prefix`.
 int ThreadsNamed(const std::string& prefix) {
   int n = 0;

@@ -19,7 +19,7 @@ import weakref
 from types import TracebackType
 from typing import Any, Callable, Iterable, Mapping, Optional, Tuple, Type, TypeVar, Union
 
-from . import _pychat
+from . import _control, _pychat
 from ._errors import (
     Aborted,
     AlreadyExists,
@@ -138,9 +138,13 @@ class Server(_pychat.Server):
                  keepalive: Optional[float] = None, send_queue_bytes: Optional[int] = None,
                  recv_window_bytes: Optional[int] = None,
                  max_memory_bytes: Optional[int] = None,
-                 completion_queues: Optional[int] = None) -> None:
+                 completion_queues: Optional[int] = None,
+                 compression: Optional[str] = None) -> None:
+        """compression: "gzip" or "deflate" compresses every reply, for
+        clients that accept it (None or "none": uncompressed)."""
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
+        control = _control.options(compression=compression)
         if mode is None:
             mode = "echo" if handler is None else "custom"
         if mode not in _MODES:
@@ -149,7 +153,8 @@ class Server(_pychat.Server):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         super().__init__(address, _MODES[mode], handler, max_message_bytes, send_queue_limit,
                          recv_window, dispatcher_threads, keepalive, send_queue_bytes,
-                         recv_window_bytes, max_memory_bytes, completion_queues)
+                         recv_window_bytes, max_memory_bytes, completion_queues,
+                         control=control)
         self.address = address
         self.mode = mode
         _live.add(self)
@@ -185,29 +190,33 @@ class Client(_pychat.Client):
                  recv_queue_limit: Optional[int] = None,
                  send_queue_bytes: Optional[int] = None,
                  recv_queue_bytes: Optional[int] = None,
-                 keepalive: Optional[float] = None) -> None:
+                 keepalive: Optional[float] = None,
+                 compression: Optional[str] = None) -> None:
         """keepalive: seconds between HTTP/2 pings while streams are open, so
         a dead or frozen server ends them with UNAVAILABLE (None: off; at
-        least 1.0 against libchat servers)."""
+        least 1.0 against libchat servers). compression: "gzip" or "deflate"
+        compresses every stream's messages (chat() may choose per stream)."""
         if not isinstance(target, str):
             raise TypeError(f"target must be str, not {type(target).__name__}")
+        control = _control.options(compression=compression)
         super().__init__(target, max_message_bytes, send_queue_limit, recv_queue_limit,
-                         send_queue_bytes, recv_queue_bytes, keepalive)
+                         send_queue_bytes, recv_queue_bytes, keepalive, control=control)
         _live.add(self)
 
     def chat(self, timeout: Optional[float] = None, metadata: Optional[Metadata] = None, *,
-             wait_for_ready: bool = False) -> Stream:
+             wait_for_ready: bool = False, compression: Optional[str] = None) -> Stream:
         """Opens a /Chat/chat stream. Never blocks: a server that cannot be
         reached ends the stream with UNAVAILABLE (seen by recv), unless
         wait_for_ready. timeout: the call's deadline in seconds (DEADLINE_EXCEEDED
-        when it passes). metadata: str values, bytes for keys ending in "-bin"."""
+        when it passes). metadata: str values, bytes for keys ending in "-bin".
+        compression: this stream's ("none", "deflate", "gzip"; None: the client's)."""
         if metadata is None:
             pairs = []
         elif isinstance(metadata, Mapping):
             pairs = list(metadata.items())
         else:
             pairs = [(key, value) for key, value in metadata]
-        stream = self._open(timeout, pairs, wait_for_ready)
+        stream = self._open(timeout, pairs, wait_for_ready, _control.compression(compression))
         _live.add(stream)
         return stream
 

@@ -26,7 +26,7 @@ from typing import (Any, Callable, Coroutine, Deque, Dict, List, Optional, Tuple
 
 from . import Metadata, _default, _live
 from . import Client as _SyncClient
-from . import _pychat
+from . import _control, _pychat
 from ._errors import ChatError, ClosedError, StatusCode, _from_status
 from ._metadata import CallMetadata
 from ._stats import Stats
@@ -530,27 +530,29 @@ class Client:
                  recv_queue_limit: Optional[int] = None,
                  send_queue_bytes: Optional[int] = None,
                  recv_queue_bytes: Optional[int] = None,
-                 keepalive: Optional[float] = None) -> None:
+                 keepalive: Optional[float] = None,
+                 compression: Optional[str] = None) -> None:
         self._hub = _hub()
         self._native: Optional[_SyncClient] = _SyncClient(
             target, max_message_bytes=max_message_bytes, send_queue_limit=send_queue_limit,
             recv_queue_limit=recv_queue_limit, send_queue_bytes=send_queue_bytes,
-            recv_queue_bytes=recv_queue_bytes, keepalive=keepalive)
+            recv_queue_bytes=recv_queue_bytes, keepalive=keepalive, compression=compression)
         self.target = target
         # Held while open, so streams opened one after another reuse the queue.
         self._reader: Optional[_Reader] = self._hub.client_reader()
         self._reader.acquire()
 
     def chat(self, timeout: Optional[float] = None, metadata: Optional[Metadata] = None, *,
-             wait_for_ready: bool = False) -> Stream:
+             wait_for_ready: bool = False, compression: Optional[str] = None) -> Stream:
         """Opens a /Chat/chat stream; never blocks. timeout: the call's
         deadline in seconds (DeadlineExceeded). metadata: a mapping or pairs,
-        str values, bytes for keys ending in "-bin"."""
+        str values, bytes for keys ending in "-bin". compression: as
+        pychat.Client.chat."""
         if self._native is None or self._reader is None:
             raise ClosedError("client is closed")
         reader = self._reader
         native = self._native._open_queued(reader.queue, timeout, _pairs(metadata),
-                                           wait_for_ready)
+                                           wait_for_ready, _control.compression(compression))
         _live.add(native)
         return Stream(_StreamCore(reader, native))
 
@@ -869,9 +871,11 @@ class Server:
                  keepalive: Optional[float] = None, send_queue_bytes: Optional[int] = None,
                  recv_window_bytes: Optional[int] = None,
                  max_memory_bytes: Optional[int] = None,
-                 completion_queues: Optional[int] = None) -> None:
+                 completion_queues: Optional[int] = None,
+                 compression: Optional[str] = None) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
+        control = _control.options(compression=compression)
         if handler is not None and mode not in (None, "custom"):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         if handler is None and mode not in (None, *_MODES):
@@ -891,13 +895,13 @@ class Server:
                    send_queue_bytes, recv_window_bytes, max_memory_bytes, completion_queues)
         if handler is None:
             self._native: Optional[_pychat.Server] = _pychat.Server(
-                address, _MODES[self.mode], None, *options)
+                address, _MODES[self.mode], None, *options, control=control)
         else:
             reader = _hub().server_reader(self)
             reader.acquire()
             try:
                 self._native = _pychat.Server(address, _pychat.MODE_CUSTOM, None, *options,
-                                              queue=reader.queue)
+                                              queue=reader.queue, control=control)
             except BaseException:
                 reader.server = None
                 reader.release()

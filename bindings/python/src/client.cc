@@ -479,10 +479,19 @@ class Client {
   Client(const std::string& target, std::optional<int> max_message_bytes,
          std::optional<int> send_queue_limit, std::optional<int> recv_queue_limit,
          std::optional<int64_t> send_queue_bytes, std::optional<int64_t> recv_queue_bytes,
-         std::optional<double> keepalive)
+         std::optional<double> keepalive, py::dict control)
       : target_(target) {
     chat_client_options o;
     chat_client_options_init(&o, CHAT_CLIENT_OPTIONS_VERSION);
+    // 1.1's control options, by name (pychat.Client checks and converts them).
+    for (auto [key, value] : control) {
+      std::string name = py::str(key);
+      if (name == "compression") {
+        o.compression = value.cast<int32_t>();
+      } else {
+        throw py::value_error("unknown control option " + name);
+      }
+    }
     if (max_message_bytes) o.max_message_bytes = *max_message_bytes;
     if (send_queue_limit) o.send_queue_limit = *send_queue_limit;
     if (recv_queue_limit) o.recv_queue_limit = *recv_queue_limit;
@@ -502,17 +511,20 @@ class Client {
   // Opening never blocks: connection problems end the stream (UNAVAILABLE).
   std::unique_ptr<Stream> open(std::optional<double> timeout,
                                const std::vector<std::pair<std::string, py::object>>& metadata,
-                               bool wait_for_ready) {
-    return std::make_unique<Stream>(open_handle(timeout, metadata, wait_for_ready, nullptr, 0));
+                               bool wait_for_ready, std::optional<int> compression) {
+    return std::make_unique<Stream>(
+        open_handle(timeout, metadata, wait_for_ready, compression, nullptr, 0));
   }
 
   // The same, attached to `queue` (pychat.aio).
   std::unique_ptr<QueuedStream> open_queued(
       py::handle queue, std::optional<double> timeout,
-      const std::vector<std::pair<std::string, py::object>>& metadata, bool wait_for_ready) {
+      const std::vector<std::pair<std::string, py::object>>& metadata, bool wait_for_ready,
+      std::optional<int> compression) {
     std::shared_ptr<QueueHandle> q = queue_of(queue);
     uint64_t key = q->next_key();
-    chat_stream* stream = open_handle(timeout, metadata, wait_for_ready, q->get(), key);
+    chat_stream* stream =
+        open_handle(timeout, metadata, wait_for_ready, compression, q->get(), key);
     return std::make_unique<QueuedStream>(stream, std::move(q), key);
   }
 
@@ -537,7 +549,8 @@ class Client {
  private:
   chat_stream* open_handle(std::optional<double> timeout,
                            const std::vector<std::pair<std::string, py::object>>& metadata,
-                           bool wait_for_ready, chat_queue* queue, uint64_t queue_key) {
+                           bool wait_for_ready, std::optional<int> compression,
+                           chat_queue* queue, uint64_t queue_key) {
     if (!handle_) raise_closed("client is closed");
     chat_stream_options o;
     chat_stream_options_init(&o, CHAT_STREAM_OPTIONS_VERSION);
@@ -569,6 +582,7 @@ class Client {
     o.metadata_count = entries.size();
     o.metadata_value_lens = lens.data();
     o.wait_for_ready = wait_for_ready ? 1 : 0;
+    if (compression) o.compression = *compression;
     o.queue = queue;
     // Queued streams (pychat.aio) keep each drained reply counting against
     // recv_queue_limit / recv_queue_bytes until the user takes it
@@ -643,14 +657,15 @@ void define_client(py::module_& m) {
 
   py::class_<Client>(m, "Client", "A connection to a Chat server (native part; use pychat.Client).")
       .def(py::init<const std::string&, std::optional<int>, std::optional<int>, std::optional<int>,
-                    std::optional<int64_t>, std::optional<int64_t>, std::optional<double>>(),
+                    std::optional<int64_t>, std::optional<int64_t>, std::optional<double>,
+                    py::dict>(),
            py::arg("target"), py::arg("max_message_bytes"), py::arg("send_queue_limit"),
            py::arg("recv_queue_limit"), py::arg("send_queue_bytes"), py::arg("recv_queue_bytes"),
-           py::arg("keepalive"))
+           py::arg("keepalive"), py::arg("control") = py::dict())
       .def("_open", &Client::open, py::arg("timeout"), py::arg("metadata"),
-           py::arg("wait_for_ready"))
+           py::arg("wait_for_ready"), py::arg("compression") = py::none())
       .def("_open_queued", &Client::open_queued, py::arg("queue"), py::arg("timeout"),
-           py::arg("metadata"), py::arg("wait_for_ready"))
+           py::arg("metadata"), py::arg("wait_for_ready"), py::arg("compression") = py::none())
       .def("close", &Client::close, "Frees the client; streams already opened stay usable.")
       .def("_stats", &Client::stats, "The counters, in pychat.Stats's field order.")
       .def_property_readonly("closed", &Client::closed)

@@ -354,10 +354,19 @@ class Server {
          std::optional<int> recv_window, std::optional<int> dispatcher_threads,
          std::optional<double> keepalive, std::optional<int64_t> send_queue_bytes,
          std::optional<int64_t> recv_window_bytes, std::optional<int64_t> max_memory_bytes,
-         std::optional<int> completion_queues, py::object queue)
+         std::optional<int> completion_queues, py::object queue, py::dict control)
       : core_(std::make_unique<ServerCore>()) {
     chat_server_options o;
     chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
+    // 1.1's control options, by name (pychat.Server checks and converts them).
+    for (auto [key, value] : control) {
+      std::string name = py::str(key);
+      if (name == "compression") {
+        o.compression = value.cast<int32_t>();
+      } else {
+        throw py::value_error("unknown control option " + name);
+      }
+    }
     o.mode = mode;
     if (max_message_bytes) o.max_message_bytes = *max_message_bytes;
     if (send_queue_limit) o.send_queue_limit = *send_queue_limit;
@@ -523,12 +532,12 @@ void define_server(py::module_& m) {
       .def(py::init<const std::string&, int, py::object, std::optional<int>, std::optional<int>,
                     std::optional<int>, std::optional<int>, std::optional<double>,
                     std::optional<int64_t>, std::optional<int64_t>, std::optional<int64_t>,
-                    std::optional<int>, py::object>(),
+                    std::optional<int>, py::object, py::dict>(),
            py::arg("address"), py::arg("mode"), py::arg("handler"), py::arg("max_message_bytes"),
            py::arg("send_queue_limit"), py::arg("recv_window"), py::arg("dispatcher_threads"),
            py::arg("keepalive"), py::arg("send_queue_bytes"), py::arg("recv_window_bytes"),
            py::arg("max_memory_bytes"), py::arg("completion_queues"),
-           py::arg("queue") = py::none())
+           py::arg("queue") = py::none(), py::arg("control") = py::dict())
       .def_property_readonly("port", &Server::port)
       .def_property_readonly("closed", &Server::closed)
       .def("stop", &Server::stop, py::arg("grace") = 5.0,

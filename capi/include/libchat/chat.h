@@ -377,6 +377,15 @@ CHAT_API void chat_queue_destroy(chat_queue *queue) CHAT_NOEXCEPT;
 #define CHAT_MODE_BROADCAST 1 /* each message sent to every open stream */
 #define CHAT_MODE_CUSTOM 2    /* the callbacks below, or an event queue, decide */
 
+/* Message compression (gRPC's grpc-encoding), since 1.1: values of
+ * chat_server_options.compression, chat_client_options.compression and
+ * chat_stream_options.compression. A peer decompresses whatever it
+ * announced it accepts (gRPC peers accept all three); a server sends
+ * uncompressed replies to a client that does not accept its algorithm. */
+#define CHAT_COMPRESSION_NONE 0
+#define CHAT_COMPRESSION_DEFLATE 1
+#define CHAT_COMPRESSION_GZIP 2
+
 /* Handler callbacks (CHAT_MODE_CUSTOM).
  *
  * Thread: every callback runs on one of the server's dispatcher threads
@@ -432,7 +441,7 @@ typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *de
  * released. A new call that finds the server still over is refused with
  * RESOURCE_EXHAUSTED. Beyond these queues, gRPC holds per
  * stream at most its HTTP/2 flow-control window of data not yet read. */
-#define CHAT_SERVER_OPTIONS_VERSION 4
+#define CHAT_SERVER_OPTIONS_VERSION 5
 
 typedef struct chat_server_options {
   uint32_t version;           /* CHAT_SERVER_OPTIONS_VERSION */
@@ -496,6 +505,11 @@ typedef struct chat_server_options {
                                  handlers) still slows a fast client down
                                  instead of buffering without bound.
                                  Default 0: room goes back at the drain */
+  /* Version 5: control (compression, limits). */
+  int32_t compression;        /* CHAT_COMPRESSION_*: compresses every reply
+                                 (default CHAT_COMPRESSION_NONE). Messages
+                                 from clients are decompressed whatever
+                                 this is */
 } chat_server_options;
 
 /* Fills `opts` with the defaults of `version` (pass
@@ -651,7 +665,7 @@ CHAT_API chat_code chat_call_consumed(chat_call *call, size_t count) CHAT_NOEXCE
 
 /* Version 2 added the byte budgets and keepalive; the library reads only
  * the fields of opts->version. The byte budgets work like the server's. */
-#define CHAT_CLIENT_OPTIONS_VERSION 2
+#define CHAT_CLIENT_OPTIONS_VERSION 3
 
 typedef struct chat_client_options {
   uint32_t version;          /* CHAT_CLIENT_OPTIONS_VERSION */
@@ -670,6 +684,10 @@ typedef struct chat_client_options {
                                 one every 1000 ms, gRPC's default is 5 min */
   int32_t keepalive_timeout_ms; /* a ping unanswered this long ends the
                                    connection; default 10000 */
+  /* Version 3: control (compression). */
+  int32_t compression;       /* CHAT_COMPRESSION_*: compresses the messages
+                                of every stream (each may choose its own);
+                                default CHAT_COMPRESSION_NONE */
 } chat_client_options;
 
 /* Fills `opts` with the defaults of `version`, writing only the fields that
@@ -712,7 +730,7 @@ typedef struct chat_metadata {
 /* Version 2 added metadata_value_lens, version 3 the event queue. A
  * program built against an older version keeps working: the library reads
  * only the fields of opts->version. */
-#define CHAT_STREAM_OPTIONS_VERSION 3
+#define CHAT_STREAM_OPTIONS_VERSION 4
 
 typedef struct chat_stream_options {
   uint32_t version;               /* CHAT_STREAM_OPTIONS_VERSION */
@@ -742,10 +760,13 @@ typedef struct chat_stream_options {
                                   REPLY counting against recv_queue_limit /
                                   recv_queue_bytes until chat_stream_consumed
                                   reports it done (see the server's). Default 0 */
+  /* Version 4: control (compression). */
+  int32_t compression; /* CHAT_COMPRESSION_* for this stream's messages, or
+                          -1 (the default) for the client's */
 } chat_stream_options;
 
 /* Fills `opts` with the defaults of `version`, writing only the fields that
- * version has (1 to 3; a struct from an older header is never overrun).
+ * version has (1 to 4; a struct from an older header is never overrun).
  * CHAT_ERR_BAD_ARGUMENT for NULL or an unknown version. Thread-safe. */
 CHAT_API chat_code chat_stream_options_init(chat_stream_options *opts, uint32_t version) CHAT_NOEXCEPT;
 

@@ -3,11 +3,13 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "chat/compression.h"
 #include "chat/event_queue.h"
 #include "chat/stats.h"
 #include "chat/status.h"
@@ -22,6 +24,8 @@ struct ClientOptions {
   size_t recv_queue_bytes = 8u << 20;  // and their bytes
   int keepalive_ms = 0;            // ping while streams are open; 0 = off
   int keepalive_timeout_ms = 10000;  // an unanswered ping ends the connection
+  // --- control ---
+  Compression compression = Compression::kNone;  // of every stream's messages
 };
 
 struct StreamOptions {
@@ -37,6 +41,8 @@ struct StreamOptions {
   void* user_data = nullptr;
   // A drained reply keeps its room in the receive bounds until Consumed.
   bool hold_until_consumed = false;
+  // --- control ---
+  std::optional<Compression> compression;  // this stream's; unset: the client's
 };
 
 // One client stream. Every method is thread-safe; Recv has one consumer at a time.

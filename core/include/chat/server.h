@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "chat/compression.h"
 #include "chat/event_queue.h"
 #include "chat/stats.h"
 #include "chat/status.h"
@@ -104,6 +105,10 @@ struct ServerOptions {
   int completion_queues = 0;
   int keepalive_ms = 30000;               // ping idle connections; dead peers end their streams
   int keepalive_timeout_ms = 10000;       // an unanswered ping ends the connection
+  // --- control ---
+  // Compresses every reply with this, for clients that accept it (gRPC
+  // clients announce what they accept; others get them uncompressed).
+  Compression compression = Compression::kNone;
 };
 
 class Server {
