@@ -1097,3 +1097,77 @@ chat_code chat_client_stats(const chat_client* client, chat_stats* stats) noexce
     return FillStats(client->impl->stats(), stats);
   });
 }
+
+/* ---- server metadata ---- */
+
+namespace {
+
+template <class Add>
+chat_code AddCallMetadata(chat_call* call, const char* key, const char* value, size_t value_len,
+                          Add add) {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (!key || (!value && value_len > 0)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "key is NULL, or value is NULL with value_len > 0");
+    }
+    return FromStatus(add(*call->impl, std::string_view(key),
+                          std::string_view(value ? value : "", value_len)));
+  });
+}
+
+// The server's `which` metadata of a stream, or a failure code.
+chat_code StreamMetadata(chat_stream* stream, int32_t which, const chat::Metadata** md) {
+  if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
+  if (which != CHAT_METADATA_INITIAL && which != CHAT_METADATA_TRAILING) {
+    return Fail(CHAT_ERR_BAD_ARGUMENT, "which must be CHAT_METADATA_INITIAL or _TRAILING");
+  }
+  return FromStatus(stream->impl->ServerMetadata(which == CHAT_METADATA_TRAILING, md));
+}
+
+}  // namespace
+
+chat_code chat_call_add_initial_metadata(chat_call* call, const char* key, const char* value,
+                                         size_t value_len) noexcept {
+  return AddCallMetadata(call, key, value, value_len,
+                         [](chat::ServerCall& c, std::string_view k, std::string_view v) {
+                           return c.AddInitialMetadata(k, v);
+                         });
+}
+
+chat_code chat_call_add_trailing_metadata(chat_call* call, const char* key, const char* value,
+                                          size_t value_len) noexcept {
+  return AddCallMetadata(call, key, value, value_len,
+                         [](chat::ServerCall& c, std::string_view k, std::string_view v) {
+                           return c.AddTrailingMetadata(k, v);
+                         });
+}
+
+chat_code chat_stream_metadata_count(chat_stream* stream, int32_t which, size_t* count) noexcept {
+  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
+    if (count) *count = 0;
+    if (!count) return Fail(CHAT_ERR_BAD_ARGUMENT, "count is NULL");
+    const chat::Metadata* md = nullptr;
+    if (chat_code rc = StreamMetadata(stream, which, &md); rc != CHAT_OK) return rc;
+    *count = md->size();
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_stream_metadata_at(chat_stream* stream, int32_t which, size_t index,
+                                  const char** key, size_t* key_len, const char** value,
+                                  size_t* value_len) noexcept {
+  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
+    if (!key || !key_len || !value || !value_len) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "key, key_len, value and value_len are required");
+    }
+    const chat::Metadata* md = nullptr;
+    if (chat_code rc = StreamMetadata(stream, which, &md); rc != CHAT_OK) return rc;
+    if (index >= md->size()) return Fail(CHAT_ERR_BAD_ARGUMENT, "metadata index out of range");
+    const auto& [k, v] = (*md)[index];
+    *key = k.c_str();
+    *key_len = k.size();
+    *value = v.c_str();
+    *value_len = v.size();
+    return CHAT_OK;
+  });
+}

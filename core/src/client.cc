@@ -16,6 +16,7 @@
 #include "chat/client.h"
 #include "cq.h"
 #include "grpc_glue.h"
+#include "metadata.h"
 #include "send_queue.h"
 #include "stats.h"
 #include "wire.h"
@@ -38,24 +39,6 @@ using RawStub = grpc::TemplatedGenericStub<grpc::ByteBuffer, grpc::ByteBuffer>;
 
 // The full method path of the wire contract (no proto package).
 constexpr char kChatMethod[] = "/Chat/chat";
-
-bool IsValidMetadataKey(const std::string& key) {
-  if (key.empty() || key.rfind("grpc-", 0) == 0) return false;
-  for (char c : key) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
-    if (!ok) return false;
-  }
-  return true;
-}
-
-bool IsValidMetadataValue(const std::string& key, const std::string& value) {
-  bool binary = key.size() > 4 && key.compare(key.size() - 4, 4, "-bin") == 0;
-  if (binary) return true;
-  for (unsigned char c : value) {
-    if (c < 0x20 || c > 0x7E) return false;
-  }
-  return true;
-}
 
 // One client stream on the completion-queue API, pinned to one of the
 // process's client queues (ClientQueues). Application threads send, receive
@@ -198,6 +181,16 @@ class StreamImpl final : public ClientStream, public EventSource {
     return final_;
   }
 
+  Status ServerMetadata(bool trailing, const Metadata** out) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (trailing ? !done_ : !have_initial_) {
+      return Status(Code::kBadState, trailing ? "the stream has not ended yet"
+                                              : "the server's initial metadata has not arrived");
+    }
+    *out = trailing ? &trailing_md_ : &initial_md_;
+    return Status::Ok();
+  }
+
   void Close() override {
     Cancel();
     {
@@ -248,6 +241,12 @@ class StreamImpl final : public ClientStream, public EventSource {
   void OnWritesDone(bool ok);
   void OnFinish(bool ok);
   void Over();
+  static Metadata Copy(const std::multimap<grpc::string_ref, grpc::string_ref>& from) {
+    Metadata to;
+    for (const auto& [key, value] : from) to.emplace_back(std::string(key.data(), key.size()),
+                                                          std::string(value.data(), value.size()));
+    return to;
+  }
 
   static Status QueuedStatus() {
     return Status(Code::kBadState, "this stream delivers to an event queue: drain the queue");
@@ -418,6 +417,9 @@ class StreamImpl final : public ClientStream, public EventSource {
   grpc::Status status_;           // Finish fills it
   Status final_;
   Status malformed_;              // set when a reply could not be parsed
+  bool have_initial_ = false;     // initial_md_ is final (set once, under mu_)
+  Metadata initial_md_;
+  Metadata trailing_md_;          // final once done_
 };
 
 void StreamImpl::OnStart(bool ok) { WriteSlotBack(ok, /*was_write=*/false); }
@@ -465,6 +467,11 @@ void StreamImpl::OnRead(bool ok) {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
     reading_ = false;
+    if (!have_initial_) {
+      // The first read carried gRPC's receive of the initial metadata.
+      initial_md_ = Copy(ctx_.GetServerInitialMetadata());
+      have_initial_ = true;
+    }
     if (ok && !parsed) {
       // Not a StringValue (bad encoding or invalid UTF-8): end the call with
       // a clear status instead of passing on or dropping the bytes.
@@ -549,6 +556,7 @@ void StreamImpl::Over() {
     done_ = true;
     ready_hint_.store(true, std::memory_order_release);
     final_ = malformed_.ok() ? FromGrpc(status_) : malformed_;
+    trailing_md_ = Copy(ctx_.GetServerTrailingMetadata());
     CountEndLocked();
     self = std::move(self_);
     if (queue_) {
@@ -607,14 +615,8 @@ class ClientImpl final : public Client {
       return Status(Code::kBadArgument, "unknown compression (none, deflate or gzip)");
     }
     for (const auto& [key, value] : options.metadata) {
-      if (!IsValidMetadataKey(key)) {
-        return Status(Code::kBadArgument, "invalid metadata key '" + key +
-                                              "' (lower-case letters, digits, '-', '_', '.')");
-      }
-      if (!IsValidMetadataValue(key, value)) {
-        return Status(Code::kBadArgument,
-                      "metadata value for '" + key + "' must be printable ASCII");
-      }
+      Status valid = CheckMetadata(key, value);
+      if (!valid.ok()) return valid;
     }
     auto stream = std::make_shared<StreamImpl>(options_, options, stats_);
     stats_->Opened();

@@ -1,6 +1,7 @@
 #include "server_stream.h"
 
 #include "grpc_glue.h"
+#include "metadata.h"
 #include "wire.h"
 
 namespace chat::internal {
@@ -89,6 +90,42 @@ void Session::OnStuckWrite(bool ok) {
 bool Session::ended() const {
   std::lock_guard<std::mutex> lock(mu_);
   return finish_wanted_ || done_;
+}
+
+Status Session::MetadataTooLateLocked(bool initial) const {
+  if (cancelled_) return Status(Code::kClosed, "stream has ended");
+  if (finish_wanted_) {
+    return Status(Code::kBadState, "the call was already completed, failed or cut: metadata "
+                                   "goes out before its status");
+  }
+  if (done_) return Status(Code::kClosed, "stream has ended");
+  // A queued reply is being written: Enqueue starts the write at once.
+  if (initial && (out_.queue().writing() || out_.queue().sent() > 0)) {
+    return Status(Code::kBadState, "initial metadata goes out with the first reply: add it "
+                                   "before the first send (in on_open, say)");
+  }
+  return Status::Ok();
+}
+
+Status Session::AddInitialMetadata(std::string_view key, std::string_view value) {
+  Status valid = CheckMetadata(key, value);
+  if (!valid.ok()) return valid;
+  std::lock_guard<std::mutex> lock(mu_);
+  Status late = MetadataTooLateLocked(/*initial=*/true);
+  if (!late.ok()) return late;
+  // gRPC reads it when the first write or the Finish starts, under mu_.
+  call_->ctx.AddInitialMetadata(std::string(key), std::string(value));
+  return Status::Ok();
+}
+
+Status Session::AddTrailingMetadata(std::string_view key, std::string_view value) {
+  Status valid = CheckMetadata(key, value);
+  if (!valid.ok()) return valid;
+  std::lock_guard<std::mutex> lock(mu_);
+  Status late = MetadataTooLateLocked(/*initial=*/false);
+  if (!late.ok()) return late;
+  call_->ctx.AddTrailingMetadata(std::string(key), std::string(value));
+  return Status::Ok();
 }
 
 // --- used by the server ---

@@ -109,6 +109,8 @@ class Session final : public ServerCall,
   Status Complete() override;
   Status Fail(Code code, std::string_view details) override;
   bool ended() const override;
+  Status AddInitialMetadata(std::string_view key, std::string_view value) override;
+  Status AddTrailingMetadata(std::string_view key, std::string_view value) override;
 
   // --- used by the server ---
   // Queues an encoded reply already known to be valid.
@@ -151,6 +153,8 @@ class Session final : public ServerCall,
   void OnDone(bool ok);
   void OnStuckWrite(bool ok);
 
+  // Why metadata can no longer be added, if it cannot (AddInitialMetadata...).
+  Status MetadataTooLateLocked(bool initial) const;
   bool QueueFullLocked() const;
   bool MarkCancelledLocked();
   void StartReadLocked();

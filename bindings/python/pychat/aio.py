@@ -252,6 +252,8 @@ class _StreamCore(_Target):
         self.complete_pending = False  # ... while sends were still waiting for room
         self.cancelled = False
         self.closed = False
+        # The server's (initial, trailing) metadata, kept at END.
+        self.metadata: Optional[Tuple[Optional[CallMetadata], Optional[CallMetadata]]] = None
         reader.acquire()
         reader.targets[self.key] = self
 
@@ -267,11 +269,21 @@ class _StreamCore(_Target):
         elif kind == _END:
             self.finish(a, b)
 
+    def server_metadata(self, which: int) -> Optional[CallMetadata]:
+        if self.metadata is not None:
+            return self.metadata[which]
+        if self.closed:
+            raise ClosedError("stream is closed")
+        return self.native._server_metadata(which)
+
     def finish(self, code: int, details: str) -> None:
         """The END event: the stream is over and its handle freed."""
         if self.end is None:
             self.end = (code, details)
         self.reader.targets.pop(self.key, None)
+        # Kept: the server's metadata is final now, and goes with the handle.
+        if not self.native.closed:
+            self.metadata = (self.native._server_metadata(0), self.native._server_metadata(1))
         self.native.close()  # the call has ended: nothing to wait for
         self.wake()
         self.sender.wake()
@@ -512,6 +524,17 @@ class Stream:
     def closed(self) -> bool:
         return self._core.closed
 
+    @property
+    def initial_metadata(self) -> Optional[CallMetadata]:
+        """The server's initial metadata, or None until the first reply (or
+        the end) has come."""
+        return self._core.server_metadata(0)
+
+    @property
+    def trailing_metadata(self) -> Optional[CallMetadata]:
+        """The server's trailing metadata, or None until the call has ended."""
+        return self._core.server_metadata(1)
+
     def __repr__(self) -> str:
         core = self._core
         state = "closed" if core.closed else "open" if core.end is None else "ended"
@@ -645,6 +668,15 @@ class Call(_Target):
         """Ends the stream with `code` (not OK) and `details`; queued replies
         are dropped."""
         self._native.fail(code, details)
+
+    def add_initial_metadata(self, key: str, value: Union[str, bytes]) -> None:
+        """Adds metadata sent with the first reply: call it before the first
+        send (in on_open, say). bytes for keys ending in "-bin"."""
+        self._native.add_initial_metadata(key, value)
+
+    def add_trailing_metadata(self, key: str, value: Union[str, bytes]) -> None:
+        """Adds metadata sent with the status: call it before complete() or fail()."""
+        self._native.add_trailing_metadata(key, value)
 
     def __repr__(self) -> str:
         return f"<pychat.aio.Call id={self.id} peer={self.peer!r}>"

@@ -62,6 +62,18 @@ class TextBatch {
   std::unique_ptr<chat_text[]> texts_;
 };
 
+// The server's `which` metadata of `stream`, or None while it has not come.
+py::object read_server_metadata(chat_stream* stream, int32_t which) {
+  size_t count = 0;
+  chat_code rc = chat_stream_metadata_count(stream, which, &count);
+  if (rc == CHAT_ERR_BAD_STATE) return py::none();
+  if (rc != CHAT_OK) raise_last(rc);
+  return make_call_metadata(count, [stream, which](size_t i, const char** k, size_t* kl,
+                                                   const char** v, size_t* vl) {
+    return chat_stream_metadata_at(stream, which, i, k, kl, v, vl);
+  });
+}
+
 class Stream;
 // The streams this thread is inside an operation of. A close() reached from
 // inside one (a signal handler or a finalizer run between slices) must not
@@ -235,6 +247,15 @@ class Stream {
     return status ? status_code(status->first) : py::none();
   }
 
+  // The server's initial or trailing metadata; None until it has come.
+  py::object server_metadata(int32_t which) {
+    py::object& cached = which == CHAT_METADATA_TRAILING ? trailing_md_ : initial_md_;
+    if (!cached.is_none()) return cached;
+    Use use(*this);
+    cached = read_server_metadata(handle_, which);
+    return cached;
+  }
+
   py::object details() {
     auto status = final_status();
     return status ? py::object(to_str(status->second.data(), status->second.size())) : py::none();
@@ -389,6 +410,8 @@ class Stream {
 
   bool cancelled_ = false;  // cancel() was called; GIL
   bool completed_ = false;  // complete() was called; GIL
+  py::object initial_md_ = py::none();   // the server's, once come; GIL
+  py::object trailing_md_ = py::none();
 
   // Replies converted but not yet returned, and how recv() ended; GIL.
   std::vector<py::object> buffer_;
@@ -440,6 +463,11 @@ class QueuedStream {
 
   void cancel() {
     if (handle_) chat_stream_cancel(handle_);
+  }
+
+  py::object server_metadata(int32_t which) {
+    if (!handle_) raise_closed("stream is closed");
+    return read_server_metadata(handle_, which);
   }
 
   // The stream holds its replies until consumed: the user took the `count`
@@ -629,6 +657,14 @@ void define_client(py::module_& m) {
       .def_property_readonly("details", &Stream::details,
                              "The final status details once the call has ended, else None.")
       .def_property_readonly("closed", &Stream::closed)
+      .def_property_readonly(
+          "initial_metadata",
+          [](Stream& s) { return s.server_metadata(CHAT_METADATA_INITIAL); },
+          "The server's initial metadata (CallMetadata), or None until the first reply or the end.")
+      .def_property_readonly(
+          "trailing_metadata",
+          [](Stream& s) { return s.server_metadata(CHAT_METADATA_TRAILING); },
+          "The server's trailing metadata (CallMetadata), or None until the stream has ended.")
       .def("__repr__", [](Stream& s) {
         py::object code = s.code();
         return std::string("<pychat.Stream ") +
@@ -653,7 +689,9 @@ void define_client(py::module_& m) {
            "the receive bound goes back. A no-op once closed.")
       .def("close", &QueuedStream::close,
            "Cancels if still open and frees the call; its pending events are dropped.")
-      .def_property_readonly("closed", &QueuedStream::closed);
+      .def_property_readonly("closed", &QueuedStream::closed)
+      .def("_server_metadata", &QueuedStream::server_metadata, py::arg("which"),
+           "The server's initial (0) or trailing (1) metadata, or None until it has come.");
 
   py::class_<Client>(m, "Client", "A connection to a Chat server (native part; use pychat.Client).")
       .def(py::init<const std::string&, std::optional<int>, std::optional<int>, std::optional<int>,

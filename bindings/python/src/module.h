@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 
 #include <libchat/chat.h>
 
@@ -20,6 +21,12 @@ inline pybind11::tuple stats_tuple(const chat_stats& s) {
   return pybind11::make_tuple(s.streams_open, s.streams_total, s.streams_refused, s.streams_cut,
                               s.messages_in, s.messages_out, s.bytes_in, s.bytes_out);
 }
+
+// One metadata entry by index, as chat_call_metadata_at / chat_stream_metadata_at.
+using MetadataEntry =
+    std::function<chat_code(size_t, const char**, size_t*, const char**, size_t*)>;
+// A pychat.CallMetadata over `count` entries (values: bytes for "-bin" keys).
+pybind11::object make_call_metadata(size_t count, const MetadataEntry& entry);
 
 void define_errors(pybind11::module_& m);  // first: the others raise through it
 void define_server(pybind11::module_& m);

@@ -59,16 +59,10 @@ py::object read_metadata(chat_call* call) {
   size_t count = 0;
   chat_code rc = chat_call_metadata_count(call, &count);
   if (rc != CHAT_OK) raise_last(rc);
-  py::list items;
-  for (size_t i = 0; i < count; ++i) {
-    const char *key, *value;
-    size_t key_len, value_len;
-    rc = chat_call_metadata_at(call, i, &key, &key_len, &value, &value_len);
-    if (rc != CHAT_OK) raise_last(rc);
-    items.append(py::make_tuple(to_str(key, key_len),
-                                metadata_value({key, key_len}, value, value_len)));
-  }
-  return py::reinterpret_borrow<py::object>(g_metadata_class)(items);
+  return make_call_metadata(count, [call](size_t i, const char** k, size_t* kl, const char** v,
+                                          size_t* vl) {
+    return chat_call_metadata_at(call, i, k, kl, v, vl);
+  });
 }
 
 // One server-side stream. Holds a chat_call reference, so the handle stays
@@ -126,6 +120,18 @@ class Call {
   void complete() {
     chat_code rc = chat_call_complete(call_);
     if (rc != CHAT_OK && rc != CHAT_ERR_CLOSED) raise_last(rc);
+  }
+
+  // Server metadata for the client (see chat_call_add_initial_metadata).
+  void add_metadata(bool trailing, const std::string& key, py::handle value) {
+    std::string v = PyBytes_Check(value.ptr()) ? value.cast<std::string>()
+                                              : std::string(utf8_arg(value, "metadata value"));
+    if (key.find('\0') != std::string::npos) {
+      throw py::value_error("metadata keys cannot contain NUL characters");
+    }
+    chat_code rc = trailing ? chat_call_add_trailing_metadata(call_, key.c_str(), v.data(), v.size())
+                            : chat_call_add_initial_metadata(call_, key.c_str(), v.data(), v.size());
+    if (rc != CHAT_OK) raise_last(rc);
   }
 
   void fail(int code, py::handle details) {
@@ -495,6 +501,19 @@ bool wait_deferred(double timeout) {
 
 }  // namespace
 
+py::object make_call_metadata(size_t count, const MetadataEntry& entry) {
+  py::list items;
+  for (size_t i = 0; i < count; ++i) {
+    const char *key, *value;
+    size_t key_len, value_len;
+    chat_code rc = entry(i, &key, &key_len, &value, &value_len);
+    if (rc != CHAT_OK) raise_last(rc);
+    items.append(py::make_tuple(to_str(key, key_len),
+                                metadata_value({key, key_len}, value, value_len)));
+  }
+  return py::reinterpret_borrow<py::object>(g_metadata_class)(items);
+}
+
 py::object make_call(chat_call* call) { return py::cast(std::make_unique<Call>(call)); }
 
 void define_server(py::module_& m) {
@@ -518,6 +537,14 @@ void define_server(py::module_& m) {
            "the stream has ended.")
       .def("fail", &Call::fail, py::arg("code"), py::arg("details") = "",
            "Ends the stream with a StatusCode (not OK) and details; queued replies are dropped.")
+      .def("add_initial_metadata",
+           [](Call& c, const std::string& k, py::handle v) { c.add_metadata(false, k, v); },
+           py::arg("key"), py::arg("value"),
+           "Adds metadata sent with the first reply: call before the first send (in on_open).")
+      .def("add_trailing_metadata",
+           [](Call& c, const std::string& k, py::handle v) { c.add_metadata(true, k, v); },
+           py::arg("key"), py::arg("value"),
+           "Adds metadata sent with the status: call before complete() or fail().")
       .def("_try_send", &Call::try_send, py::arg("text"),
            "Queues one reply if the send queue has room; False if it is full (for pychat.aio: "
            "a WRITABLE event follows).")

@@ -857,8 +857,10 @@ CHAT_API chat_code chat_stream_status(chat_stream *stream, chat_code *code, cons
 CHAT_API void chat_stream_destroy(chat_stream *stream) CHAT_NOEXCEPT;
 
 /* ------------------------------------------------------------------------ */
-/* Stats (since 1.1)                                                        */
+/* Control (since 1.1): stats, server metadata, deadlines                   */
 /* ------------------------------------------------------------------------ */
+
+/* --- Stats --- */
 
 /* Counters of a server or a client, filled by chat_server_stats and
  * chat_client_stats. Versioned like the options structs: set `version`
@@ -900,6 +902,51 @@ CHAT_API chat_code chat_server_stats(const chat_server *server, chat_stats *stat
  * chat_client_destroy count on, unseen). Errors as chat_server_stats.
  * Thread-safe; never blocks. */
 CHAT_API chat_code chat_client_stats(const chat_client *client, chat_stats *stats) CHAT_NOEXCEPT;
+
+/* --- Server metadata --- */
+
+/* Adds one entry to the metadata the server sends the client. Initial
+ * metadata goes out with the call's first reply (or with its status when
+ * there is none), so add it before the first chat_call_send of the call
+ * (in on_open, or on its OPEN event); trailing metadata goes out with the
+ * status, so add it before chat_call_complete / chat_call_fail. Entries
+ * accumulate; a key may repeat. `key` is a NUL-terminated string of
+ * lower-case letters, digits, '-', '_', '.', not starting with "grpc-";
+ * `value` is value_len bytes of printable ASCII, or any bytes when the key
+ * ends in "-bin". Both are copied. Echo and broadcast servers never hand
+ * out calls, so this is for CHAT_MODE_CUSTOM.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL call or key, NULL value with
+ * value_len > 0, a bad key or value), CHAT_ERR_BAD_STATE (too late: a
+ * reply was sent, for initial metadata, or the call was completed or
+ * failed), CHAT_ERR_CLOSED (the call has ended: cancelled, cut).
+ * Thread-safe; never blocks. */
+CHAT_API chat_code chat_call_add_initial_metadata(chat_call *call, const char *key,
+                                                  const char *value, size_t value_len) CHAT_NOEXCEPT;
+CHAT_API chat_code chat_call_add_trailing_metadata(chat_call *call, const char *key,
+                                                   const char *value, size_t value_len) CHAT_NOEXCEPT;
+
+/* Which metadata of the server chat_stream_metadata_* read. */
+#define CHAT_METADATA_INITIAL 0  /* arrives with the first reply, or with the end */
+#define CHAT_METADATA_TRAILING 1 /* arrives with the final status */
+
+/* The number of entries of the server's `which` metadata (CHAT_METADATA_*)
+ * on `stream`. Initial metadata is there once the first reply has been
+ * received (chat_stream_recv returned it, or its REPLY event came) or the
+ * stream has ended; trailing metadata once the stream has ended (see
+ * chat_stream_wait). Errors: CHAT_ERR_BAD_ARGUMENT (NULL, unknown which),
+ * CHAT_ERR_BAD_STATE (not there yet). Thread-safe; never blocks. */
+CHAT_API chat_code chat_stream_metadata_count(chat_stream *stream, int32_t which,
+                                              size_t *count) CHAT_NOEXCEPT;
+
+/* Entry `index` (0 <= index < count) of the server's `which` metadata, in
+ * key order (keys lower-case): *key / *key_len and *value / *value_len,
+ * borrowed until chat_stream_destroy. Values of "-bin" keys are the decoded
+ * bytes and may contain NUL. Errors: as chat_stream_metadata_count, and
+ * CHAT_ERR_BAD_ARGUMENT for an index out of range or a NULL out pointer.
+ * Thread-safe; never blocks. */
+CHAT_API chat_code chat_stream_metadata_at(chat_stream *stream, int32_t which, size_t index,
+                                           const char **key, size_t *key_len, const char **value,
+                                           size_t *value_len) CHAT_NOEXCEPT;
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -16,6 +16,8 @@
 
 namespace chat {
 
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
 struct ClientOptions {
   size_t max_message_bytes = 4u << 20;
   size_t send_queue_limit = 1024;  // messages queued per stream before Send waits
@@ -66,6 +68,11 @@ class ClientStream {
   virtual Status Wait(Timeout timeout) = 0;
   // The final status, or kBadState while the stream is still open.
   virtual Status FinalStatus() const = 0;
+  // The server's initial metadata (kBadState until it arrived: with the
+  // first reply, or with the end) or trailing metadata (kBadState until
+  // the stream ended). *out points to storage that stays valid and
+  // unchanged as long as the stream; keys lower-case, in key order.
+  virtual Status ServerMetadata(bool trailing, const Metadata** out) const = 0;
   // Event queue with hold_until_consumed: the host is done with `count`
   // more of the replies it drained (see ServerCall::Consumed).
   virtual Status Consumed(size_t count) {

@@ -39,6 +39,15 @@ class ServerCall {
   // after the write in flight; queued replies are discarded.
   virtual Status Fail(Code code, std::string_view details) = 0;
   virtual bool ended() const = 0;
+  // Metadata for the client. Initial metadata goes out with the first reply
+  // (or with the status when there is none), so add it before the first
+  // Send, e.g. in OnOpen; trailing metadata goes with the status, so add it
+  // before Complete or Fail. Keys and values as the client's (lower-case
+  // key, not "grpc-"; printable ASCII value unless the key ends in "-bin"),
+  // else kBadArgument. kBadState when too late, kClosed once the stream has
+  // ended (cancelled, cut).
+  virtual Status AddInitialMetadata(std::string_view key, std::string_view value) = 0;
+  virtual Status AddTrailingMetadata(std::string_view key, std::string_view value) = 0;
   // Event queue with hold_until_consumed: the host is done with `count`
   // more of the messages it drained, oldest first; their room in the
   // window goes back. kBadState without hold_until_consumed, kBadArgument
