@@ -1171,3 +1171,16 @@ chat_code chat_stream_metadata_at(chat_stream* stream, int32_t which, size_t ind
     return CHAT_OK;
   });
 }
+
+/* ---- deadlines ---- */
+
+chat_code chat_call_time_left(const chat_call* call, int64_t* ms_left) noexcept {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
+    if (ms_left) *ms_left = -1;
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (!ms_left) return Fail(CHAT_ERR_BAD_ARGUMENT, "ms_left is NULL");
+    chat::Timeout left = call->impl->TimeLeft();
+    *ms_left = left < chat::Timeout::zero() ? -1 : static_cast<int64_t>(left.count());
+    return CHAT_OK;
+  });
+}

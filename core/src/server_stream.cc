@@ -1,5 +1,6 @@
 #include "server_stream.h"
 
+#include "deadline.h"
 #include "grpc_glue.h"
 #include "metadata.h"
 #include "wire.h"
@@ -126,6 +127,49 @@ Status Session::AddTrailingMetadata(std::string_view key, std::string_view value
   if (!late.ok()) return late;
   call_->ctx.AddTrailingMetadata(std::string(key), std::string(value));
   return Status::Ok();
+}
+
+Timeout Session::TimeLeft() const {
+  if (!has_deadline_) return Timeout(-1);
+  auto left = deadline_ - std::chrono::system_clock::now();
+  return std::max(Timeout::zero(), std::chrono::ceil<Timeout>(left));
+}
+
+Status Session::SetDeadlineLocked() {
+  grpc::GenericServerContext& ctx = call_->ctx;
+  if (ctx.deadline() != std::chrono::system_clock::time_point::max()) {
+    has_deadline_ = true;
+    deadline_ = ctx.deadline();
+    return Status::Ok();
+  }
+  auto header = metadata_.find(kDeadlineHeader);
+  if (header == metadata_.end()) return Status::Ok();
+  if (!ParseRfc3339(header->second, &deadline_)) {
+    return Status(Code::kInvalidArgument, "the deadline header is not an RFC 3339 timestamp "
+                                          "(e.g. 2024-05-01T12:00:00.250Z): '" +
+                                              header->second + "'");
+  }
+  has_deadline_ = true;
+  deadline_alarm_ = std::make_unique<grpc::Alarm>();
+  ++ops_;
+  deadline_alarm_->Set(cq_, deadline_, Arm(&deadline_tag_));
+  return Status::Ok();
+}
+
+// The deadline header's time has come (ok), or the alarm was cancelled
+// because the call ended first.
+void Session::OnDeadline(bool ok) {
+  bool over;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --ops_;
+    over = OverLocked();
+  }
+  if (over) return Over();
+  if (ok) {
+    End(Status(Code::kDeadlineExceeded, "deadline exceeded (the deadline header's time)"),
+        /*reset=*/false, /*force=*/false, /*reset_if_stuck=*/true);
+  }
 }
 
 // --- used by the server ---
@@ -339,11 +383,13 @@ void Session::OnAccept(bool ok) {
   for (const auto& [key, value] : ctx.client_metadata()) {
     metadata_.emplace(std::string(key.data(), key.size()), std::string(value.data(), value.size()));
   }
+  Status deadline;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ops_ = notify_done_ ? 1 : 0;  // the done tag
+    deadline = SetDeadlineLocked();
   }
-  Status admitted = host_->Admit(shared_from_this());
+  Status admitted = deadline.ok() ? host_->Admit(shared_from_this()) : deadline;
   bool over_bound = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -494,6 +540,7 @@ void Session::OnFinish(bool ok) {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
     finish_completed_ = true;
+    if (deadline_alarm_) deadline_alarm_->Cancel();  // its tag comes back at once
     // Without a done tag, a Finish that fails is how a cancel shows.
     if (!notify_done_ && !ok) empty = MarkCancelledLocked();
     over = OverLocked();
@@ -524,6 +571,7 @@ void Session::OnDone(bool) {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
     done_ = true;
+    if (deadline_alarm_) deadline_alarm_->Cancel();
     if (call_->ctx.IsCancelled()) empty = MarkCancelledLocked();
     over = OverLocked();
   }

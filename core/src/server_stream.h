@@ -111,6 +111,7 @@ class Session final : public ServerCall,
   bool ended() const override;
   Status AddInitialMetadata(std::string_view key, std::string_view value) override;
   Status AddTrailingMetadata(std::string_view key, std::string_view value) override;
+  Timeout TimeLeft() const override;
 
   // --- used by the server ---
   // Queues an encoded reply already known to be valid.
@@ -152,6 +153,10 @@ class Session final : public ServerCall,
   void OnFinish(bool ok);
   void OnDone(bool ok);
   void OnStuckWrite(bool ok);
+  void OnDeadline(bool ok);
+  // Reads the call's deadline (grpc-timeout, else the deadline header) and
+  // arms the header's; kInvalidArgument for a malformed header.
+  Status SetDeadlineLocked();
 
   // Why metadata can no longer be added, if it cannot (AddInitialMetadata...).
   Status MetadataTooLateLocked(bool initial) const;
@@ -196,6 +201,7 @@ class Session final : public ServerCall,
   OpTag<Session, &Session::OnFinish> finish_tag_{this};
   OpTag<Session, &Session::OnDone> done_tag_{this};
   OpTag<Session, &Session::OnStuckWrite> stuck_tag_{this};
+  OpTag<Session, &Session::OnDeadline> deadline_tag_{this};
 
   mutable std::mutex mu_;
   std::unique_ptr<Call> call_;     // until Over()
@@ -221,6 +227,11 @@ class Session final : public ServerCall,
   // Set by a Fail that found a write in flight: resets it if still stuck.
   // Made only then: an Alarm costs a grpc_init and a timer per session.
   std::unique_ptr<grpc::Alarm> stuck_alarm_;
+  // The deadline header's timer (only then: gRPC enforces grpc-timeout).
+  std::unique_ptr<grpc::Alarm> deadline_alarm_;
+  // Set in OnAccept before the session is shared; then read-only.
+  bool has_deadline_ = false;
+  std::chrono::system_clock::time_point deadline_;
   Status finish_status_;
   std::string last_name_;
   uint64_t messages_read_ = 0;

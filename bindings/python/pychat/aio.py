@@ -645,6 +645,13 @@ class Call(_Target):
         return self._native.metadata
 
     @property
+    def time_left(self) -> Optional[float]:
+        """Seconds left before the call's deadline (the client's grpc-timeout,
+        or Ballerina's deadline header, which the server enforces), 0.0 once
+        passed; None when it has none."""
+        return self._native.time_left
+
+    @property
     def ended(self) -> bool:
         """True once the stream has ended (its on_close is due or has run)."""
         return self._end is not None

@@ -83,6 +83,15 @@ class Call {
     return metadata_;
   }
   std::string peer() const { return chat_call_peer(call_); }
+
+  // Seconds left before the call's deadline, or None when it has none.
+  py::object time_left() const {
+    int64_t ms = -1;
+    chat_code rc = chat_call_time_left(call_, &ms);
+    if (rc != CHAT_OK) raise_last(rc);
+    if (ms < 0) return py::none();
+    return py::float_(static_cast<double>(ms) / 1000.0);
+  }
   chat_call* handle() const { return call_; }
 
   void send(py::handle text, std::optional<double> timeout) {
@@ -529,6 +538,9 @@ void define_server(py::module_& m) {
       .def_property_readonly("metadata", &Call::metadata,
                              "The metadata the client sent: a pychat.CallMetadata (a read-only "
                              "Mapping of each key's first value; get_all(key) for every value).")
+      .def_property_readonly("time_left", &Call::time_left,
+                             "Seconds left before the call's deadline (grpc-timeout, or "
+                             "Ballerina's deadline header), 0.0 once passed; None without one.")
       .def("send", &Call::send, py::arg("text"), py::arg("timeout") = py::none(),
            "Queues one reply. Waits while the send queue is full (timeout in seconds, None: no "
            "limit; TimeoutError, or BlockingIOError for 0). ClosedError once the stream ended.")

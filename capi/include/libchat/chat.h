@@ -925,6 +925,21 @@ CHAT_API chat_code chat_call_add_initial_metadata(chat_call *call, const char *k
 CHAT_API chat_code chat_call_add_trailing_metadata(chat_call *call, const char *key,
                                                    const char *value, size_t value_len) CHAT_NOEXCEPT;
 
+/* --- Deadlines --- */
+
+/* *ms_left receives the milliseconds left before the call's deadline (0
+ * once it has passed), or -1 when the call has none. The deadline is the
+ * client's gRPC deadline (grpc-timeout) or, when it sent none, the time in
+ * Ballerina's `deadline` header: metadata key "deadline" holding an RFC
+ * 3339 timestamp ("2024-05-01T12:00:00.250Z", or with an offset such as
+ * "+02:00"). The server enforces the header: at that time the call ends
+ * with DEADLINE_EXCEEDED (on_close / CLOSE report it; the client reads it
+ * as the status), as gRPC ends a call whose grpc-timeout runs out. A call
+ * whose header is not such a timestamp is refused with INVALID_ARGUMENT.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL call or ms_left). Thread-safe; never
+ * blocks; valid also after the call ended. */
+CHAT_API chat_code chat_call_time_left(const chat_call *call, int64_t *ms_left) CHAT_NOEXCEPT;
+
 /* Which metadata of the server chat_stream_metadata_* read. */
 #define CHAT_METADATA_INITIAL 0  /* arrives with the first reply, or with the end */
 #define CHAT_METADATA_TRAILING 1 /* arrives with the final status */

@@ -48,6 +48,12 @@ class ServerCall {
   // ended (cancelled, cut).
   virtual Status AddInitialMetadata(std::string_view key, std::string_view value) = 0;
   virtual Status AddTrailingMetadata(std::string_view key, std::string_view value) = 0;
+  // Time left before the call's deadline (zero once it passed), or a
+  // negative Timeout when it has none. The deadline is the client's
+  // grpc-timeout or, without one, Ballerina's `deadline` header (an RFC 3339
+  // timestamp), which the server then enforces: the call ends with
+  // DEADLINE_EXCEEDED at that time.
+  virtual Timeout TimeLeft() const = 0;
   // Event queue with hold_until_consumed: the host is done with `count`
   // more of the messages it drained, oldest first; their room in the
   // window goes back. kBadState without hold_until_consumed, kBadArgument
