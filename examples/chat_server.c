@@ -1,7 +1,7 @@
 /* chat_server: serves /Chat/chat (echo or broadcast) until SIGINT/SIGTERM.
  *
  *   chat_server [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]
- *               [--stats SECONDS] [--compression gzip|deflate|none]
+ *               [--stats SECONDS] [--compression gzip|deflate|none] [--max-streams N]
  *
  * The first stdout line is "listening on HOST:PORT" (flushed), so scripts
  * started with port 0 can learn the port. --stats prints the server's
@@ -19,7 +19,7 @@
 static int usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]\n"
-          "       [--stats SECONDS] [--compression gzip|deflate|none]\n",
+          "       [--stats SECONDS] [--compression gzip|deflate|none] [--max-streams N]\n",
           argv0);
   return 2;
 }
@@ -44,6 +44,7 @@ int main(int argc, char **argv) {
   long grace_ms = 5000;
   long stats_s = 0; /* 0: no stats */
   int compression = CHAT_COMPRESSION_NONE;
+  long max_streams = 0; /* 0: no limit */
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
       address = argv[++i];
@@ -58,6 +59,10 @@ int main(int argc, char **argv) {
       char *end = NULL;
       stats_s = strtol(argv[++i], &end, 10);
       if (*end != '\0' || stats_s <= 0) return usage(argv[0]);
+    } else if (strcmp(argv[i], "--max-streams") == 0 && i + 1 < argc) {
+      char *end = NULL;
+      max_streams = strtol(argv[++i], &end, 10);
+      if (*end != '\0' || max_streams <= 0 || max_streams > INT32_MAX) return usage(argv[0]);
     } else if (strcmp(argv[i], "--compression") == 0 && i + 1 < argc) {
       const char *c = argv[++i];
       if (strcmp(c, "gzip") == 0) compression = CHAT_COMPRESSION_GZIP;
@@ -89,6 +94,7 @@ int main(int argc, char **argv) {
   chat_server_options_init(&opts, CHAT_SERVER_OPTIONS_VERSION);
   opts.mode = mode;
   opts.compression = compression;
+  opts.max_streams = (int32_t)max_streams;
   chat_server *server = NULL;
   chat_code rc = chat_server_start(address, &opts, &server);
   if (rc != CHAT_OK) {

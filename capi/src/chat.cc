@@ -491,6 +491,16 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
       return Fail(CHAT_ERR_BAD_ARGUMENT, "compression must be a CHAT_COMPRESSION_* value");
     }
     so.compression = static_cast<chat::Compression>(o.compression);
+    if (o.max_streams < 0 || o.max_concurrent_streams < 0 || o.max_connection_age_ms < 0 ||
+        o.max_connection_age_grace_ms < 0 || o.max_connection_idle_ms < 0) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT,
+                  "max_streams, max_concurrent_streams and the connection ages must be >= 0");
+    }
+    so.max_streams = o.max_streams;
+    so.max_concurrent_streams = o.max_concurrent_streams;
+    so.max_connection_age_ms = o.max_connection_age_ms;
+    so.max_connection_age_grace_ms = o.max_connection_age_grace_ms;
+    so.max_connection_idle_ms = o.max_connection_idle_ms;
     bool callbacks = o.on_open || o.on_message || o.on_complete || o.on_close;
     if (o.mode != CHAT_MODE_CUSTOM && callbacks) {  // they would never run
       return Fail(CHAT_ERR_BAD_ARGUMENT,

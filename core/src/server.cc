@@ -98,10 +98,25 @@ class ServerImpl final : public Server, public SessionHost {
     // all: a stream leaves our count only once it is over here, after its
     // HTTP/2 slot was freed, so a client that refills slots at once runs
     // ahead of the count (513 of 512 was seen).
-    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
-                               static_cast<int>(std::min<size_t>(
-                                   INT32_MAX, std::max<size_t>(1, options_.max_memory_bytes / 4 /
-                                                                      kStreamOverheadBytes))));
+    int per_connection = static_cast<int>(std::min<size_t>(
+        INT32_MAX, std::max<size_t>(1, options_.max_memory_bytes / 4 / kStreamOverheadBytes)));
+    if (options_.max_concurrent_streams > 0) {
+      per_connection = std::min(per_connection, options_.max_concurrent_streams);
+    }
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, per_connection);
+    // Channel arguments of the builder reach the connections the listener
+    // hands over too (AddInsecureChannelFromFd uses the server's): the
+    // control tests check it.
+    if (options_.max_connection_age_ms > 0) {
+      builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, options_.max_connection_age_ms);
+      if (options_.max_connection_age_grace_ms > 0) {
+        builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                                   options_.max_connection_age_grace_ms);
+      }
+    }
+    if (options_.max_connection_idle_ms > 0) {
+      builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, options_.max_connection_idle_ms);
+    }
     // Rapid reset again: gRPC parses all it reads before any call runs, so
     // with big reads a whole flood becomes calls before the first one can
     // be seen cancelled. Small reads let that happen between them, and the
@@ -259,6 +274,12 @@ class ServerImpl final : public Server, public SessionHost {
       if (stopping_.load()) {
         stats_.Refused();
         return stopping;
+      }
+      if (options_.max_streams > 0 && live_.size() >= static_cast<size_t>(options_.max_streams)) {
+        stats_.Refused();
+        return Status(Code::kResourceExhausted,
+                      "server is at its limit of " + std::to_string(options_.max_streams) +
+                          " open streams (max_streams)");
       }
       live_.emplace(session->id(), session);
       stats_.Opened();
@@ -507,6 +528,11 @@ Status Server::Start(const ServerOptions& options, std::unique_ptr<Server>* out)
   }
   if (!IsCompression(static_cast<int>(options.compression))) {
     return Status(Code::kBadArgument, "unknown compression (none, deflate or gzip)");
+  }
+  if (options.max_streams < 0 || options.max_concurrent_streams < 0 ||
+      options.max_connection_age_ms < 0 || options.max_connection_age_grace_ms < 0 ||
+      options.max_connection_idle_ms < 0) {
+    return Status(Code::kBadArgument, "stream limits and connection ages must be >= 0 (0: off)");
   }
   if (options.completion_queues < 0 || options.completion_queues > 256) {
     return Status(Code::kBadArgument, "completion_queues must be 0 (the default count) to 256");

@@ -31,6 +31,7 @@ class CountingProxy:
         self._up = 0
         self._down = 0
         self.connections = 0
+        self.server_closed = 0  # connections the server side ended
         self._sockets: List[socket.socket] = []
         self._threads: List[threading.Thread] = []
         self._spawn(self._accept)
@@ -65,6 +66,9 @@ class CountingProxy:
                 dst.sendall(data)
         except OSError:
             pass
+        if not upward:
+            with self._lock:
+                self.server_closed += 1
         for s in (src, dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)

@@ -163,3 +163,36 @@ TEST_F(StatsTest, BadArgumentsAreRefusedAndTheStructIsNotOverrun) {
 }
 
 }  // namespace
+
+namespace {
+
+// max_streams: the stream beyond is refused with RESOURCE_EXHAUSTED and
+// counted on both sides; negative limits are bad arguments.
+TEST_F(StatsTest, MaxStreamsRefusalsAreCounted) {
+  chat_server_options so;
+  chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+  so.max_streams = -1;
+  chat_server* bad = nullptr;
+  EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &bad), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_NE(std::string(chat_last_error()).find("max_streams"), std::string::npos);
+  so.max_streams = 0;
+  so.max_connection_idle_ms = -5;
+  EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &bad), CHAT_ERR_BAD_ARGUMENT);
+  so.max_connection_idle_ms = 0;
+  so.max_streams = 1;
+  Start(&so);
+  chat_stream* one = Open();
+  std::string reply;
+  ASSERT_EQ(Send(one, "a", "b"), CHAT_OK);
+  ASSERT_EQ(Recv(one, &reply), CHAT_OK);
+  chat_stream* two = Open();
+  chat_code end;
+  Drain(two, &end);
+  EXPECT_EQ(end, CHAT_RESOURCE_EXHAUSTED);
+  chat_stats srv = ServerStats(server_);
+  EXPECT_EQ(srv.streams_refused, 1u);
+  EXPECT_EQ(srv.streams_total, 1u);
+  EXPECT_EQ(ClientStats(client_).streams_refused, 1u);
+}
+
+}  // namespace

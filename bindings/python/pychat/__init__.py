@@ -139,12 +139,25 @@ class Server(_pychat.Server):
                  recv_window_bytes: Optional[int] = None,
                  max_memory_bytes: Optional[int] = None,
                  completion_queues: Optional[int] = None,
-                 compression: Optional[str] = None) -> None:
+                 compression: Optional[str] = None, max_streams: Optional[int] = None,
+                 max_concurrent_streams: Optional[int] = None,
+                 max_connection_age: Optional[float] = None,
+                 max_connection_age_grace: Optional[float] = None,
+                 max_connection_idle: Optional[float] = None) -> None:
         """compression: "gzip" or "deflate" compresses every reply, for
-        clients that accept it (None or "none": uncompressed)."""
+        clients that accept it (None or "none": uncompressed). max_streams:
+        open streams the server takes (more are refused, ResourceExhausted).
+        max_concurrent_streams: HTTP/2 streams per connection (a client
+        waits for a slot). max_connection_age / _grace / max_connection_idle:
+        seconds, for load balancers (GOAWAY to old or idle connections)."""
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
-        control = _control.options(compression=compression)
+        control = _control.options(
+            compression=compression, max_streams=max_streams,
+            max_concurrent_streams=max_concurrent_streams,
+            max_connection_age=max_connection_age,
+            max_connection_age_grace=max_connection_age_grace,
+            max_connection_idle=max_connection_idle)
         if mode is None:
             mode = "echo" if handler is None else "custom"
         if mode not in _MODES:

@@ -17,11 +17,24 @@ def compression(value: Optional[str]) -> Optional[int]:
     return _COMPRESSION[value]
 
 
+# Options given in seconds, passed on in milliseconds.
+_SECONDS = ("max_connection_age", "max_connection_age_grace", "max_connection_idle")
+
+
 def options(**given: Any) -> Dict[str, Any]:
     """The options given (not None), converted for the native layer."""
     out: Dict[str, Any] = {}
     for name, value in given.items():
         if value is None:
             continue
-        out[name] = compression(value) if name == "compression" else value
+        if name == "compression":
+            out[name] = compression(value)
+        elif name in _SECONDS:
+            if not isinstance(value, (int, float)) or not 0 <= value <= 2_000_000:
+                raise ValueError(f"{name} must be 0 to 2000000 seconds, not {value!r}")
+            out[name + "_ms"] = round(value * 1000)
+        else:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
+                raise ValueError(f"{name} must be an int >= 0, not {value!r}")
+            out[name] = value
     return out

@@ -911,10 +911,19 @@ class Server:
                  recv_window_bytes: Optional[int] = None,
                  max_memory_bytes: Optional[int] = None,
                  completion_queues: Optional[int] = None,
-                 compression: Optional[str] = None) -> None:
+                 compression: Optional[str] = None, max_streams: Optional[int] = None,
+                 max_concurrent_streams: Optional[int] = None,
+                 max_connection_age: Optional[float] = None,
+                 max_connection_age_grace: Optional[float] = None,
+                 max_connection_idle: Optional[float] = None) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
-        control = _control.options(compression=compression)
+        control = _control.options(
+            compression=compression, max_streams=max_streams,
+            max_concurrent_streams=max_concurrent_streams,
+            max_connection_age=max_connection_age,
+            max_connection_age_grace=max_connection_age_grace,
+            max_connection_idle=max_connection_idle)
         if handler is not None and mode not in (None, "custom"):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         if handler is None and mode not in (None, *_MODES):

@@ -376,8 +376,19 @@ class Server {
     // 1.1's control options, by name (pychat.Server checks and converts them).
     for (auto [key, value] : control) {
       std::string name = py::str(key);
+      int32_t v = value.cast<int32_t>();
       if (name == "compression") {
-        o.compression = value.cast<int32_t>();
+        o.compression = v;
+      } else if (name == "max_streams") {
+        o.max_streams = v;
+      } else if (name == "max_concurrent_streams") {
+        o.max_concurrent_streams = v;
+      } else if (name == "max_connection_age_ms") {
+        o.max_connection_age_ms = v;
+      } else if (name == "max_connection_age_grace_ms") {
+        o.max_connection_age_grace_ms = v;
+      } else if (name == "max_connection_idle_ms") {
+        o.max_connection_idle_ms = v;
       } else {
         throw py::value_error("unknown control option " + name);
       }

@@ -505,11 +505,31 @@ typedef struct chat_server_options {
                                  handlers) still slows a fast client down
                                  instead of buffering without bound.
                                  Default 0: room goes back at the drain */
-  /* Version 5: control (compression, limits). */
+  /* Version 5: control (compression, limits). Each >= 0. */
   int32_t compression;        /* CHAT_COMPRESSION_*: compresses every reply
                                  (default CHAT_COMPRESSION_NONE). Messages
                                  from clients are decompressed whatever
                                  this is */
+  int32_t max_streams;        /* open calls the whole server takes; a new
+                                 one beyond is refused with
+                                 RESOURCE_EXHAUSTED. 0 (default): no limit
+                                 but max_memory_bytes */
+  int32_t max_concurrent_streams; /* HTTP/2 MAX_CONCURRENT_STREAMS of each
+                                 connection: a client's stream beyond waits
+                                 for a free slot. 0 (default): the memory
+                                 bound's (see max_memory_bytes); else the
+                                 smaller of the two */
+  int32_t max_connection_age_ms; /* for load balancers: a connection older
+                                 than this gets GOAWAY, and its client opens
+                                 a new one for its next streams. 0 = off
+                                 (default) */
+  int32_t max_connection_age_grace_ms; /* open calls of such a connection
+                                 may finish for this long, then the
+                                 connection is closed (its calls end
+                                 UNAVAILABLE). 0: gRPC's default (no
+                                 limit) */
+  int32_t max_connection_idle_ms; /* a connection without calls for this
+                                 long gets GOAWAY. 0 = off (default) */
 } chat_server_options;
 
 /* Fills `opts` with the defaults of `version` (pass

@@ -124,6 +124,19 @@ struct ServerOptions {
   // Compresses every reply with this, for clients that accept it (gRPC
   // clients announce what they accept; others get them uncompressed).
   Compression compression = Compression::kNone;
+  // Open streams the whole server takes; beyond, new ones are refused with
+  // RESOURCE_EXHAUSTED. 0: no limit but the memory bound.
+  int max_streams = 0;
+  // HTTP/2 MAX_CONCURRENT_STREAMS per connection: a client waits for a slot
+  // beyond it. 0: the memory bound's (see Init); else the smaller of both.
+  int max_concurrent_streams = 0;
+  // For load balancers: a connection older than max_connection_age_ms gets
+  // GOAWAY (its client reconnects for new streams), and its open streams
+  // have max_connection_age_grace_ms more to finish; a connection without
+  // streams for max_connection_idle_ms gets GOAWAY. 0: off.
+  int max_connection_age_ms = 0;
+  int max_connection_age_grace_ms = 0;
+  int max_connection_idle_ms = 0;
 };
 
 class Server {
