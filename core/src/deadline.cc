@@ -5,6 +5,8 @@
 namespace chat::internal {
 namespace {
 
+constexpr time_t kLatest = 9'000'000'000;  // seconds since 1970: in 2255
+
 // Reads exactly `n` digits at text[*pos].
 bool Digits(std::string_view text, size_t* pos, int n, int* value) {
   if (*pos + n > text.size()) return false;
@@ -85,6 +87,13 @@ bool ParseRfc3339(std::string_view text, std::chrono::system_clock::time_point* 
   time_t utc = timegm(&tm);
   std::tm back{};
   if (!gmtime_r(&utc, &back) || back.tm_mday != day) return false;  // Feb 30 and the like
+  // The clock counts nanoseconds in 64 bits (years 1678 to 2262): a time
+  // beyond is as good as never, one before 1970 as long past.
+  if (utc > kLatest) {
+    *out = std::chrono::system_clock::time_point::max();
+    return true;
+  }
+  if (utc < 0) utc = 0;
   *out = std::chrono::system_clock::from_time_t(utc) - std::chrono::minutes(offset_minutes) +
          std::chrono::duration_cast<std::chrono::system_clock::duration>(fraction);
   return true;

@@ -12,7 +12,8 @@ inline constexpr char kDeadlineHeader[] = "deadline";
 
 // Parses an RFC 3339 date-time: date 'T' (or 't', ' ') time, optional
 // fraction of a second, then 'Z' or an offset +hh:mm / -hh:mm. False for
-// anything else.
+// anything else. A time too far ahead for the clock (after 2255) gives
+// time_point::max(): no deadline.
 bool ParseRfc3339(std::string_view text, std::chrono::system_clock::time_point* out);
 
 }  // namespace chat::internal

@@ -149,6 +149,7 @@ Status Session::SetDeadlineLocked() {
                                           "(e.g. 2024-05-01T12:00:00.250Z): '" +
                                               header->second + "'");
   }
+  if (deadline_ == std::chrono::system_clock::time_point::max()) return Status::Ok();  // never
   has_deadline_ = true;
   deadline_alarm_ = std::make_unique<grpc::Alarm>();
   ++ops_;

@@ -59,8 +59,8 @@ CHAT_ERR_WOULD_BLOCK = 18
 CHAT_ERR_CLOSED = 21
 CHAT_MODE_CUSTOM = 2
 CHAT_LOG_ERROR = 2
-CHAT_SERVER_OPTIONS_VERSION = 4
-CHAT_STREAM_OPTIONS_VERSION = 3
+CHAT_SERVER_OPTIONS_VERSION = 5
+CHAT_STREAM_OPTIONS_VERSION = 4
 
 EVENT_WAKE, EVENT_OPEN, EVENT_MESSAGE, EVENT_HALF_CLOSE, EVENT_CLOSE = 0, 1, 2, 3, 4
 EVENT_REPLY, EVENT_END, EVENT_WRITABLE = 5, 6, 7
@@ -73,7 +73,7 @@ LOG_FN = CFUNCTYPE(None, c_int, c_void_p, c_size_t, c_void_p)
 
 
 class ServerOptions(Structure):
-    """chat_server_options, version 4: every field of that version, in order;
+    """chat_server_options, version 5: every field of that version, in order;
     ctypes pads it as the C compiler does. It must be the header's struct to
     the byte: chat_server_options_init writes all of it, so a shorter one is
     a heap overrun (tests/python/test_ctypes_example.py compares the
@@ -88,16 +88,21 @@ class ServerOptions(Structure):
         ("send_queue_bytes", c_int64), ("recv_window_bytes", c_int64),
         ("max_memory_bytes", c_int64), ("keepalive_timeout_ms", c_int32),
         ("completion_queues", c_int32), ("queue", handle), ("hold_until_consumed", c_int32),
+        # version 5: control
+        ("compression", c_int32), ("max_streams", c_int32), ("max_concurrent_streams", c_int32),
+        ("max_connection_age_ms", c_int32), ("max_connection_age_grace_ms", c_int32),
+        ("max_connection_idle_ms", c_int32),
     ]
 
 
 class StreamOptions(Structure):
-    """chat_stream_options, version 3."""
+    """chat_stream_options, version 4."""
     _fields_ = [
         ("version", c_uint32), ("deadline_ms", c_int64), ("metadata", c_void_p),
         ("metadata_count", c_size_t), ("wait_for_ready", c_int32),
         ("metadata_value_lens", c_void_p), ("queue", handle), ("user_data", c_void_p),
         ("hold_until_consumed", c_int32),
+        ("compression", c_int32),  # version 4: control
     ]
 
 
