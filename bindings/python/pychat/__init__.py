@@ -144,8 +144,8 @@ class Server(_pychat.Server):
                  max_connection_age: Optional[float] = None,
                  max_connection_age_grace: Optional[float] = None,
                  max_connection_idle: Optional[float] = None) -> None:
-        """compression: "gzip" or "deflate" compresses every reply, for
-        clients that accept it (None or "none": uncompressed). max_streams:
+        """compression: "gzip" or "deflate" compresses every reply (gRPC
+        clients accept both; None or "none": uncompressed). max_streams:
         open streams the server takes (more are refused, ResourceExhausted).
         max_concurrent_streams: HTTP/2 streams per connection (a client
         waits for a slot). max_connection_age / _grace / max_connection_idle:

@@ -379,9 +379,10 @@ CHAT_API void chat_queue_destroy(chat_queue *queue) CHAT_NOEXCEPT;
 
 /* Message compression (gRPC's grpc-encoding), since 1.1: values of
  * chat_server_options.compression, chat_client_options.compression and
- * chat_stream_options.compression. A peer decompresses whatever it
- * announced it accepts (gRPC peers accept all three); a server sends
- * uncompressed replies to a client that does not accept its algorithm. */
+ * chat_stream_options.compression. Messages arriving compressed are
+ * decompressed whatever these are set to. The peer must accept the
+ * algorithm (gRPC announces what it accepts in grpc-accept-encoding; gRPC
+ * implementations accept deflate and gzip unless configured otherwise). */
 #define CHAT_COMPRESSION_NONE 0
 #define CHAT_COMPRESSION_DEFLATE 1
 #define CHAT_COMPRESSION_GZIP 2

@@ -121,8 +121,8 @@ struct ServerOptions {
   int keepalive_ms = 30000;               // ping idle connections; dead peers end their streams
   int keepalive_timeout_ms = 10000;       // an unanswered ping ends the connection
   // --- control ---
-  // Compresses every reply with this, for clients that accept it (gRPC
-  // clients announce what they accept; others get them uncompressed).
+  // Compresses every reply with this (the client must accept it: gRPC
+  // clients accept deflate and gzip unless configured otherwise).
   Compression compression = Compression::kNone;
   // Open streams the whole server takes; beyond, new ones are refused with
   // RESOURCE_EXHAUSTED. 0: no limit but the memory bound.
