@@ -3,6 +3,7 @@
  *   chat_client [--target TARGET] [--name NAME] [--deadline-ms N]
  *               [--tls-ca PEM] [--tls-cert PEM --tls-key PEM]
  *               [--tls-server-name NAME] [--token TOKEN]
+ *               [--compression gzip|deflate|none]
  *
  * TARGET is host:port, http://host:port or https://host:port (TLS; default
  * localhost:9090). --tls-ca trusts that CA instead of the system's roots,
@@ -56,9 +57,17 @@ static int usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s [--target HOST:PORT|http://HOST:PORT|https://HOST:PORT] [--name NAME]\n"
           "       [--deadline-ms N] [--tls-ca PEM] [--tls-cert PEM --tls-key PEM]\n"
-          "       [--tls-server-name NAME] [--token TOKEN]\n",
+          "       [--tls-server-name NAME] [--token TOKEN] [--compression gzip|deflate|none]\n",
           argv0);
   return 2;
+}
+
+/* CHAT_COMPRESSION_* for a --compression value, -1 for an unknown one. */
+static int parse_compression(const char *name) {
+  if (strcmp(name, "gzip") == 0) return CHAT_COMPRESSION_GZIP;
+  if (strcmp(name, "deflate") == 0) return CHAT_COMPRESSION_DEFLATE;
+  if (strcmp(name, "none") == 0) return CHAT_COMPRESSION_NONE;
+  return -1;
 }
 
 static chat_code send_line(chat_stream *stream, const char *name, const char *message) {
@@ -135,7 +144,10 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) copts.tls_private_key = argv[++i];
     else if (strcmp(argv[i], "--tls-server-name") == 0 && i + 1 < argc) copts.tls_server_name = argv[++i];
     else if (strcmp(argv[i], "--token") == 0 && i + 1 < argc) copts.token = argv[++i];
-    else return usage(argv[0]);
+    else if (strcmp(argv[i], "--compression") == 0 && i + 1 < argc) {
+      copts.compression = parse_compression(argv[++i]);
+      if (copts.compression < 0) return usage(argv[0]);
+    } else return usage(argv[0]);
   }
 
   chat_client *client = NULL;

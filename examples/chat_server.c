@@ -3,6 +3,7 @@
  *   chat_server [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]
  *               [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--require-client-cert]]]
  *               [--token TOKEN] [--health] [--reflection]
+ *               [--stats SECONDS] [--compression gzip|deflate|none] [--max-streams N]
  *
  * With --tls-cert and --tls-key (PEM files) it serves TLS only; --tls-ca
  * asks clients for a certificate from that CA (verified when sent), and
@@ -13,14 +14,20 @@
  * --health serves grpc.health.v1.Health (NOT_SERVING once a stop begins),
  * --reflection gRPC server reflection (grpcurl list / describe).
  *
+ * --stats SECONDS prints the server's counters to stderr that often;
+ * --compression compresses every reply; --max-streams refuses streams
+ * beyond N open ones (RESOURCE_EXHAUSTED).
+ *
  * The first stdout line is "listening on HOST:PORT" (flushed), so scripts
- * started with port 0 can learn the port. */
+ * started with port 0 can learn the port. --stats prints the server's
+ * counters to stderr every SECONDS (and once more after the stop). */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <libchat/chat.h>
 
@@ -29,6 +36,7 @@ static int usage(const char *argv0) {
           "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]\n"
           "       [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--require-client-cert]]] "
           "[--token TOKEN] [--health] [--reflection]\n",
+          "       [--stats SECONDS] [--compression gzip|deflate|none] [--max-streams N]\n",
           argv0);
   return 2;
 }
@@ -58,6 +66,20 @@ static chat_code check_token(chat_call *call, const char *token, char *message, 
   return CHAT_OK;
 }
 
+/* One line of counters on stderr, "key=value" pairs for scripts. */
+static void print_stats(const chat_server *server) {
+  chat_stats st;
+  st.version = CHAT_STATS_VERSION;
+  if (chat_server_stats(server, &st) != CHAT_OK) return;
+  fprintf(stderr,
+          "chat_server: stats streams_open=%llu streams_total=%llu streams_refused=%llu "
+          "streams_cut=%llu messages_in=%llu messages_out=%llu bytes_in=%llu bytes_out=%llu\n",
+          (unsigned long long)st.streams_open, (unsigned long long)st.streams_total,
+          (unsigned long long)st.streams_refused, (unsigned long long)st.streams_cut,
+          (unsigned long long)st.messages_in, (unsigned long long)st.messages_out,
+          (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
+}
+
 int main(int argc, char **argv) {
   const char *address = "127.0.0.1:9090";
   int mode = CHAT_MODE_ECHO;
@@ -65,6 +87,9 @@ int main(int argc, char **argv) {
   const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL, *token = NULL;
   int require_client_cert = 0;
   int health = 0, reflection = 0;
+  long stats_s = 0; /* 0: no stats */
+  int compression = CHAT_COMPRESSION_NONE;
+  long max_streams = 0; /* 0: no limit */
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
       address = argv[++i];
@@ -89,6 +114,20 @@ int main(int argc, char **argv) {
       health = 1;
     } else if (strcmp(argv[i], "--reflection") == 0) {
       reflection = 1;
+    } else if (strcmp(argv[i], "--stats") == 0 && i + 1 < argc) {
+      char *end = NULL;
+      stats_s = strtol(argv[++i], &end, 10);
+      if (*end != '\0' || stats_s <= 0) return usage(argv[0]);
+    } else if (strcmp(argv[i], "--max-streams") == 0 && i + 1 < argc) {
+      char *end = NULL;
+      max_streams = strtol(argv[++i], &end, 10);
+      if (*end != '\0' || max_streams <= 0 || max_streams > INT32_MAX) return usage(argv[0]);
+    } else if (strcmp(argv[i], "--compression") == 0 && i + 1 < argc) {
+      const char *c = argv[++i];
+      if (strcmp(c, "gzip") == 0) compression = CHAT_COMPRESSION_GZIP;
+      else if (strcmp(c, "deflate") == 0) compression = CHAT_COMPRESSION_DEFLATE;
+      else if (strcmp(c, "none") == 0) compression = CHAT_COMPRESSION_NONE;
+      else return usage(argv[0]);
     } else {
       return usage(argv[0]);
     }
@@ -125,6 +164,8 @@ int main(int argc, char **argv) {
   }
   opts.health = health;
   opts.reflection = reflection;
+  opts.compression = compression;
+  opts.max_streams = (int32_t)max_streams;
   chat_server *server = NULL;
   chat_code rc = chat_server_start(address, &opts, &server);
   if (rc != CHAT_OK) {
@@ -139,11 +180,17 @@ int main(int argc, char **argv) {
   fflush(stdout);
 
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  if (stats_s > 0) {
+    struct timespec period = {stats_s, 0};
+    while ((sig = sigtimedwait(&stop_signals, NULL, &period)) < 0) print_stats(server);
+  } else {
+    sigwait(&stop_signals, &sig);
+  }
   int32_t cut = 0;
   rc = chat_server_stop(server, grace_ms, &cut);
   fprintf(stderr, "chat_server: stopped on %s (%d stream%s cut)\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
           cut, cut == 1 ? "" : "s");
+  if (stats_s > 0) print_stats(server);
   chat_server_destroy(server);
   return rc == CHAT_OK ? 0 : 1;
 }

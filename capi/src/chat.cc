@@ -42,6 +42,10 @@ CHAT_CODE_TABLE(CHAT_CODE_CHECK)
 #undef CHAT_CODE_CHECK
 static_assert(chat::kMaxCode == CHAT_ERR_LIBRARY_BUG, "the last code of the table changed");
 static_assert(sizeof(chat_code) == sizeof(int32_t), "chat_code must stay 32 bits");
+static_assert(CHAT_COMPRESSION_NONE == static_cast<int>(chat::Compression::kNone) &&
+                  CHAT_COMPRESSION_DEFLATE == static_cast<int>(chat::Compression::kDeflate) &&
+                  CHAT_COMPRESSION_GZIP == static_cast<int>(chat::Compression::kGzip),
+              "CHAT_COMPRESSION_* are gRPC's numbers, as chat::Compression");
 
 thread_local std::string t_last_error;
 
@@ -489,6 +493,7 @@ chat_code chat_server_options_init(chat_server_options* opts, uint32_t version) 
     o.max_memory_bytes = static_cast<int64_t>(d.max_memory_bytes);
     o.keepalive_timeout_ms = d.keepalive_timeout_ms;
     o.completion_queues = d.completion_queues;
+    o.compression = static_cast<int32_t>(d.compression);
     std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
     return CHAT_OK;
   });
@@ -549,6 +554,20 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
     }
     so.health = o.health == 1;
     so.reflection = o.reflection == 1;
+    if (!chat::IsCompression(o.compression)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "compression must be a CHAT_COMPRESSION_* value");
+    }
+    so.compression = static_cast<chat::Compression>(o.compression);
+    if (o.max_streams < 0 || o.max_concurrent_streams < 0 || o.max_connection_age_ms < 0 ||
+        o.max_connection_age_grace_ms < 0 || o.max_connection_idle_ms < 0) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT,
+                  "max_streams, max_concurrent_streams and the connection ages must be >= 0");
+    }
+    so.max_streams = o.max_streams;
+    so.max_concurrent_streams = o.max_concurrent_streams;
+    so.max_connection_age_ms = o.max_connection_age_ms;
+    so.max_connection_age_grace_ms = o.max_connection_age_grace_ms;
+    so.max_connection_idle_ms = o.max_connection_idle_ms;
     bool callbacks = o.on_open || o.on_message || o.on_complete || o.on_close;
     if (o.mode != CHAT_MODE_CUSTOM && callbacks) {  // they would never run
       return Fail(CHAT_ERR_BAD_ARGUMENT,
@@ -785,6 +804,7 @@ chat_code chat_client_options_init(chat_client_options* opts, uint32_t version) 
     o.recv_queue_bytes = static_cast<int64_t>(d.recv_queue_bytes);
     o.keepalive_ms = d.keepalive_ms;
     o.keepalive_timeout_ms = d.keepalive_timeout_ms;
+    o.compression = static_cast<int32_t>(d.compression);
     std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
     return CHAT_OK;
   });
@@ -820,6 +840,10 @@ chat_code chat_client_create(const char* target, const chat_client_options* opts
     co.tls_server_name = o.tls_server_name ? o.tls_server_name : "";
     co.token = o.token ? o.token : "";
     co.allow_insecure_token = o.allow_insecure_token != 0;
+    if (!chat::IsCompression(o.compression)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "compression must be a CHAT_COMPRESSION_* value");
+    }
+    co.compression = static_cast<chat::Compression>(o.compression);
     auto client = std::make_unique<chat_client>();
     chat::Status s = chat::Client::Create(target, co, &client->impl);
     if (!s.ok()) return FromStatus(s);
@@ -846,6 +870,7 @@ chat_code chat_stream_options_init(chat_stream_options* opts, uint32_t version) 
     std::memset(opts, 0, OptionsSize(opts, version));
     opts->version = version;
     opts->deadline_ms = -1;
+    if (version >= 4) opts->compression = -1;
     return CHAT_OK;
   });
 }
@@ -866,6 +891,13 @@ chat_code chat_client_open(chat_client* client, const chat_stream_options* opts,
       const size_t* lens = opts->version >= 2 ? opts->metadata_value_lens : nullptr;
       so.deadline = Ms(opts->deadline_ms);
       so.wait_for_ready = opts->wait_for_ready != 0;
+      if (opts->version >= 4 && opts->compression != -1) {
+        if (!chat::IsCompression(opts->compression)) {
+          return Fail(CHAT_ERR_BAD_ARGUMENT,
+                      "compression must be -1 (the client's) or a CHAT_COMPRESSION_* value");
+        }
+        so.compression = static_cast<chat::Compression>(opts->compression);
+      }
       if (opts->version >= 3 && opts->queue) {
         if (!Live(opts->queue, kQueueTag)) return BadHandle("chat_queue");
         so.queue = opts->queue->impl;
@@ -1151,3 +1183,139 @@ void chat_queue_destroy(chat_queue* queue) noexcept {
 }
 
 }  // extern "C"
+
+/* ---- stats ---- */
+
+namespace {
+
+size_t StatsSize(uint32_t version) { return version == 1 ? sizeof(chat_stats) : 0; }
+
+chat_code FillStats(const chat::Stats& in, chat_stats* out) {
+  chat_stats s;
+  std::memset(&s, 0, sizeof s);
+  s.version = out->version;
+  s.streams_open = in.streams_open;
+  s.streams_total = in.streams_total;
+  s.streams_refused = in.streams_refused;
+  s.streams_cut = in.streams_cut;
+  s.messages_in = in.messages_in;
+  s.messages_out = in.messages_out;
+  s.bytes_in = in.bytes_in;
+  s.bytes_out = in.bytes_out;
+  std::memcpy(static_cast<void*>(out), &s, StatsSize(out->version));
+  return CHAT_OK;
+}
+
+chat_code CheckStats(const chat_stats* stats) {
+  if (!stats) return Fail(CHAT_ERR_BAD_ARGUMENT, "stats is NULL");
+  if (!KnownVersion(stats->version, CHAT_STATS_VERSION)) {
+    return Fail(CHAT_ERR_BAD_ARGUMENT,
+                "stats->version is not a known stats version (set it to CHAT_STATS_VERSION)");
+  }
+  return CHAT_OK;
+}
+
+}  // namespace
+
+chat_code chat_server_stats(const chat_server* server, chat_stats* stats) noexcept {
+  return OnHandle(server, kServerTag, [&]() -> chat_code {
+    if (!Live(server, kServerTag)) return BadHandle("chat_server");
+    if (chat_code rc = CheckStats(stats); rc != CHAT_OK) return rc;
+    return FillStats(server->impl->stats(), stats);
+  });
+}
+
+chat_code chat_client_stats(const chat_client* client, chat_stats* stats) noexcept {
+  return OnHandle(client, kClientTag, [&]() -> chat_code {
+    if (!Live(client, kClientTag)) return BadHandle("chat_client");
+    if (chat_code rc = CheckStats(stats); rc != CHAT_OK) return rc;
+    return FillStats(client->impl->stats(), stats);
+  });
+}
+
+/* ---- server metadata ---- */
+
+namespace {
+
+template <class Add>
+chat_code AddCallMetadata(chat_call* call, const char* key, const char* value, size_t value_len,
+                          Add add) {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (!key || (!value && value_len > 0)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "key is NULL, or value is NULL with value_len > 0");
+    }
+    return FromStatus(add(*call->impl, std::string_view(key),
+                          std::string_view(value ? value : "", value_len)));
+  });
+}
+
+// The server's `which` metadata of a stream, or a failure code.
+chat_code StreamMetadata(chat_stream* stream, int32_t which, const chat::Metadata** md) {
+  if (!Live(stream, kStreamTag)) return BadHandle("chat_stream");
+  if (which != CHAT_METADATA_INITIAL && which != CHAT_METADATA_TRAILING) {
+    return Fail(CHAT_ERR_BAD_ARGUMENT, "which must be CHAT_METADATA_INITIAL or _TRAILING");
+  }
+  return FromStatus(stream->impl->ServerMetadata(which == CHAT_METADATA_TRAILING, md));
+}
+
+}  // namespace
+
+chat_code chat_call_add_initial_metadata(chat_call* call, const char* key, const char* value,
+                                         size_t value_len) noexcept {
+  return AddCallMetadata(call, key, value, value_len,
+                         [](chat::ServerCall& c, std::string_view k, std::string_view v) {
+                           return c.AddInitialMetadata(k, v);
+                         });
+}
+
+chat_code chat_call_add_trailing_metadata(chat_call* call, const char* key, const char* value,
+                                          size_t value_len) noexcept {
+  return AddCallMetadata(call, key, value, value_len,
+                         [](chat::ServerCall& c, std::string_view k, std::string_view v) {
+                           return c.AddTrailingMetadata(k, v);
+                         });
+}
+
+chat_code chat_stream_metadata_count(chat_stream* stream, int32_t which, size_t* count) noexcept {
+  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
+    if (count) *count = 0;
+    if (!count) return Fail(CHAT_ERR_BAD_ARGUMENT, "count is NULL");
+    const chat::Metadata* md = nullptr;
+    if (chat_code rc = StreamMetadata(stream, which, &md); rc != CHAT_OK) return rc;
+    *count = md->size();
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_stream_metadata_at(chat_stream* stream, int32_t which, size_t index,
+                                  const char** key, size_t* key_len, const char** value,
+                                  size_t* value_len) noexcept {
+  return OnHandle(stream, kStreamTag, [&]() -> chat_code {
+    if (!key || !key_len || !value || !value_len) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "key, key_len, value and value_len are required");
+    }
+    const chat::Metadata* md = nullptr;
+    if (chat_code rc = StreamMetadata(stream, which, &md); rc != CHAT_OK) return rc;
+    if (index >= md->size()) return Fail(CHAT_ERR_BAD_ARGUMENT, "metadata index out of range");
+    const auto& [k, v] = (*md)[index];
+    *key = k.c_str();
+    *key_len = k.size();
+    *value = v.c_str();
+    *value_len = v.size();
+    return CHAT_OK;
+  });
+}
+
+/* ---- deadlines ---- */
+
+chat_code chat_call_time_left(const chat_call* call, int64_t* ms_left) noexcept {
+  return OnHandle(call, kCallTag, [&]() -> chat_code {
+    if (ms_left) *ms_left = -1;
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (!ms_left) return Fail(CHAT_ERR_BAD_ARGUMENT, "ms_left is NULL");
+    chat::Timeout left = call->impl->TimeLeft();
+    *ms_left = left < chat::Timeout::zero() ? -1 : static_cast<int64_t>(left.count());
+    return CHAT_OK;
+  });
+}

@@ -16,8 +16,10 @@
 #include "chat/client.h"
 #include "cq.h"
 #include "grpc_glue.h"
+#include "metadata.h"
 #include "send_queue.h"
 #include "tls.h"
+#include "stats.h"
 #include "wire.h"
 
 namespace chat {
@@ -39,24 +41,6 @@ using RawStub = grpc::TemplatedGenericStub<grpc::ByteBuffer, grpc::ByteBuffer>;
 // The full method path of the wire contract (no proto package).
 constexpr char kChatMethod[] = "/Chat/chat";
 
-bool IsValidMetadataKey(const std::string& key) {
-  if (key.empty() || key.rfind("grpc-", 0) == 0) return false;
-  for (char c : key) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
-    if (!ok) return false;
-  }
-  return true;
-}
-
-bool IsValidMetadataValue(const std::string& key, const std::string& value) {
-  bool binary = key.size() > 4 && key.compare(key.size() - 4, 4, "-bin") == 0;
-  if (binary) return true;
-  for (unsigned char c : value) {
-    if (c < 0x20 || c > 0x7E) return false;
-  }
-  return true;
-}
-
 // One client stream on the completion-queue API, pinned to one of the
 // process's client queues (ClientQueues). Application threads send, receive
 // and cancel; the queue's thread runs the completions. As on the server,
@@ -73,8 +57,9 @@ bool IsValidMetadataValue(const std::string& key, const std::string& value) {
 // them, pushed once the stream is over.
 class StreamImpl final : public ClientStream, public EventSource {
  public:
-  StreamImpl(const ClientOptions& options, const StreamOptions& stream_options)
-      : max_message_bytes_(options.max_message_bytes),
+  StreamImpl(const ClientOptions& options, const StreamOptions& stream_options,
+             std::shared_ptr<StatsCounters> stats)
+      : stats_(std::move(stats)), max_message_bytes_(options.max_message_bytes),
         recv_queue_limit_(options.recv_queue_limit),
         recv_queue_bytes_(options.recv_queue_bytes),
         queue_(stream_options.queue), tag_(stream_options.tag),
@@ -88,6 +73,10 @@ class StreamImpl final : public ClientStream, public EventSource {
     const std::string& token = stream_options.token.empty() ? options.token : stream_options.token;
     if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
     if (stream_options.wait_for_ready) ctx_.set_wait_for_ready(true);
+    if (stream_options.compression) {
+      ctx_.set_compression_algorithm(
+          static_cast<grpc_compression_algorithm>(*stream_options.compression));
+    }
   }
 
   void Begin(RawStub* stub, std::shared_ptr<StreamImpl> self) {
@@ -195,6 +184,16 @@ class StreamImpl final : public ClientStream, public EventSource {
     return final_;
   }
 
+  Status ServerMetadata(bool trailing, const Metadata** out) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (trailing ? !done_ : !have_initial_) {
+      return Status(Code::kBadState, trailing ? "the stream has not ended yet"
+                                              : "the server's initial metadata has not arrived");
+    }
+    *out = trailing ? &trailing_md_ : &initial_md_;
+    return Status::Ok();
+  }
+
   void Close() override {
     Cancel();
     {
@@ -250,6 +249,12 @@ class StreamImpl final : public ClientStream, public EventSource {
   void OnWritesDone(bool ok);
   void OnFinish(bool ok);
   void Over();
+  static Metadata Copy(const std::multimap<grpc::string_ref, grpc::string_ref>& from) {
+    Metadata to;
+    for (const auto& [key, value] : from) to.emplace_back(std::string(key.data(), key.size()),
+                                                          std::string(value.data(), value.size()));
+    return to;
+  }
 
   static Status QueuedStatus() {
     return Status(Code::kBadState, "this stream delivers to an event queue: drain the queue");
@@ -318,6 +323,18 @@ class StreamImpl final : public ClientStream, public EventSource {
     out_.StartWrite(call_.get(), &write_tag_);
   }
 
+  void CountEndLocked() {
+    stats_->Closed();
+    Code code = final_.code();
+    if (code == Code::kOk || (cancelled_ && code == Code::kCancelled)) return;
+    bool refused = code == Code::kResourceExhausted || code == Code::kUnavailable;
+    if (refused && !got_reply_) {
+      stats_->Refused();
+    } else {
+      stats_->Cut();
+    }
+  }
+
   // Over once Finish has completed and nothing else is in flight.
   bool OverLocked() const { return finished_ && ops_ == 0; }
 
@@ -362,6 +379,7 @@ class StreamImpl final : public ClientStream, public EventSource {
     call_->Read(&in_, Arm(&read_tag_));
   }
 
+  const std::shared_ptr<StatsCounters> stats_;  // the client's; streams may outlive it
   const size_t max_message_bytes_;
   const size_t recv_queue_limit_;
   const size_t recv_queue_bytes_;
@@ -392,6 +410,7 @@ class StreamImpl final : public ClientStream, public EventSource {
   bool cancelled_ = false;
   grpc::ByteBuffer in_;           // the read in flight fills it
   bool reading_ = false;
+  bool got_reply_ = false;
   std::deque<std::string> inq_;
   size_t inq_bytes_ = 0;
   std::atomic<size_t> undrained_{0};  // queued: replies pushed, not yet drained
@@ -406,6 +425,9 @@ class StreamImpl final : public ClientStream, public EventSource {
   grpc::Status status_;           // Finish fills it
   Status final_;
   Status malformed_;              // set when a reply could not be parsed
+  bool have_initial_ = false;     // initial_md_ is final (set once, under mu_)
+  Metadata initial_md_;
+  Metadata trailing_md_;          // final once done_
 };
 
 void StreamImpl::OnStart(bool ok) { WriteSlotBack(ok, /*was_write=*/false); }
@@ -418,6 +440,7 @@ void StreamImpl::WriteSlotBack(bool ok, bool was_write) {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
     if (was_write) {
+      if (ok) stats_->Out(out_.queue().in_flight_bytes());
       out_.queue().WriteDone(ok);
     } else {
       started_ = true;
@@ -446,11 +469,17 @@ void StreamImpl::WriteSlotBack(bool ok, bool was_write) {
 void StreamImpl::OnRead(bool ok) {
   std::string reply;
   bool parsed = ok && DecodeStringValue(in_, &reply);
+  if (parsed) stats_->In(in_.Length());
   bool over;
   {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
     reading_ = false;
+    if (!have_initial_) {
+      // The first read carried gRPC's receive of the initial metadata.
+      initial_md_ = Copy(ctx_.GetServerInitialMetadata());
+      have_initial_ = true;
+    }
     if (ok && !parsed) {
       // Not a StringValue (bad encoding or invalid UTF-8): end the call with
       // a clear status instead of passing on or dropping the bytes.
@@ -463,6 +492,7 @@ void StreamImpl::OnRead(bool ok) {
       }
     }
     if (ok) {
+      got_reply_ = true;
       if (queue_) {
         Event e;
         e.type = EventType::kReply;
@@ -538,6 +568,8 @@ void StreamImpl::Over() {
     done_ = true;
     ready_hint_.store(true, std::memory_order_release);
     final_ = malformed_.ok() ? FromGrpc(status_) : malformed_;
+    trailing_md_ = Copy(ctx_.GetServerTrailingMetadata());
+    CountEndLocked();
     self = std::move(self_);
     if (queue_) {
       // After every reply (pushed under this mutex before), exactly once.
@@ -567,7 +599,9 @@ class ClientImpl final : public Client {
   ClientImpl(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options, bool tls,
              bool loopback)
       : channel_(channel), stub_(std::make_unique<RawStub>(std::move(channel))),
-        options_(options), token_safe_(tls || loopback || options.allow_insecure_token) {}
+        options_(options),
+        token_safe_(tls || loopback || options.allow_insecure_token),
+        stats_(std::make_shared<StatsCounters>()) {}
 
   // gRPC 1.51 leaks the connection of a channel destroyed while its
   // subchannel is still connecting: the attempt completes after the
@@ -594,15 +628,12 @@ class ClientImpl final : public Client {
   }
 
   Status Open(const StreamOptions& options, std::shared_ptr<ClientStream>* out) override {
+    if (options.compression && !IsCompression(static_cast<int>(*options.compression))) {
+      return Status(Code::kBadArgument, "unknown compression (none, deflate or gzip)");
+    }
     for (const auto& [key, value] : options.metadata) {
-      if (!IsValidMetadataKey(key)) {
-        return Status(Code::kBadArgument, "invalid metadata key '" + key +
-                                              "' (lower-case letters, digits, '-', '_', '.')");
-      }
-      if (!IsValidMetadataValue(key, value)) {
-        return Status(Code::kBadArgument,
-                      "metadata value for '" + key + "' must be printable ASCII");
-      }
+      Status valid = CheckMetadata(key, value);
+      if (!valid.ok()) return valid;
     }
     if (!options.token.empty()) {
       Status st = CheckToken(options.token);
@@ -618,17 +649,21 @@ class ClientImpl final : public Client {
         }
       }
     }
-    auto stream = std::make_shared<StreamImpl>(options_, options);
+    auto stream = std::make_shared<StreamImpl>(options_, options, stats_);
+    stats_->Opened();
     stream->Begin(stub_.get(), stream);
     *out = std::move(stream);
     return Status::Ok();
   }
+
+  Stats stats() const override { return stats_->Snapshot(); }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<RawStub> stub_;
   const ClientOptions options_;
   const bool token_safe_;  // a token may be sent (TLS, loopback, or allowed)
+  const std::shared_ptr<StatsCounters> stats_;
 };
 
 Status InsecureToken() {
@@ -689,11 +724,17 @@ Status Client::Create(std::string_view target, const ClientOptions& options,
     return Status(Code::kBadArgument,
                   "keepalive_ms must be 0 (off) or at least 1000, keepalive_timeout_ms positive");
   }
+  if (!IsCompression(static_cast<int>(options.compression))) {
+    return Status(Code::kBadArgument, "unknown compression (none, deflate or gzip)");
+  }
   internal::KeepGrpcInitialized();
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   Status creds = internal::ChannelCredentials(options, tls, &credentials);
   if (!creds.ok()) return creds;
   grpc::ChannelArguments args;
+  if (options.compression != Compression::kNone) {
+    args.SetCompressionAlgorithm(static_cast<grpc_compression_algorithm>(options.compression));
+  }
   args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   // One connection per Client object, not one shared process-wide.

@@ -31,6 +31,8 @@ class SendQueue {
   bool empty() const { return queue_.empty(); }
   bool writing() const { return writing_; }
   uint64_t sent() const { return sent_; }  // writes completed, ever
+  // The bytes of the message in flight (valid while writing()).
+  size_t in_flight_bytes() const { return in_flight_bytes_; }
 
   // Whether a message of `bytes` fits within the limits. An empty queue
   // takes any message, so a budget below the message size never blocks.
@@ -59,6 +61,7 @@ class SendQueue {
   // endless run of buffered ones.
   const grpc::ByteBuffer* StartWrite(grpc::WriteOptions* options) {
     writing_ = true;
+    in_flight_bytes_ = queue_.front().Length();
     *options = grpc::WriteOptions();
     if (queue_.size() > 1 && hinted_run_ < kMaxHintedWrites) {
       options->set_buffer_hint();
@@ -107,6 +110,7 @@ class SendQueue {
   std::deque<grpc::ByteBuffer> queue_;
   size_t bytes_ = 0;
   uint64_t sent_ = 0;
+  size_t in_flight_bytes_ = 0;
   bool writing_ = false;
   int hinted_run_ = 0;
 };

@@ -120,6 +120,10 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     builder.RegisterAsyncGenericService(&service_);
     builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
     builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
+    if (options_.compression != Compression::kNone) {
+      builder.SetDefaultCompressionAlgorithm(
+          static_cast<grpc_compression_algorithm>(options_.compression));
+    }
     if (options_.keepalive_ms > 0) {
       builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, options_.keepalive_ms);
       builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options_.keepalive_timeout_ms);
@@ -136,10 +140,25 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     // all: a stream leaves our count only once it is over here, after its
     // HTTP/2 slot was freed, so a client that refills slots at once runs
     // ahead of the count (513 of 512 was seen).
-    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
-                               static_cast<int>(std::min<size_t>(
-                                   INT32_MAX, std::max<size_t>(1, options_.max_memory_bytes / 4 /
-                                                                      kStreamOverheadBytes))));
+    int per_connection = static_cast<int>(std::min<size_t>(
+        INT32_MAX, std::max<size_t>(1, options_.max_memory_bytes / 4 / kStreamOverheadBytes)));
+    if (options_.max_concurrent_streams > 0) {
+      per_connection = std::min(per_connection, options_.max_concurrent_streams);
+    }
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, per_connection);
+    // Channel arguments of the builder reach the connections the listener
+    // hands over too (AddInsecureChannelFromFd uses the server's): the
+    // control tests check it.
+    if (options_.max_connection_age_ms > 0) {
+      builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, options_.max_connection_age_ms);
+      if (options_.max_connection_age_grace_ms > 0) {
+        builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                                   options_.max_connection_age_grace_ms);
+      }
+    }
+    if (options_.max_connection_idle_ms > 0) {
+      builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, options_.max_connection_idle_ms);
+    }
     // Rapid reset again: gRPC parses all it reads before any call runs, so
     // with big reads a whole flood becomes calls before the first one can
     // be seen cancelled. Small reads let that happen between them, and the
@@ -241,7 +260,10 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     // their reader included.
     const Status shutting_down(Code::kUnavailable, "server is shutting down");
     for (auto& session : left) {
-      if (session->End(shutting_down, /*reset=*/false, /*force=*/true).ok()) ++*cut;
+      if (session->End(shutting_down, /*reset=*/false, /*force=*/true).ok()) {
+        ++*cut;
+        stats_.Cut();
+      }
     }
     // A stream whose last write is stuck behind a peer that does not read
     // would never end: reset those, after a moment. Not at once: a write
@@ -322,20 +344,37 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
 
   Status Admit(const std::shared_ptr<Session>& session) override {
     Status stopping(Code::kUnavailable, "server is shutting down");  // as gRPC refuses them
-    if (stopping_.load()) return stopping;
+    if (stopping_.load()) {
+      stats_.Refused();
+      return stopping;
+    }
     if (options_.authenticate) {
       Status verdict = Authenticate(session);
-      if (!verdict.ok()) return verdict;
+      if (!verdict.ok()) {
+        stats_.Refused();
+        return verdict;
+      }
     }
     if (memory_->Over()) RelieveMemory();  // built-in modes: cut the slowest reader
     if (memory_->Over()) {
+      stats_.Refused();
       return Status(Code::kResourceExhausted,
                     "server is over its memory bound (max_memory_bytes)");
     }
     {
       std::lock_guard<std::mutex> lock(registry_mu_);
-      if (stopping_.load()) return stopping;
+      if (stopping_.load()) {
+        stats_.Refused();
+        return stopping;
+      }
+      if (options_.max_streams > 0 && live_.size() >= static_cast<size_t>(options_.max_streams)) {
+        stats_.Refused();
+        return Status(Code::kResourceExhausted,
+                      "server is at its limit of " + std::to_string(options_.max_streams) +
+                          " open streams (max_streams)");
+      }
       live_.emplace(session->id(), session);
+      stats_.Opened();
       if (options_.mode == Mode::kBroadcast) RebuildRoomLocked();
     }
     memory_->Charge(kStreamOverheadBytes);  // released in Finished
@@ -445,6 +484,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
                .ok()) {
         return;  // finishing already: its bytes leave with its last write
       }
+      stats_.Cut();
     }
   }
 
@@ -461,20 +501,27 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     for (const auto& member : *room) {
       Status s = member->Enqueue(line, kNoWait);
       if (s.code() == Code::kWouldBlock) {
-        member->End(Status(Code::kResourceExhausted,
-                           "send queue full: the client reads too slowly for the room"),
-                    /*reset=*/true);
+        if (member->End(Status(Code::kResourceExhausted,
+                               "send queue full: the client reads too slowly for the room"),
+                        /*reset=*/true)
+                .ok()) {
+          stats_.Cut();
+        }
       }
     }
   }
 
   void NoteEmptyCancel(const Connection& conn) override { conns_.NoteEmptyCancel(conn); }
 
+  StatsCounters& Counters() override { return stats_; }
+  Stats stats() const override { return stats_.Snapshot(); }
+
   void Finished(const std::shared_ptr<Session>& session, const Status& final_status) override {
     conns_.StreamGone(session->connection());
     if (!session->admitted()) return;  // refused: never seen by the handler nor by Stop
     memory_->Release(kStreamOverheadBytes);
     memory_->WakeIfRoom();
+    stats_.Closed();
     bool empty;
     {
       std::lock_guard<std::mutex> lock(registry_mu_);
@@ -586,6 +633,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   const Session::Limits limits_;
   const std::shared_ptr<MemoryAccount> memory_;
   ServerConnections conns_;
+  StatsCounters stats_;
   std::atomic<bool> relieving_{false};
   std::atomic<bool> relieve_again_{false};
   std::vector<std::unique_ptr<Dispatcher>> dispatchers_;
@@ -629,6 +677,14 @@ Status Server::Start(const ServerOptions& options, std::unique_ptr<Server>* out)
   }
   if (options.keepalive_ms < 0 || options.keepalive_timeout_ms <= 0) {
     return Status(Code::kBadArgument, "keepalive_ms must be >= 0, keepalive_timeout_ms positive");
+  }
+  if (!IsCompression(static_cast<int>(options.compression))) {
+    return Status(Code::kBadArgument, "unknown compression (none, deflate or gzip)");
+  }
+  if (options.max_streams < 0 || options.max_concurrent_streams < 0 ||
+      options.max_connection_age_ms < 0 || options.max_connection_age_grace_ms < 0 ||
+      options.max_connection_idle_ms < 0) {
+    return Status(Code::kBadArgument, "stream limits and connection ages must be >= 0 (0: off)");
   }
   if (options.completion_queues < 0 || options.completion_queues > 256) {
     return Status(Code::kBadArgument, "completion_queues must be 0 (the default count) to 256");

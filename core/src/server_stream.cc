@@ -2,7 +2,9 @@
 
 #include <grpc/grpc_security_constants.h>
 
+#include "deadline.h"
 #include "grpc_glue.h"
+#include "metadata.h"
 #include "wire.h"
 
 namespace chat::internal {
@@ -35,7 +37,8 @@ void Session::Request(SessionHost* host, grpc::AsyncGenericService* service,
 }
 
 Session::Session(SessionHost* host, const Limits& limits, std::shared_ptr<MemoryAccount> memory)
-    : host_(host), limits_(limits), notify_done_(limits.mode == Mode::kCustom),
+    : host_(host), stats_(&host->Counters()), limits_(limits),
+      notify_done_(limits.mode == Mode::kCustom),
       memory_(std::move(memory)),
       out_(limits.send_queue_limit, limits.send_queue_bytes, memory_.get()) {}
 
@@ -90,6 +93,86 @@ void Session::OnStuckWrite(bool ok) {
 bool Session::ended() const {
   std::lock_guard<std::mutex> lock(mu_);
   return finish_wanted_ || done_;
+}
+
+Status Session::MetadataTooLateLocked(bool initial) const {
+  if (cancelled_) return Status(Code::kClosed, "stream has ended");
+  if (finish_wanted_) {
+    return Status(Code::kBadState, "the call was already completed, failed or cut: metadata "
+                                   "goes out before its status");
+  }
+  if (done_) return Status(Code::kClosed, "stream has ended");
+  // A queued reply is being written: Enqueue starts the write at once.
+  if (initial && (out_.queue().writing() || out_.queue().sent() > 0)) {
+    return Status(Code::kBadState, "initial metadata goes out with the first reply: add it "
+                                   "before the first send (in on_open, say)");
+  }
+  return Status::Ok();
+}
+
+Status Session::AddInitialMetadata(std::string_view key, std::string_view value) {
+  Status valid = CheckMetadata(key, value);
+  if (!valid.ok()) return valid;
+  std::lock_guard<std::mutex> lock(mu_);
+  Status late = MetadataTooLateLocked(/*initial=*/true);
+  if (!late.ok()) return late;
+  // gRPC reads it when the first write or the Finish starts, under mu_.
+  call_->ctx.AddInitialMetadata(std::string(key), std::string(value));
+  return Status::Ok();
+}
+
+Status Session::AddTrailingMetadata(std::string_view key, std::string_view value) {
+  Status valid = CheckMetadata(key, value);
+  if (!valid.ok()) return valid;
+  std::lock_guard<std::mutex> lock(mu_);
+  Status late = MetadataTooLateLocked(/*initial=*/false);
+  if (!late.ok()) return late;
+  call_->ctx.AddTrailingMetadata(std::string(key), std::string(value));
+  return Status::Ok();
+}
+
+Timeout Session::TimeLeft() const {
+  if (!has_deadline_) return Timeout(-1);
+  auto left = deadline_ - std::chrono::system_clock::now();
+  return std::max(Timeout::zero(), std::chrono::ceil<Timeout>(left));
+}
+
+Status Session::SetDeadlineLocked() {
+  grpc::GenericServerContext& ctx = call_->ctx;
+  if (ctx.deadline() != std::chrono::system_clock::time_point::max()) {
+    has_deadline_ = true;
+    deadline_ = ctx.deadline();
+    return Status::Ok();
+  }
+  auto header = metadata_.find(kDeadlineHeader);
+  if (header == metadata_.end()) return Status::Ok();
+  if (!ParseRfc3339(header->second, &deadline_)) {
+    return Status(Code::kInvalidArgument, "the deadline header is not an RFC 3339 timestamp "
+                                          "(e.g. 2024-05-01T12:00:00.250Z): '" +
+                                              header->second + "'");
+  }
+  if (deadline_ == std::chrono::system_clock::time_point::max()) return Status::Ok();  // never
+  has_deadline_ = true;
+  deadline_alarm_ = std::make_unique<grpc::Alarm>();
+  ++ops_;
+  deadline_alarm_->Set(cq_, deadline_, Arm(&deadline_tag_));
+  return Status::Ok();
+}
+
+// The deadline header's time has come (ok), or the alarm was cancelled
+// because the call ended first.
+void Session::OnDeadline(bool ok) {
+  bool over;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --ops_;
+    over = OverLocked();
+  }
+  if (over) return Over();
+  if (ok) {
+    End(Status(Code::kDeadlineExceeded, "deadline exceeded (the deadline header's time)"),
+        /*reset=*/false, /*force=*/false, /*reset_if_stuck=*/true);
+  }
 }
 
 // --- used by the server ---
@@ -314,11 +397,13 @@ void Session::OnAccept(bool ok) {
       identity_.sans.emplace_back(v.data(), v.size());
     }
   }
+  Status deadline;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ops_ = notify_done_ ? 1 : 0;  // the done tag
+    deadline = SetDeadlineLocked();
   }
-  Status admitted = host_->Admit(shared_from_this());
+  Status admitted = deadline.ok() ? host_->Admit(shared_from_this()) : deadline;
   bool over_bound = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -341,6 +426,7 @@ void Session::OnAccept(bool ok) {
 void Session::OnRead(bool ok) {
   std::string name, message;
   bool valid = ok && DecodeChatMessage(in_, &name, &message);
+  if (valid) stats_->In(in_.Length());
   bool over = false, over_bound = false;
   if (ok && !valid) {
     // Not a ChatMessage (bad encoding or invalid UTF-8): fail the stream
@@ -430,6 +516,7 @@ void Session::OnWrite(bool ok) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
+    if (ok) stats_->Out(out_.queue().in_flight_bytes());
     bool more = out_.queue().WriteDone(ok);
     if (!ok) {
       // The stream broke under us (peer gone or cancelled): nothing more can
@@ -467,6 +554,7 @@ void Session::OnFinish(bool ok) {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
     finish_completed_ = true;
+    if (deadline_alarm_) deadline_alarm_->Cancel();  // its tag comes back at once
     // Without a done tag, a Finish that fails is how a cancel shows.
     if (!notify_done_ && !ok) empty = MarkCancelledLocked();
     over = OverLocked();
@@ -497,6 +585,7 @@ void Session::OnDone(bool) {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
     done_ = true;
+    if (deadline_alarm_) deadline_alarm_->Cancel();
     if (call_->ctx.IsCancelled()) empty = MarkCancelledLocked();
     over = OverLocked();
   }

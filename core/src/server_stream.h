@@ -32,6 +32,7 @@
 #include "cq.h"
 #include "memory.h"
 #include "send_queue.h"
+#include "stats.h"
 
 namespace chat::internal {
 
@@ -73,6 +74,8 @@ class SessionHost {
   virtual void RelieveMemory() = 0;
   // Rapid-reset bookkeeping (ServerConnections).
   virtual void NoteEmptyCancel(const Connection& conn) = 0;
+  // The server's counters (outlive every completion of its sessions).
+  virtual StatsCounters& Counters() = 0;
   // The stream is over: `status` is final, and no gRPC state is left.
   virtual void Finished(const std::shared_ptr<Session>& session, const Status& status) = 0;
 };
@@ -109,6 +112,9 @@ class Session final : public ServerCall,
   Status Complete() override;
   Status Fail(Code code, std::string_view details) override;
   bool ended() const override;
+  Status AddInitialMetadata(std::string_view key, std::string_view value) override;
+  Status AddTrailingMetadata(std::string_view key, std::string_view value) override;
+  Timeout TimeLeft() const override;
 
   // --- used by the server ---
   // Queues an encoded reply already known to be valid.
@@ -152,7 +158,13 @@ class Session final : public ServerCall,
   void OnFinish(bool ok);
   void OnDone(bool ok);
   void OnStuckWrite(bool ok);
+  void OnDeadline(bool ok);
+  // Reads the call's deadline (grpc-timeout, else the deadline header) and
+  // arms the header's; kInvalidArgument for a malformed header.
+  Status SetDeadlineLocked();
 
+  // Why metadata can no longer be added, if it cannot (AddInitialMetadata...).
+  Status MetadataTooLateLocked(bool initial) const;
   bool QueueFullLocked() const;
   bool MarkCancelledLocked();
   void StartReadLocked();
@@ -168,6 +180,7 @@ class Session final : public ServerCall,
   void EndOfReadsLocked();
 
   SessionHost* const host_;
+  StatsCounters* const stats_;
   const Limits limits_;
   // Whether gRPC tells us at once when the call ends (AsyncNotifyWhenDone).
   // Only custom mode asks: its handler must hear of a cancel at once. The
@@ -195,6 +208,7 @@ class Session final : public ServerCall,
   OpTag<Session, &Session::OnFinish> finish_tag_{this};
   OpTag<Session, &Session::OnDone> done_tag_{this};
   OpTag<Session, &Session::OnStuckWrite> stuck_tag_{this};
+  OpTag<Session, &Session::OnDeadline> deadline_tag_{this};
 
   mutable std::mutex mu_;
   std::unique_ptr<Call> call_;     // until Over()
@@ -220,6 +234,11 @@ class Session final : public ServerCall,
   // Set by a Fail that found a write in flight: resets it if still stuck.
   // Made only then: an Alarm costs a grpc_init and a timer per session.
   std::unique_ptr<grpc::Alarm> stuck_alarm_;
+  // The deadline header's timer (only then: gRPC enforces grpc-timeout).
+  std::unique_ptr<grpc::Alarm> deadline_alarm_;
+  // Set in OnAccept before the session is shared; then read-only.
+  bool has_deadline_ = false;
+  std::chrono::system_clock::time_point deadline_;
   Status finish_status_;
   std::string last_name_;
   uint64_t messages_read_ = 0;

@@ -94,6 +94,10 @@ class ServerOptions(Structure):
         ("authenticate", c_void_p), ("authenticate_user_data", c_void_p),
         # version 5, health checking and reflection: unused here (0)
         ("health", c_int32), ("reflection", c_int32),
+        # version 5, control: unused here (0)
+        ("compression", c_int32), ("max_streams", c_int32), ("max_concurrent_streams", c_int32),
+        ("max_connection_age_ms", c_int32), ("max_connection_age_grace_ms", c_int32),
+        ("max_connection_idle_ms", c_int32),
     ]
 
 
@@ -105,6 +109,7 @@ class StreamOptions(Structure):
         ("metadata_value_lens", c_void_p), ("queue", handle), ("user_data", c_void_p),
         ("hold_until_consumed", c_int32),
         ("token", c_char_p),  # version 4: unused here (NULL)
+        ("compression", c_int32),  # version 4, control: unused here (-1: the client's)
     ]
 
 

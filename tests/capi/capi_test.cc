@@ -333,7 +333,8 @@ TEST(CApiBasics, Version2ServerOptionsAreNeitherOverrunNorOverread) {
   EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
 }
 
-// The versions before TLS and tokens (server 4, client 2, stream 3): init
+// The versions before 1.1 (server 4, client 2, stream 3; TLS, tokens,
+// health, reflection and control came after): init
 // writes nothing past them and start / create / open read nothing past
 // them (0xAB bytes would be wild certificate and token pointers).
 TEST(CApiBasics, OptionsBeforeTlsAreNeitherOverrunNorOverread) {

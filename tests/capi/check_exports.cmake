@@ -1,5 +1,5 @@
 # Checks that libchat exports exactly the functions chat.h declares, and
-# nothing else (the version nodes CHAT_1, CHAT_1.1... aside).
+# nothing else (the version nodes CHAT_1, CHAT_1.1, ... aside).
 execute_process(COMMAND nm -D --defined-only ${LIB} OUTPUT_VARIABLE nm_out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "nm failed on ${LIB}")

@@ -76,6 +76,13 @@ const ServerOptions = koffi.struct('chat_server_options', {
   // version 5, too: health checking and reflection
   health: 'int32_t',
   reflection: 'int32_t',
+  // version 5, too: control (not offered here yet: 0)
+  compression: 'int32_t',
+  max_streams: 'int32_t',
+  max_concurrent_streams: 'int32_t',
+  max_connection_age_ms: 'int32_t',
+  max_connection_age_grace_ms: 'int32_t',
+  max_connection_idle_ms: 'int32_t',
 });
 
 const ClientOptions = koffi.struct('chat_client_options', {

@@ -19,7 +19,7 @@ import weakref
 from types import TracebackType
 from typing import Any, Callable, Iterable, Mapping, Optional, Tuple, Type, TypeVar, Union
 
-from . import _pychat
+from . import _control, _pychat
 from ._errors import (
     Aborted,
     AlreadyExists,
@@ -44,6 +44,7 @@ from ._errors import (
 from ._metadata import CallMetadata
 from ._pychat import Call, Stream, abi_version, library_version
 from ._security import Authenticator, PeerIdentity, Pem, client_security, server_security
+from ._stats import Stats
 
 __all__ = [
     "Server", "Client", "Stream", "Call", "CallMetadata", "Handler", "StatusCode", "ChatError",
@@ -51,6 +52,7 @@ __all__ = [
     "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
     "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
     "library_version", "abi_version", "set_log_destination", "PeerIdentity",
+    "Stats",
 ]
 
 __version__: str = _pychat.HEADER_VERSION  # chat.h's CHAT_VERSION_STRING, the one source
@@ -169,11 +171,28 @@ class Server(_pychat.Server):
                  tls_key: Optional[Pem] = None, tls_ca: Optional[Pem] = None,
                  client_cert: Optional[str] = None,
                  authenticate: Optional[Authenticator] = None, health: bool = False,
-                 reflection: bool = False) -> None:
+                 reflection: bool = False,
+                 compression: Optional[str] = None, max_streams: Optional[int] = None,
+                 max_concurrent_streams: Optional[int] = None,
+                 max_connection_age: Optional[float] = None,
+                 max_connection_age_grace: Optional[float] = None,
+                 max_connection_idle: Optional[float] = None) -> None:
+        """compression: "gzip" or "deflate" compresses every reply (gRPC
+        clients accept both; None or "none": uncompressed). max_streams:
+        open streams the server takes (more are refused, ResourceExhausted).
+        max_concurrent_streams: HTTP/2 streams per connection (a client
+        waits for a slot). max_connection_age / _grace / max_connection_idle:
+        seconds, for load balancers (GOAWAY to old or idle connections)."""
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
         security = server_security(tls_cert, tls_key, tls_ca, client_cert, authenticate)
         _check_switches(health=health, reflection=reflection)
+        control = _control.options(
+            compression=compression, max_streams=max_streams,
+            max_concurrent_streams=max_concurrent_streams,
+            max_connection_age=max_connection_age,
+            max_connection_age_grace=max_connection_age_grace,
+            max_connection_idle=max_connection_idle)
         if mode is None:
             mode = "echo" if handler is None else "custom"
         if mode not in _MODES:
@@ -184,7 +203,7 @@ class Server(_pychat.Server):
                          recv_window, dispatcher_threads, keepalive, send_queue_bytes,
                          recv_window_bytes, max_memory_bytes, completion_queues,
                          security=security, health=health,
-                         reflection=reflection)
+                         reflection=reflection, control=control)
         self.address = address
         self.mode = mode
         _live.add(self)
@@ -199,6 +218,10 @@ class Server(_pychat.Server):
             self.stop(5.0 if exc_type is None else 0.0)
         finally:
             self.close()
+
+    def stats(self) -> Stats:
+        """The server's counters (also after stop(); ClosedError once closed)."""
+        return Stats(*self._stats())
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"port={self.port}"
@@ -229,32 +252,39 @@ class Client(_pychat.Client):
                  keepalive: Optional[float] = None, tls: bool = False,
                  tls_ca: Optional[Pem] = None, tls_cert: Optional[Pem] = None,
                  tls_key: Optional[Pem] = None, tls_server_name: Optional[str] = None,
-                 token: Optional[str] = None, allow_insecure_token: bool = False) -> None:
+                 token: Optional[str] = None, allow_insecure_token: bool = False,
+                 compression: Optional[str] = None) -> None:
         """keepalive: seconds between HTTP/2 pings while streams are open, so
         a dead or frozen server ends them with UNAVAILABLE (None: off; at
-        least 1.0 against libchat servers)."""
+        least 1.0 against libchat servers). compression: "gzip" or "deflate"
+        compresses every stream's messages (chat() may choose per stream)."""
         if not isinstance(target, str):
             raise TypeError(f"target must be str, not {type(target).__name__}")
         security = client_security(tls, tls_ca, tls_cert, tls_key, tls_server_name, token,
                                    allow_insecure_token)
+        control = _control.options(compression=compression)
         super().__init__(target, max_message_bytes, send_queue_limit, recv_queue_limit,
-                         send_queue_bytes, recv_queue_bytes, keepalive, security=security)
+                         send_queue_bytes, recv_queue_bytes, keepalive, security=security,
+                         control=control)
         _live.add(self)
 
     def chat(self, timeout: Optional[float] = None, metadata: Optional[Metadata] = None, *,
-             wait_for_ready: bool = False, token: Optional[str] = None) -> Stream:
+             wait_for_ready: bool = False, token: Optional[str] = None,
+             compression: Optional[str] = None) -> Stream:
         """Opens a /Chat/chat stream. Never blocks: a server that cannot be
         reached ends the stream with UNAVAILABLE (seen by recv), unless
         wait_for_ready. timeout: the call's deadline in seconds (DEADLINE_EXCEEDED
         when it passes). metadata: str values, bytes for keys ending in "-bin".
-        token: this stream's bearer token instead of the client's."""
+        token: this stream's bearer token instead of the client's.
+        compression: this stream's ("none", "deflate", "gzip"; None: the client's)."""
         if metadata is None:
             pairs = []
         elif isinstance(metadata, Mapping):
             pairs = list(metadata.items())
         else:
             pairs = [(key, value) for key, value in metadata]
-        stream = self._open(timeout, pairs, wait_for_ready, token)
+        stream = self._open(timeout, pairs, wait_for_ready, token,
+                            _control.compression(compression))
         _live.add(stream)
         return stream
 
@@ -264,6 +294,10 @@ class Client(_pychat.Client):
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
         self.close()
+
+    def stats(self) -> Stats:
+        """The counters of every stream this client opened (ClosedError once closed)."""
+        return Stats(*self._stats())
 
     def __repr__(self) -> str:
         return f"<pychat.Client {self.target!r}{' closed' if self.closed else ''}>"

@@ -26,10 +26,11 @@ from typing import (Any, Callable, Coroutine, Deque, Dict, List, Optional, Tuple
 
 from . import Metadata, _check_switches, _default, _live
 from . import Client as _SyncClient
-from . import _pychat
+from . import _control, _pychat
 from ._errors import ChatError, ClosedError, StatusCode, _from_status
 from ._metadata import CallMetadata
 from ._security import Authenticator, PeerIdentity, Pem, server_security
+from ._stats import Stats
 
 __all__ = ["Client", "Stream", "Server", "Call", "Handler"]
 
@@ -252,6 +253,8 @@ class _StreamCore(_Target):
         self.complete_pending = False  # ... while sends were still waiting for room
         self.cancelled = False
         self.closed = False
+        # The server's (initial, trailing) metadata, kept at END.
+        self.metadata: Optional[Tuple[Optional[CallMetadata], Optional[CallMetadata]]] = None
         reader.acquire()
         reader.targets[self.key] = self
 
@@ -267,11 +270,21 @@ class _StreamCore(_Target):
         elif kind == _END:
             self.finish(a, b)
 
+    def server_metadata(self, which: int) -> Optional[CallMetadata]:
+        if self.metadata is not None:
+            return self.metadata[which]
+        if self.closed:
+            raise ClosedError("stream is closed")
+        return self.native._server_metadata(which)
+
     def finish(self, code: int, details: str) -> None:
         """The END event: the stream is over and its handle freed."""
         if self.end is None:
             self.end = (code, details)
         self.reader.targets.pop(self.key, None)
+        # Kept: the server's metadata is final now, and goes with the handle.
+        if not self.native.closed:
+            self.metadata = (self.native._server_metadata(0), self.native._server_metadata(1))
         self.native.close()  # the call has ended: nothing to wait for
         self.wake()
         self.sender.wake()
@@ -512,6 +525,17 @@ class Stream:
     def closed(self) -> bool:
         return self._core.closed
 
+    @property
+    def initial_metadata(self) -> Optional[CallMetadata]:
+        """The server's initial metadata, or None until the first reply (or
+        the end) has come."""
+        return self._core.server_metadata(0)
+
+    @property
+    def trailing_metadata(self) -> Optional[CallMetadata]:
+        """The server's trailing metadata, or None until the call has ended."""
+        return self._core.server_metadata(1)
+
     def __repr__(self) -> str:
         core = self._core
         state = "closed" if core.closed else "open" if core.end is None else "ended"
@@ -533,30 +557,34 @@ class Client:
                  keepalive: Optional[float] = None, tls: bool = False,
                  tls_ca: Optional[Pem] = None, tls_cert: Optional[Pem] = None,
                  tls_key: Optional[Pem] = None, tls_server_name: Optional[str] = None,
-                 token: Optional[str] = None, allow_insecure_token: bool = False) -> None:
+                 token: Optional[str] = None, allow_insecure_token: bool = False,
+                 compression: Optional[str] = None) -> None:
         self._hub = _hub()
         self._native: Optional[_SyncClient] = _SyncClient(
             target, max_message_bytes=max_message_bytes, send_queue_limit=send_queue_limit,
             recv_queue_limit=recv_queue_limit, send_queue_bytes=send_queue_bytes,
             recv_queue_bytes=recv_queue_bytes, keepalive=keepalive, tls=tls, tls_ca=tls_ca,
             tls_cert=tls_cert, tls_key=tls_key, tls_server_name=tls_server_name, token=token,
-            allow_insecure_token=allow_insecure_token)
+            allow_insecure_token=allow_insecure_token, compression=compression)
         self.target = target
         # Held while open, so streams opened one after another reuse the queue.
         self._reader: Optional[_Reader] = self._hub.client_reader()
         self._reader.acquire()
 
     def chat(self, timeout: Optional[float] = None, metadata: Optional[Metadata] = None, *,
-             wait_for_ready: bool = False, token: Optional[str] = None) -> Stream:
+             wait_for_ready: bool = False, token: Optional[str] = None,
+             compression: Optional[str] = None) -> Stream:
         """Opens a /Chat/chat stream; never blocks. timeout: the call's
         deadline in seconds (DeadlineExceeded). metadata: a mapping or pairs,
         str values, bytes for keys ending in "-bin". token: this stream's
-        bearer token instead of the client's."""
+        bearer token instead of the client's. compression: as
+        pychat.Client.chat."""
         if self._native is None or self._reader is None:
             raise ClosedError("client is closed")
         reader = self._reader
         native = self._native._open_queued(reader.queue, timeout, _pairs(metadata),
-                                           wait_for_ready, token)
+                                           wait_for_ready, token,
+                                           _control.compression(compression))
         _live.add(native)
         return Stream(_StreamCore(reader, native))
 
@@ -573,6 +601,12 @@ class Client:
     @property
     def closed(self) -> bool:
         return self._native is None
+
+    def stats(self) -> Stats:
+        """As pychat.Client.stats."""
+        if self._native is None:
+            raise ClosedError("client is closed")
+        return self._native.stats()
 
     async def __aenter__(self) -> Client:
         return self
@@ -630,6 +664,13 @@ class Call(_Target):
         return self._native.peer_identity
 
     @property
+    def time_left(self) -> Optional[float]:
+        """Seconds left before the call's deadline (the client's grpc-timeout,
+        or Ballerina's deadline header, which the server enforces), 0.0 once
+        passed; None when it has none."""
+        return self._native.time_left
+
+    @property
     def ended(self) -> bool:
         """True once the stream has ended (its on_close is due or has run)."""
         return self._end is not None
@@ -653,6 +694,15 @@ class Call(_Target):
         """Ends the stream with `code` (not OK) and `details`; queued replies
         are dropped."""
         self._native.fail(code, details)
+
+    def add_initial_metadata(self, key: str, value: Union[str, bytes]) -> None:
+        """Adds metadata sent with the first reply: call it before the first
+        send (in on_open, say). bytes for keys ending in "-bin"."""
+        self._native.add_initial_metadata(key, value)
+
+    def add_trailing_metadata(self, key: str, value: Union[str, bytes]) -> None:
+        """Adds metadata sent with the status: call it before complete() or fail()."""
+        self._native.add_trailing_metadata(key, value)
 
     def __repr__(self) -> str:
         return f"<pychat.aio.Call id={self.id} peer={self.peer!r}>"
@@ -886,11 +936,22 @@ class Server:
                  tls_key: Optional[Pem] = None, tls_ca: Optional[Pem] = None,
                  client_cert: Optional[str] = None,
                  authenticate: Optional[Authenticator] = None, health: bool = False,
-                 reflection: bool = False) -> None:
+                 reflection: bool = False,
+                 compression: Optional[str] = None, max_streams: Optional[int] = None,
+                 max_concurrent_streams: Optional[int] = None,
+                 max_connection_age: Optional[float] = None,
+                 max_connection_age_grace: Optional[float] = None,
+                 max_connection_idle: Optional[float] = None) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
         security = server_security(tls_cert, tls_key, tls_ca, client_cert, authenticate)
         _check_switches(health=health, reflection=reflection)
+        control = _control.options(
+            compression=compression, max_streams=max_streams,
+            max_concurrent_streams=max_concurrent_streams,
+            max_connection_age=max_connection_age,
+            max_connection_age_grace=max_connection_age_grace,
+            max_connection_idle=max_connection_idle)
         if handler is not None and mode not in (None, "custom"):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         if handler is None and mode not in (None, *_MODES):
@@ -911,14 +972,15 @@ class Server:
         if handler is None:
             self._native: Optional[_pychat.Server] = _pychat.Server(
                 address, _MODES[self.mode], None, *options, security=security, health=health,
-                reflection=reflection)
+                reflection=reflection, control=control)
         else:
             reader = _hub().server_reader(self)
             reader.acquire()
             try:
                 self._native = _pychat.Server(address, _pychat.MODE_CUSTOM, None, *options,
                                               queue=reader.queue, security=security,
-                                              health=health, reflection=reflection)
+                                              health=health, reflection=reflection,
+                                              control=control)
             except BaseException:
                 reader.server = None
                 reader.release()
@@ -934,6 +996,12 @@ class Server:
     @property
     def closed(self) -> bool:
         return self._native is None
+
+    def stats(self) -> Stats:
+        """As pychat.Server.stats."""
+        if self._native is None:
+            raise ClosedError("server is closed")
+        return Stats(*self._native._stats())
 
     async def stop(self, grace: float = 5.0) -> int:
         """Stops accepting streams, lets open ones finish for `grace` seconds,

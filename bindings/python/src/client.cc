@@ -62,6 +62,18 @@ class TextBatch {
   std::unique_ptr<chat_text[]> texts_;
 };
 
+// The server's `which` metadata of `stream`, or None while it has not come.
+py::object read_server_metadata(chat_stream* stream, int32_t which) {
+  size_t count = 0;
+  chat_code rc = chat_stream_metadata_count(stream, which, &count);
+  if (rc == CHAT_ERR_BAD_STATE) return py::none();
+  if (rc != CHAT_OK) raise_last(rc);
+  return make_call_metadata(count, [stream, which](size_t i, const char** k, size_t* kl,
+                                                   const char** v, size_t* vl) {
+    return chat_stream_metadata_at(stream, which, i, k, kl, v, vl);
+  });
+}
+
 class Stream;
 // The streams this thread is inside an operation of. A close() reached from
 // inside one (a signal handler or a finalizer run between slices) must not
@@ -235,6 +247,15 @@ class Stream {
     return status ? status_code(status->first) : py::none();
   }
 
+  // The server's initial or trailing metadata; None until it has come.
+  py::object server_metadata(int32_t which) {
+    py::object& cached = which == CHAT_METADATA_TRAILING ? trailing_md_ : initial_md_;
+    if (!cached.is_none()) return cached;
+    Use use(*this);
+    cached = read_server_metadata(handle_, which);
+    return cached;
+  }
+
   py::object details() {
     auto status = final_status();
     return status ? py::object(to_str(status->second.data(), status->second.size())) : py::none();
@@ -389,6 +410,8 @@ class Stream {
 
   bool cancelled_ = false;  // cancel() was called; GIL
   bool completed_ = false;  // complete() was called; GIL
+  py::object initial_md_ = py::none();   // the server's, once come; GIL
+  py::object trailing_md_ = py::none();
 
   // Replies converted but not yet returned, and how recv() ended; GIL.
   std::vector<py::object> buffer_;
@@ -442,6 +465,11 @@ class QueuedStream {
     if (handle_) chat_stream_cancel(handle_);
   }
 
+  py::object server_metadata(int32_t which) {
+    if (!handle_) raise_closed("stream is closed");
+    return read_server_metadata(handle_, which);
+  }
+
   // The stream holds its replies until consumed: the user took the `count`
   // oldest drained and not yet reported, so their room goes back (reading
   // resumes). Never blocks: the GIL stays held. A no-op once closed.
@@ -479,7 +507,8 @@ class Client {
   Client(const std::string& target, std::optional<int> max_message_bytes,
          std::optional<int> send_queue_limit, std::optional<int> recv_queue_limit,
          std::optional<int64_t> send_queue_bytes, std::optional<int64_t> recv_queue_bytes,
-         std::optional<double> keepalive, const py::dict& security)
+         std::optional<double> keepalive, const py::dict& security,
+         py::dict control)
       : target_(target) {
     chat_client_options o;
     chat_client_options_init(&o, CHAT_CLIENT_OPTIONS_VERSION);
@@ -502,6 +531,15 @@ class Client {
     if (security.contains("allow_insecure_token")) {
       o.allow_insecure_token = security["allow_insecure_token"].cast<bool>() ? 1 : 0;
     }
+    // 1.1's control options, by name (pychat.Client checks and converts them).
+    for (auto [key, value] : control) {
+      std::string name = py::str(key);
+      if (name == "compression") {
+        o.compression = value.cast<int32_t>();
+      } else {
+        throw py::value_error("unknown control option " + name);
+      }
+    }
     if (max_message_bytes) o.max_message_bytes = *max_message_bytes;
     if (send_queue_limit) o.send_queue_limit = *send_queue_limit;
     if (recv_queue_limit) o.recv_queue_limit = *recv_queue_limit;
@@ -521,19 +559,21 @@ class Client {
   // Opening never blocks: connection problems end the stream (UNAVAILABLE).
   std::unique_ptr<Stream> open(std::optional<double> timeout,
                                const std::vector<std::pair<std::string, py::object>>& metadata,
-                               bool wait_for_ready, const std::optional<std::string>& token) {
+                               bool wait_for_ready, const std::optional<std::string>& token,
+                               std::optional<int> compression) {
     return std::make_unique<Stream>(
-        open_handle(timeout, metadata, wait_for_ready, nullptr, 0, token));
+        open_handle(timeout, metadata, wait_for_ready, compression, nullptr, 0, token));
   }
 
   // The same, attached to `queue` (pychat.aio).
   std::unique_ptr<QueuedStream> open_queued(
       py::handle queue, std::optional<double> timeout,
       const std::vector<std::pair<std::string, py::object>>& metadata, bool wait_for_ready,
-      const std::optional<std::string>& token) {
+      const std::optional<std::string>& token, std::optional<int> compression) {
     std::shared_ptr<QueueHandle> q = queue_of(queue);
     uint64_t key = q->next_key();
-    chat_stream* stream = open_handle(timeout, metadata, wait_for_ready, q->get(), key, token);
+    chat_stream* stream =
+        open_handle(timeout, metadata, wait_for_ready, compression, q->get(), key, token);
     return std::make_unique<QueuedStream>(stream, std::move(q), key);
   }
 
@@ -546,10 +586,20 @@ class Client {
   bool closed() const { return handle_ == nullptr; }
   const std::string& target() const { return target_; }
 
+  py::tuple stats() const {
+    if (!handle_) raise_closed("client is closed");
+    chat_stats s;
+    s.version = CHAT_STATS_VERSION;
+    chat_code rc = chat_client_stats(handle_, &s);
+    if (rc != CHAT_OK) raise_last(rc);
+    return stats_tuple(s);
+  }
+
  private:
   chat_stream* open_handle(std::optional<double> timeout,
                            const std::vector<std::pair<std::string, py::object>>& metadata,
-                           bool wait_for_ready, chat_queue* queue, uint64_t queue_key,
+                           bool wait_for_ready, std::optional<int> compression,
+                           chat_queue* queue, uint64_t queue_key,
                            const std::optional<std::string>& token) {
     if (!handle_) raise_closed("client is closed");
     chat_stream_options o;
@@ -588,6 +638,7 @@ class Client {
     o.metadata_count = entries.size();
     o.metadata_value_lens = lens.data();
     o.wait_for_ready = wait_for_ready ? 1 : 0;
+    if (compression) o.compression = *compression;
     o.queue = queue;
     // Queued streams (pychat.aio) keep each drained reply counting against
     // recv_queue_limit / recv_queue_bytes until the user takes it
@@ -634,6 +685,14 @@ void define_client(py::module_& m) {
       .def_property_readonly("details", &Stream::details,
                              "The final status details once the call has ended, else None.")
       .def_property_readonly("closed", &Stream::closed)
+      .def_property_readonly(
+          "initial_metadata",
+          [](Stream& s) { return s.server_metadata(CHAT_METADATA_INITIAL); },
+          "The server's initial metadata (CallMetadata), or None until the first reply or the end.")
+      .def_property_readonly(
+          "trailing_metadata",
+          [](Stream& s) { return s.server_metadata(CHAT_METADATA_TRAILING); },
+          "The server's trailing metadata (CallMetadata), or None until the stream has ended.")
       .def("__repr__", [](Stream& s) {
         py::object code = s.code();
         return std::string("<pychat.Stream ") +
@@ -658,20 +717,26 @@ void define_client(py::module_& m) {
            "the receive bound goes back. A no-op once closed.")
       .def("close", &QueuedStream::close,
            "Cancels if still open and frees the call; its pending events are dropped.")
-      .def_property_readonly("closed", &QueuedStream::closed);
+      .def_property_readonly("closed", &QueuedStream::closed)
+      .def("_server_metadata", &QueuedStream::server_metadata, py::arg("which"),
+           "The server's initial (0) or trailing (1) metadata, or None until it has come.");
 
   py::class_<Client>(m, "Client", "A connection to a Chat server (native part; use pychat.Client).")
       .def(py::init<const std::string&, std::optional<int>, std::optional<int>, std::optional<int>,
                     std::optional<int64_t>, std::optional<int64_t>, std::optional<double>,
-                    const py::dict&>(),
+                    const py::dict&, py::dict>(),
            py::arg("target"), py::arg("max_message_bytes"), py::arg("send_queue_limit"),
            py::arg("recv_queue_limit"), py::arg("send_queue_bytes"), py::arg("recv_queue_bytes"),
-           py::arg("keepalive"), py::arg("security") = py::dict())
+           py::arg("keepalive"), py::arg("security") = py::dict(),
+           py::arg("control") = py::dict())
       .def("_open", &Client::open, py::arg("timeout"), py::arg("metadata"),
-           py::arg("wait_for_ready"), py::arg("token") = py::none())
+           py::arg("wait_for_ready"), py::arg("token") = py::none(),
+           py::arg("compression") = py::none())
       .def("_open_queued", &Client::open_queued, py::arg("queue"), py::arg("timeout"),
-           py::arg("metadata"), py::arg("wait_for_ready"), py::arg("token") = py::none())
+           py::arg("metadata"), py::arg("wait_for_ready"), py::arg("token") = py::none(),
+           py::arg("compression") = py::none())
       .def("close", &Client::close, "Frees the client; streams already opened stay usable.")
+      .def("_stats", &Client::stats, "The counters, in pychat.Stats's field order.")
       .def_property_readonly("closed", &Client::closed)
       .def_property_readonly("target", &Client::target);
 }

@@ -62,16 +62,10 @@ py::object read_metadata(chat_call* call) {
   size_t count = 0;
   chat_code rc = chat_call_metadata_count(call, &count);
   if (rc != CHAT_OK) raise_last(rc);
-  py::list items;
-  for (size_t i = 0; i < count; ++i) {
-    const char *key, *value;
-    size_t key_len, value_len;
-    rc = chat_call_metadata_at(call, i, &key, &key_len, &value, &value_len);
-    if (rc != CHAT_OK) raise_last(rc);
-    items.append(py::make_tuple(to_str(key, key_len),
-                                metadata_value({key, key_len}, value, value_len)));
-  }
-  return py::reinterpret_borrow<py::object>(g_metadata_class)(items);
+  return make_call_metadata(count, [call](size_t i, const char** k, size_t* kl, const char** v,
+                                          size_t* vl) {
+    return chat_call_metadata_at(call, i, k, kl, v, vl);
+  });
 }
 
 // One server-side stream. Holds a chat_call reference, so the handle stays
@@ -92,6 +86,15 @@ class Call {
     return metadata_;
   }
   std::string peer() const { return chat_call_peer(call_); }
+
+  // Seconds left before the call's deadline, or None when it has none.
+  py::object time_left() const {
+    int64_t ms = -1;
+    chat_code rc = chat_call_time_left(call_, &ms);
+    if (rc != CHAT_OK) raise_last(rc);
+    if (ms < 0) return py::none();
+    return py::float_(static_cast<double>(ms) / 1000.0);
+  }
   chat_call* handle() const { return call_; }
   std::string principal() const { return chat_call_principal(call_); }
 
@@ -146,6 +149,18 @@ class Call {
   void complete() {
     chat_code rc = chat_call_complete(call_);
     if (rc != CHAT_OK && rc != CHAT_ERR_CLOSED) raise_last(rc);
+  }
+
+  // Server metadata for the client (see chat_call_add_initial_metadata).
+  void add_metadata(bool trailing, const std::string& key, py::handle value) {
+    std::string v = PyBytes_Check(value.ptr()) ? value.cast<std::string>()
+                                              : std::string(utf8_arg(value, "metadata value"));
+    if (key.find('\0') != std::string::npos) {
+      throw py::value_error("metadata keys cannot contain NUL characters");
+    }
+    chat_code rc = trailing ? chat_call_add_trailing_metadata(call_, key.c_str(), v.data(), v.size())
+                            : chat_call_add_initial_metadata(call_, key.c_str(), v.data(), v.size());
+    if (rc != CHAT_OK) raise_last(rc);
   }
 
   void fail(int code, py::handle details) {
@@ -429,7 +444,7 @@ class Server {
          std::optional<double> keepalive, std::optional<int64_t> send_queue_bytes,
          std::optional<int64_t> recv_window_bytes, std::optional<int64_t> max_memory_bytes,
          std::optional<int> completion_queues, py::object queue, const py::dict& security,
-         bool health, bool reflection)
+         bool health, bool reflection, py::dict control)
       : core_(std::make_unique<ServerCore>()) {
     chat_server_options o;
     chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
@@ -454,6 +469,26 @@ class Server {
       }
       o.authenticate = cb_authenticate;
       o.authenticate_user_data = core_.get();
+    }
+    // 1.1's control options, by name (pychat.Server checks and converts them).
+    for (auto [key, value] : control) {
+      std::string name = py::str(key);
+      int32_t v = value.cast<int32_t>();
+      if (name == "compression") {
+        o.compression = v;
+      } else if (name == "max_streams") {
+        o.max_streams = v;
+      } else if (name == "max_concurrent_streams") {
+        o.max_concurrent_streams = v;
+      } else if (name == "max_connection_age_ms") {
+        o.max_connection_age_ms = v;
+      } else if (name == "max_connection_age_grace_ms") {
+        o.max_connection_age_grace_ms = v;
+      } else if (name == "max_connection_idle_ms") {
+        o.max_connection_idle_ms = v;
+      } else {
+        throw py::value_error("unknown control option " + name);
+      }
     }
     o.mode = mode;
     if (max_message_bytes) o.max_message_bytes = *max_message_bytes;
@@ -554,6 +589,15 @@ class Server {
     destroy(*core_);
   }
 
+  py::tuple stats() const {
+    if (!core_->handle) raise_closed("server is closed");
+    chat_stats s;
+    s.version = CHAT_STATS_VERSION;
+    chat_code rc = chat_server_stats(core_->handle, &s);
+    if (rc != CHAT_OK) raise_last(rc);
+    return stats_tuple(s);
+  }
+
  private:
   void refuse_in_own_handler(const char* what) const {
     if (t_dispatching == core_.get()) {
@@ -575,6 +619,19 @@ bool wait_deferred(double timeout) {
 }
 
 }  // namespace
+
+py::object make_call_metadata(size_t count, const MetadataEntry& entry) {
+  py::list items;
+  for (size_t i = 0; i < count; ++i) {
+    const char *key, *value;
+    size_t key_len, value_len;
+    chat_code rc = entry(i, &key, &key_len, &value, &value_len);
+    if (rc != CHAT_OK) raise_last(rc);
+    items.append(py::make_tuple(to_str(key, key_len),
+                                metadata_value({key, key_len}, value, value_len)));
+  }
+  return py::reinterpret_borrow<py::object>(g_metadata_class)(items);
+}
 
 py::object make_call(chat_call* call) { return py::cast(std::make_unique<Call>(call)); }
 
@@ -599,6 +656,9 @@ void define_server(py::module_& m) {
       .def_property_readonly("metadata", &Call::metadata,
                              "The metadata the client sent: a pychat.CallMetadata (a read-only "
                              "Mapping of each key's first value; get_all(key) for every value).")
+      .def_property_readonly("time_left", &Call::time_left,
+                             "Seconds left before the call's deadline (grpc-timeout, or "
+                             "Ballerina's deadline header), 0.0 once passed; None without one.")
       .def("send", &Call::send, py::arg("text"), py::arg("timeout") = py::none(),
            "Queues one reply. Waits while the send queue is full (timeout in seconds, None: no "
            "limit; TimeoutError, or BlockingIOError for 0). ClosedError once the stream ended.")
@@ -607,6 +667,14 @@ void define_server(py::module_& m) {
            "the stream has ended.")
       .def("fail", &Call::fail, py::arg("code"), py::arg("details") = "",
            "Ends the stream with a StatusCode (not OK) and details; queued replies are dropped.")
+      .def("add_initial_metadata",
+           [](Call& c, const std::string& k, py::handle v) { c.add_metadata(false, k, v); },
+           py::arg("key"), py::arg("value"),
+           "Adds metadata sent with the first reply: call before the first send (in on_open).")
+      .def("add_trailing_metadata",
+           [](Call& c, const std::string& k, py::handle v) { c.add_metadata(true, k, v); },
+           py::arg("key"), py::arg("value"),
+           "Adds metadata sent with the status: call before complete() or fail().")
       .def("_try_send", &Call::try_send, py::arg("text"),
            "Queues one reply if the send queue has room; False if it is full (for pychat.aio: "
            "a WRITABLE event follows).")
@@ -621,19 +689,21 @@ void define_server(py::module_& m) {
       .def(py::init<const std::string&, int, py::object, std::optional<int>, std::optional<int>,
                     std::optional<int>, std::optional<int>, std::optional<double>,
                     std::optional<int64_t>, std::optional<int64_t>, std::optional<int64_t>,
-                    std::optional<int>, py::object, const py::dict&, bool, bool>(),
+                    std::optional<int>, py::object, const py::dict&, bool, bool, py::dict>(),
            py::arg("address"), py::arg("mode"), py::arg("handler"), py::arg("max_message_bytes"),
            py::arg("send_queue_limit"), py::arg("recv_window"), py::arg("dispatcher_threads"),
            py::arg("keepalive"), py::arg("send_queue_bytes"), py::arg("recv_window_bytes"),
            py::arg("max_memory_bytes"), py::arg("completion_queues"),
            py::arg("queue") = py::none(), py::arg("security") = py::dict(),
-           py::arg("health") = false, py::arg("reflection") = false)
+           py::arg("health") = false, py::arg("reflection") = false,
+           py::arg("control") = py::dict())
       .def_property_readonly("port", &Server::port)
       .def_property_readonly("closed", &Server::closed)
       .def("stop", &Server::stop, py::arg("grace") = 5.0,
            "Stops accepting streams, lets open ones finish for `grace` seconds, then cuts the "
            "rest with UNAVAILABLE. Returns how many were cut. 0 if already stopped.")
-      .def("close", &Server::close, "Stops with no grace (if running) and frees the server.");
+      .def("close", &Server::close, "Stops with no grace (if running) and frees the server.")
+      .def("_stats", &Server::stats, "The counters, in pychat.Stats's field order.");
 
   m.def("_wait_deferred", &wait_deferred, py::arg("timeout"),
         "Waits until servers dropped inside their own handler are destroyed.");

@@ -377,6 +377,16 @@ CHAT_API void chat_queue_destroy(chat_queue *queue) CHAT_NOEXCEPT;
 #define CHAT_MODE_BROADCAST 1 /* each message sent to every open stream */
 #define CHAT_MODE_CUSTOM 2    /* the callbacks below, or an event queue, decide */
 
+/* Message compression (gRPC's grpc-encoding), since 1.1: values of
+ * chat_server_options.compression, chat_client_options.compression and
+ * chat_stream_options.compression. Messages arriving compressed are
+ * decompressed whatever these are set to. The peer must accept the
+ * algorithm (gRPC announces what it accepts in grpc-accept-encoding; gRPC
+ * implementations accept deflate and gzip unless configured otherwise). */
+#define CHAT_COMPRESSION_NONE 0
+#define CHAT_COMPRESSION_DEFLATE 1
+#define CHAT_COMPRESSION_GZIP 2
+
 /* Handler callbacks (CHAT_MODE_CUSTOM).
  *
  * Thread: every callback runs on one of the server's dispatcher threads
@@ -415,8 +425,8 @@ typedef void (*chat_on_close_fn)(chat_call *call, chat_code code, const char *de
 
 /* Version 2 added the byte budgets, the memory bound and the keepalive
  * timeout; version 3 the number of completion queues; version 4 the event
- * queue; version 5 TLS, authentication, health checking and reflection. A program built
- * against an older version keeps working: the library reads and writes only
+ * queue; version 5 TLS, authentication, health checking, reflection,
+ * compression and limits. A program built against an older version keeps working: the library reads and writes only
  * the fields of opts->version.
  *
  * Memory. Every queue is bounded in count and in bytes (the bytes of the
@@ -578,6 +588,31 @@ typedef struct chat_server_options {
                           the services (Chat, reflection, and health when
                           on) and describe Chat, ChatMessage and
                           google.protobuf.StringValue. Off: UNIMPLEMENTED */
+  /* Also version 5: control (compression, limits). Each >= 0. */
+  int32_t compression;        /* CHAT_COMPRESSION_*: compresses every reply
+                                 (default CHAT_COMPRESSION_NONE). Messages
+                                 from clients are decompressed whatever
+                                 this is */
+  int32_t max_streams;        /* open calls the whole server takes; a new
+                                 one beyond is refused with
+                                 RESOURCE_EXHAUSTED. 0 (default): no limit
+                                 but max_memory_bytes */
+  int32_t max_concurrent_streams; /* HTTP/2 MAX_CONCURRENT_STREAMS of each
+                                 connection: a client's stream beyond waits
+                                 for a free slot. 0 (default): the memory
+                                 bound's (see max_memory_bytes); else the
+                                 smaller of the two */
+  int32_t max_connection_age_ms; /* for load balancers: a connection older
+                                 than this gets GOAWAY, and its client opens
+                                 a new one for its next streams. 0 = off
+                                 (default) */
+  int32_t max_connection_age_grace_ms; /* open calls of such a connection
+                                 may finish for this long, then the
+                                 connection is closed (its calls end
+                                 UNAVAILABLE). 0: gRPC's default (no
+                                 limit) */
+  int32_t max_connection_idle_ms; /* a connection without calls for this
+                                 long gets GOAWAY. 0 = off (default) */
 } chat_server_options;
 
 /* Fills `opts` with the defaults of `version` (pass
@@ -760,9 +795,9 @@ CHAT_API chat_code chat_call_consumed(chat_call *call, size_t count) CHAT_NOEXCE
 /* ------------------------------------------------------------------------ */
 
 
-/* Version 2 added the byte budgets and keepalive, version 3 TLS and bearer
- * tokens; the library reads only the fields of opts->version. The byte
- * budgets work like the server's. */
+/* Version 2 added the byte budgets and keepalive, version 3 TLS, bearer
+ * tokens and compression; the library reads only the fields of
+ * opts->version. The byte budgets work like the server's. */
 #define CHAT_CLIENT_OPTIONS_VERSION 3
 
 typedef struct chat_client_options {
@@ -807,6 +842,10 @@ typedef struct chat_client_options {
                                   unix:) it is refused with
                                   CHAT_ERR_BAD_ARGUMENT unless... */
   int32_t allow_insecure_token; /* ...this is nonzero; default 0 */
+  /* Also version 3: control (compression). */
+  int32_t compression;       /* CHAT_COMPRESSION_*: compresses the messages
+                                of every stream (each may choose its own);
+                                default CHAT_COMPRESSION_NONE */
 } chat_client_options;
 
 /* Fills `opts` with the defaults of `version`, writing only the fields that
@@ -851,8 +890,9 @@ typedef struct chat_metadata {
 } chat_metadata;
 
 /* Version 2 added metadata_value_lens, version 3 the event queue, version
- * 4 the bearer token. A program built against an older version keeps
- * working: the library reads only the fields of opts->version. */
+ * 4 the bearer token and compression. A program built against an older
+ * version keeps working: the library reads only the fields of
+ * opts->version. */
 #define CHAT_STREAM_OPTIONS_VERSION 4
 
 typedef struct chat_stream_options {
@@ -888,6 +928,9 @@ typedef struct chat_stream_options {
                          client's (chat_client_options.token, same rules);
                          NULL or "": the client's. Read during
                          chat_client_open only */
+  /* Also version 4: control (compression). */
+  int32_t compression; /* CHAT_COMPRESSION_* for this stream's messages, or
+                          -1 (the default) for the client's */
 } chat_stream_options;
 
 /* Fills `opts` with the defaults of `version`, writing only the fields that
@@ -983,6 +1026,113 @@ CHAT_API chat_code chat_stream_status(chat_stream *stream, chat_code *code, cons
  * it (bounded: a cancelled call ends promptly) and frees the handle. NULL is
  * a no-op. Not thread-safe with other calls on the same stream. */
 CHAT_API void chat_stream_destroy(chat_stream *stream) CHAT_NOEXCEPT;
+
+/* ------------------------------------------------------------------------ */
+/* Control (since 1.1): stats, server metadata, deadlines                   */
+/* ------------------------------------------------------------------------ */
+
+/* --- Stats --- */
+
+/* Counters of a server or a client, filled by chat_server_stats and
+ * chat_client_stats. Versioned like the options structs: set `version`
+ * (CHAT_STATS_VERSION, or an older one) before the call; the library writes
+ * only the fields that version has, so later versions may add counters.
+ * Message bytes are those of the encoded protobuf messages, before any
+ * compression and without gRPC's 5-byte frame header. Each counter is exact
+ * on its own; a snapshot is not taken at one instant (a stream may show in
+ * streams_total a moment before streams_open). */
+#define CHAT_STATS_VERSION 1
+
+typedef struct chat_stats {
+  uint32_t version;         /* CHAT_STATS_VERSION; set by the caller */
+  uint64_t streams_open;    /* calls admitted / streams opened, not yet ended */
+  uint64_t streams_total;   /* ever admitted / opened */
+  uint64_t streams_refused; /* server: new calls refused (RESOURCE_EXHAUSTED
+                               over the memory bound or max_streams,
+                               UNAVAILABLE while stopping); client: streams
+                               that ended RESOURCE_EXHAUSTED or UNAVAILABLE
+                               before any reply */
+  uint64_t streams_cut;     /* server: calls it cut (a stop's deadline, the
+                               memory bound, a room's slow reader); client:
+                               other streams that ended with an error
+                               (not counting its own cancels) */
+  uint64_t messages_in;     /* server: messages received; client: replies */
+  uint64_t messages_out;    /* server: replies written; client: messages written */
+  uint64_t bytes_in;
+  uint64_t bytes_out;
+} chat_stats;
+
+/* Fills *stats (up to stats->version) with the server's counters since it
+ * started. Valid after chat_server_stop, until chat_server_destroy.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL or not a server handle, NULL stats,
+ * unknown stats->version). Thread-safe; never blocks; cheap. */
+CHAT_API chat_code chat_server_stats(const chat_server *server, chat_stats *stats) CHAT_NOEXCEPT;
+
+/* Fills *stats (up to stats->version) with the counters of every stream
+ * `client` opened, since it was created (streams still open after
+ * chat_client_destroy count on, unseen). Errors as chat_server_stats.
+ * Thread-safe; never blocks. */
+CHAT_API chat_code chat_client_stats(const chat_client *client, chat_stats *stats) CHAT_NOEXCEPT;
+
+/* --- Server metadata --- */
+
+/* Adds one entry to the metadata the server sends the client. Initial
+ * metadata goes out with the call's first reply (or with its status when
+ * there is none), so add it before the first chat_call_send of the call
+ * (in on_open, or on its OPEN event); trailing metadata goes out with the
+ * status, so add it before chat_call_complete / chat_call_fail. Entries
+ * accumulate; a key may repeat. `key` is a NUL-terminated string of
+ * lower-case letters, digits, '-', '_', '.', not starting with "grpc-";
+ * `value` is value_len bytes of printable ASCII, or any bytes when the key
+ * ends in "-bin". Both are copied. Echo and broadcast servers never hand
+ * out calls, so this is for CHAT_MODE_CUSTOM.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL call or key, NULL value with
+ * value_len > 0, a bad key or value), CHAT_ERR_BAD_STATE (too late: a
+ * reply was sent, for initial metadata, or the call was completed or
+ * failed), CHAT_ERR_CLOSED (the call has ended: cancelled, cut).
+ * Thread-safe; never blocks. */
+CHAT_API chat_code chat_call_add_initial_metadata(chat_call *call, const char *key,
+                                                  const char *value, size_t value_len) CHAT_NOEXCEPT;
+CHAT_API chat_code chat_call_add_trailing_metadata(chat_call *call, const char *key,
+                                                   const char *value, size_t value_len) CHAT_NOEXCEPT;
+
+/* --- Deadlines --- */
+
+/* *ms_left receives the milliseconds left before the call's deadline (0
+ * once it has passed), or -1 when the call has none. The deadline is the
+ * client's gRPC deadline (grpc-timeout) or, when it sent none, the time in
+ * Ballerina's `deadline` header: metadata key "deadline" holding an RFC
+ * 3339 timestamp ("2024-05-01T12:00:00.250Z", or with an offset such as
+ * "+02:00"). The server enforces the header: at that time the call ends
+ * with DEADLINE_EXCEEDED (on_close / CLOSE report it; the client reads it
+ * as the status), as gRPC ends a call whose grpc-timeout runs out. A call
+ * whose header is not such a timestamp is refused with INVALID_ARGUMENT.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL call or ms_left). Thread-safe; never
+ * blocks; valid also after the call ended. */
+CHAT_API chat_code chat_call_time_left(const chat_call *call, int64_t *ms_left) CHAT_NOEXCEPT;
+
+/* Which metadata of the server chat_stream_metadata_* read. */
+#define CHAT_METADATA_INITIAL 0  /* arrives with the first reply, or with the end */
+#define CHAT_METADATA_TRAILING 1 /* arrives with the final status */
+
+/* The number of entries of the server's `which` metadata (CHAT_METADATA_*)
+ * on `stream`. Initial metadata is there once the first reply has been
+ * received (chat_stream_recv returned it, or its REPLY event came) or the
+ * stream has ended; trailing metadata once the stream has ended (see
+ * chat_stream_wait). Errors: CHAT_ERR_BAD_ARGUMENT (NULL, unknown which),
+ * CHAT_ERR_BAD_STATE (not there yet). Thread-safe; never blocks. */
+CHAT_API chat_code chat_stream_metadata_count(chat_stream *stream, int32_t which,
+                                              size_t *count) CHAT_NOEXCEPT;
+
+/* Entry `index` (0 <= index < count) of the server's `which` metadata, in
+ * key order (keys lower-case): *key / *key_len and *value / *value_len,
+ * borrowed until chat_stream_destroy. Values of "-bin" keys are the decoded
+ * bytes and may contain NUL. Errors: as chat_stream_metadata_count, and
+ * CHAT_ERR_BAD_ARGUMENT for an index out of range or a NULL out pointer.
+ * Thread-safe; never blocks. */
+CHAT_API chat_code chat_stream_metadata_at(chat_stream *stream, int32_t which, size_t index,
+                                           const char **key, size_t *key_len, const char **value,
+                                           size_t *value_len) CHAT_NOEXCEPT;
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -3,15 +3,20 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "chat/compression.h"
 #include "chat/event_queue.h"
+#include "chat/stats.h"
 #include "chat/status.h"
 
 namespace chat {
+
+using Metadata = std::vector<std::pair<std::string, std::string>>;
 
 struct ClientOptions {
   size_t max_message_bytes = 4u << 20;
@@ -33,6 +38,8 @@ struct ClientOptions {
   // loopback unless allow_insecure_token.
   std::string token;
   bool allow_insecure_token = false;
+  // --- control ---
+  Compression compression = Compression::kNone;  // of every stream's messages
 };
 
 struct StreamOptions {
@@ -49,6 +56,8 @@ struct StreamOptions {
   // A drained reply keeps its room in the receive bounds until Consumed.
   bool hold_until_consumed = false;
   std::string token;  // bearer token for this stream; empty: the client's
+  // --- control ---
+  std::optional<Compression> compression;  // this stream's; unset: the client's
 };
 
 // One client stream. Every method is thread-safe; Recv has one consumer at a time.
@@ -72,6 +81,11 @@ class ClientStream {
   virtual Status Wait(Timeout timeout) = 0;
   // The final status, or kBadState while the stream is still open.
   virtual Status FinalStatus() const = 0;
+  // The server's initial metadata (kBadState until it arrived: with the
+  // first reply, or with the end) or trailing metadata (kBadState until
+  // the stream ended). *out points to storage that stays valid and
+  // unchanged as long as the stream; keys lower-case, in key order.
+  virtual Status ServerMetadata(bool trailing, const Metadata** out) const = 0;
   // Event queue with hold_until_consumed: the host is done with `count`
   // more of the replies it drained (see ServerCall::Consumed).
   virtual Status Consumed(size_t count) {
@@ -95,6 +109,8 @@ class Client {
   virtual ~Client() = default;  // open streams keep the channel alive
 
   virtual Status Open(const StreamOptions& options, std::shared_ptr<ClientStream>* out) = 0;
+  // The counters of every stream this client opened. Thread-safe.
+  virtual Stats stats() const = 0;
 };
 
 }  // namespace chat

@@ -10,7 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "chat/compression.h"
 #include "chat/event_queue.h"
+#include "chat/stats.h"
 #include "chat/status.h"
 
 namespace chat {
@@ -69,6 +71,21 @@ class ServerCall {
   // after the write in flight; queued replies are discarded.
   virtual Status Fail(Code code, std::string_view details) = 0;
   virtual bool ended() const = 0;
+  // Metadata for the client. Initial metadata goes out with the first reply
+  // (or with the status when there is none), so add it before the first
+  // Send, e.g. in OnOpen; trailing metadata goes with the status, so add it
+  // before Complete or Fail. Keys and values as the client's (lower-case
+  // key, not "grpc-"; printable ASCII value unless the key ends in "-bin"),
+  // else kBadArgument. kBadState when too late, kClosed once the stream has
+  // ended (cancelled, cut).
+  virtual Status AddInitialMetadata(std::string_view key, std::string_view value) = 0;
+  virtual Status AddTrailingMetadata(std::string_view key, std::string_view value) = 0;
+  // Time left before the call's deadline (zero once it passed), or a
+  // negative Timeout when it has none. The deadline is the client's
+  // grpc-timeout or, without one, Ballerina's `deadline` header (an RFC 3339
+  // timestamp), which the server then enforces: the call ends with
+  // DEADLINE_EXCEEDED at that time.
+  virtual Timeout TimeLeft() const = 0;
   // Event queue with hold_until_consumed: the host is done with `count`
   // more of the messages it drained, oldest first; their room in the
   // window goes back. kBadState without hold_until_consumed, kBadArgument
@@ -153,6 +170,23 @@ struct ServerOptions {
   // describes Chat and its messages, from descriptors built into the
   // library (nothing is registered in protobuf's process-wide pool).
   bool reflection = false;
+  // --- control ---
+  // Compresses every reply with this (the client must accept it: gRPC
+  // clients accept deflate and gzip unless configured otherwise).
+  Compression compression = Compression::kNone;
+  // Open streams the whole server takes; beyond, new ones are refused with
+  // RESOURCE_EXHAUSTED. 0: no limit but the memory bound.
+  int max_streams = 0;
+  // HTTP/2 MAX_CONCURRENT_STREAMS per connection: a client waits for a slot
+  // beyond it. 0: the memory bound's (see Init); else the smaller of both.
+  int max_concurrent_streams = 0;
+  // For load balancers: a connection older than max_connection_age_ms gets
+  // GOAWAY (its client reconnects for new streams), and its open streams
+  // have max_connection_age_grace_ms more to finish; a connection without
+  // streams for max_connection_idle_ms gets GOAWAY. 0: off.
+  int max_connection_age_ms = 0;
+  int max_connection_age_grace_ms = 0;
+  int max_connection_idle_ms = 0;
 };
 
 class Server {
@@ -171,6 +205,8 @@ class Server {
   // handler event has run. `cut` receives how many streams were cut.
   // kBusy when called from one of this server's handler methods.
   virtual Status Stop(Timeout grace, int* cut) = 0;
+  // The server's counters. Thread-safe; valid also after Stop.
+  virtual Stats stats() const = 0;
 };
 
 }  // namespace chat
