@@ -81,7 +81,7 @@ extern "C" {
 /* The one place the version is written: the build, pychat and the Node
  * package take it from here (or from chat_version() at run time). */
 #define CHAT_VERSION_MAJOR 1
-#define CHAT_VERSION_MINOR 0
+#define CHAT_VERSION_MINOR 1
 #define CHAT_VERSION_PATCH 0
 #define CHAT_VERSION_NUMBER \
   (CHAT_VERSION_MAJOR * 10000 + CHAT_VERSION_MINOR * 100 + CHAT_VERSION_PATCH)
