@@ -23,6 +23,10 @@ constexpr unsigned kYieldProbe = 64;
 constexpr auto kWriteWait = std::chrono::microseconds(5);
 }  // namespace
 
+namespace internal {
+std::atomic<void (*)(PayStep)> g_pay_hook_for_test{nullptr};
+}  // namespace internal
+
 // The pipe protocol: one byte sits in the pipe while events are pending,
 // from the push that finds the queue empty until the drain that empties it,
 // which reads the pipe dry (a host that reads the pipe itself, like Node,
@@ -81,11 +85,14 @@ void EventQueue::PayOwed() {
   int s = kOwed;
   // Any PayOwed may pay what any push owes: they only ever owe one byte.
   if (signal_.compare_exchange_strong(s, kWriting)) {
+    auto hook = internal::g_pay_hook_for_test.load(std::memory_order_relaxed);
+    if (hook) hook(internal::PayStep::kBeforeWrite);
     char byte = 1;
     // Non-blocking: a full pipe (impossible with a byte or two at a time)
     // or an interrupted call leaves it signalled anyway.
     while (::write(write_fd_, &byte, 1) < 0 && errno == EINTR) {
     }
+    if (hook) hook(internal::PayStep::kAfterWrite);
     s = kWriting;
     if (!signal_.compare_exchange_strong(s, kInPipe)) {
       // A drain emptied the queue while this wrote, maybe reading the pipe

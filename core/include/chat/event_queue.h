@@ -84,6 +84,12 @@ class OwedSignals {
   friend class chat::EventQueue;
   std::vector<std::shared_ptr<EventQueue>> queues_;
 };
+
+// Tests only: when set, a pipe write calls it just before write() and just
+// after (before it tells whether a drain took the events meanwhile), on
+// the writing thread, so a test can hold a writer in either place.
+enum class PayStep { kBeforeWrite, kAfterWrite };
+extern std::atomic<void (*)(PayStep)> g_pay_hook_for_test;
 }  // namespace internal
 
 class EventQueue : public std::enable_shared_from_this<EventQueue> {
