@@ -43,6 +43,11 @@ std::atomic<void (*)(PayStep)> g_pay_hook_for_test{nullptr};
 // stale; its writer then fails to move kWriting to kInPipe and cleans up
 // under mu_ (or, when newer events are pending, leaves it to the drain that
 // empties the queue), so a level-triggered loop is not left spinning on it.
+// Until that writer has cleaned up (it may be preempted between its write
+// and its cleanup for as long as the scheduler likes: a real-time host
+// pinned to its core never lets it run) it counts in late_writers_, and
+// every drain that finds the queue empty reads the pipe, so the host reads
+// the stale byte at its next wake-up instead of spinning on it.
 // Bytes are read only under mu_ while the queue is empty, so never the one
 // that pending events need.
 // Every access to signal_ and writers_ is sequentially consistent: Close and
@@ -107,6 +112,12 @@ void EventQueue::PayOwed() {
       } else {
         stale_ = true;  // events are pending: the drain that empties the queue reads it
       }
+      // The drain's exchange that failed this CAS counted it. Each exchange
+      // that finds kWriting is paid back by exactly one failed CAS, though
+      // maybe another writer's: a late writer whose kWriting was swapped out
+      // succeeds if a newer writer's kWriting is in by then, and the newer
+      // one fails here instead, after the late byte landed.
+      --late_writers_;
     }
   }
   writers_.fetch_sub(1);
@@ -144,7 +155,17 @@ void OwedSignals::Pay() {
 void EventQueue::UnsignalLocked() {
   pending_.store(false, std::memory_order_relaxed);
   int s = signal_.load();
-  if (s == kIdle && !stale_) return;  // stays so: only mu_'s holder moves it
+  if (s == kIdle && !stale_) {  // stays so: only mu_'s holder moves it
+    // Nothing to read: a poll that finds nothing makes no system call.
+    // The exception: while a late writer has not cleaned up, its byte may
+    // have landed after the read of the drain that swapped its kWriting
+    // out, and a level-triggered host would spin on it until the writer
+    // runs again; so every drain that ends empty reads the pipe (one read,
+    // in that window only). Never once closed: the descriptor may be
+    // closed, even reused.
+    if (late_writers_ > 0 && !closed_) ReadDry();
+    return;
+  }
   // A host woken by the write usually gets here before its writer returned
   // from write(), often having preempted it on the same core: yield to it
   // for a moment, so that this read takes the byte and the writer has
@@ -158,8 +179,12 @@ void EventQueue::UnsignalLocked() {
     } while (s == kWriting && std::chrono::steady_clock::now() < until);
   }
   s = signal_.exchange(kIdle);
-  // kOwed: now never written; only a stale byte may be there.
-  if (s == kInPipe || s == kWriting || stale_) ReadDry();
+  // A writer that is still writing finds kIdle, and cleans up once it has.
+  if (s == kWriting) ++late_writers_;
+  // kOwed: now never written; only a stale byte may be there (a late
+  // writer's, too). Close gets here with closed_ set, before it closes the
+  // pipe.
+  if (s == kInPipe || s == kWriting || stale_ || late_writers_ > 0) ReadDry();
   stale_ = false;
 }
 

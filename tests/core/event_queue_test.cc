@@ -8,7 +8,9 @@
 #include <poll.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -74,6 +76,144 @@ TEST(EventQueuePipe, NoLostWakeupAndNoStaleByteUnderContention) {
     EXPECT_TRUE(batch.empty());
     EXPECT_FALSE(Readable(fd, 0)) << "a stale byte is left in the pipe (round " << round << ")";
   }
+}
+
+
+// Holds a pipe writer (the thread that set t_hold) at the PayOwed steps the
+// test has not released yet, through internal::g_pay_hook_for_test.
+thread_local bool t_hold = false;
+
+class WriterGate {
+ public:
+  WriterGate() {
+    current_ = this;
+    internal::g_pay_hook_for_test.store(&Hook);
+  }
+  ~WriterGate() {
+    ReleaseAll();
+    if (writer_.joinable()) writer_.join();
+    internal::g_pay_hook_for_test.store(nullptr);
+    current_ = nullptr;
+  }
+
+  // Pushes one event on a thread of its own, with no OwedSignals: its
+  // PayOwed runs at once, and is held at the first step.
+  void PushHeld(const std::shared_ptr<EventQueue>& q) {
+    writer_ = std::thread([q] {
+      t_hold = true;
+      Event e;
+      e.type = EventType::kReply;
+      q->Push(std::move(e));
+    });
+  }
+  void WaitAt(internal::PayStep step) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return reached_ == static_cast<int>(step); });
+  }
+  void Release(internal::PayStep step) {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = static_cast<int>(step);
+    cv_.notify_all();
+  }
+  void ReleaseAll() { Release(internal::PayStep::kAfterWrite); }
+  void Join() { writer_.join(); }
+
+ private:
+  static void Hook(internal::PayStep step) {
+    if (!t_hold) return;
+    WriterGate& g = *current_;
+    std::unique_lock<std::mutex> lock(g.mu_);
+    g.reached_ = static_cast<int>(step);
+    g.cv_.notify_all();
+    g.cv_.wait(lock, [&] { return g.released_ >= static_cast<int>(step); });
+  }
+
+  static WriterGate* current_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int reached_ = -1;
+  int released_ = -1;
+  std::thread writer_;
+};
+WriterGate* WriterGate::current_ = nullptr;
+
+// What a level-triggered host (epoll) does while the queue is empty: each
+// time the descriptor is readable, drain without waiting. Returns how many
+// wake-ups found nothing, up to `limit` (a spinning host).
+int EmptyWakeups(const std::shared_ptr<EventQueue>& q, int fd, int limit) {
+  int empty = 0;
+  std::vector<Event> batch;
+  while (empty < limit && Readable(fd, 0)) {
+    batch.clear();
+    EXPECT_TRUE(q->Drain(&batch, 8, kNoWait).ok());
+    EXPECT_TRUE(batch.empty());
+    ++empty;
+  }
+  return empty;
+}
+
+// A writer starts its write, a drain takes the event and gives up waiting
+// for the byte (finding the pipe still empty), then the byte lands and the
+// writer is preempted before it can see that the drain took its event and
+// clean up. Until it runs again, the host must not spin on that byte: the
+// next drain reads it.
+TEST(EventQueuePipe, LateByteAfterAnEmptyingDrainIsRead) {
+  std::shared_ptr<EventQueue> q;
+  ASSERT_TRUE(EventQueue::Create(&q).ok());
+  int fd = q->fd();
+  WriterGate gate;
+  gate.PushHeld(q);
+  gate.WaitAt(internal::PayStep::kBeforeWrite);
+  std::vector<Event> batch;
+  ASSERT_TRUE(q->Drain(&batch, 8, kNoWait).ok());
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_FALSE(Readable(fd, 0));
+
+  gate.Release(internal::PayStep::kBeforeWrite);
+  gate.WaitAt(internal::PayStep::kAfterWrite);
+  ASSERT_TRUE(Readable(fd, 0)) << "the late byte is in the pipe";
+  EXPECT_EQ(EmptyWakeups(q, fd, 100), 1) << "a level-triggered host spins on the late byte";
+
+  gate.ReleaseAll();
+  gate.Join();
+  EXPECT_FALSE(Readable(fd, 0));
+  // The writer is done: a poll that finds nothing is quiet again.
+  batch.clear();
+  ASSERT_TRUE(q->Drain(&batch, 8, kNoWait).ok());
+  EXPECT_TRUE(batch.empty());
+  EXPECT_FALSE(Readable(fd, 0));
+}
+
+// The same late byte, but a newer push (whose write is still owed: it was
+// made on a thread with an OwedSignals) comes before the next drain, which
+// empties the queue and takes the owed write back: it reads the late byte.
+TEST(EventQueuePipe, LateByteBesideAnOwedWriteIsRead) {
+  std::shared_ptr<EventQueue> q;
+  ASSERT_TRUE(EventQueue::Create(&q).ok());
+  int fd = q->fd();
+  WriterGate gate;
+  gate.PushHeld(q);
+  gate.WaitAt(internal::PayStep::kBeforeWrite);
+  std::vector<Event> batch;
+  ASSERT_TRUE(q->Drain(&batch, 8, kNoWait).ok());
+  ASSERT_EQ(batch.size(), 1u);
+  gate.Release(internal::PayStep::kBeforeWrite);
+  gate.WaitAt(internal::PayStep::kAfterWrite);
+  ASSERT_TRUE(Readable(fd, 0));
+  {
+    internal::OwedSignals owed;
+    Event e;
+    e.type = EventType::kReply;
+    ASSERT_TRUE(q->Push(std::move(e)));
+    batch.clear();
+    ASSERT_TRUE(q->Drain(&batch, 8, kNoWait).ok());
+    ASSERT_EQ(batch.size(), 1u);
+    EXPECT_FALSE(Readable(fd, 0)) << "the drain that emptied the queue left the late byte";
+  }  // pays nothing: the drain took the write back
+  EXPECT_EQ(EmptyWakeups(q, fd, 100), 0);
+  gate.ReleaseAll();
+  gate.Join();
+  EXPECT_FALSE(Readable(fd, 0));
 }
 
 }  // namespace

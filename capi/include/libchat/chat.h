@@ -340,9 +340,11 @@ CHAT_API int chat_queue_fd(const chat_queue *queue) CHAT_NOEXCEPT;
 
 /* Takes up to `max` pending events into out[0..*count), oldest first.
  * timeout_ms == 0 returns at once (with *count == 0 if nothing is pending,
- * and then makes no system call); > 0 waits up to that long for the first
- * event; < 0 waits until there is one (chat_queue_wake ends the wait with a
- * WAKE event). Returns CHAT_OK also when the wait ran out (*count == 0).
+ * and then makes no system call, but for one read of the descriptor in the
+ * rare moment a wake-up byte written late may sit in it, so that a
+ * level-triggered loop does not spin on it); > 0 waits up to that long for
+ * the first event; < 0 waits until there is one (chat_queue_wake ends the
+ * wait with a WAKE event). Returns CHAT_OK also when the wait ran out (*count == 0).
  * Draining releases what the previous drain handed out, and gives the
  * drained messages' and replies' room back to their calls and streams.
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL queue, out or count, max == 0).

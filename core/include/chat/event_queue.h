@@ -157,6 +157,9 @@ class EventQueue : public std::enable_shared_from_this<EventQueue> {
   std::atomic<int> signal_{kIdle};
   std::atomic<int> writers_{0};  // threads in PayOwed: Close waits for them
   bool stale_ = false;  // a stale byte may sit beside the pending events' own
+  // Writers whose kWriting a drain swapped out and that have not cleaned up
+  // yet (under mu_): their byte may land after that drain's read.
+  int late_writers_ = 0;
   std::atomic<bool> pending_{false};  // events_ is not empty, read without mu_
   int yield_misses_ = 0;    // Drain's waits in a row that yielding did not save
   bool wake_pending_ = false;
