@@ -85,8 +85,22 @@ bool EventQueue::SignalLocked() {
   return true;
 }
 
+namespace {
+// Counts a thread in PayOwed for as long as it is there, however it leaves.
+class CountedIn {
+ public:
+  explicit CountedIn(std::atomic<int>& count) : count_(count) { count_.fetch_add(1); }
+  ~CountedIn() { count_.fetch_sub(1); }
+  CountedIn(const CountedIn&) = delete;
+  CountedIn& operator=(const CountedIn&) = delete;
+
+ private:
+  std::atomic<int>& count_;
+};
+}  // namespace
+
 void EventQueue::PayOwed() {
-  writers_.fetch_add(1);  // before signal_ is read: see Close
+  CountedIn writing(writers_);  // before signal_ is read: see Close
   int s = kOwed;
   // Any PayOwed may pay what any push owes: they only ever owe one byte.
   if (signal_.compare_exchange_strong(s, kWriting)) {
@@ -120,7 +134,6 @@ void EventQueue::PayOwed() {
       --late_writers_;
     }
   }
-  writers_.fetch_sub(1);
 }
 
 namespace {
