@@ -138,18 +138,31 @@ void EventQueue::PayOwed() {
 
 namespace {
 thread_local internal::OwedSignals* t_owed = nullptr;
+// The debts an OwedSignals has room for before Owe allocates: a completion
+// handler usually pushes to one queue.
+constexpr size_t kOwedReserve = 8;
 }  // namespace
 
-void EventQueue::Owe() {
+void EventQueue::Owe() noexcept {
+  // signal_ is kOwed already: a debt that cannot be recorded must be paid
+  // now, or the pending events' byte is never written and the host is not
+  // woken for them, nor for any later push (they find kOwed).
   if (t_owed) {
-    t_owed->queues_.push_back(shared_from_this());
-  } else {
-    PayOwed();
+    try {
+      // The room is reserved: this allocates only past kOwedReserve debts.
+      t_owed->queues_.push_back(shared_from_this());
+      return;
+    } catch (...) {  // std::bad_alloc
+    }
   }
+  PayOwed();
 }
 
 namespace internal {
-OwedSignals::OwedSignals() { t_owed = this; }
+OwedSignals::OwedSignals() {
+  queues_.reserve(kOwedReserve);  // may throw: before this is the thread's
+  t_owed = this;
+}
 OwedSignals::~OwedSignals() {
   Pay();
   t_owed = nullptr;

@@ -135,7 +135,9 @@ class EventQueue : public std::enable_shared_from_this<EventQueue> {
   // After mu_ is released: the write SignalLocked asked for, unless a drain
   // took the events first.
   void PayOwed();
-  void Owe();  // PayOwed now, or when this thread's OwedSignals pays
+  // PayOwed now, or when this thread's OwedSignals pays (now too when it
+  // has no room left and none can be had).
+  void Owe() noexcept;
   bool ShouldYield();  // under mu_
   unsigned yield_skips_ = 0;
   void UnsignalLocked();
