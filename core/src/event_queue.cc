@@ -159,13 +159,13 @@ void EventQueue::Owe() noexcept {
 }
 
 namespace internal {
-OwedSignals::OwedSignals() {
+OwedSignals::OwedSignals() : previous_(t_owed) {
   queues_.reserve(kOwedReserve);  // may throw: before this is the thread's
   t_owed = this;
 }
 OwedSignals::~OwedSignals() {
   Pay();
-  t_owed = nullptr;
+  t_owed = previous_;
 }
 void OwedSignals::Pay() {
   // One at a time from the back: releasing a queue may end up pushing to

@@ -216,5 +216,27 @@ TEST(EventQueuePipe, LateByteBesideAnOwedWriteIsRead) {
   EXPECT_FALSE(Readable(fd, 0));
 }
 
+
+// OwedSignals nest: the inner one pays its own debts when it goes, and the
+// outer one is this thread's again (a push then still waits for it).
+TEST(EventQueuePipe, OwedSignalsNest) {
+  std::shared_ptr<EventQueue> a, b;
+  ASSERT_TRUE(EventQueue::Create(&a).ok());
+  ASSERT_TRUE(EventQueue::Create(&b).ok());
+  int fa = a->fd(), fb = b->fd();
+  {
+    internal::OwedSignals outer;
+    {
+      internal::OwedSignals inner;
+      ASSERT_TRUE(a->Push(Event{}));
+      EXPECT_FALSE(Readable(fa, 0)) << "owed to the inner one";
+    }
+    EXPECT_TRUE(Readable(fa, 0)) << "the inner one paid when it went";
+    ASSERT_TRUE(b->Push(Event{}));
+    EXPECT_FALSE(Readable(fb, 0)) << "owed to the outer one, current again";
+  }
+  EXPECT_TRUE(Readable(fb, 0));
+}
+
 }  // namespace
 }  // namespace chat

@@ -74,7 +74,10 @@ namespace internal {
 // on it, and cost the pusher a futex wake on top of the write.
 class OwedSignals {
  public:
-  OwedSignals();  // becomes this thread's (one at a time per thread)
+  // Becomes this thread's current one until destroyed, which pays what it
+  // holds and makes the one it replaced current again: they nest, as
+  // scopes do. Destroy it on the thread that made it, the innermost first.
+  OwedSignals();
   ~OwedSignals();
   OwedSignals(const OwedSignals&) = delete;
   OwedSignals& operator=(const OwedSignals&) = delete;
@@ -83,6 +86,7 @@ class OwedSignals {
  private:
   friend class chat::EventQueue;
   std::vector<std::shared_ptr<EventQueue>> queues_;
+  OwedSignals* const previous_;
 };
 
 // Tests only: when set, a pipe write calls it just before write() and just
