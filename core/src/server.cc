@@ -452,19 +452,25 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   // slow for the room: it is cut with RESOURCE_EXHAUSTED rather than letting
   // memory grow or the whole room wait for it.
   void Broadcast(const grpc::ByteBuffer& line) override {
-    std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room;
+    std::vector<std::shared_ptr<Session>> slow;
     {
-      std::lock_guard<std::mutex> lock(registry_mu_);
-      room = room_;
-    }
-    if (!room) return;
-    for (const auto& member : *room) {
-      Status s = member->Enqueue(line, kNoWait);
-      if (s.code() == Code::kWouldBlock) {
-        member->End(Status(Code::kResourceExhausted,
-                           "send queue full: the client reads too slowly for the room"),
-                    /*reset=*/true);
+      // One line at a time through the whole room, so every member queues
+      // the room's lines in the same order (never waits: kNoWait).
+      std::lock_guard<std::mutex> order(room_order_mu_);
+      std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room;
+      {
+        std::lock_guard<std::mutex> lock(registry_mu_);
+        room = room_;
       }
+      if (!room) return;
+      for (const auto& member : *room) {
+        if (member->Enqueue(line, kNoWait).code() == Code::kWouldBlock) slow.push_back(member);
+      }
+    }
+    for (const auto& member : slow) {
+      member->End(Status(Code::kResourceExhausted,
+                         "send queue full: the client reads too slowly for the room"),
+                  /*reset=*/true);
     }
   }
 
@@ -610,6 +616,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   std::atomic<bool> stopping_{false};  // written under registry_mu_
   std::unordered_map<uint64_t, std::shared_ptr<Session>> live_;
   std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room_;
+  std::mutex room_order_mu_;  // held by Broadcast across the whole room
 };
 
 }  // namespace
