@@ -28,6 +28,7 @@
 #include "health.h"
 #include "listener.h"
 #include "memory.h"
+#include "redis_room.h"
 #include "reflection.h"
 #include "server_stream.h"
 #include "tls.h"
@@ -194,6 +195,14 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     // On the first queue: their calls are few and brief.
     if (health_) health_->Start(this, cqs_[0]);
     if (reflection_) reflection_->Start(this, cqs_[0]);
+    if (!options_.room_url.empty()) {
+      RedisAddress address;
+      ParseRedisUrl(options_.room_url, &address);  // checked by Server::Start
+      redis_ = std::make_unique<RedisRoom>(
+          std::move(address), options_.room_name, options_.room_max_len,
+          [this](const std::string& line) { Broadcast(EncodeStringValue(line)); });
+      redis_->Start();
+    }
     if (!listener_) return Status::Ok();
     listener_->Start([this](int fd, std::string peer) {
       // On the listener's thread: remember who the connection is, then give
@@ -283,6 +292,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     server_.reset();
     threads_.clear();
     cqs_.clear();
+    if (redis_) redis_->Stop();  // every stream is over: nothing to deliver to
     {
       std::lock_guard<std::mutex> lock(registry_mu_);
       room_.reset();
@@ -448,10 +458,18 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     }
   }
 
+  Status Say(std::string_view name, std::string_view message) override {
+    // On Redis, the line comes back through the reader, in the stream's
+    // order, to the members of every server.
+    if (redis_) return redis_->Publish(std::string(name), std::string(message));
+    Broadcast(EncodeLine(name, message));
+    return Status::Ok();
+  }
+
   // Sends `line` to every open stream. A member whose queue is full is too
   // slow for the room: it is cut with RESOURCE_EXHAUSTED rather than letting
   // memory grow or the whole room wait for it.
-  void Broadcast(const grpc::ByteBuffer& line) override {
+  void Broadcast(const grpc::ByteBuffer& line) {
     std::vector<std::shared_ptr<Session>> slow;
     {
       // One line at a time through the whole room, so every member queues
@@ -494,7 +512,11 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     if (options_.mode == Mode::kBroadcast && !memory_->Over()) {
       const std::string& who =
           session->last_name().empty() ? std::to_string(session->id()) : session->last_name();
-      Broadcast(EncodeStringValue(who + " left the chat"));
+      if (redis_) {
+        redis_->Notice(who + " left the chat");  // best effort: no one to tell if it fails
+      } else {
+        Broadcast(EncodeStringValue(who + " left the chat"));
+      }
     } else if (options_.mode == Mode::kCustom && options_.queue) {
       Event e;
       e.type = EventType::kClose;
@@ -617,6 +639,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   std::unordered_map<uint64_t, std::shared_ptr<Session>> live_;
   std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room_;
   std::mutex room_order_mu_;  // held by Broadcast across the whole room
+  std::unique_ptr<RedisRoom> redis_;  // options_.room_url
 };
 
 }  // namespace
@@ -645,6 +668,19 @@ Status Server::Start(const ServerOptions& options, std::unique_ptr<Server>* out)
   // anything binds.
   Status address = internal::ParseListenAddress(options.address, nullptr);
   if (!address.ok()) return address;
+  if (!options.room_url.empty() || !options.room_name.empty()) {
+    if (options.mode != Mode::kBroadcast) {
+      return Status(Code::kBadArgument, "a room on Redis is for broadcast mode");
+    }
+    if (options.room_url.empty() || options.room_name.empty()) {
+      return Status(Code::kBadArgument, "a room on Redis needs both room_url and room_name");
+    }
+    if (options.room_max_len == 0) {
+      return Status(Code::kBadArgument, "room_max_len must be positive");
+    }
+    Status url = internal::ParseRedisUrl(options.room_url, nullptr);
+    if (!url.ok()) return url;
+  }
   internal::KeepGrpcInitialized();
   auto server = std::make_unique<internal::ServerImpl>(options);
   Status s = server->Init();

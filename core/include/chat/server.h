@@ -153,6 +153,19 @@ struct ServerOptions {
   // describes Chat and its messages, from descriptors built into the
   // library (nothing is registered in protobuf's process-wide pool).
   bool reflection = false;
+  // Broadcast mode: the room lives in the Redis stream "room:<room_name>"
+  // at room_url ("redis://HOST:PORT[/DB]"), shared by every server that
+  // names it; empty, the room is in this process. A member's message is
+  // appended (XADD) and comes back to the members of every server in the
+  // stream's one order. While Redis cannot take it, the member's stream
+  // ends with UNAVAILABLE ("room unavailable: ..."). The stream is trimmed
+  // to about room_max_len entries (XADD MAXLEN ~), which also bounds what a
+  // server that lost Redis can catch up on. Start looks for Redis once
+  // (up to a few seconds); unreachable, the server still starts, refuses
+  // messages as above and keeps trying with capped backoff.
+  std::string room_url;
+  std::string room_name;
+  size_t room_max_len = 10000;
 };
 
 class Server {
