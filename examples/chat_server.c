@@ -3,6 +3,7 @@
  *   chat_server [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]
  *               [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--require-client-cert]]]
  *               [--token TOKEN] [--health] [--reflection]
+ *               [--room redis://HOST:PORT[/DB] --room-name NAME]
  *
  * With --tls-cert and --tls-key (PEM files) it serves TLS only; --tls-ca
  * asks clients for a certificate from that CA (verified when sent), and
@@ -12,6 +13,9 @@
  *
  * --health serves grpc.health.v1.Health (NOT_SERVING once a stop begins),
  * --reflection gRPC server reflection (grpcurl list / describe).
+ *
+ * With --mode broadcast, --room and --room-name put the room on a Redis
+ * stream shared by every server naming it (see room_url in chat.h).
  *
  * The first stdout line is "listening on HOST:PORT" (flushed), so scripts
  * started with port 0 can learn the port. */
@@ -28,7 +32,8 @@ static int usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]\n"
           "       [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--require-client-cert]]] "
-          "[--token TOKEN] [--health] [--reflection]\n",
+          "[--token TOKEN] [--health] [--reflection]\n"
+          "       [--room redis://HOST:PORT[/DB] --room-name NAME]\n",
           argv0);
   return 2;
 }
@@ -65,6 +70,7 @@ int main(int argc, char **argv) {
   const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL, *token = NULL;
   int require_client_cert = 0;
   int health = 0, reflection = 0;
+  const char *room = NULL, *room_name = NULL;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
       address = argv[++i];
@@ -89,6 +95,10 @@ int main(int argc, char **argv) {
       health = 1;
     } else if (strcmp(argv[i], "--reflection") == 0) {
       reflection = 1;
+    } else if (strcmp(argv[i], "--room") == 0 && i + 1 < argc) {
+      room = argv[++i];
+    } else if (strcmp(argv[i], "--room-name") == 0 && i + 1 < argc) {
+      room_name = argv[++i];
     } else {
       return usage(argv[0]);
     }
@@ -125,6 +135,8 @@ int main(int argc, char **argv) {
   }
   opts.health = health;
   opts.reflection = reflection;
+  opts.room_url = room;
+  opts.room_name = room_name;
   chat_server *server = NULL;
   chat_code rc = chat_server_start(address, &opts, &server);
   if (rc != CHAT_OK) {

@@ -489,6 +489,7 @@ chat_code chat_server_options_init(chat_server_options* opts, uint32_t version) 
     o.max_memory_bytes = static_cast<int64_t>(d.max_memory_bytes);
     o.keepalive_timeout_ms = d.keepalive_timeout_ms;
     o.completion_queues = d.completion_queues;
+    o.room_max_len = static_cast<int64_t>(d.room_max_len);
     std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
     return CHAT_OK;
   });
@@ -549,6 +550,10 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
     }
     so.health = o.health == 1;
     so.reflection = o.reflection == 1;
+    if (o.room_max_len <= 0) return Fail(CHAT_ERR_BAD_ARGUMENT, "room_max_len must be positive");
+    so.room_url = o.room_url ? o.room_url : "";
+    so.room_name = o.room_name ? o.room_name : "";
+    so.room_max_len = static_cast<size_t>(o.room_max_len);
     bool callbacks = o.on_open || o.on_message || o.on_complete || o.on_close;
     if (o.mode != CHAT_MODE_CUSTOM && callbacks) {  // they would never run
       return Fail(CHAT_ERR_BAD_ARGUMENT,

@@ -94,6 +94,8 @@ class ServerOptions(Structure):
         ("authenticate", c_void_p), ("authenticate_user_data", c_void_p),
         # version 5, health checking and reflection: unused here (0)
         ("health", c_int32), ("reflection", c_int32),
+        # version 5, room on Redis: unused here (NULL; init sets room_max_len)
+        ("room_url", c_char_p), ("room_name", c_char_p), ("room_max_len", c_int64),
     ]
 
 

@@ -76,6 +76,11 @@ const ServerOptions = koffi.struct('chat_server_options', {
   // version 5, too: health checking and reflection
   health: 'int32_t',
   reflection: 'int32_t',
+  // version 5, too: room on Redis (not offered here yet: NULL; init sets
+  // room_max_len)
+  room_url: 'void *',
+  room_name: 'void *',
+  room_max_len: 'int64_t',
 });
 
 const ClientOptions = koffi.struct('chat_client_options', {
