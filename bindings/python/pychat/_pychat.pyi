@@ -75,7 +75,8 @@ class Server:
                  completion_queues: Optional[int],
                  queue: Optional[EventQueue] = None,
                  security: Dict[str, Any] = ..., health: bool = False,
-                 reflection: bool = False) -> None: ...
+                 reflection: bool = False, room: Optional[str] = None,
+                 room_name: Optional[str] = None) -> None: ...
     @property
     def port(self) -> int: ...
     @property
