@@ -51,6 +51,25 @@ bool IsDigits(const std::string& s) {
 
 std::string Str(const redisReply* r) { return std::string(r->str, r->len); }
 
+// An entry's line: "<name>: <message>", or a notice's text.
+std::string LineOf(const redisReply* entry) {
+  std::string name, message, notice;
+  bool chat = false;
+  const redisReply* fields = entry->element[1];
+  for (size_t f = 0; fields->type == REDIS_REPLY_ARRAY && f + 1 < fields->elements; f += 2) {
+    std::string key = Str(fields->element[f]);
+    if (key == "name") {
+      name = Str(fields->element[f + 1]);
+      chat = true;
+    } else if (key == "message") {
+      message = Str(fields->element[f + 1]);
+    } else if (key == "notice") {
+      notice = Str(fields->element[f + 1]);
+    }
+  }
+  return chat ? name + ": " + message : notice;
+}
+
 }  // namespace
 
 Status ParseRedisUrl(const std::string& url, RedisAddress* out) {
@@ -121,6 +140,7 @@ void RedisRoom::Start() {
   // could fall before it and never come back to it.
   {
     std::lock_guard<std::mutex> lock(publish_mu_);
+    std::lock_guard<std::mutex> deliver(deliver_mu_);
     publisher_ = Connect(kCommandTimeout);
     if (publisher_ && FindTip(publisher_)) tip_known_ = true;
   }
@@ -206,25 +226,45 @@ bool RedisRoom::ReadOnce(redisContext* c) {
     for (size_t e = 0; e < entries->elements; ++e) {
       const redisReply* entry = entries->element[e];
       if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) return false;
-      std::string name, message, notice;
-      bool chat = false;
-      const redisReply* fields = entry->element[1];
-      for (size_t f = 0; f + 1 < fields->elements; f += 2) {
-        std::string key = Str(fields->element[f]);
-        if (key == "name") {
-          name = Str(fields->element[f + 1]);
-          chat = true;
-        } else if (key == "message") {
-          message = Str(fields->element[f + 1]);
-        } else if (key == "notice") {
-          notice = Str(fields->element[f + 1]);
-        }
-      }
+      std::lock_guard<std::mutex> lock(deliver_mu_);
+      deliver_(LineOf(entry));
       last_id_ = Str(entry->element[0]);
-      deliver_(chat ? name + ": " + message : notice);
     }
   }
   return true;
+}
+
+Status RedisRoom::Join(size_t replay,
+                       const std::function<void(const std::vector<std::string>&)>& join) {
+  std::lock_guard<std::mutex> deliver(deliver_mu_);
+  std::vector<std::string> lines;
+  if (replay > 0) {
+    std::lock_guard<std::mutex> lock(publish_mu_);
+    auto unavailable = [](const std::string& why) {
+      return Status(Code::kUnavailable, "room unavailable: " + why);
+    };
+    if (!tip_known_) return unavailable("not yet following the room's stream");
+    if (!publisher_) publisher_ = Connect(kCommandTimeout);
+    if (!publisher_) return unavailable("cannot reach Redis");
+    // The last `replay` entries up to the last one delivered, newest first.
+    Reply r = Command(publisher_, "XREVRANGE %b %b - COUNT %d", key_.data(), key_.size(),
+                      last_id_.data(), last_id_.size(), static_cast<int>(replay));
+    if (!r) {
+      std::string why = publisher_->errstr;
+      redisFree(publisher_);
+      publisher_ = nullptr;
+      return unavailable(why);
+    }
+    if (r->type != REDIS_REPLY_ARRAY) return unavailable("cannot read the room's history");
+    for (size_t i = r->elements; i-- > 0;) {
+      const redisReply* entry = r->element[i];
+      if (entry->type == REDIS_REPLY_ARRAY && entry->elements == 2) {
+        lines.push_back(LineOf(entry));
+      }
+    }
+  }
+  join(lines);
+  return Status::Ok();
 }
 
 void RedisRoom::Backoff(std::chrono::milliseconds* delay) {
@@ -245,7 +285,12 @@ void RedisRoom::ReadLoop() {
         follow = !stopping_;
         if (follow) reader_fd_ = c->fd;
       }
-      if (follow && (tip_known_ || FindTip(c))) {
+      bool tip;
+      {
+        std::lock_guard<std::mutex> lock(deliver_mu_);
+        tip = tip_known_ || FindTip(c);
+      }
+      if (follow && tip) {
         if (!tip_known_) {
           std::lock_guard<std::mutex> lock(publish_mu_);
           tip_known_ = true;

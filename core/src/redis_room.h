@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "chat/status.h"
 
@@ -53,6 +54,11 @@ class RedisRoom {
   Status Publish(const std::string& name, const std::string& message);
   // Appends a notice ("Ann left the chat"), delivered as its text alone.
   Status Notice(const std::string& text);
+  // A member joins with the last `replay` lines of the room: `join` gets
+  // them, oldest first, while no entry is being delivered, so what it
+  // queues comes before every line delivered after it and none is given
+  // twice. kUnavailable (and `join` not called) while Redis cannot answer.
+  Status Join(size_t replay, const std::function<void(const std::vector<std::string>&)>& join);
 
  private:
   Status Append(const char* field, const std::string& value, const std::string* message);
@@ -79,7 +85,11 @@ class RedisRoom {
   std::condition_variable reader_cv_;
   bool stopping_ = false;  // reader_mu_
   int reader_fd_ = -1;     // reader_mu_: the reader's socket, shut down by Stop
-  std::string last_id_;    // reader thread only: the last entry delivered
+  // Held while an entry is delivered and last_id_ moves past it (Join).
+  std::mutex deliver_mu_;
+  // The last entry delivered, or where delivery starts. Written by the
+  // reader (or Start, before it runs) under deliver_mu_.
+  std::string last_id_;
   std::thread reader_;
 };
 

@@ -56,6 +56,9 @@ constexpr auto kStuckWrite = std::chrono::milliseconds(200);
 // most, if that is at least this fraction of the bound (RelieveMemory).
 constexpr size_t kMinCutShare = 64;
 
+// The most lines a member joining a room on Redis may ask to be replayed.
+constexpr size_t kMaxReplay = 1000;
+
 // Leaves a process-wide ServerBuilder plugin out of one server.
 class WithoutPlugin final : public grpc::ServerBuilderOption {
  public:
@@ -342,12 +345,35 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
       return Status(Code::kResourceExhausted,
                     "server is over its memory bound (max_memory_bytes)");
     }
-    {
+    auto enter = [&] {
       std::lock_guard<std::mutex> lock(registry_mu_);
       if (stopping_.load()) return stopping;
       live_.emplace(session->id(), session);
       if (options_.mode == Mode::kBroadcast) RebuildRoomLocked();
+      return Status::Ok();
+    };
+    size_t replay = 0;
+    if (redis_) {
+      Status asked = ReplayAsked(*session, &replay);
+      if (!asked.ok()) return asked;
     }
+    Status entered;
+    if (replay > 0) {
+      // The history is queued and the member enters the room while no
+      // entry is delivered: it misses none and gets none twice. More than
+      // its send queue holds is not queued.
+      Status joined = redis_->Join(replay, [&](const std::vector<std::string>& lines) {
+        entered = enter();
+        if (!entered.ok()) return;
+        for (const std::string& line : lines) {
+          if (!session->Enqueue(EncodeStringValue(line), kNoWait).ok()) break;
+        }
+      });
+      if (!joined.ok()) return joined;
+    } else {
+      entered = enter();
+    }
+    if (!entered.ok()) return entered;
     memory_->Charge(kStreamOverheadBytes);  // released in Finished
     if (options_.mode == Mode::kCustom) {
       if (options_.queue) {
@@ -589,6 +615,22 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
                                          CodeName(verdict.code()) + ")");
     }
     return verdict;
+  }
+
+  // "x-room-replay: N" on a stream opening into a room on Redis: the last N
+  // lines of the room come first (N up to kMaxReplay).
+  static Status ReplayAsked(const Session& session, size_t* replay) {
+    auto asked = session.metadata().find("x-room-replay");
+    if (asked == session.metadata().end()) return Status::Ok();
+    const std::string& n = asked->second;
+    if (n.empty() || n.size() > 4 || n.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoul(n) > kMaxReplay) {
+      return Status(Code::kInvalidArgument,
+                    "x-room-replay must be a number of lines from 0 to " +
+                        std::to_string(kMaxReplay));
+    }
+    *replay = std::stoul(n);
+    return Status::Ok();
   }
 
   // Custom mode with a Handler: runs `task` on the session's dispatcher.

@@ -252,5 +252,40 @@ TEST_F(RedisRoomTest, RedisDownFailsSendsWithUnavailableAndTheRoomResumes) {
   EXPECT_TRUE(heard);
 }
 
+TEST_F(RedisRoomTest, ALateJoinerGetsTheLinesItAsksForThenTheLiveOnes) {
+  AddServer();
+  AddServer();
+  auto a = Join(0), b = Join(1);
+  Enter(*a, "A");
+  Enter(*b, "B");
+  for (int i = 1; i <= 5; ++i) ASSERT_TRUE(a->Send("A", "line " + std::to_string(i), 5s).ok());
+  ASSERT_TRUE(WaitFor(*b, "A: line 5"));  // server 1 delivered them all
+  StreamOptions replay;
+  replay.metadata = {{"x-room-replay", "3"}};
+  std::shared_ptr<ClientStream> c;
+  ASSERT_TRUE(clients_[1]->Open(replay, &c).ok());
+  std::string reply;
+  for (int i = 3; i <= 5; ++i) {
+    ASSERT_TRUE(c->Recv(&reply, 5s).ok());
+    EXPECT_EQ(reply, "A: line " + std::to_string(i));
+  }
+  ASSERT_TRUE(a->Send("A", "live", 5s).ok());
+  ASSERT_TRUE(c->Recv(&reply, 5s).ok());
+  EXPECT_EQ(reply, "A: live");
+}
+
+TEST_F(RedisRoomTest, AMalformedReplayIsRefused) {
+  AddServer();
+  for (const char* n : {"", "x", "-1", "1001", "99999"}) {
+    StreamOptions replay;
+    replay.metadata = {{"x-room-replay", n}};
+    std::shared_ptr<ClientStream> c;
+    ASSERT_TRUE(clients_[0]->Open(replay, &c).ok());
+    std::string reply;
+    Status end = c->Recv(&reply, 5s);
+    EXPECT_EQ(end.code(), Code::kInvalidArgument) << n << ": " << end.message();
+  }
+}
+
 }  // namespace
 }  // namespace chat::testing

@@ -143,9 +143,10 @@ def enter(member, name: str) -> None:
 class PychatMember:
     """A member on pychat (libchat's own client), a connection of its own."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, replay: Optional[int] = None) -> None:
         self.client = pychat.Client(target)
-        self.stream = self.client.chat()
+        asked = None if replay is None else [("x-room-replay", str(replay))]
+        self.stream = self.client.chat(metadata=asked)
         self.end: Optional[pychat.ChatError] = None  # how the stream failed
 
     def send(self, name: str, message: str) -> None:

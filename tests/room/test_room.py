@@ -146,3 +146,20 @@ def test_pychat_refuses_a_malformed_room() -> None:
     with pytest.raises(TypeError):
         pychat.Server("127.0.0.1:0", mode="broadcast", room=b"redis://h:1",  # type: ignore
                       room_name="lobby")
+
+
+def test_a_late_joiner_asks_for_the_last_lines(room_server) -> None:
+    one, two = room_server(), room_server()
+    ann, bob = GrpcioMember(one.target), PychatMember(two.target)
+    enter(ann, "Ann")
+    enter(bob, "Bob")
+    for i in range(1, 6):
+        ann.send("Ann", f"line {i}")
+    while said(bob) != "Ann: line 5":  # server two has delivered them all
+        pass
+    cid = PychatMember(two.target, replay=2)
+    assert [cid.recv(), cid.recv()] == ["Ann: line 4", "Ann: line 5"]
+    bob.send("Bob", "welcome, Cid")
+    assert said(cid) == "Bob: welcome, Cid"
+    for member in (ann, bob, cid):
+        member.close()

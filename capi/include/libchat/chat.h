@@ -586,6 +586,9 @@ typedef struct chat_server_options {
    * order. While Redis cannot take a message, the sender's stream ends
    * with UNAVAILABLE ("room unavailable: ..."); servers reconnect with
    * capped backoff and resume after the last entry they delivered.
+   * A client opening with metadata "x-room-replay: N" (0..1000) first gets
+   * the room's last N lines, then the live ones (other values fail the
+   * stream with INVALID_ARGUMENT; an in-process room ignores it).
    * chat_server_start looks for Redis once (a few seconds at most); an
    * unreachable Redis does not fail it. A malformed URL, or one of the two
    * without the other, is CHAT_ERR_BAD_ARGUMENT. Both strings are
