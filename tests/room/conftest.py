@@ -3,10 +3,7 @@ loopback port, temporary directory, no persistence, stopped by PID) and
 chat_server processes in broadcast mode on it."""
 from __future__ import annotations
 
-import os
 import queue
-import socket
-import subprocess
 import threading
 from typing import Callable, Iterator, List, Optional
 
@@ -16,51 +13,11 @@ from google.protobuf import wrappers_pb2
 
 import chat_pb2
 import pychat
-from chat_testing import Process, ServerProcess, program, wait_until
+from chat_testing import ServerProcess, program
+from redis_testing import Redis
 
 CHAT_SERVER = program("CHAT_SERVER_BIN", "chat_server")
 WAIT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
-class Redis:
-    """redis-server on 127.0.0.1:port; start() again after kill() brings it
-    back on the same port (empty: nothing is saved)."""
-
-    def __init__(self, directory: str) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.proc: Optional[Process] = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = Process(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", self.directory,
-                             "--loglevel", "warning"])
-        wait_until(lambda: accepts(self.port) or not self.proc.alive(),  # type: ignore[union-attr]
-                   what="redis-server to accept")
-        assert self.proc.alive(), self.proc.out.text()
-
-    def kill(self) -> None:
-        if self.proc:
-            self.proc.kill()
-            self.proc = None
 
 
 @pytest.fixture
