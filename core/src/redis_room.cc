@@ -177,8 +177,7 @@ Status RedisRoom::Append(const char* field, const std::string& value, const std:
     if (now < retry_after_) return unavailable("cannot reach Redis");
     publisher_ = Connect(kCommandTimeout);
     if (!publisher_) {
-      publish_backoff_ = std::min(std::max(publish_backoff_ * 2, kFirstBackoff), kMaxBackoff);
-      retry_after_ = now + publish_backoff_;
+      PublisherFailedLocked();
       return unavailable("cannot reach Redis");
     }
   }
@@ -191,8 +190,7 @@ Status RedisRoom::Append(const char* field, const std::string& value, const std:
     // The connection broke, perhaps after Redis took the entry: it is then
     // delivered although its sender was told UNAVAILABLE.
     std::string why = publisher_->errstr;
-    redisFree(publisher_);
-    publisher_ = nullptr;
+    PublisherFailedLocked();
     return unavailable(why);
   }
   if (r->type == REDIS_REPLY_ERROR) return unavailable(Str(r.get()));
@@ -234,6 +232,16 @@ bool RedisRoom::ReadOnce(redisContext* c) {
   return true;
 }
 
+// The publishing connection failed (or could not be made): the next
+// attempt waits for the backoff, so a Redis that stopped answering costs
+// one command timeout per backoff period, not one per message.
+void RedisRoom::PublisherFailedLocked() {
+  if (publisher_) redisFree(publisher_);
+  publisher_ = nullptr;
+  publish_backoff_ = std::min(std::max(publish_backoff_ * 2, kFirstBackoff), kMaxBackoff);
+  retry_after_ = std::chrono::steady_clock::now() + publish_backoff_;
+}
+
 Status RedisRoom::Join(size_t replay,
                        const std::function<void(const std::vector<std::string>&)>& join) {
   std::lock_guard<std::mutex> deliver(deliver_mu_);
@@ -244,15 +252,17 @@ Status RedisRoom::Join(size_t replay,
       return Status(Code::kUnavailable, "room unavailable: " + why);
     };
     if (!tip_known_) return unavailable("not yet following the room's stream");
-    if (!publisher_) publisher_ = Connect(kCommandTimeout);
+    if (!publisher_ && std::chrono::steady_clock::now() >= retry_after_) {
+      publisher_ = Connect(kCommandTimeout);
+      if (!publisher_) PublisherFailedLocked();
+    }
     if (!publisher_) return unavailable("cannot reach Redis");
     // The last `replay` entries up to the last one delivered, newest first.
     Reply r = Command(publisher_, "XREVRANGE %b %b - COUNT %d", key_.data(), key_.size(),
                       last_id_.data(), last_id_.size(), static_cast<int>(replay));
     if (!r) {
       std::string why = publisher_->errstr;
-      redisFree(publisher_);
-      publisher_ = nullptr;
+      PublisherFailedLocked();
       return unavailable(why);
     }
     if (r->type != REDIS_REPLY_ARRAY) return unavailable("cannot read the room's history");

@@ -62,6 +62,7 @@ class RedisRoom {
 
  private:
   Status Append(const char* field, const std::string& value, const std::string* message);
+  void PublisherFailedLocked();
   redisContext* Connect(std::chrono::milliseconds command_timeout) const;
   void ReadLoop();
   bool FindTip(redisContext* c);

@@ -121,6 +121,7 @@ class Redis {
     waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
+  void Signal(int sig) { kill(pid_, sig); }  // SIGSTOP: Redis stops answering
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
 
  private:
@@ -272,6 +273,27 @@ TEST_F(RedisRoomTest, ALateJoinerGetsTheLinesItAsksForThenTheLiveOnes) {
   ASSERT_TRUE(a->Send("A", "live", 5s).ok());
   ASSERT_TRUE(c->Recv(&reply, 5s).ok());
   EXPECT_EQ(reply, "A: live");
+}
+
+TEST_F(RedisRoomTest, AFrozenRedisBlocksNothingForever) {
+  AddServer();
+  auto a = Join(0);
+  Enter(*a, "A");
+  redis_.Signal(SIGSTOP);  // connections stay up, nothing is answered
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(a->Send("A", "anyone?", 5s).ok());
+  std::string reply;
+  Status end = a->Recv(&reply, 10s);
+  EXPECT_EQ(end.code(), Code::kUnavailable) << end.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);  // the 2 s command timeout
+  // The reader is blocked in XREAD on a Redis that will never answer, and
+  // A's "left the chat" notice meets the publishing backoff: a stop waits
+  // for neither (it took a command timeout, 2 s, before that backoff).
+  start = std::chrono::steady_clock::now();
+  int cut = 0;
+  EXPECT_TRUE(servers_[0]->Stop(kNoWait, &cut).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  redis_.Signal(SIGCONT);
 }
 
 TEST_F(RedisRoomTest, AMalformedReplayIsRefused) {
