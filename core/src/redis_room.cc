@@ -4,6 +4,8 @@
 
 #include <grpc/support/log.h>
 #include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -36,7 +38,38 @@ struct ReplyDeleter {
 };
 using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 
+// hiredis writes with write(2): on a connection Redis (or Stop's shutdown)
+// closed, that raises SIGPIPE, which would kill the host. Blocked on this
+// thread for the call; one it raised is taken before unblocking.
+class NoSigpipe {
+ public:
+  NoSigpipe() {
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    sigpending(&pending_);
+    was_pending_ = sigismember(&pending_, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe, &old_);
+  }
+  ~NoSigpipe() {
+    if (!was_pending_) {
+      sigset_t pipe, now;
+      sigemptyset(&pipe);
+      sigaddset(&pipe, SIGPIPE);
+      sigpending(&now);
+      timespec zero{0, 0};
+      if (sigismember(&now, SIGPIPE) == 1) sigtimedwait(&pipe, nullptr, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t old_, pending_;
+  bool was_pending_;
+};
+
 Reply Command(redisContext* c, const char* format, ...) {
+  NoSigpipe no_sigpipe;
   va_list ap;
   va_start(ap, format);
   void* r = redisvCommand(c, format, ap);
@@ -158,6 +191,7 @@ void RedisRoom::Stop() {
   std::lock_guard<std::mutex> lock(publish_mu_);
   if (publisher_) redisFree(publisher_);
   publisher_ = nullptr;
+  closed_ = true;
 }
 
 Status RedisRoom::Publish(const std::string& name, const std::string& message) {
@@ -171,6 +205,7 @@ Status RedisRoom::Append(const char* field, const std::string& value, const std:
   auto unavailable = [&](const std::string& why) {
     return Status(Code::kUnavailable, "room unavailable: " + why);
   };
+  if (closed_) return unavailable("the server is stopping");
   if (!tip_known_) return unavailable("not yet following the room's stream");
   auto now = std::chrono::steady_clock::now();
   if (!publisher_) {
@@ -251,6 +286,7 @@ Status RedisRoom::Join(size_t replay,
     auto unavailable = [](const std::string& why) {
       return Status(Code::kUnavailable, "room unavailable: " + why);
     };
+    if (closed_) return unavailable("the server is stopping");
     if (!tip_known_) return unavailable("not yet following the room's stream");
     if (!publisher_ && std::chrono::steady_clock::now() >= retry_after_) {
       publisher_ = Connect(kCommandTimeout);

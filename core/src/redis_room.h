@@ -81,6 +81,7 @@ class RedisRoom {
   // The reader knows where to start (written under publish_mu_, by Start
   // before the reader runs or by the reader).
   bool tip_known_ = false;
+  bool closed_ = false;  // publish_mu_: stopped, nothing more is appended
 
   std::mutex reader_mu_;
   std::condition_variable reader_cv_;

@@ -273,6 +273,9 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
       std::unique_lock<std::mutex> lock(registry_mu_);
       registry_cv_.wait_for(lock, kCutFlush, [&] { return live_.empty(); });
     }
+    // Every stream is cut: no more lines for them, and the reader delivers
+    // nothing while the queues go away.
+    if (redis_) redis_->Stop();
     {
       std::lock_guard<std::mutex> lock(accept_mu_);
       accepting_ = false;  // no stream is requested any more
@@ -295,7 +298,6 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     server_.reset();
     threads_.clear();
     cqs_.clear();
-    if (redis_) redis_->Stop();  // every stream is over: nothing to deliver to
     {
       std::lock_guard<std::mutex> lock(registry_mu_);
       room_.reset();
