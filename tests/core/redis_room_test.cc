@@ -5,7 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -15,8 +15,6 @@
 
 #include "harness.h"
 #include "redis_room.h"
-
-extern char** environ;
 
 namespace chat::testing {
 namespace {
@@ -101,12 +99,15 @@ class Redis {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    posix_spawn_file_actions_t quiet;  // its banner would bury the test's output
-    posix_spawn_file_actions_init(&quiet);
-    posix_spawn_file_actions_addopen(&quiet, 1, "/dev/null", O_WRONLY, 0);
-    int spawned = posix_spawnp(&pid_, "redis-server", &quiet, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&quiet);
-    if (spawned != 0) return false;
+    pid_ = fork();
+    if (pid_ < 0) return false;
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test that dies leaves no Redis behind
+      int null = open("/dev/null", O_WRONLY);  // its banner would bury the test's output
+      dup2(null, 1);
+      execvp("redis-server", argv.data());
+      _exit(127);
+    }
     auto deadline = std::chrono::steady_clock::now() + 10s;
     while (std::chrono::steady_clock::now() < deadline) {
       if (Accepts(port_)) return true;

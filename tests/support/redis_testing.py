@@ -3,6 +3,8 @@ room benchmark): a free loopback port, a given directory, nothing saved,
 stopped by PID. Standard library and chat_testing only."""
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 from typing import Optional
 
@@ -23,6 +25,12 @@ def accepts(port: int) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    # Killed with the test or benchmark that started it, however that ends.
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class Redis:
     """redis-server on 127.0.0.1:port; start() again after kill() brings it
     back on the same port (empty: nothing is saved)."""
@@ -39,7 +47,7 @@ class Redis:
     def start(self) -> None:
         proc = Process(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                         "--save", "", "--appendonly", "no", "--dir", self.directory,
-                        "--loglevel", "warning"])
+                        "--loglevel", "warning"], preexec_fn=_die_with_parent)
         self.proc = proc
         wait_until(lambda: accepts(self.port) or not proc.alive(),
                    what="redis-server to accept")
