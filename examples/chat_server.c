@@ -4,6 +4,7 @@
  *               [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--require-client-cert]]]
  *               [--token TOKEN] [--health] [--reflection]
  *               [--stats SECONDS] [--compression gzip|deflate|none] [--max-streams N]
+ *               [--room redis://HOST:PORT[/DB] --room-name NAME]
  *
  * With --tls-cert and --tls-key (PEM files) it serves TLS only; --tls-ca
  * asks clients for a certificate from that CA (verified when sent), and
@@ -17,6 +18,9 @@
  * --stats SECONDS prints the server's counters to stderr that often;
  * --compression compresses every reply; --max-streams refuses streams
  * beyond N open ones (RESOURCE_EXHAUSTED).
+ *
+ * With --mode broadcast, --room and --room-name put the room on a Redis
+ * stream shared by every server naming it (see room_url in chat.h).
  *
  * The first stdout line is "listening on HOST:PORT" (flushed), so scripts
  * started with port 0 can learn the port. --stats prints the server's
@@ -35,8 +39,9 @@ static int usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s [--address HOST:PORT] [--mode echo|broadcast] [--grace-ms N]\n"
           "       [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--require-client-cert]]] "
-          "[--token TOKEN] [--health] [--reflection]\n",
-          "       [--stats SECONDS] [--compression gzip|deflate|none] [--max-streams N]\n",
+          "[--token TOKEN] [--health] [--reflection]\n"
+          "       [--stats SECONDS] [--compression gzip|deflate|none] [--max-streams N]\n"
+          "       [--room redis://HOST:PORT[/DB] --room-name NAME]\n",
           argv0);
   return 2;
 }
@@ -90,6 +95,7 @@ int main(int argc, char **argv) {
   long stats_s = 0; /* 0: no stats */
   int compression = CHAT_COMPRESSION_NONE;
   long max_streams = 0; /* 0: no limit */
+  const char *room = NULL, *room_name = NULL;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
       address = argv[++i];
@@ -128,6 +134,10 @@ int main(int argc, char **argv) {
       else if (strcmp(c, "deflate") == 0) compression = CHAT_COMPRESSION_DEFLATE;
       else if (strcmp(c, "none") == 0) compression = CHAT_COMPRESSION_NONE;
       else return usage(argv[0]);
+    } else if (strcmp(argv[i], "--room") == 0 && i + 1 < argc) {
+      room = argv[++i];
+    } else if (strcmp(argv[i], "--room-name") == 0 && i + 1 < argc) {
+      room_name = argv[++i];
     } else {
       return usage(argv[0]);
     }
@@ -166,6 +176,8 @@ int main(int argc, char **argv) {
   opts.reflection = reflection;
   opts.compression = compression;
   opts.max_streams = (int32_t)max_streams;
+  opts.room_url = room;
+  opts.room_name = room_name;
   chat_server *server = NULL;
   chat_code rc = chat_server_start(address, &opts, &server);
   if (rc != CHAT_OK) {

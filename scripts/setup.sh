@@ -33,6 +33,10 @@ packages=(
   # libchat embeds (core/CMakeLists.txt)
   golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev
   protoc-gen-go protoc-gen-go-grpc
+  # the broadcast room on Redis Streams (core/src/redis_room.cc) and its
+  # tests, which start their own redis-server on a free loopback port in a
+  # temporary directory: nothing uses a system-wide redis the package may run
+  redis-server libhiredis-dev
 )
 missing=()
 for pkg in "${packages[@]}"; do

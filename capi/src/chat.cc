@@ -494,6 +494,7 @@ chat_code chat_server_options_init(chat_server_options* opts, uint32_t version) 
     o.keepalive_timeout_ms = d.keepalive_timeout_ms;
     o.completion_queues = d.completion_queues;
     o.compression = static_cast<int32_t>(d.compression);
+    o.room_max_len = static_cast<int64_t>(d.room_max_len);
     std::memcpy(static_cast<void*>(opts), &o, OptionsSize(opts, version));
     return CHAT_OK;
   });
@@ -568,6 +569,10 @@ chat_code chat_server_start(const char* address, const chat_server_options* opts
     so.max_connection_age_ms = o.max_connection_age_ms;
     so.max_connection_age_grace_ms = o.max_connection_age_grace_ms;
     so.max_connection_idle_ms = o.max_connection_idle_ms;
+    if (o.room_max_len <= 0) return Fail(CHAT_ERR_BAD_ARGUMENT, "room_max_len must be positive");
+    so.room_url = o.room_url ? o.room_url : "";
+    so.room_name = o.room_name ? o.room_name : "";
+    so.room_max_len = static_cast<size_t>(o.room_max_len);
     bool callbacks = o.on_open || o.on_message || o.on_complete || o.on_close;
     if (o.mode != CHAT_MODE_CUSTOM && callbacks) {  // they would never run
       return Fail(CHAT_ERR_BAD_ARGUMENT,

@@ -28,6 +28,7 @@
 #include "health.h"
 #include "listener.h"
 #include "memory.h"
+#include "redis_room.h"
 #include "reflection.h"
 #include "server_stream.h"
 #include "tls.h"
@@ -54,6 +55,9 @@ constexpr auto kStuckWrite = std::chrono::milliseconds(200);
 // Over its memory bound, a built-in server cuts the stream that holds the
 // most, if that is at least this fraction of the bound (RelieveMemory).
 constexpr size_t kMinCutShare = 64;
+
+// The most lines a member joining a room on Redis may ask to be replayed.
+constexpr size_t kMaxReplay = 1000;
 
 // Leaves a process-wide ServerBuilder plugin out of one server.
 class WithoutPlugin final : public grpc::ServerBuilderOption {
@@ -213,6 +217,14 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     // On the first queue: their calls are few and brief.
     if (health_) health_->Start(this, cqs_[0]);
     if (reflection_) reflection_->Start(this, cqs_[0]);
+    if (!options_.room_url.empty()) {
+      RedisAddress address;
+      ParseRedisUrl(options_.room_url, &address);  // checked by Server::Start
+      redis_ = std::make_unique<RedisRoom>(
+          std::move(address), options_.room_name, options_.room_max_len,
+          [this](const std::string& line) { Broadcast(EncodeStringValue(line)); });
+      redis_->Start();
+    }
     if (!listener_) return Status::Ok();
     listener_->Start([this](int fd, std::string peer) {
       // On the listener's thread: remember who the connection is, then give
@@ -283,6 +295,9 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
       std::unique_lock<std::mutex> lock(registry_mu_);
       registry_cv_.wait_for(lock, kCutFlush, [&] { return live_.empty(); });
     }
+    // Every stream is cut: no more lines for them, and the reader delivers
+    // nothing while the queues go away.
+    if (redis_) redis_->Stop();
     {
       std::lock_guard<std::mutex> lock(accept_mu_);
       accepting_ = false;  // no stream is requested any more
@@ -361,7 +376,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
       return Status(Code::kResourceExhausted,
                     "server is over its memory bound (max_memory_bytes)");
     }
-    {
+    auto enter = [&] {
       std::lock_guard<std::mutex> lock(registry_mu_);
       if (stopping_.load()) {
         stats_.Refused();
@@ -376,7 +391,30 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
       live_.emplace(session->id(), session);
       stats_.Opened();
       if (options_.mode == Mode::kBroadcast) RebuildRoomLocked();
+      return Status::Ok();
+    };
+    size_t replay = 0;
+    if (redis_) {
+      Status asked = ReplayAsked(*session, &replay);
+      if (!asked.ok()) return asked;
     }
+    Status entered;
+    if (replay > 0) {
+      // The history is queued and the member enters the room while no
+      // entry is delivered: it misses none and gets none twice. More than
+      // its send queue holds is not queued.
+      Status joined = redis_->Join(replay, [&](const std::vector<std::string>& lines) {
+        entered = enter();
+        if (!entered.ok()) return;
+        for (const std::string& line : lines) {
+          if (!session->Enqueue(EncodeStringValue(line), kNoWait).ok()) break;
+        }
+      });
+      if (!joined.ok()) return joined;
+    } else {
+      entered = enter();
+    }
+    if (!entered.ok()) return entered;
     memory_->Charge(kStreamOverheadBytes);  // released in Finished
     if (options_.mode == Mode::kCustom) {
       if (options_.queue) {
@@ -488,25 +526,39 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     }
   }
 
+  Status Say(std::string_view name, std::string_view message) override {
+    // On Redis, the line comes back through the reader, in the stream's
+    // order, to the members of every server.
+    if (redis_) return redis_->Publish(std::string(name), std::string(message));
+    Broadcast(EncodeLine(name, message));
+    return Status::Ok();
+  }
+
   // Sends `line` to every open stream. A member whose queue is full is too
   // slow for the room: it is cut with RESOURCE_EXHAUSTED rather than letting
   // memory grow or the whole room wait for it.
-  void Broadcast(const grpc::ByteBuffer& line) override {
-    std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room;
+  void Broadcast(const grpc::ByteBuffer& line) {
+    std::vector<std::shared_ptr<Session>> slow;
     {
-      std::lock_guard<std::mutex> lock(registry_mu_);
-      room = room_;
+      // One line at a time through the whole room, so every member queues
+      // the room's lines in the same order (never waits: kNoWait).
+      std::lock_guard<std::mutex> order(room_order_mu_);
+      std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room;
+      {
+        std::lock_guard<std::mutex> lock(registry_mu_);
+        room = room_;
+      }
+      if (!room) return;
+      for (const auto& member : *room) {
+        if (member->Enqueue(line, kNoWait).code() == Code::kWouldBlock) slow.push_back(member);
+      }
     }
-    if (!room) return;
-    for (const auto& member : *room) {
-      Status s = member->Enqueue(line, kNoWait);
-      if (s.code() == Code::kWouldBlock) {
-        if (member->End(Status(Code::kResourceExhausted,
-                               "send queue full: the client reads too slowly for the room"),
-                        /*reset=*/true)
-                .ok()) {
-          stats_.Cut();
-        }
+    for (const auto& member : slow) {
+      if (member->End(Status(Code::kResourceExhausted,
+                             "send queue full: the client reads too slowly for the room"),
+                      /*reset=*/true)
+              .ok()) {
+        stats_.Cut();
       }
     }
   }
@@ -535,7 +587,11 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     if (options_.mode == Mode::kBroadcast && !memory_->Over()) {
       const std::string& who =
           session->last_name().empty() ? std::to_string(session->id()) : session->last_name();
-      Broadcast(EncodeStringValue(who + " left the chat"));
+      if (redis_) {
+        redis_->Notice(who + " left the chat");  // best effort: no one to tell if it fails
+      } else {
+        Broadcast(EncodeStringValue(who + " left the chat"));
+      }
     } else if (options_.mode == Mode::kCustom && options_.queue) {
       Event e;
       e.type = EventType::kClose;
@@ -610,6 +666,22 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     return verdict;
   }
 
+  // "x-room-replay: N" on a stream opening into a room on Redis: the last N
+  // lines of the room come first (N up to kMaxReplay).
+  static Status ReplayAsked(const Session& session, size_t* replay) {
+    auto asked = session.metadata().find("x-room-replay");
+    if (asked == session.metadata().end()) return Status::Ok();
+    const std::string& n = asked->second;
+    if (n.empty() || n.size() > 4 || n.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoul(n) > kMaxReplay) {
+      return Status(Code::kInvalidArgument,
+                    "x-room-replay must be a number of lines from 0 to " +
+                        std::to_string(kMaxReplay));
+    }
+    *replay = std::stoul(n);
+    return Status::Ok();
+  }
+
   // Custom mode with a Handler: runs `task` on the session's dispatcher.
   void Post(const Session& session, std::function<void()> task) {
     dispatchers_[session.id() % dispatchers_.size()]->Post(std::move(task));
@@ -658,6 +730,8 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   std::atomic<bool> stopping_{false};  // written under registry_mu_
   std::unordered_map<uint64_t, std::shared_ptr<Session>> live_;
   std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room_;
+  std::mutex room_order_mu_;  // held by Broadcast across the whole room
+  std::unique_ptr<RedisRoom> redis_;  // options_.room_url
 };
 
 }  // namespace
@@ -694,6 +768,19 @@ Status Server::Start(const ServerOptions& options, std::unique_ptr<Server>* out)
   // anything binds.
   Status address = internal::ParseListenAddress(options.address, nullptr);
   if (!address.ok()) return address;
+  if (!options.room_url.empty() || !options.room_name.empty()) {
+    if (options.mode != Mode::kBroadcast) {
+      return Status(Code::kBadArgument, "a room on Redis is for broadcast mode");
+    }
+    if (options.room_url.empty() || options.room_name.empty()) {
+      return Status(Code::kBadArgument, "a room on Redis needs both room_url and room_name");
+    }
+    if (options.room_max_len == 0) {
+      return Status(Code::kBadArgument, "room_max_len must be positive");
+    }
+    Status url = internal::ParseRedisUrl(options.room_url, nullptr);
+    if (!url.ok()) return url;
+  }
   internal::KeepGrpcInitialized();
   auto server = std::make_unique<internal::ServerImpl>(options);
   Status s = server->Init();

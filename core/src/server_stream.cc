@@ -471,17 +471,20 @@ void Session::OnRead(bool ok) {
       break;
     }
     case Mode::kBroadcast: {
-      grpc::ByteBuffer line = EncodeLine(name, message);
       {
         std::lock_guard<std::mutex> lock(mu_);
         --ops_;
         reading_ = false;
         ++messages_read_;
-        last_name_ = std::move(name);
+        last_name_ = name;
         over = OverLocked();
       }
       if (over) return Over();
-      host_->Broadcast(line);
+      Status said = host_->Say(name, message);
+      if (!said.ok()) {
+        End(std::move(said));  // nothing more is read
+        return;
+      }
       std::lock_guard<std::mutex> lock(mu_);
       StartReadLocked();
       over_bound = read_paused_ && memory_waiter_;

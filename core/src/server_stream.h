@@ -68,8 +68,10 @@ class SessionHost {
                               std::string message, size_t bytes) = 0;
   virtual void DeliverHalfClose(const std::shared_ptr<Session>& session) = 0;
   virtual void DeliverWritable(const std::shared_ptr<Session>& session) = 0;
-  // Broadcast mode: sends an encoded line to every member.
-  virtual void Broadcast(const grpc::ByteBuffer& line) = 0;
+  // Broadcast mode: a member's message for the room. Not OK when the room
+  // cannot take it (a room on Redis that is unreachable): the member's
+  // stream then ends with that status.
+  virtual Status Say(std::string_view name, std::string_view message) = 0;
   // A stream paused on the server's memory bound.
   virtual void RelieveMemory() = 0;
   // Rapid-reset bookkeeping (ServerConnections).

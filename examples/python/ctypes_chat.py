@@ -98,6 +98,8 @@ class ServerOptions(Structure):
         ("compression", c_int32), ("max_streams", c_int32), ("max_concurrent_streams", c_int32),
         ("max_connection_age_ms", c_int32), ("max_connection_age_grace_ms", c_int32),
         ("max_connection_idle_ms", c_int32),
+        # version 5, room on Redis: unused here (NULL; init sets room_max_len)
+        ("room_url", c_char_p), ("room_name", c_char_p), ("room_max_len", c_int64),
     ]
 
 

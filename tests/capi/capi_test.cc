@@ -828,6 +828,31 @@ TEST(CApiServer, CallbacksOnlyInCustomModeAndBadAddressesFail) {
   EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
 }
 
+TEST(CApiServer, RoomOptionsAreChecked) {
+  chat_server_options so;
+  chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+  EXPECT_EQ(so.room_url, nullptr);
+  EXPECT_EQ(so.room_max_len, 10000);
+  so.mode = CHAT_MODE_BROADCAST;
+  so.room_name = "lobby";
+  chat_server* server = nullptr;
+  for (const char* url : {"127.0.0.1:6379", "redis://127.0.0.1", "redis://h:99999", "redis://h:1/db"}) {
+    so.room_url = url;
+    EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT) << url;
+    EXPECT_NE(std::string(chat_last_error()).find("redis://HOST:PORT"), std::string::npos);
+  }
+  so.room_url = "redis://127.0.0.1:6379";
+  so.room_name = nullptr;  // one without the other
+  EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+  so.room_name = "lobby";
+  so.mode = CHAT_MODE_ECHO;
+  EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+  so.mode = CHAT_MODE_BROADCAST;
+  so.room_max_len = 0;
+  EXPECT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_ERR_BAD_ARGUMENT);
+  EXPECT_EQ(server, nullptr);
+}
+
 TEST(CApiServer, MalformedAddressesAreRejectedAndBindNothing) {
   // The counter sees a real listener, so "no more than before" means something.
   int before = ListeningSockets();

@@ -83,6 +83,11 @@ const ServerOptions = koffi.struct('chat_server_options', {
   max_connection_age_ms: 'int32_t',
   max_connection_age_grace_ms: 'int32_t',
   max_connection_idle_ms: 'int32_t',
+  // version 5, too: room on Redis (not offered here yet: NULL; init sets
+  // room_max_len)
+  room_url: 'void *',
+  room_name: 'void *',
+  room_max_len: 'int64_t',
 });
 
 const ClientOptions = koffi.struct('chat_client_options', {

@@ -80,6 +80,14 @@ def _check_switches(**switches: object) -> None:
             raise TypeError(f"{name} must be bool, not {type(value).__name__}")
 
 
+def _check_room(room: object, room_name: object) -> None:
+    # str only: pybind11 would take bytes too; the URL itself is checked by
+    # the library (BadArgument).
+    for name, value in (("room", room), ("room_name", room_name)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be str, not {type(value).__name__}")
+
+
 def _default(method: _F) -> _F:
     """Marks a Handler method as the default: a server skips it when a
     subclass does not override it (see the native handler_method)."""
@@ -158,6 +166,11 @@ class Server(_pychat.Server):
     health=True serves grpc.health.v1.Health ("" and "Chat" SERVING, then
     NOT_SERVING from the moment stop() begins); reflection=True serves gRPC
     server reflection, so grpcurl-style tools list and describe Chat.
+
+    room="redis://HOST:PORT[/DB]" with room_name="lobby" (mode "broadcast"):
+    the room is a Redis stream shared by every server naming it, and all
+    their members see one order. While Redis cannot take a message, its
+    sender's stream ends with UNAVAILABLE ("room unavailable: ...").
     """
 
     def __init__(self, address: str, *, mode: Optional[str] = None,
@@ -176,7 +189,8 @@ class Server(_pychat.Server):
                  max_concurrent_streams: Optional[int] = None,
                  max_connection_age: Optional[float] = None,
                  max_connection_age_grace: Optional[float] = None,
-                 max_connection_idle: Optional[float] = None) -> None:
+                 max_connection_idle: Optional[float] = None, room: Optional[str] = None,
+                 room_name: Optional[str] = None) -> None:
         """compression: "gzip" or "deflate" compresses every reply (gRPC
         clients accept both; None or "none": uncompressed). max_streams:
         open streams the server takes (more are refused, ResourceExhausted).
@@ -193,6 +207,7 @@ class Server(_pychat.Server):
             max_connection_age=max_connection_age,
             max_connection_age_grace=max_connection_age_grace,
             max_connection_idle=max_connection_idle)
+        _check_room(room, room_name)
         if mode is None:
             mode = "echo" if handler is None else "custom"
         if mode not in _MODES:
@@ -203,7 +218,8 @@ class Server(_pychat.Server):
                          recv_window, dispatcher_threads, keepalive, send_queue_bytes,
                          recv_window_bytes, max_memory_bytes, completion_queues,
                          security=security, health=health,
-                         reflection=reflection, control=control)
+                         reflection=reflection, control=control,
+                         room=room, room_name=room_name)
         self.address = address
         self.mode = mode
         _live.add(self)

@@ -81,7 +81,8 @@ class Server:
                  queue: Optional[EventQueue] = None,
                  security: Dict[str, Any] = ..., health: bool = False,
                  reflection: bool = False,
-                 control: Dict[str, Any] = ...) -> None: ...
+                 control: Dict[str, Any] = ..., room: Optional[str] = None,
+                 room_name: Optional[str] = None) -> None: ...
     @property
     def port(self) -> int: ...
     @property

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import (Any, Callable, Coroutine, Deque, Dict, List, Optional, Tuple, Type,
                     Union)
 
-from . import Metadata, _check_switches, _default, _live
+from . import Metadata, _check_room, _check_switches, _default, _live
 from . import Client as _SyncClient
 from . import _control, _pychat
 from ._errors import ChatError, ClosedError, StatusCode, _from_status
@@ -913,7 +913,7 @@ class Server:
     messages, complete, close), different calls concurrently. Without a
     handler, mode "echo" (the default) or "broadcast" runs in libchat itself.
     Other options as pychat.Server (there are no dispatcher threads), TLS,
-    health, reflection and authenticate included: authenticate stays a
+    health, reflection, room and authenticate included: authenticate stays a
     plain function (it runs on a transport thread before the stream opens)
     and gets a pychat.Call.
     An address it cannot listen on (in use, not local) raises OSError.
@@ -941,7 +941,8 @@ class Server:
                  max_concurrent_streams: Optional[int] = None,
                  max_connection_age: Optional[float] = None,
                  max_connection_age_grace: Optional[float] = None,
-                 max_connection_idle: Optional[float] = None) -> None:
+                 max_connection_idle: Optional[float] = None, room: Optional[str] = None,
+                 room_name: Optional[str] = None) -> None:
         if not isinstance(address, str):
             raise TypeError(f"address must be str, not {type(address).__name__}")
         security = server_security(tls_cert, tls_key, tls_ca, client_cert, authenticate)
@@ -952,6 +953,7 @@ class Server:
             max_connection_age=max_connection_age,
             max_connection_age_grace=max_connection_age_grace,
             max_connection_idle=max_connection_idle)
+        _check_room(room, room_name)
         if handler is not None and mode not in (None, "custom"):
             raise ValueError("a handler goes with mode 'custom' (the default when one is given)")
         if handler is None and mode not in (None, *_MODES):
@@ -972,7 +974,8 @@ class Server:
         if handler is None:
             self._native: Optional[_pychat.Server] = _pychat.Server(
                 address, _MODES[self.mode], None, *options, security=security, health=health,
-                reflection=reflection, control=control)
+                reflection=reflection, control=control, room=room,
+                room_name=room_name)
         else:
             reader = _hub().server_reader(self)
             reader.acquire()
@@ -980,7 +983,8 @@ class Server:
                 self._native = _pychat.Server(address, _pychat.MODE_CUSTOM, None, *options,
                                               queue=reader.queue, security=security,
                                               health=health, reflection=reflection,
-                                              control=control)
+                                              control=control,
+                                              room=room, room_name=room_name)
             except BaseException:
                 reader.server = None
                 reader.release()

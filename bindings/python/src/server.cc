@@ -444,7 +444,8 @@ class Server {
          std::optional<double> keepalive, std::optional<int64_t> send_queue_bytes,
          std::optional<int64_t> recv_window_bytes, std::optional<int64_t> max_memory_bytes,
          std::optional<int> completion_queues, py::object queue, const py::dict& security,
-         bool health, bool reflection, py::dict control)
+         bool health, bool reflection, py::dict control, std::optional<std::string> room,
+         std::optional<std::string> room_name)
       : core_(std::make_unique<ServerCore>()) {
     chat_server_options o;
     chat_server_options_init(&o, CHAT_SERVER_OPTIONS_VERSION);
@@ -501,6 +502,13 @@ class Server {
     if (completion_queues) o.completion_queues = *completion_queues;
     o.health = health ? 1 : 0;
     o.reflection = reflection ? 1 : 0;
+    for (const auto* s : {&room, &room_name}) {
+      if (*s && (*s)->find('\0') != std::string::npos) {
+        throw py::value_error("room and room_name cannot contain NUL characters");
+      }
+    }
+    if (room) o.room_url = room->c_str();
+    if (room_name) o.room_name = room_name->c_str();
     if (keepalive) {
       if (!(*keepalive >= 0.0)) throw py::value_error("keepalive must be >= 0 seconds");
       o.keepalive_ms = static_cast<int32_t>(std::min<int64_t>(to_ms(*keepalive), INT32_MAX));
@@ -689,14 +697,16 @@ void define_server(py::module_& m) {
       .def(py::init<const std::string&, int, py::object, std::optional<int>, std::optional<int>,
                     std::optional<int>, std::optional<int>, std::optional<double>,
                     std::optional<int64_t>, std::optional<int64_t>, std::optional<int64_t>,
-                    std::optional<int>, py::object, const py::dict&, bool, bool, py::dict>(),
+                    std::optional<int>, py::object, const py::dict&, bool, bool, py::dict,
+                    std::optional<std::string>, std::optional<std::string>>(),
            py::arg("address"), py::arg("mode"), py::arg("handler"), py::arg("max_message_bytes"),
            py::arg("send_queue_limit"), py::arg("recv_window"), py::arg("dispatcher_threads"),
            py::arg("keepalive"), py::arg("send_queue_bytes"), py::arg("recv_window_bytes"),
            py::arg("max_memory_bytes"), py::arg("completion_queues"),
            py::arg("queue") = py::none(), py::arg("security") = py::dict(),
            py::arg("health") = false, py::arg("reflection") = false,
-           py::arg("control") = py::dict())
+           py::arg("control") = py::dict(), py::arg("room") = py::none(),
+           py::arg("room_name") = py::none())
       .def_property_readonly("port", &Server::port)
       .def_property_readonly("closed", &Server::closed)
       .def("stop", &Server::stop, py::arg("grace") = 5.0,

@@ -615,6 +615,26 @@ typedef struct chat_server_options {
                                  limit) */
   int32_t max_connection_idle_ms; /* a connection without calls for this
                                  long gets GOAWAY. 0 = off (default) */
+  /* Also version 5: the room on Redis. CHAT_MODE_BROADCAST only. With both set,
+   * the room is the Redis stream "room:<room_name>" at room_url
+   * ("redis://HOST:PORT[/DB]"), shared by every server naming it; unset,
+   * the room is in this process. A member's message is appended (XADD)
+   * and comes back to the members of every server in the stream's one
+   * order. While Redis cannot take a message, the sender's stream ends
+   * with UNAVAILABLE ("room unavailable: ..."); servers reconnect with
+   * capped backoff and resume after the last entry they delivered.
+   * A client opening with metadata "x-room-replay: N" (0..1000) first gets
+   * the room's last N lines, then the live ones (other values fail the
+   * stream with INVALID_ARGUMENT; an in-process room ignores it).
+   * chat_server_start looks for Redis once (a few seconds at most); an
+   * unreachable Redis does not fail it. A malformed URL, or one of the two
+   * without the other, is CHAT_ERR_BAD_ARGUMENT. Both strings are
+   * borrowed during chat_server_start only. */
+  const char *room_url;
+  const char *room_name;
+  int64_t room_max_len; /* the stream is trimmed to about this many entries
+                           (XADD MAXLEN ~); also what a server that lost
+                           Redis can catch up on. Default 10000 */
 } chat_server_options;
 
 /* Fills `opts` with the defaults of `version` (pass

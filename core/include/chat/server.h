@@ -187,6 +187,23 @@ struct ServerOptions {
   int max_connection_age_ms = 0;
   int max_connection_age_grace_ms = 0;
   int max_connection_idle_ms = 0;
+  // Broadcast mode: the room lives in the Redis stream "room:<room_name>"
+  // at room_url ("redis://HOST:PORT[/DB]"), shared by every server that
+  // names it; empty, the room is in this process. A member's message is
+  // appended (XADD) and comes back to the members of every server in the
+  // stream's one order. While Redis cannot take it, the member's stream
+  // ends with UNAVAILABLE ("room unavailable: ..."). The stream is trimmed
+  // to about room_max_len entries (XADD MAXLEN ~), which also bounds what a
+  // server that lost Redis can catch up on. A stream opened with metadata
+  // "x-room-replay: N" (0..1000) first gets the room's last N lines (as many
+  // as its send queue holds), then the live ones, none missed or twice;
+  // another value fails it with INVALID_ARGUMENT. In-process rooms keep no
+  // history and ignore it. Start looks for Redis once
+  // (up to a few seconds); unreachable, the server still starts, refuses
+  // messages as above and keeps trying with capped backoff.
+  std::string room_url;
+  std::string room_name;
+  size_t room_max_len = 10000;
 };
 
 class Server {
