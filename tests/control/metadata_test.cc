@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <string>
@@ -24,10 +26,19 @@ using Entries = std::multimap<std::string, std::string>;
 // What the handler saw when it tried the additions that must fail.
 struct Seen {
   std::mutex mu;
+  std::condition_variable cv;
   std::vector<chat_code> codes;
   void Add(chat_code c) {
-    std::lock_guard<std::mutex> lock(mu);
-    codes.push_back(c);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      codes.push_back(c);
+    }
+    cv.notify_all();
+  }
+  // The handler's last addition may still run after the client saw the end.
+  bool WaitFor(size_t n) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return codes.size() >= n; });
   }
 };
 
@@ -112,6 +123,7 @@ TEST_F(MetadataTest, TheClientReadsInitialAndTrailingMetadata) {
   EXPECT_EQ(Read(s, CHAT_METADATA_TRAILING), (Entries{{"x-early", "set in on_open"}, {"x-count", "1"}}));
   EXPECT_EQ(Read(s, CHAT_METADATA_INITIAL), initial);  // unchanged
 
+  ASSERT_TRUE(seen_.WaitFor(9));
   std::lock_guard<std::mutex> lock(seen_.mu);
   EXPECT_EQ(seen_.codes, (std::vector<chat_code>{
                              CHAT_OK, CHAT_OK, CHAT_ERR_BAD_ARGUMENT, CHAT_ERR_BAD_ARGUMENT,
