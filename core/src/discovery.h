@@ -23,14 +23,19 @@
 
 namespace chat::internal {
 
-// The server's accounting of outstanding call requests: a service asks for
-// a call only while the server accepts them, and the server's stop waits
-// for every request to come back before it shuts its queues down
-// (ServerImpl::Stop says why).
+// The server's accounting of the services' calls, each from its request
+// until it is freed: a service asks for a call only while the server
+// accepts them, and the server's stop waits for every one to end before it
+// shuts its queues down (ServerImpl::Stop says why). Not just until the
+// request comes back: a call's completions start operations on the queue
+// (a read that the shutdown failed starts the Finish), and one started
+// after the queue's shutdown aborts the process.
 class RequestGate {
  public:
-  virtual bool BeginRequest() = 0;  // false once the server stops accepting
-  virtual void EndRequest() = 0;    // a request came back (a call, or the shutdown)
+  virtual bool BeginCall() = 0;  // false once the server stops accepting
+  // The call is over and freed (or its request failed: no call came). The
+  // last thing its code does on the queue's thread.
+  virtual void EndCall() = 0;
 
  protected:
   ~RequestGate() = default;

@@ -42,8 +42,7 @@ class CheckCall {
 
  private:
   void OnAccept(bool ok) {
-    owner_->gate_->EndRequest();
-    if (!ok) return delete this;  // the server is shutting down: no call came
+    if (!ok) return Free();  // the server is shutting down: no call came
     owner_->RequestCheck();
     std::string service;
     if (!ReadRequest(request_, &service)) {
@@ -62,7 +61,14 @@ class CheckCall {
     responder_.Finish(FieldWriter().Varint(kResponseStatus, status).Buffer(), grpc::Status::OK,
                       Arm(&finish_tag_));
   }
-  void OnFinish(bool) { delete this; }
+  void OnFinish(bool) { Free(); }
+
+  // The last operation is back: the server may shut the queue down now.
+  void Free() {
+    RequestGate* gate = owner_->gate_;
+    delete this;
+    gate->EndCall();
+  }
 
   HealthService* const owner_;
   grpc::ServerContext ctx_;
@@ -104,8 +110,7 @@ class WatchCall {
   }
 
   void OnAccept(bool ok) {
-    owner_->gate_->EndRequest();
-    if (!ok) return delete this;  // no call came, and no done tag will
+    if (!ok) return Free();  // no call came, and no done tag will
     owner_->RequestWatch();
     // Nothing else touches the call before it is in the watcher list (its
     // done tag comes on this same thread, later).
@@ -157,7 +162,14 @@ class WatchCall {
 
   void Over() {
     owner_->Forget(this);  // after it, no Update can reach this call
+    Free();
+  }
+
+  // The last operation is back: the server may shut the queue down now.
+  void Free() {
+    RequestGate* gate = owner_->gate_;
     delete this;
+    gate->EndCall();
   }
 
   HealthService* const owner_;
@@ -206,11 +218,11 @@ HealthService::ServingStatus HealthService::StatusOf(const std::string& service)
 }
 
 void HealthService::RequestCheck() {
-  if (gate_->BeginRequest()) (new CheckCall(this))->Request();
+  if (gate_->BeginCall()) (new CheckCall(this))->Request();
 }
 
 void HealthService::RequestWatch() {
-  if (gate_->BeginRequest()) (new WatchCall(this))->Request();
+  if (gate_->BeginCall()) (new WatchCall(this))->Request();
 }
 
 void HealthService::Forget(WatchCall* watch) {

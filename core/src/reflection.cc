@@ -48,8 +48,7 @@ class ReflectionCall {
 
  private:
   void OnAccept(bool ok) {
-    owner_->gate_->EndRequest();
-    if (!ok) return delete this;  // the server is shutting down: no call came
+    if (!ok) return Free();  // the server is shutting down: no call came
     owner_->Request(method_);
     stream_.Read(&in_, Arm(&read_tag_));
   }
@@ -70,7 +69,14 @@ class ReflectionCall {
   }
 
   void Finish(const grpc::Status& status) { stream_.Finish(status, Arm(&finish_tag_)); }
-  void OnFinish(bool) { delete this; }
+  void OnFinish(bool) { Free(); }
+
+  // The last operation is back: the server may shut the queue down now.
+  void Free() {
+    RequestGate* gate = owner_->gate_;
+    delete this;
+    gate->EndCall();
+  }
 
   ReflectionService* const owner_;
   const int method_;
@@ -105,7 +111,7 @@ void ReflectionService::Start(RequestGate* gate, grpc::ServerCompletionQueue* cq
 }
 
 void ReflectionService::Request(int method) {
-  if (gate_->BeginRequest()) (new ReflectionCall(this, method))->Request();
+  if (gate_->BeginCall()) (new ReflectionCall(this, method))->Request();
 }
 
 // A FileDescriptorResponse: the file, then what it imports, so a client

@@ -51,6 +51,12 @@ constexpr auto kCutFlush = std::chrono::seconds(1);
 // How long a stop lets the writes in flight of the streams it cut complete
 // before it resets those that are stuck (a peer that does not read).
 constexpr auto kStuckWrite = std::chrono::milliseconds(200);
+// How long a stop waits, after gRPC's shutdown, for the requests and the
+// health and reflection calls to end before it shuts the queues down.
+// They end by themselves (the shutdown fails or cancels them all, and no
+// peer is waited for): the bound only keeps a stop from hanging should
+// gRPC never report one, a starved queue thread gets the time it needs.
+constexpr auto kCallsEnd = std::chrono::seconds(10);
 
 // Over its memory bound, a built-in server cuts the stream that holds the
 // most, if that is at least this fraction of the bound (RelieveMemory).
@@ -311,10 +317,14 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     // when its queue thread takes it, and starting an operation on a queue
     // already shut down aborts the process (gRPC's "grpc_cq_begin_op"
     // assertion, seen in StopRace 1 run in 12): let the queue threads take
-    // them all before the queues shut down. Bounded, in case.
+    // them all before the queues shut down. The health and reflection
+    // calls still open are cancelled, and their completions start more
+    // operations (a failed read starts the Finish, a matched request a
+    // read, a write or a Finish): those are counted until they are freed
+    // (RequestGate). Bounded, in case.
     {
       std::unique_lock<std::mutex> lock(accept_mu_);
-      accept_cv_.wait_for(lock, kCutFlush, [&] { return requested_ == 0; });
+      accept_cv_.wait_for(lock, kCallsEnd, [&] { return requested_ == 0; });
     }
     for (auto& t : threads_) t->Shutdown();
     server_.reset();
@@ -341,14 +351,14 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
 
   // --- RequestGate (health and reflection) ---
 
-  bool BeginRequest() override {
+  bool BeginCall() override {
     std::lock_guard<std::mutex> lock(accept_mu_);
     if (!accepting_) return false;
     ++requested_;
     return true;
   }
 
-  void EndRequest() override {
+  void EndCall() override {
     std::lock_guard<std::mutex> lock(accept_mu_);
     if (--requested_ == 0) accept_cv_.notify_all();
   }
@@ -721,7 +731,9 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   std::mutex accept_mu_;
   std::condition_variable accept_cv_;
   bool accepting_ = false;  // streams are requested from gRPC
-  int requested_ = 0;       // requests not yet completed (accept_mu_)
+  // Stream requests not yet completed, and health and reflection calls
+  // from their request until they are freed (accept_mu_).
+  int requested_ = 0;
   std::atomic<uint64_t> next_id_{1};
   std::mutex stop_mu_;
 

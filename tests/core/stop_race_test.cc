@@ -182,5 +182,140 @@ TEST(StopRace, EveryStreamTheHandlerSawIsCutByTheStop) {
   }
 }
 
+
+// Raw gRPC streams to the discovery services (health, reflection), opened
+// one after another on a queue of their own: each sends one request and
+// waits for the first reply, then stays open (the server holds a read or a
+// watch for it) until the peers are destroyed.
+class DiscoveryPeers {
+ public:
+  static constexpr char kReflection[] =
+      "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+  static constexpr char kWatch[] = "/grpc.health.v1.Health/Watch";
+  static constexpr char kCheck[] = "/grpc.health.v1.Health/Check";
+
+  DiscoveryPeers(int port, int connections) {
+    for (int c = 0; c < connections; ++c) {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      args.SetInt("test.connection", c);  // one connection each
+      stubs_.push_back(std::make_unique<Stub>(grpc::CreateCustomChannel(
+          "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args)));
+    }
+  }
+  ~DiscoveryPeers() {
+    for (auto& call : calls_) {
+      call->ctx.TryCancel();
+      call->rw->Finish(&call->status, call.get());
+    }
+    cq_.Shutdown();
+    void* tag;
+    bool ok;
+    while (cq_.Next(&tag, &ok)) {
+    }
+  }
+
+  // Opens a stream on `method`, sends `request` (then half-closes, for the
+  // health methods, as their clients do) and, when `await_reply`, waits for
+  // the first reply. False when the server did not answer (it stops).
+  bool Open(const char* method, const std::string& request, bool await_reply) {
+    auto call = std::make_unique<Call>();
+    call->rw = stubs_[calls_.size() % stubs_.size()]->PrepareCall(&call->ctx, method, &cq_);
+    Call* c = call.get();
+    calls_.push_back(std::move(call));
+    c->rw->StartCall(c);  // its batch is the writes': they wait for it
+    if (!Wait(1)) return false;
+    grpc::Slice slice(request);
+    if (method == std::string(kReflection)) {
+      c->rw->Write(grpc::ByteBuffer(&slice, 1), c);
+    } else {
+      c->rw->WriteLast(grpc::ByteBuffer(&slice, 1), grpc::WriteOptions(), c);
+    }
+    if (!await_reply) return Wait(1);
+    c->rw->Read(&c->reply, c);
+    return Wait(2);
+  }
+
+ private:
+  // Waits for `ops` completions (a call's, whatever their order); false if
+  // one failed or did not come within 10 s (the destructor cancels it).
+  bool Wait(int ops) {
+    bool all_ok = true;
+    for (; ops > 0; --ops) {
+      void* tag;
+      bool ok;
+      if (cq_.AsyncNext(&tag, &ok, std::chrono::system_clock::now() + std::chrono::seconds(10)) !=
+          grpc::CompletionQueue::GOT_EVENT) {
+        return false;
+      }
+      all_ok = all_ok && ok;
+    }
+    return all_ok;
+  }
+
+  using Stub = grpc::TemplatedGenericStub<grpc::ByteBuffer, grpc::ByteBuffer>;
+  struct Call {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::GenericClientAsyncReaderWriter> rw;
+    grpc::ByteBuffer reply;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<Stub>> stubs_;
+  grpc::CompletionQueue cq_;
+  std::vector<std::unique_ptr<Call>> calls_;
+};
+
+// ServerReflectionRequest{list_services: ""}; HealthCheckRequest{} (the
+// server as a whole).
+const std::string kListServices("\x3a\x00", 2);
+const std::string kHealthRequest;
+
+// The health and reflection calls, as the streams, run on the first queue
+// and start operations from their completions: a reflection stream's read
+// that gRPC's shutdown fails starts the Finish, an accept that came just
+// before the shutdown starts a read, a write or a Finish. Stop must not
+// shut that queue down before they are all through (the process aborts in
+// grpc_call_start_batch, "grpc_cq_begin_op(cq_, notify_tag)", as
+// StopRace.NoOperationStartsAfterQueueShutdown says). Hundreds of open
+// reflection streams and watches make the queue's thread busy with their
+// failed reads after the shutdown; a flood of new calls races the accepts.
+TEST(StopRace, DiscoveryCallsEndBeforeTheirQueueShutsDown) {
+  constexpr int kRounds = 3;
+  constexpr int kReflectionStreams = 300;
+  constexpr int kWatches = 100;
+  for (int round = 0; round < kRounds; ++round) {
+    ServerOptions so;
+    so.completion_queues = 1;
+    so.health = true;
+    so.reflection = true;
+    std::unique_ptr<Server> server;
+    ASSERT_TRUE(Server::Start(so, &server).ok());
+    DiscoveryPeers peers(server->port(), 4);
+    for (int i = 0; i < kReflectionStreams; ++i) {
+      ASSERT_TRUE(peers.Open(DiscoveryPeers::kReflection, kListServices, true)) << i;
+    }
+    for (int i = 0; i < kWatches; ++i) {
+      ASSERT_TRUE(peers.Open(DiscoveryPeers::kWatch, kHealthRequest, true)) << i;
+    }
+    std::atomic<bool> stopped{false};
+    std::thread flood([&] {
+      DiscoveryPeers more(server->port(), 2);
+      for (int i = 0; !stopped.load() && i < 3000; ++i) {
+        const char* method = i % 3 == 0   ? DiscoveryPeers::kReflection
+                             : i % 3 == 1 ? DiscoveryPeers::kWatch
+                                          : DiscoveryPeers::kCheck;
+        if (!more.Open(method, i % 3 == 0 ? kListServices : kHealthRequest, false)) break;
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    int cut = -1;
+    Status stop = server->Stop(Timeout::zero(), &cut);  // aborts on the bug
+    stopped = true;
+    flood.join();
+    ASSERT_TRUE(stop.ok()) << stop.message();
+    EXPECT_EQ(cut, 0);  // no chat stream was open
+  }
+}
+
 }  // namespace
 }  // namespace chat::testing
