@@ -28,7 +28,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 build_dir=${BUILD_DIR:-build}
 asan_dir=${ASAN_BUILD_DIR:-build-asan}
-sanitized_labels=${SANITIZED_LABELS:-core|capi|interop|install|python|discovery|faults}
+sanitized_labels=${SANITIZED_LABELS:-core|capi|interop|install|python|discovery|faults|security|control|room}
 tsan_dir=${TSAN_BUILD_DIR:-build-tsan}
 tsan_labels=${TSAN_LABELS:-core|capi}
 # shellcheck source=ownership.sh
@@ -88,27 +88,29 @@ asan_tests() {
   local rc=0 native=() label
   local -a labels
   IFS='|' read -r -a labels <<<"$sanitized_labels"
-  # python and discovery import pychat: they run with the interpreter below.
-  for label in "${labels[@]}"; do [[ $label =~ ^(python|discovery)$ ]] || native+=("$label"); done
+  # python, discovery and room import pychat: they run with the interpreter
+  # below, and so do the pytest suites of faults, security and control.
+  for label in "${labels[@]}"; do [[ $label =~ ^(python|discovery|room)$ ]] || native+=("$label"); done
+  local pytests='faults_pytest|security_pytest|control_pytest'
 
   # halt_on_error: the first report fails the test instead of scrolling by.
   local common=halt_on_error=1:print_stacktrace=1
   if ((${#native[@]})); then
     local re
     re="^($(IFS='|'; echo "${native[*]}"))\$"
-    # faults_pytest imports pychat: it runs with the interpreter below.
     ASAN_OPTIONS=$common:detect_leaks=1 \
       UBSAN_OPTIONS=$common \
-      run_ctest --test-dir "$asan_dir" -L "$re" -E '^faults_pytest$' --no-tests=error || rc=$?
+      run_ctest --test-dir "$asan_dir" -L "$re" -E "^($pytests)\$" --no-tests=error || rc=$?
   fi
-  # ctest ANDs -L with -R, so the Python tests are picked by label alone
-  # (python, and faults less its native churn test, which ran above).
+  # ctest ANDs -L with -R, so the Python tests are picked by label, less
+  # the native tests of those labels, which ran above.
   local py_labels=()
-  [[ "|$sanitized_labels|" == *"|python|"* ]] && py_labels+=(python)
-  [[ "|$sanitized_labels|" == *"|discovery|"* ]] && py_labels+=(discovery)
-  [[ "|$sanitized_labels|" == *"|faults|"* ]] && py_labels+=(faults)
+  for label in python discovery room faults security control; do
+    [[ "|$sanitized_labels|" == *"|$label|"* ]] && py_labels+=("$label")
+  done
   if ((${#py_labels[@]})); then
-    local py_tests=(-L "^($(IFS='|'; echo "${py_labels[*]}"))\$" -E '^faults_churn$')
+    local py_tests=(-L "^($(IFS='|'; echo "${py_labels[*]}"))\$"
+                    -E '^(faults_churn|security\..*|control\..*)$')
     # The interpreter is not instrumented: the ASan runtime must be loaded
     # before it, and libstdc++ with it, or ASan cannot intercept the first
     # C++ throw. CPython's own allocations at exit are not leaks of ours.
