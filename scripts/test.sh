@@ -5,10 +5,11 @@
 # FUZZ_SECONDS (scripts/fuzz.sh).
 #
 #   SANITIZED_LABELS=re   ctest labels for the sanitized run
-#                         (default: core|capi|interop|install|python|discovery|faults;
+#                         (default: core|capi|interop|install|python|discovery|faults|
+#                         security|control|room;
 #                         pychat runs with libasan preloaded into the interpreter)
 #   TSAN_LABELS=re        ctest labels for the ThreadSanitizer run (default
-#                         core|capi: the C++ suites; Python and the grpcio
+#                         core|capi|security|control: the C++ suites; Python and the grpcio
 #                         peer add nothing TSan can see into)
 #   FUZZ_SECONDS=n        seconds per fuzz target (default 30; see
 #                         fuzz/README.md for long runs)
@@ -30,7 +31,7 @@ build_dir=${BUILD_DIR:-build}
 asan_dir=${ASAN_BUILD_DIR:-build-asan}
 sanitized_labels=${SANITIZED_LABELS:-core|capi|interop|install|python|discovery|faults|security|control|room}
 tsan_dir=${TSAN_BUILD_DIR:-build-tsan}
-tsan_labels=${TSAN_LABELS:-core|capi}
+tsan_labels=${TSAN_LABELS:-core|capi|security|control}
 # shellcheck source=ownership.sh
 source scripts/ownership.sh
 mapfile -t ci_args < <(ci_cmake_args)
@@ -136,7 +137,7 @@ tsan_build() {
   cmake --build "$tsan_dir" --target chat_core_tests chat_capi_tests chat_header_c99 \
     chat_header_cxx capi_dlopen_demo chat_server chat_client chat_log_helper \
     chat_loop_client chat_loop_server room_server chat_poll_syscalls \
-    chat_capi_host_proto
+    chat_capi_host_proto chat_security_tests chat_control_tests
 }
 
 tsan_tests() {
