@@ -8,7 +8,8 @@
 //    in 0..65535; a unix address keeps its path;
 //  - an accepted listen address with a port >= 1 is also an accepted target
 //    (behind "dns:///" when its host is named like a gRPC scheme: "ipv4:1");
-//  - normalizing is idempotent, changes only the http:// forms, and never
+//  - normalizing is idempotent, changes only the http(s):// forms (https://
+//    and only it meaning TLS), and never
 //    leaves an "http://" or "https://" prefix.
 #include <cstdint>
 #include <cstdio>
@@ -85,7 +86,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   std::string once;
-  chat::Status target = chat::internal::NormalizeTarget(input, &once);
+  bool tls = false;
+  chat::Status target = chat::internal::NormalizeTarget(input, &once, &tls);
   if (!target.ok()) {
     Check(target.code() == chat::Code::kBadArgument, "target: rejected with kBadArgument");
     Check(!target.message().empty(), "target: rejection has a message");
@@ -94,7 +96,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Check(!once.empty(), "target: normalized is not empty");
   Check(!StartsWith(once, "http://") && !StartsWith(once, "https://"),
         "target: no http(s):// left");
-  if (!StartsWith(input, "http://")) Check(once == input, "target: only http:// is rewritten");
+  bool url = StartsWith(input, "http://") || StartsWith(input, "https://");
+  if (!url) Check(once == input, "target: only http(s):// is rewritten");
+  Check(tls == StartsWith(input, "https://"), "target: https:// and only it means TLS");
   std::string twice;
   Check(chat::internal::NormalizeTarget(once, &twice).ok(), "target: normalized is accepted");
   Check(twice == once, "target: normalizing is idempotent");
