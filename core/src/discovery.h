@@ -41,6 +41,15 @@ class RequestGate {
   ~RequestGate() = default;
 };
 
+// Ends a health or reflection call whose last operation is back: frees it,
+// then lets the server shut the queue down (EndCall comes last, as `call`
+// and what it owns must be gone before the queue is).
+template <class Call>
+void FreeCall(Call* call, RequestGate* gate) {
+  delete call;
+  gate->EndCall();
+}
+
 // chat.proto, google/protobuf/wrappers.proto, the health and the reflection
 // protos, embedded at build time (core/CMakeLists.txt) and parsed once into
 // a DescriptorPool of our own: built on first use, then read-only and

@@ -64,11 +64,7 @@ class CheckCall {
   void OnFinish(bool) { Free(); }
 
   // The last operation is back: the server may shut the queue down now.
-  void Free() {
-    RequestGate* gate = owner_->gate_;
-    delete this;
-    gate->EndCall();
-  }
+  void Free() { FreeCall(this, owner_->gate_); }
 
   HealthService* const owner_;
   grpc::ServerContext ctx_;
@@ -166,11 +162,7 @@ class WatchCall {
   }
 
   // The last operation is back: the server may shut the queue down now.
-  void Free() {
-    RequestGate* gate = owner_->gate_;
-    delete this;
-    gate->EndCall();
-  }
+  void Free() { FreeCall(this, owner_->gate_); }
 
   HealthService* const owner_;
   grpc::ServerContext ctx_;

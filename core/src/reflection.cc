@@ -72,11 +72,7 @@ class ReflectionCall {
   void OnFinish(bool) { Free(); }
 
   // The last operation is back: the server may shut the queue down now.
-  void Free() {
-    RequestGate* gate = owner_->gate_;
-    delete this;
-    gate->EndCall();
-  }
+  void Free() { FreeCall(this, owner_->gate_); }
 
   ReflectionService* const owner_;
   const int method_;
