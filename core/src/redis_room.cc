@@ -205,7 +205,7 @@ Status RedisRoom::Append(const char* field, const std::string& value, const std:
   auto unavailable = [&](const std::string& why) {
     return Status(Code::kUnavailable, "room unavailable: " + why);
   };
-  if (closed_) return unavailable("the server is stopping");
+  if (closed_) return Status(Code::kClosed, "the room is closed");
   if (!tip_known_) return unavailable("not yet following the room's stream");
   auto now = std::chrono::steady_clock::now();
   if (!publisher_) {
@@ -286,7 +286,7 @@ Status RedisRoom::Join(size_t replay,
     auto unavailable = [](const std::string& why) {
       return Status(Code::kUnavailable, "room unavailable: " + why);
     };
-    if (closed_) return unavailable("the server is stopping");
+    if (closed_) return Status(Code::kClosed, "the room is closed");
     if (!tip_known_) return unavailable("not yet following the room's stream");
     if (!publisher_ && std::chrono::steady_clock::now() >= retry_after_) {
       publisher_ = Connect(kCommandTimeout);

@@ -28,7 +28,7 @@
 #include "health.h"
 #include "listener.h"
 #include "memory.h"
-#include "redis_room.h"
+#include "room.h"
 #include "reflection.h"
 #include "server_stream.h"
 #include "tls.h"
@@ -61,9 +61,6 @@ constexpr auto kCallsEnd = std::chrono::seconds(10);
 // Over its memory bound, a built-in server cuts the stream that holds the
 // most, if that is at least this fraction of the bound (RelieveMemory).
 constexpr size_t kMinCutShare = 64;
-
-// The most lines a member joining a room on Redis may ask to be replayed.
-constexpr size_t kMaxReplay = 1000;
 
 // Leaves a process-wide ServerBuilder plugin out of one server.
 class WithoutPlugin final : public grpc::ServerBuilderOption {
@@ -223,13 +220,13 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     // On the first queue: their calls are few and brief.
     if (health_) health_->Start(this, cqs_[0]);
     if (reflection_) reflection_->Start(this, cqs_[0]);
-    if (!options_.room_url.empty()) {
-      RedisAddress address;
-      ParseRedisUrl(options_.room_url, &address);  // checked by Server::Start
-      redis_ = std::make_unique<RedisRoom>(
-          std::move(address), options_.room_name, options_.room_max_len,
-          [this](const std::string& line) { Broadcast(EncodeStringValue(line)); });
-      redis_->Start();
+    if (options_.mode == Mode::kBroadcast) {
+      RoomOptions room;
+      room.url = options_.room_url;
+      room.name = options_.room_name;
+      room.max_len = options_.room_max_len;
+      Status opened = RoomImpl::Create(room, &room_);  // checked by Server::Start
+      if (!opened.ok()) return opened;
     }
     if (!listener_) return Status::Ok();
     listener_->Start([this](int fd, std::string peer) {
@@ -303,7 +300,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     }
     // Every stream is cut: no more lines for them, and the reader delivers
     // nothing while the queues go away.
-    if (redis_) redis_->Stop();
+    if (room_) room_->Close();
     {
       std::lock_guard<std::mutex> lock(accept_mu_);
       accepting_ = false;  // no stream is requested any more
@@ -330,10 +327,6 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     server_.reset();
     threads_.clear();
     cqs_.clear();
-    {
-      std::lock_guard<std::mutex> lock(registry_mu_);
-      room_.reset();
-    }
     conns_.Clear();
     memory_->Clear();
     for (auto& d : dispatchers_) d->Shutdown();  // every handler event has run
@@ -400,31 +393,22 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
       }
       live_.emplace(session->id(), session);
       stats_.Opened();
-      if (options_.mode == Mode::kBroadcast) RebuildRoomLocked();
       return Status::Ok();
     };
-    size_t replay = 0;
-    if (redis_) {
-      Status asked = ReplayAsked(*session, &replay);
-      if (!asked.ok()) return asked;
-    }
-    Status entered;
-    if (replay > 0) {
-      // The history is queued and the member enters the room while no
-      // entry is delivered: it misses none and gets none twice. More than
-      // its send queue holds is not queued.
-      Status joined = redis_->Join(replay, [&](const std::vector<std::string>& lines) {
-        entered = enter();
-        if (!entered.ok()) return;
-        for (const std::string& line : lines) {
-          if (!session->Enqueue(EncodeStringValue(line), kNoWait).ok()) break;
-        }
-      });
+    if (room_) {
+      // Registered as it enters the room with its history, if it asked
+      // for any: it misses no line and gets none twice.
+      size_t replay = 0;
+      if (room_->on_redis()) {
+        Status asked = ReplayAsked(*session, &replay);
+        if (!asked.ok()) return asked;
+      }
+      Status joined = room_->JoinIf(session, replay, enter);
       if (!joined.ok()) return joined;
     } else {
-      entered = enter();
+      Status entered = enter();
+      if (!entered.ok()) return entered;
     }
-    if (!entered.ok()) return entered;
     memory_->Charge(kStreamOverheadBytes);  // released in Finished
     if (options_.mode == Mode::kCustom) {
       if (options_.queue) {
@@ -537,40 +521,10 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   }
 
   Status Say(std::string_view name, std::string_view message) override {
-    // On Redis, the line comes back through the reader, in the stream's
-    // order, to the members of every server.
-    if (redis_) return redis_->Publish(std::string(name), std::string(message));
-    Broadcast(EncodeLine(name, message));
-    return Status::Ok();
-  }
-
-  // Sends `line` to every open stream. A member whose queue is full is too
-  // slow for the room: it is cut with RESOURCE_EXHAUSTED rather than letting
-  // memory grow or the whole room wait for it.
-  void Broadcast(const grpc::ByteBuffer& line) {
-    std::vector<std::shared_ptr<Session>> slow;
-    {
-      // One line at a time through the whole room, so every member queues
-      // the room's lines in the same order (never waits: kNoWait).
-      std::lock_guard<std::mutex> order(room_order_mu_);
-      std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room;
-      {
-        std::lock_guard<std::mutex> lock(registry_mu_);
-        room = room_;
-      }
-      if (!room) return;
-      for (const auto& member : *room) {
-        if (member->Enqueue(line, kNoWait).code() == Code::kWouldBlock) slow.push_back(member);
-      }
-    }
-    for (const auto& member : slow) {
-      if (member->End(Status(Code::kResourceExhausted,
-                             "send queue full: the client reads too slowly for the room"),
-                      /*reset=*/true)
-              .ok()) {
-        stats_.Cut();
-      }
-    }
+    Status said = room_->Publish(name, message);
+    // Only a stopping server's room is closed, and its members are cut.
+    if (said.code() == Code::kClosed) return Status(Code::kUnavailable, "the server is stopping");
+    return said;
   }
 
   void NoteEmptyCancel(const Connection& conn) override { conns_.NoteEmptyCancel(conn); }
@@ -588,20 +542,16 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     {
       std::lock_guard<std::mutex> lock(registry_mu_);
       live_.erase(session->id());
-      if (options_.mode == Mode::kBroadcast) RebuildRoomLocked();
       empty = live_.empty();
     }
     if (empty) registry_cv_.notify_all();
     // A room over its memory bound skips the notice: sent to every member
     // it would push members that read fine over their queues as well.
-    if (options_.mode == Mode::kBroadcast && !memory_->Over()) {
+    if (room_) room_->Leave(*session);
+    if (room_ && !memory_->Over()) {
       const std::string& who =
           session->last_name().empty() ? std::to_string(session->id()) : session->last_name();
-      if (redis_) {
-        redis_->Notice(who + " left the chat");  // best effort: no one to tell if it fails
-      } else {
-        Broadcast(EncodeStringValue(who + " left the chat"));
-      }
+      room_->Notice(who + " left the chat");  // best effort: no one to tell if it fails
     } else if (options_.mode == Mode::kCustom && options_.queue) {
       Event e;
       e.type = EventType::kClose;
@@ -677,16 +627,16 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   }
 
   // "x-room-replay: N" on a stream opening into a room on Redis: the last N
-  // lines of the room come first (N up to kMaxReplay).
+  // lines of the room come first (N up to kMaxRoomReplay).
   static Status ReplayAsked(const Session& session, size_t* replay) {
     auto asked = session.metadata().find("x-room-replay");
     if (asked == session.metadata().end()) return Status::Ok();
     const std::string& n = asked->second;
     if (n.empty() || n.size() > 4 || n.find_first_not_of("0123456789") != std::string::npos ||
-        std::stoul(n) > kMaxReplay) {
+        std::stoul(n) > kMaxRoomReplay) {
       return Status(Code::kInvalidArgument,
                     "x-room-replay must be a number of lines from 0 to " +
-                        std::to_string(kMaxReplay));
+                        std::to_string(kMaxRoomReplay));
     }
     *replay = std::stoul(n);
     return Status::Ok();
@@ -700,15 +650,6 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   void RequestLocked(int queue) {
     ++requested_;
     Session::Request(this, &service_, cqs_[queue], queue, limits_, memory_);
-  }
-
-  // Broadcast reads a snapshot of the room, so a message to 1,000 members
-  // takes the registry lock once and copies nothing.
-  void RebuildRoomLocked() {
-    auto room = std::make_shared<std::vector<std::shared_ptr<Session>>>();
-    room->reserve(live_.size());
-    for (auto& [id, session] : live_) room->push_back(session);
-    room_ = std::move(room);
   }
 
   const ServerOptions options_;
@@ -741,9 +682,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   std::condition_variable registry_cv_;
   std::atomic<bool> stopping_{false};  // written under registry_mu_
   std::unordered_map<uint64_t, std::shared_ptr<Session>> live_;
-  std::shared_ptr<const std::vector<std::shared_ptr<Session>>> room_;
-  std::mutex room_order_mu_;  // held by Broadcast across the whole room
-  std::unique_ptr<RedisRoom> redis_;  // options_.room_url
+  std::shared_ptr<RoomImpl> room_;  // broadcast mode
 };
 
 }  // namespace

@@ -194,6 +194,15 @@ Status Session::Enqueue(grpc::ByteBuffer reply, Timeout timeout) {
   return Status::Ok();
 }
 
+void Session::CutTooSlow() {
+  if (End(Status(Code::kResourceExhausted,
+                 "send queue full: the client reads too slowly for the room"),
+          /*reset=*/true)
+          .ok()) {
+    host_->Counters().Cut();
+  }
+}
+
 Status Session::End(Status status, bool reset, bool force, bool reset_if_stuck) {
   {
     std::lock_guard<std::mutex> lock(mu_);

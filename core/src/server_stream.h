@@ -129,6 +129,9 @@ class Session final : public ServerCall,
   // `reset_if_stuck`, the write in flight is reset if it is still in flight
   // kStuckWrite later.
   Status End(Status status, bool reset = false, bool force = false, bool reset_if_stuck = false);
+  // A room member whose send queue is full is too slow for the room: its
+  // stream ends with RESOURCE_EXHAUSTED and counts as cut.
+  void CutTooSlow();
   // `count` messages of `bytes` reached the host (the handler ran them, or
   // they left the event queue): the window has room again.
   void Drained(size_t count, size_t bytes) override;
