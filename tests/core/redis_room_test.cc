@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "chat/room.h"
 #include "redis_room.h"
 
 namespace chat::testing {
@@ -141,6 +142,9 @@ class RedisRoomTest : public ::testing::Test {
     so.mode = Mode::kBroadcast;
     so.room_url = redis_.url();
     so.room_name = room;
+    AddServer(so);
+  }
+  void AddServer(const ServerOptions& so) {
     servers_.emplace_back();
     Status s = Server::Start(so, &servers_.back());
     ASSERT_TRUE(s.ok()) << s.message();
@@ -308,6 +312,78 @@ TEST_F(RedisRoomTest, AMalformedReplayIsRefused) {
     Status end = c->Recv(&reply, 5s);
     EXPECT_EQ(end.code(), Code::kInvalidArgument) << n << ": " << end.message();
   }
+}
+
+// A host's room on Redis: joins each stream with the replay its "replay"
+// metadata asks for, publishes every message.
+class HostHandler : public Handler {
+ public:
+  explicit HostHandler(std::shared_ptr<Room> room) : room_(std::move(room)) {}
+  void OnOpen(const std::shared_ptr<ServerCall>& call) override {
+    auto asked = call->metadata().find("replay");
+    size_t replay = asked == call->metadata().end() ? 0 : std::stoul(asked->second);
+    Status s = room_->Join(call, replay);
+    if (!s.ok()) call->Fail(Code::kUnavailable, s.message());
+  }
+  void OnMessage(const std::shared_ptr<ServerCall>& call, std::string_view name,
+                 std::string_view message) override {
+    Status s = room_->Publish(name, message);
+    if (!s.ok()) call->Fail(Code::kUnavailable, s.message());
+  }
+
+ private:
+  std::shared_ptr<Room> room_;
+};
+
+TEST_F(RedisRoomTest, HostsOnTwoServersShareOneSequenceAndReplay) {
+  constexpr int kRounds = 200;
+  std::vector<std::shared_ptr<Room>> rooms(2);
+  for (auto& room : rooms) {
+    RoomOptions ro;
+    ro.url = redis_.url();
+    ro.name = "hosts";
+    ASSERT_TRUE(Room::Open(ro, &room).ok());
+    ServerOptions so;
+    so.mode = Mode::kCustom;
+    so.handler = std::make_shared<HostHandler>(room);
+    AddServer(so);
+  }
+  std::vector<std::shared_ptr<ClientStream>> members = {Join(0), Join(1)};
+  for (size_t i = 0; i < members.size(); ++i) Enter(*members[i], "m" + std::to_string(i));
+  std::vector<std::vector<std::string>> seen(members.size());
+  std::vector<std::thread> threads;
+  const size_t want = members.size() * kRounds;
+  for (size_t i = 0; i < members.size(); ++i) {
+    threads.emplace_back([&, i] {
+      for (int k = 0; k < kRounds; ++k) {
+        if (!members[i]->Send("m" + std::to_string(i), std::to_string(k), 5s).ok()) return;
+      }
+    });
+    threads.emplace_back([&, i] {
+      std::string reply;
+      while (seen[i].size() < want && members[i]->Recv(&reply, 5s).ok()) {
+        if (reply.find(": hello") == std::string::npos) seen[i].push_back(reply);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(seen[0].size(), want);
+  EXPECT_EQ(seen[1], seen[0]);
+  // A late joiner on either server gets the room's last lines first.
+  StreamOptions late;
+  late.metadata = {{"replay", "5"}};
+  std::shared_ptr<ClientStream> c;
+  ASSERT_TRUE(clients_[1]->Open(late, &c).ok());
+  std::string reply;
+  for (size_t k = want - 5; k < want; ++k) {
+    ASSERT_TRUE(c->Recv(&reply, 5s).ok());
+    EXPECT_EQ(reply, seen[0][k]);
+  }
+  // Redis gone: publishing fails plainly; a closed room says so.
+  redis_.Kill();
+  EXPECT_EQ(rooms[0]->Publish("host", "lost").code(), Code::kUnavailable);
+  for (auto& room : rooms) room->Close();
+  EXPECT_EQ(rooms[0]->Publish("host", "closed").code(), Code::kClosed);
 }
 
 }  // namespace

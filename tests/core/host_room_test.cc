@@ -1,0 +1,220 @@
+// chat::Room in a host's hands: a custom server's handler joins its streams
+// to a room and publishes what it lets through.
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "chat/room.h"
+#include "harness.h"
+
+namespace chat::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Joins every stream to the room; publishes each message under the
+// stream's principal-free name, except those containing "secret", which
+// get a private refusal instead.
+class RoomHandler : public Handler {
+ public:
+  explicit RoomHandler(std::shared_ptr<Room> room) : room_(std::move(room)) {}
+  void OnOpen(const std::shared_ptr<ServerCall>& call) override {
+    Status s = room_->Join(call);
+    if (!s.ok()) call->Fail(Code::kInternal, s.message());
+  }
+  void OnMessage(const std::shared_ptr<ServerCall>& call, std::string_view name,
+                 std::string_view message) override {
+    if (message.find("secret") != std::string_view::npos) {
+      call->Send("not for the room", 5s);
+      return;
+    }
+    Status s = room_->Publish(name, message);
+    if (!s.ok()) call->Fail(Code::kUnavailable, s.message());
+  }
+
+ private:
+  std::shared_ptr<Room> room_;
+};
+
+class HostRoomTest : public ChatTest {
+ protected:
+  void StartRoomServer(RoomOptions room_options = {}, ServerOptions options = {}) {
+    ASSERT_TRUE(Room::Open(room_options, &room_).ok());
+    options.mode = Mode::kCustom;
+    options.handler = std::make_shared<RoomHandler>(room_);
+    StartServer(options);
+  }
+  // Sends until the member hears itself: it is then in the room.
+  static void Enter(ClientStream& s, const std::string& name) {
+    std::string reply;
+    ASSERT_TRUE(s.Send(name, "hello", 5s).ok());
+    while (s.Recv(&reply, 5s).ok() && reply != name + ": hello") {}
+    ASSERT_EQ(reply, name + ": hello");
+  }
+  void TearDown() override {
+    ChatTest::TearDown();
+    if (room_) room_->Close();
+  }
+
+  std::shared_ptr<Room> room_;
+};
+
+TEST_F(HostRoomTest, MembersAndTheHostSeeOneSequenceAndFilteredLinesStayPrivate) {
+  constexpr int kRounds = 500;
+  std::mutex mu;
+  std::vector<std::string> host_saw;
+  RoomOptions ro;
+  ro.on_line = [&](std::string_view line) {
+    std::lock_guard<std::mutex> lock(mu);
+    host_saw.emplace_back(line);
+  };
+  ServerOptions so;
+  so.dispatcher_threads = 3;  // publishers race each other
+  StartRoomServer(ro, so);
+  std::vector<std::shared_ptr<ClientStream>> members = {Open(), Open(), Open()};
+  for (size_t i = 0; i < members.size(); ++i) Enter(*members[i], "m" + std::to_string(i));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    host_saw.clear();
+  }
+  std::vector<std::vector<std::string>> seen(members.size());
+  std::vector<std::thread> threads;
+  const size_t want = members.size() * kRounds;
+  for (size_t i = 0; i < members.size(); ++i) {
+    threads.emplace_back([&, i] {
+      std::string name = "m" + std::to_string(i);
+      for (int k = 0; k < kRounds; ++k) {
+        if (!members[i]->Send(name, std::to_string(k), 5s).ok()) return;
+        if (k % 100 == 0 && !members[i]->Send(name, "a secret", 5s).ok()) return;
+      }
+    });
+    threads.emplace_back([&, i] {
+      std::string reply;
+      size_t refusals = 0;
+      while (seen[i].size() < want && members[i]->Recv(&reply, 5s).ok()) {
+        if (reply == "not for the room") {
+          ++refusals;
+        } else if (reply.find(": hello") == std::string::npos) {
+          seen[i].push_back(reply);
+        }
+      }
+      EXPECT_EQ(refusals, static_cast<size_t>(kRounds / 100)) << "member " << i;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < members.size(); ++i) {
+    ASSERT_EQ(seen[i].size(), want) << "member " << i;
+    EXPECT_EQ(seen[i], seen[0]) << "member " << i << " differs from member 0";
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(host_saw, seen[0]);
+  EXPECT_EQ(room_->members(), members.size());
+}
+
+TEST_F(HostRoomTest, OnLineCannotPublishOrJoinItsOwnRoom) {
+  std::atomic<int> publish{-1}, notice{-1};
+  RoomOptions ro;
+  std::atomic<Room*> self{nullptr};
+  ro.on_line = [&](std::string_view) {
+    publish = static_cast<int>(self.load()->Publish("host", "echo").code());
+    notice = static_cast<int>(self.load()->Notice("echo").code());
+  };
+  StartRoomServer(ro);
+  self = room_.get();
+  auto member = Open();
+  Enter(*member, "A");
+  EXPECT_EQ(publish.load(), static_cast<int>(Code::kBusy));
+  EXPECT_EQ(notice.load(), static_cast<int>(Code::kBusy));
+}
+
+TEST_F(HostRoomTest, JoinLeaveAndAClosedRoomAnswerPlainly) {
+  ASSERT_TRUE(Room::Open({}, &room_).ok());
+  std::shared_ptr<Room> room = room_;
+  std::atomic<int> second_join{-1}, leave{-1}, second_leave{-1};
+  class H : public Handler {
+   public:
+    H(std::shared_ptr<Room> r, std::atomic<int>* j, std::atomic<int>* l, std::atomic<int>* l2)
+        : r_(std::move(r)), j_(j), l_(l), l2_(l2) {}
+    void OnOpen(const std::shared_ptr<ServerCall>& call) override {
+      r_->Join(call);
+      *j_ = static_cast<int>(r_->Join(call).code());
+    }
+    void OnMessage(const std::shared_ptr<ServerCall>& call, std::string_view,
+                   std::string_view message) override {
+      if (message == "leave") {
+        *l_ = static_cast<int>(r_->Leave(*call).code());
+        *l2_ = static_cast<int>(r_->Leave(*call).code());
+        call->Send("left", 5s);
+      } else {
+        r_->Publish("x", message);
+      }
+    }
+    std::shared_ptr<Room> r_;
+    std::atomic<int>*j_, *l_, *l2_;
+  };
+  ServerOptions so;
+  so.mode = Mode::kCustom;
+  so.handler = std::make_shared<H>(room, &second_join, &leave, &second_leave);
+  StartServer(so);
+  auto a = Open(), b = Open();
+  Enter(*a, "x");
+  std::string reply;
+  ASSERT_TRUE(b->Send("x", "leave", 5s).ok());
+  while (b->Recv(&reply, 5s).ok() && reply != "left") {}
+  ASSERT_EQ(reply, "left");
+  EXPECT_EQ(second_join.load(), static_cast<int>(Code::kBadState));
+  EXPECT_EQ(leave.load(), static_cast<int>(Code::kOk));
+  EXPECT_EQ(second_leave.load(), static_cast<int>(Code::kMissing));
+  // b left: a's next line does not reach it.
+  ASSERT_TRUE(a->Send("x", "after", 5s).ok());
+  while (a->Recv(&reply, 5s).ok() && reply != "x: after") {}
+  ASSERT_TRUE(b->Complete().ok());
+  Status end;
+  for (const std::string& r : Drain(*b, &end)) EXPECT_NE(r, "x: after");
+  EXPECT_EQ(end.code(), Code::kEndOfStream) << end.message();
+  EXPECT_EQ(room->members(), 1u);
+  // An ended stream leaves by itself; a closed room refuses everything.
+  ASSERT_TRUE(a->Complete().ok());
+  Drain(*a, &end);
+  EXPECT_EQ(room->members(), 0u);
+  room->Close();
+  EXPECT_EQ(room->Publish("x", "late").code(), Code::kClosed);
+  EXPECT_EQ(room->Join(nullptr).code(), Code::kBadArgument);
+  std::shared_ptr<Room> bad;
+  RoomOptions ro;
+  ro.url = "redis://nohost";
+  ro.name = "lobby";
+  EXPECT_EQ(Room::Open(ro, &bad).code(), Code::kBadArgument);
+  ro.url = "redis://127.0.0.1:1";
+  ro.name = "";
+  EXPECT_EQ(Room::Open(ro, &bad).code(), Code::kBadArgument);
+}
+
+TEST_F(HostRoomTest, AMemberTooSlowForTheRoomIsCutAndTheOthersGoOn) {
+  ServerOptions so;
+  so.send_queue_limit = 8;
+  StartRoomServer({}, so);
+  auto slow = Open(), fast = Open();
+  Enter(*slow, "slow");
+  Enter(*fast, "fast");
+  // The slow member stops reading; big lines fill its queues and windows.
+  // The fast one reads each line before it sends the next: never behind.
+  const std::string big(256 * 1024, 'b');
+  std::string reply;
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_TRUE(fast->Send("fast", big, 10s).ok()) << "line " << i;
+    ASSERT_TRUE(fast->Recv(&reply, 10s).ok()) << "line " << i;
+    ASSERT_TRUE(reply.size() == big.size() + 6) << "line " << i << " has " << reply.size() << " bytes";
+  }
+  Status end;
+  Drain(*slow, &end);
+  // RESOURCE_EXHAUSTED, or CANCELLED when its write was stuck (the
+  // stream is reset rather than waited for: Session::End).
+  EXPECT_TRUE(end.code() == Code::kResourceExhausted || end.code() == Code::kCancelled)
+      << end.message();
+  EXPECT_EQ(server_->stats().streams_cut, 1u);
+  EXPECT_EQ(room_->members(), 1u);
+}
+
+}  // namespace
+}  // namespace chat::testing
