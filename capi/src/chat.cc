@@ -20,6 +20,7 @@
 #include "chat/client.h"
 #include "chat/event_queue.h"
 #include "chat/log.h"
+#include "chat/room.h"
 #include "chat/server.h"
 #include "chat/status.h"
 
@@ -184,6 +185,7 @@ constexpr uint32_t kCallTag = 0x4343414c;    // "CCAL"
 constexpr uint32_t kClientTag = 0x43434c49;  // "CCLI"
 constexpr uint32_t kStreamTag = 0x43535452;  // "CSTR"
 constexpr uint32_t kQueueTag = 0x43515545;   // "CQUE"
+constexpr uint32_t kRoomTag = 0x43524f4d;    // "CROM"
 
 }  // namespace
 
@@ -219,6 +221,12 @@ struct chat_queue {
   std::shared_ptr<chat::EventQueue> impl;
   std::vector<chat::Event> batch;  // what the last drain handed out
   std::vector<chat_call*> closed;  // calls whose CLOSE it handed out: unref next drain
+  ErrorSlot error;
+};
+
+struct chat_room {
+  uint32_t tag = kRoomTag;
+  std::shared_ptr<chat::Room> impl;
   ErrorSlot error;
 };
 
@@ -1321,6 +1329,121 @@ chat_code chat_call_time_left(const chat_call* call, int64_t* ms_left) noexcept 
     if (!ms_left) return Fail(CHAT_ERR_BAD_ARGUMENT, "ms_left is NULL");
     chat::Timeout left = call->impl->TimeLeft();
     *ms_left = left < chat::Timeout::zero() ? -1 : static_cast<int64_t>(left.count());
+    return CHAT_OK;
+  });
+}
+
+/* ---- rooms ---- */
+
+namespace {
+// The room whose on_line runs on this thread (chat_room_destroy refuses it).
+thread_local const chat_room* t_room_on_line = nullptr;
+}  // namespace
+
+chat_code chat_room_options_init(chat_room_options* opts, uint32_t version) noexcept {
+  return Guard([&]() -> chat_code {
+    if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
+    if (!KnownVersion(version, CHAT_ROOM_OPTIONS_VERSION)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "unknown options version");
+    }
+    std::memset(opts, 0, sizeof *opts);
+    opts->version = version;
+    opts->max_len = static_cast<int64_t>(chat::RoomOptions().max_len);
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_room_open(const chat_room_options* opts, chat_room** out) noexcept {
+  return Guard([&]() -> chat_code {
+    if (!out) return Fail(CHAT_ERR_BAD_ARGUMENT, "out is NULL");
+    *out = nullptr;
+    if (!opts) return Fail(CHAT_ERR_BAD_ARGUMENT, "opts is NULL");
+    if (chat_code rc = CheckOptionsVersion(opts->version, "chat_room_options_init",
+                                           CHAT_ROOM_OPTIONS_VERSION);
+        rc != CHAT_OK) {
+      return rc;
+    }
+    if (opts->max_len <= 0) return Fail(CHAT_ERR_BAD_ARGUMENT, "max_len must be positive");
+    auto room = std::make_unique<chat_room>();
+    chat::RoomOptions ro;
+    ro.url = opts->url ? opts->url : "";
+    ro.name = opts->name ? opts->name : "";
+    ro.max_len = static_cast<size_t>(opts->max_len);
+    if (chat_on_line_fn on_line = opts->on_line) {
+      chat_room* handle = room.get();
+      void* user_data = opts->user_data;
+      ro.on_line = [handle, on_line, user_data](std::string_view line) {
+        t_room_on_line = handle;
+        on_line(handle, line.data(), line.size(), user_data);  // data() is NUL-terminated
+        t_room_on_line = nullptr;
+      };
+    }
+    chat::Status s = chat::Room::Open(ro, &room->impl);
+    if (!s.ok()) return FromStatus(s);
+    *out = room.release();
+    return CHAT_OK;
+  });
+}
+
+chat_code chat_room_publish(chat_room* room, const char* name, size_t name_len, const char* message,
+                            size_t message_len) noexcept {
+  return OnHandle(room, kRoomTag, [&]() -> chat_code {
+    if (!Live(room, kRoomTag)) return BadHandle("chat_room");
+    if (!TextOk(name, name_len) || !TextOk(message, message_len)) {
+      return Fail(CHAT_ERR_BAD_ARGUMENT, "name or message is NULL");
+    }
+    return FromStatus(room->impl->Publish(View(name, name_len), View(message, message_len)));
+  });
+}
+
+chat_code chat_room_notice(chat_room* room, const char* text, size_t len) noexcept {
+  return OnHandle(room, kRoomTag, [&]() -> chat_code {
+    if (!Live(room, kRoomTag)) return BadHandle("chat_room");
+    if (!TextOk(text, len)) return Fail(CHAT_ERR_BAD_ARGUMENT, "text is NULL");
+    return FromStatus(room->impl->Notice(View(text, len)));
+  });
+}
+
+chat_code chat_room_join(chat_room* room, chat_call* call, uint32_t replay) noexcept {
+  return OnHandle(room, kRoomTag, [&]() -> chat_code {
+    if (!Live(room, kRoomTag)) return BadHandle("chat_room");
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    return FromStatus(room->impl->Join(call->impl, replay));
+  });
+}
+
+chat_code chat_room_leave(chat_room* room, chat_call* call) noexcept {
+  return OnHandle(room, kRoomTag, [&]() -> chat_code {
+    if (!Live(room, kRoomTag)) return BadHandle("chat_room");
+    if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    return FromStatus(room->impl->Leave(*call->impl));
+  });
+}
+
+chat_code chat_room_members(const chat_room* room, size_t* count) noexcept {
+  return OnHandle(room, kRoomTag, [&]() -> chat_code {
+    if (count) *count = 0;
+    if (!Live(room, kRoomTag)) return BadHandle("chat_room");
+    if (!count) return Fail(CHAT_ERR_BAD_ARGUMENT, "count is NULL");
+    *count = room->impl->members();
+    return CHAT_OK;
+  });
+}
+
+size_t chat_room_error(const chat_room* room, char* buf, size_t size) noexcept {
+  return CopyError(room, kRoomTag, buf, size);
+}
+
+chat_code chat_room_destroy(chat_room* room) noexcept {
+  return OnHandle(room, kRoomTag, [&]() -> chat_code {
+    if (!room) return CHAT_OK;
+    if (!Live(room, kRoomTag)) return BadHandle("chat_room");
+    if (t_room_on_line == room) {
+      return Fail(CHAT_ERR_BUSY, "cannot destroy a room from its own on_line");
+    }
+    room->impl->Close();
+    room->tag = 0;
+    delete room;
     return CHAT_OK;
   });
 }

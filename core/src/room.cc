@@ -52,6 +52,8 @@ Status RoomImpl::Busy() const {
 
 Status RoomImpl::Publish(std::string_view name, std::string_view message) {
   if (t_delivering == this) return Busy();
+  if (!IsValidUtf8(name)) return Status(Code::kBadArgument, "name is not valid UTF-8");
+  if (!IsValidUtf8(message)) return Status(Code::kBadArgument, "message is not valid UTF-8");
   // On Redis the line comes back through the reader, in the stream's order.
   if (redis_) return redis_->Publish(std::string(name), std::string(message));
   {
@@ -67,6 +69,7 @@ Status RoomImpl::Publish(std::string_view name, std::string_view message) {
 
 Status RoomImpl::Notice(std::string_view text) {
   if (t_delivering == this) return Busy();
+  if (!IsValidUtf8(text)) return Status(Code::kBadArgument, "text is not valid UTF-8");
   if (redis_) return redis_->Notice(std::string(text));
   {
     std::lock_guard<std::mutex> lock(members_mu_);

@@ -73,10 +73,6 @@ TEST_F(HostRoomTest, MembersAndTheHostSeeOneSequenceAndFilteredLinesStayPrivate)
   StartRoomServer(ro, so);
   std::vector<std::shared_ptr<ClientStream>> members = {Open(), Open(), Open()};
   for (size_t i = 0; i < members.size(); ++i) Enter(*members[i], "m" + std::to_string(i));
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    host_saw.clear();
-  }
   std::vector<std::vector<std::string>> seen(members.size());
   std::vector<std::thread> threads;
   const size_t want = members.size() * kRounds;
@@ -106,8 +102,14 @@ TEST_F(HostRoomTest, MembersAndTheHostSeeOneSequenceAndFilteredLinesStayPrivate)
     ASSERT_EQ(seen[i].size(), want) << "member " << i;
     EXPECT_EQ(seen[i], seen[0]) << "member " << i << " differs from member 0";
   }
+  // on_line runs once the members' queues took a line: a hello may reach
+  // its member before the host sees it, so they are left out.
   std::lock_guard<std::mutex> lock(mu);
-  EXPECT_EQ(host_saw, seen[0]);
+  std::vector<std::string> lines;
+  for (const auto& line : host_saw) {
+    if (line.find(": hello") == std::string::npos) lines.push_back(line);
+  }
+  EXPECT_EQ(lines, seen[0]);
   EXPECT_EQ(room_->members(), members.size());
 }
 

@@ -81,7 +81,7 @@ extern "C" {
 /* The one place the version is written: the build, pychat and the Node
  * package take it from here (or from chat_version() at run time). */
 #define CHAT_VERSION_MAJOR 1
-#define CHAT_VERSION_MINOR 1
+#define CHAT_VERSION_MINOR 2
 #define CHAT_VERSION_PATCH 0
 #define CHAT_VERSION_NUMBER \
   (CHAT_VERSION_MAJOR * 10000 + CHAT_VERSION_MINOR * 100 + CHAT_VERSION_PATCH)
@@ -1155,6 +1155,114 @@ CHAT_API chat_code chat_stream_metadata_count(chat_stream *stream, int32_t which
 CHAT_API chat_code chat_stream_metadata_at(chat_stream *stream, int32_t which, size_t index,
                                            const char **key, size_t *key_len, const char **value,
                                            size_t *value_len) CHAT_NOEXCEPT;
+
+/* ------------------------------------------------------------------------ */
+/* Rooms (libchat 1.2)                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* A room gives all its members the same lines in one order: what a
+ * broadcast server does for all its streams, in the hands of a custom
+ * server's host, which decides who joins and what is published (so it can
+ * authenticate, filter or rewrite and still share one room). A room lives in
+ * this process, or in the Redis stream "room:<name>" shared by every room
+ * opened on the same URL and name, in any process on any machine: each
+ * line published is appended (XADD) and every room follows the stream
+ * (XREAD) and hands each line to its members in the stream's one order.
+ * A room on Redis reconnects with capped backoff after losing Redis and
+ * resumes after the last line it delivered. Members are server calls of
+ * CHAT_MODE_CUSTOM servers (any number of servers); each line reaches them
+ * as a reply. The room holds a reference to each member's call until the
+ * member leaves (chat_room_leave, or its call ended). */
+typedef struct chat_room chat_room;
+
+/* Sees every line of the room, in the room's one order, right after the
+ * members' send queues took it: `line` (len bytes, NUL-terminated, borrowed for the call) is "<name>:
+ * <message>" or a notice's text. Runs on the thread that delivers: for a
+ * room in this process the publisher's, inside chat_room_publish; for one
+ * on Redis the room's own reader thread. It must be quick (it holds up the
+ * room) and must not publish to, join or destroy this room (those return
+ * CHAT_ERR_BUSY there); anything else is allowed. */
+typedef void (*chat_on_line_fn)(chat_room *room, const char *line, size_t len, void *user_data);
+
+#define CHAT_ROOM_OPTIONS_VERSION 1
+
+typedef struct chat_room_options {
+  uint32_t version;        /* CHAT_ROOM_OPTIONS_VERSION */
+  const char *url;         /* "redis://HOST:PORT[/DB]"; NULL or "" (default):
+                              the room is in this process. Borrowed during
+                              chat_room_open */
+  const char *name;        /* the room's name; required with url */
+  int64_t max_len;         /* Redis: the stream is trimmed to about this
+                              many lines (XADD MAXLEN ~), which is also what
+                              a room that lost Redis can catch up on.
+                              Default 10000 */
+  chat_on_line_fn on_line; /* optional, see chat_on_line_fn */
+  void *user_data;         /* handed to on_line */
+} chat_room_options;
+
+/* Fills `opts` with the defaults of `version` (1). CHAT_ERR_BAD_ARGUMENT for
+ * NULL or an unknown version. Thread-safe. */
+CHAT_API chat_code chat_room_options_init(chat_room_options *opts, uint32_t version) CHAT_NOEXCEPT;
+
+/* Opens a room. A room on Redis looks for Redis once (a few seconds at
+ * most) and opens even when Redis is unreachable: it keeps trying, and
+ * publishing answers CHAT_UNAVAILABLE meanwhile. On success *out receives
+ * the room, to release with chat_room_destroy.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (NULL opts or out, an unknown version, a
+ * malformed URL, a URL without a name, max_len <= 0), CHAT_ERR_SYSTEM (no
+ * thread). Thread-safe. */
+CHAT_API chat_code chat_room_open(const chat_room_options *opts, chat_room **out) CHAT_NOEXCEPT;
+
+/* Sends "<name>: <message>" to the room (both UTF-8, copied). In this
+ * process the line reaches every member before this returns; on Redis,
+ * CHAT_OK means Redis acknowledged it, and the members of every room on the
+ * stream get it from their readers soon after. A member whose send queue is
+ * full is too slow for the room: its call is cut with RESOURCE_EXHAUSTED
+ * (its client may read CANCELLED if a write was stuck) and leaves.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (invalid handle, NULL text with a length,
+ * invalid UTF-8), CHAT_UNAVAILABLE (Redis cannot take it now: the details
+ * say why; if only the acknowledgement was lost the line may still be
+ * delivered), CHAT_ERR_CLOSED (destroyed concurrently), CHAT_ERR_BUSY (from
+ * this room's on_line). Thread-safe. On Redis it waits for one round trip,
+ * at most 2 s (a Redis that stopped answering), and a room whose Redis
+ * connection failed answers at once until its backoff lets it try again. */
+CHAT_API chat_code chat_room_publish(chat_room *room, const char *name, size_t name_len,
+                                     const char *message, size_t message_len) CHAT_NOEXCEPT;
+
+/* Sends `text` alone ("Ann left the chat"). As chat_room_publish. */
+CHAT_API chat_code chat_room_notice(chat_room *room, const char *text, size_t len) CHAT_NOEXCEPT;
+
+/* `call` joins the room: every line delivered from now on is sent to it as
+ * a reply, and, on Redis, the room's last `replay` lines first (0..1000;
+ * none missed or given twice between them; a room in this process keeps no
+ * history and gives none; more than the call's send queue holds are not
+ * sent). Call it from on_open, on the OPEN event, or any time later; the
+ * call's own chat_call_send replies interleave with the room's lines.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (invalid handles, replay > 1000),
+ * CHAT_ERR_CLOSED (the call has ended), CHAT_ERR_BAD_STATE (a member
+ * already), CHAT_UNAVAILABLE (Redis cannot give the replay now),
+ * CHAT_ERR_BUSY (from this room's on_line). Thread-safe; on Redis with a
+ * replay it waits for one round trip (at most 2 s). */
+CHAT_API chat_code chat_room_join(chat_room *room, chat_call *call, uint32_t replay) CHAT_NOEXCEPT;
+
+/* `call` leaves the room; it stays open. A call whose stream ended leaves
+ * by itself. Errors: CHAT_ERR_BAD_ARGUMENT (invalid handles),
+ * CHAT_ERR_MISSING (not a member). Thread-safe; never blocks. */
+CHAT_API chat_code chat_room_leave(chat_room *room, chat_call *call) CHAT_NOEXCEPT;
+
+/* *count receives the number of members whose calls are open.
+ * Errors: CHAT_ERR_BAD_ARGUMENT. Thread-safe; never blocks. */
+CHAT_API chat_code chat_room_members(const chat_room *room, size_t *count) CHAT_NOEXCEPT;
+
+/* The last error on this room handle, as chat_server_error. */
+CHAT_API size_t chat_room_error(const chat_room *room, char *buf, size_t size) CHAT_NOEXCEPT;
+
+/* Stops the room (its reader ends at once; no line is delivered after
+ * this returns) and frees it; the members' calls stay open. NULL is a
+ * no-op. Errors: CHAT_ERR_BAD_ARGUMENT (invalid handle), CHAT_ERR_BUSY (from
+ * this room's on_line: the room is left as it was). Not thread-safe with
+ * other calls on the same room: destroy it once they have returned. */
+CHAT_API chat_code chat_room_destroy(chat_room *room) CHAT_NOEXCEPT;
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -20,8 +20,8 @@ struct RoomOptions {
   std::string url;
   std::string name;        // required with url; a label otherwise
   size_t max_len = 10000;  // Redis: the stream is trimmed to about this many entries
-  // Optional: sees every line of the room, in the room's one order, as the
-  // members get it. Runs on the thread that delivers: the publisher's
+  // Optional: sees every line of the room, in the room's one order, right
+  // after the members' send queues took it. Runs on the thread that delivers: the publisher's
   // (inside Publish) for a room in this process, the room's reader thread
   // for one on Redis. It must be quick (it holds up the room), and must not
   // publish to or join this room (that returns kBusy).
@@ -44,7 +44,8 @@ class Room {
   // (the line may still arrive if only the acknowledgement was lost). A
   // round trip to Redis, at most 2 s. kClosed after Close.
   virtual Status Publish(std::string_view name, std::string_view message) = 0;
-  // Sends `text` alone ("Ann left the chat"). As Publish.
+  // Sends `text` alone ("Ann left the chat"). As Publish. Text that is not
+  // valid UTF-8 (name, message or text) is kBadArgument.
   virtual Status Notice(std::string_view text) = 0;
   // `call` (a server stream of this library, in custom mode) gets every
   // line delivered from now on as a reply; on Redis the last `replay`
