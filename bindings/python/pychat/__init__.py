@@ -52,7 +52,7 @@ __all__ = [
     "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
     "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
     "library_version", "abi_version", "set_log_destination", "PeerIdentity",
-    "Stats",
+    "Stats", "Room",
 ]
 
 __version__: str = _pychat.HEADER_VERSION  # chat.h's CHAT_VERSION_STRING, the one source
@@ -317,6 +317,52 @@ class Client(_pychat.Client):
 
     def __repr__(self) -> str:
         return f"<pychat.Client {self.target!r}{' closed' if self.closed else ''}>"
+
+
+class Room(_pychat.Room):
+    """A room: every line published reaches all its members in one order.
+
+    A custom server's handler decides who joins and what is published, so
+    it can authenticate, filter or rewrite and still share one room, in
+    this process (url None) or across servers and machines on Redis
+    (url "redis://HOST:PORT[/DB]", name naming the stream "room:<name>")::
+
+        room = pychat.Room("redis://127.0.0.1:6379", "lobby")
+
+        class Lobby(pychat.Handler):
+            def on_open(self, call):
+                room.join(call, replay=10)    # the last 10 lines first
+            def on_message(self, call, name, message):
+                if "spam" not in message:
+                    room.publish(name, message)
+
+    publish(name, message) sends "<name>: <message>" (notice(text) the text
+    alone) to every member: in this process before it returns; on Redis
+    once Redis acknowledged it, waiting for one round trip (2 s at most),
+    and raising pychat.Unavailable while Redis cannot take it. A member
+    whose send queue is full is cut with RESOURCE_EXHAUSTED. join(call,
+    replay=0) makes a call a member (replay: on Redis, the last lines first,
+    0..1000); it leaves with leave(call) or when its stream ends. members is
+    the number of members whose streams are open. on_line(line), if given,
+    sees every line in the room's order, on the publisher's thread (in this
+    process) or the room's reader thread (Redis); it must not publish to,
+    join or close this room (RuntimeError). close() (or leaving a with
+    block) stops the room; members' streams stay open. In pychat.aio
+    handlers, publishing to a room on Redis blocks the loop for that round
+    trip: hand it to an executor where that matters.
+    """
+
+    def __init__(self, url: Optional[str] = None, name: str = "", *,
+                 max_len: Optional[int] = None,
+                 on_line: Optional[Callable[[str], None]] = None) -> None:
+        super().__init__(url, name, max_len, on_line)
+
+    def __enter__(self) -> Room:
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.close()
 
 
 def _close_all() -> None:

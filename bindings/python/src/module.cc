@@ -6,6 +6,7 @@ PYBIND11_MODULE(_pychat, m) {
   pychat::define_errors(m);
   pychat::define_queue(m);
   pychat::define_server(m);
+  pychat::define_room(m);
   pychat::define_client(m);
   pychat::define_log(m);
 }

@@ -32,5 +32,9 @@ void define_errors(pybind11::module_& m);  // first: the others raise through it
 void define_server(pybind11::module_& m);
 void define_client(pybind11::module_& m);
 void define_log(pybind11::module_& m);
+void define_room(pybind11::module_& m);  // after define_server
+
+// The chat_call of a pychat.Call (TypeError for anything else).
+chat_call* call_handle(pybind11::handle call);
 
 }  // namespace pychat

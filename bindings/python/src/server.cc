@@ -628,6 +628,11 @@ bool wait_deferred(double timeout) {
 
 }  // namespace
 
+chat_call* call_handle(py::handle call) {
+  if (!py::isinstance<Call>(call)) throw py::type_error("expected a pychat.Call");
+  return call.cast<Call&>().handle();
+}
+
 py::object make_call_metadata(size_t count, const MetadataEntry& entry) {
   py::list items;
   for (size_t i = 0; i < count; ++i) {
