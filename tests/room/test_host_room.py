@@ -2,12 +2,14 @@
 filters shares one room on Redis with chat_server processes."""
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from typing import List, Optional
 
 import pychat
 import pytest
-from chat_testing import wait_until
+from chat_testing import ServerProcess, wait_until
 from conftest import WAIT, GrpcioMember, PychatMember, enter, said
 
 
@@ -146,3 +148,33 @@ def test_room_errors_are_plain() -> None:
     room.close()
     with pytest.raises(pychat.ClosedError):
         room.publish("a", "closed")
+
+
+ROOM_SERVER_PY = [sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "examples",
+                                               "python", "room_server.py")]
+
+
+def test_the_python_room_example_spans_two_servers(redis) -> None:
+    """examples/python/room_server.py --room: members of two processes are
+    in one room (joins, lines and leaves), /who answers for its own server."""
+    servers = [ServerProcess(ROOM_SERVER_PY + ["--address", "127.0.0.1:0", "--grace-ms", "0",
+                                               "--room", redis.url, "--room-name", "example"])
+               for _ in range(2)]
+    try:
+        ann, bob = PychatMember(servers[0].target), PychatMember(servers[1].target)
+        ann.send("Ann", "hi")
+        assert [ann.recv(), ann.recv()] == ["* Ann joined", "Ann: hi"]
+        bob.send("Bob", "/who")
+        # The answer is bob's own reply; the join comes back through Redis.
+        assert {bob.recv(), bob.recv()} == {"* Bob joined", "* members: Bob"}
+        assert said(ann) == "* Bob joined"
+        bob.send("Bob", "hello Ann")
+        for m in (ann, bob):
+            assert said(m) == "Bob: hello Ann"
+        bob.stream.complete()
+        assert said(ann) == "* Bob left"
+        for m in (ann, bob):
+            m.close()
+    finally:
+        for s in servers:
+            s.kill()
