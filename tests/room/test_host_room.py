@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import pychat
 import pytest
-from chat_testing import ServerProcess, wait_until
+from chat_testing import ServerProcess, program, wait_until
 from conftest import WAIT, GrpcioMember, PychatMember, enter, said
 
 
@@ -150,14 +150,19 @@ def test_room_errors_are_plain() -> None:
         room.publish("a", "closed")
 
 
-ROOM_SERVER_PY = [sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "examples",
-                                               "python", "room_server.py")]
+ROOM_EXAMPLES = {
+    "python": [sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "examples",
+                                            "python", "room_server.py")],
+    "c": [program("CHAT_ROOM_SERVER_BIN", "room_server")],
+}
 
 
-def test_the_python_room_example_spans_two_servers(redis) -> None:
-    """examples/python/room_server.py --room: members of two processes are
-    in one room (joins, lines and leaves), /who answers for its own server."""
-    servers = [ServerProcess(ROOM_SERVER_PY + ["--address", "127.0.0.1:0", "--grace-ms", "0",
+@pytest.mark.parametrize("example", sorted(ROOM_EXAMPLES))
+def test_the_room_examples_span_two_servers(redis, example: str) -> None:
+    """room_server (C) and room_server.py --room: members of two processes
+    are in one room (joins, lines and leaves), /who answers for its own
+    server."""
+    servers = [ServerProcess(ROOM_EXAMPLES[example] + ["--address", "127.0.0.1:0", "--grace-ms", "0",
                                                "--room", redis.url, "--room-name", "example"])
                for _ in range(2)]
     try:
