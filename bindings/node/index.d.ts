@@ -233,3 +233,38 @@ export declare class Server extends EventEmitter {
   on(event: 'handlerError', listener: (err: unknown, call: Call) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
 }
+
+export interface RoomOptions {
+  /** "redis://HOST:PORT[/DB]": the room is the Redis stream "room:<name>",
+   *  shared with every room and `chat_server --room` of that name. Absent:
+   *  the room is in this process. */
+  url?: string | null;
+  /** The room's name; required with url. */
+  name?: string;
+  /** Redis trims the stream to about this many lines (default 10000). */
+  maxLen?: number;
+}
+
+/** Lines that reach every member in one order (chat.h, "Rooms"). A handler
+ *  joins its calls and publishes what it lets through. */
+export declare class Room {
+  /** Opens the room; on Redis it looks for Redis once on this thread (a
+   *  refused connection answers at once) and opens even when it is down. */
+  constructor(options?: RoomOptions);
+  readonly url: string | null;
+  readonly name: string;
+  /** Sends "<name>: <message>" to every member; on Redis resolves once
+   *  Redis acknowledged it (rejects with Code.UNAVAILABLE while it cannot). */
+  publish(name: string, message: string): Promise<void>;
+  /** Sends `text` alone. As publish(). */
+  notice(text: string): Promise<void>;
+  /** `call` gets every line from now on, after the room's last `replay`
+   *  lines (0..1000, on Redis); it leaves with leave() or when it ends. */
+  join(call: Call, replay?: number): Promise<void>;
+  /** False if `call` was not a member. */
+  leave(call: Call): boolean;
+  /** Members whose calls are open. */
+  readonly members: number;
+  /** Stops the room; its members' calls stay open. Idempotent. */
+  close(): void;
+}

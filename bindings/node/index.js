@@ -6,12 +6,14 @@ const native = require('./lib/native');
 const { Code, ChatError, codeName } = require('./lib/errors');
 const { Client, Stream } = require('./lib/client');
 const { Server, Call } = require('./lib/server');
+const { Room } = require('./lib/room');
 
 module.exports = {
   Client,
   Stream,
   Server,
   Call,
+  Room,
   ChatError,
   Code,
   codeName,

@@ -45,6 +45,7 @@ koffi.opaque('chat_call');
 koffi.opaque('chat_client');
 koffi.opaque('chat_stream');
 koffi.opaque('chat_queue');
+koffi.opaque('chat_room');
 
 const ServerOptions = koffi.struct('chat_server_options', {
   version: 'uint32_t',
@@ -113,6 +114,15 @@ const StreamOptions = koffi.struct('chat_stream_options', {
   hold_until_consumed: 'int32_t',
 });
 
+const RoomOptions = koffi.struct('chat_room_options', {
+  version: 'uint32_t',
+  url: 'const char *',
+  name: 'const char *',
+  max_len: 'int64_t',
+  on_line: 'void *',
+  user_data: 'void *',
+});
+
 // chat_event, read by hand from native memory (see loop.js): 64 bytes.
 const EVENT_SIZE = 64;
 const EVENT = {
@@ -176,6 +186,16 @@ const C = {
   chat_stream_cancel: fn('int chat_stream_cancel(chat_stream *s)'),
   chat_stream_destroy: fn('void chat_stream_destroy(chat_stream *s)'),
   chat_stream_consumed: fn('int chat_stream_consumed(chat_stream *s, size_t count)'),
+
+  chat_room_error: fn('size_t chat_room_error(chat_room *h, void *buf, size_t size)'),
+  chat_room_options_init: fn('int chat_room_options_init(_Out_ chat_room_options *opts, uint32_t version)'),
+  chat_room_open: fn('int chat_room_open(const chat_room_options *opts, _Out_ chat_room **out)'),
+  chat_room_publish: fn('int chat_room_publish(chat_room *r, const char *name, size_t name_len, const char *message, size_t message_len)'),
+  chat_room_notice: fn('int chat_room_notice(chat_room *r, const char *text, size_t len)'),
+  chat_room_join: fn('int chat_room_join(chat_room *r, chat_call *c, uint32_t replay)'),
+  chat_room_leave: fn('int chat_room_leave(chat_room *r, chat_call *c)'),
+  chat_room_members: fn('int chat_room_members(chat_room *r, _Out_ size_t *count)'),
+  chat_room_destroy: fn('int chat_room_destroy(chat_room *r)'),
 };
 
 const abi = C.chat_abi_version();
@@ -208,7 +228,7 @@ function handleError(getter, handle) {
 }
 
 module.exports = {
-  koffi, lib, C, ServerOptions, ClientOptions, StreamOptions,
+  koffi, lib, C, ServerOptions, ClientOptions, StreamOptions, RoomOptions,
   EVENT, EVENT_SIZE, dup, handleError,
   libraryPath: loaded.path, libraryFrom: loaded.from,
   SERVER_OPTIONS_VERSION: 5, CLIENT_OPTIONS_VERSION: 2, STREAM_OPTIONS_VERSION: 3,

@@ -1,6 +1,6 @@
 // Compiled (not run) by types.test.js: the API as index.d.ts types it, used
 // the way the README shows. A type error here fails that test.
-import { Client, Server, Call, ChatError, Code, codeName, library, Status, Handler } from '..';
+import { Client, Server, Call, ChatError, Code, codeName, library, Status, Handler, Room } from '..';
 
 async function main(): Promise<void> {
   const handler: Handler = {
@@ -39,3 +39,15 @@ async function main(): Promise<void> {
   void new Server({ mode: 'shout' });
 }
 void main;
+
+async function roomTypes(call: Call): Promise<number> {
+  const room = new Room({ url: 'redis://127.0.0.1:6379', name: 'lobby', maxLen: 100 });
+  await room.join(call, 10);
+  await room.publish('a', 'b');
+  await room.notice('c');
+  const left: boolean = room.leave(call);
+  void left;
+  room.close();
+  return room.members;
+}
+void roomTypes;
