@@ -6,6 +6,7 @@
 
 #include "chat/room.h"
 #include "harness.h"
+#include "room_talk.h"
 
 namespace chat::testing {
 namespace {
@@ -44,13 +45,7 @@ class HostRoomTest : public ChatTest {
     options.handler = std::make_shared<RoomHandler>(room_);
     StartServer(options);
   }
-  // Sends until the member hears itself: it is then in the room.
-  static void Enter(ClientStream& s, const std::string& name) {
-    std::string reply;
-    ASSERT_TRUE(s.Send(name, "hello", 5s).ok());
-    while (s.Recv(&reply, 5s).ok() && reply != name + ": hello") {}
-    ASSERT_EQ(reply, name + ": hello");
-  }
+  static void Enter(ClientStream& s, const std::string& name) { EnterRoom(s, name); }
   void TearDown() override {
     ChatTest::TearDown();
     if (room_) room_->Close();
@@ -73,31 +68,12 @@ TEST_F(HostRoomTest, MembersAndTheHostSeeOneSequenceAndFilteredLinesStayPrivate)
   StartRoomServer(ro, so);
   std::vector<std::shared_ptr<ClientStream>> members = {Open(), Open(), Open()};
   for (size_t i = 0; i < members.size(); ++i) Enter(*members[i], "m" + std::to_string(i));
-  std::vector<std::vector<std::string>> seen(members.size());
-  std::vector<std::thread> threads;
+  Talk talk = TalkAtOnce(members, kRounds, "a secret", "not for the room");
+  const auto& seen = talk.seen;
   const size_t want = members.size() * kRounds;
   for (size_t i = 0; i < members.size(); ++i) {
-    threads.emplace_back([&, i] {
-      std::string name = "m" + std::to_string(i);
-      for (int k = 0; k < kRounds; ++k) {
-        if (!members[i]->Send(name, std::to_string(k), 5s).ok()) return;
-        if (k % 100 == 0 && !members[i]->Send(name, "a secret", 5s).ok()) return;
-      }
-    });
-    threads.emplace_back([&, i] {
-      std::string reply;
-      size_t refusals = 0;
-      while (seen[i].size() < want && members[i]->Recv(&reply, 5s).ok()) {
-        if (reply == "not for the room") {
-          ++refusals;
-        } else if (reply.find(": hello") == std::string::npos) {
-          seen[i].push_back(reply);
-        }
-      }
-      EXPECT_EQ(refusals, static_cast<size_t>(kRounds / 100)) << "member " << i;
-    });
+    EXPECT_EQ(talk.private_replies[i], static_cast<size_t>(kRounds / 100)) << "member " << i;
   }
-  for (auto& t : threads) t.join();
   for (size_t i = 0; i < members.size(); ++i) {
     ASSERT_EQ(seen[i].size(), want) << "member " << i;
     EXPECT_EQ(seen[i], seen[0]) << "member " << i << " differs from member 0";

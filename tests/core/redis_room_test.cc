@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "room_talk.h"
 #include "chat/room.h"
 #include "redis_room.h"
 
@@ -158,13 +159,7 @@ class RedisRoomTest : public ::testing::Test {
     EXPECT_TRUE(clients_[server]->Open({}, &stream).ok());
     return stream;
   }
-  // Says hello until the member hears itself: it is then in the room.
-  static void Enter(ClientStream& s, const std::string& name) {
-    std::string reply;
-    ASSERT_TRUE(s.Send(name, "hello", 5s).ok());
-    while (s.Recv(&reply, 5s).ok() && reply != name + ": hello") {}
-    ASSERT_EQ(reply, name + ": hello");
-  }
+  static void Enter(ClientStream& s, const std::string& name) { EnterRoom(s, name); }
   static bool WaitFor(ClientStream& s, const std::string& line) {
     std::string reply;
     while (s.Recv(&reply, 5s).ok()) {
@@ -184,22 +179,7 @@ TEST_F(RedisRoomTest, MembersOfTwoServersShareOneSequence) {
   AddServer();
   std::vector<std::shared_ptr<ClientStream>> members = {Join(0), Join(0), Join(1), Join(1)};
   for (size_t i = 0; i < members.size(); ++i) Enter(*members[i], "m" + std::to_string(i));
-  std::vector<std::vector<std::string>> seen(members.size());
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < members.size(); ++i) {
-    threads.emplace_back([&, i] {
-      for (int k = 0; k < kRounds; ++k) {
-        if (!members[i]->Send("m" + std::to_string(i), std::to_string(k), 5s).ok()) return;
-      }
-    });
-    threads.emplace_back([&, i] {
-      std::string reply;
-      while (seen[i].size() < members.size() * kRounds && members[i]->Recv(&reply, 5s).ok()) {
-        if (reply.find(": hello") == std::string::npos) seen[i].push_back(reply);
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
+  auto seen = TalkAtOnce(members, kRounds).seen;
   for (size_t i = 0; i < members.size(); ++i) {
     ASSERT_EQ(seen[i].size(), members.size() * kRounds) << "member " << i;
     EXPECT_EQ(seen[i], seen[0]) << "member " << i << " differs from member 0";
@@ -350,23 +330,8 @@ TEST_F(RedisRoomTest, HostsOnTwoServersShareOneSequenceAndReplay) {
   }
   std::vector<std::shared_ptr<ClientStream>> members = {Join(0), Join(1)};
   for (size_t i = 0; i < members.size(); ++i) Enter(*members[i], "m" + std::to_string(i));
-  std::vector<std::vector<std::string>> seen(members.size());
-  std::vector<std::thread> threads;
+  auto seen = TalkAtOnce(members, kRounds).seen;
   const size_t want = members.size() * kRounds;
-  for (size_t i = 0; i < members.size(); ++i) {
-    threads.emplace_back([&, i] {
-      for (int k = 0; k < kRounds; ++k) {
-        if (!members[i]->Send("m" + std::to_string(i), std::to_string(k), 5s).ok()) return;
-      }
-    });
-    threads.emplace_back([&, i] {
-      std::string reply;
-      while (seen[i].size() < want && members[i]->Recv(&reply, 5s).ok()) {
-        if (reply.find(": hello") == std::string::npos) seen[i].push_back(reply);
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
   ASSERT_EQ(seen[0].size(), want);
   EXPECT_EQ(seen[1], seen[0]);
   // A late joiner on either server gets the room's last lines first.

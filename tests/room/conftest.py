@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import grpc
 import pytest
@@ -120,3 +120,30 @@ class PychatMember:
     def close(self) -> None:
         self.stream.close()
         self.client.close()
+
+
+def talk(members: List[Any], names: List[str], rounds: int) -> List[List[str]]:
+    """Every member sends `rounds` lines from a thread of its own, all at
+    once; returns what each member received of them, in order."""
+    seen: List[List[str]] = [[] for _ in members]
+
+    def send(i: int) -> None:
+        for k in range(rounds):
+            members[i].send(names[i], str(k))
+
+    def receive(i: int) -> None:
+        while len(seen[i]) < len(members) * rounds:
+            line = members[i].recv(WAIT)
+            if line is None:
+                return
+            if not line.endswith(": hello"):
+                seen[i].append(line)
+
+    threads = [threading.Thread(target=f, args=(i,)) for i in range(len(members))
+               for f in (send, receive)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT * 3)
+        assert not t.is_alive()
+    return seen

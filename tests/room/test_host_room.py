@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from typing import List, Optional
 
 import pychat
 import pytest
 from chat_testing import ServerProcess, program, wait_until
-from conftest import WAIT, GrpcioMember, PychatMember, enter, said
+from conftest import GrpcioMember, PychatMember, enter, said, talk
 
 
 class Lobby(pychat.Handler):
@@ -83,27 +82,7 @@ def test_two_hosts_one_sequence_and_a_late_joiner_replays(redis) -> None:
         names = ["a", "b", "c"]
         for m, name in zip(members, names):
             enter(m, name)
-        seen: List[List[str]] = [[] for _ in members]
-
-        def send(i: int) -> None:
-            for k in range(rounds):
-                members[i].send(names[i], str(k))
-
-        def receive(i: int) -> None:
-            while len(seen[i]) < len(members) * rounds:
-                line = members[i].recv(WAIT)
-                if line is None:
-                    return
-                if not line.endswith(": hello"):
-                    seen[i].append(line)
-
-        threads = [threading.Thread(target=f, args=(i,)) for i in range(len(members))
-                   for f in (send, receive)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(WAIT * 3)
-            assert not t.is_alive()
+        seen = talk(members, names, rounds)
         assert len(seen[0]) == len(members) * rounds
         assert seen[1] == seen[0] and seen[2] == seen[0]
         late = member(one, "t-d", replay=3)

@@ -2,41 +2,12 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
-from typing import List
 
 import pychat
 import pytest
 from chat_testing import wait_until
-from conftest import WAIT, GrpcioMember, PychatMember, enter, said
-
-
-def talk(members: List[PychatMember], names: List[str], rounds: int) -> List[List[str]]:
-    """Every member sends `rounds` lines from a thread of its own, all at
-    once; returns what each member received of them, in order."""
-    seen: List[List[str]] = [[] for _ in members]
-
-    def send(i: int) -> None:
-        for k in range(rounds):
-            members[i].send(names[i], str(k))
-
-    def receive(i: int) -> None:
-        while len(seen[i]) < len(members) * rounds:
-            line = members[i].recv(WAIT)
-            if line is None:
-                return
-            if not line.endswith(": hello"):
-                seen[i].append(line)
-
-    threads = [threading.Thread(target=f, args=(i,)) for i in range(len(members))
-               for f in (send, receive)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(WAIT * 3)
-        assert not t.is_alive()
-    return seen
+from conftest import WAIT, GrpcioMember, PychatMember, enter, said, talk
 
 
 def test_three_servers_two_members_each_see_one_sequence(room_server) -> None:
