@@ -265,6 +265,7 @@ export declare class Room {
   leave(call: Call): boolean;
   /** Members whose calls are open. */
   readonly members: number;
-  /** Stops the room; its members' calls stay open. Idempotent. */
-  close(): void;
+  /** Stops the room (its members' calls stay open); resolves once it is
+   *  freed, after the calls running off the loop. Idempotent. */
+  close(): Promise<void>;
 }

@@ -6,6 +6,7 @@
 #include <cxxabi.h>
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstring>
@@ -1336,8 +1337,14 @@ chat_code chat_call_time_left(const chat_call* call, int64_t* ms_left) noexcept 
 /* ---- rooms ---- */
 
 namespace {
-// The room whose on_line runs on this thread (chat_room_destroy refuses it).
-thread_local const chat_room* t_room_on_line = nullptr;
+// The rooms whose on_line runs on this thread (chat_room_destroy refuses
+// them): a room's on_line may publish to another room, whose on_line then
+// runs inside it.
+thread_local std::vector<const chat_room*> t_rooms_on_line;
+
+bool OnLineOf(const chat_room* room) {
+  return std::find(t_rooms_on_line.begin(), t_rooms_on_line.end(), room) != t_rooms_on_line.end();
+}
 }  // namespace
 
 chat_code chat_room_options_init(chat_room_options* opts, uint32_t version) noexcept {
@@ -1373,9 +1380,11 @@ chat_code chat_room_open(const chat_room_options* opts, chat_room** out) noexcep
       chat_room* handle = room.get();
       void* user_data = opts->user_data;
       ro.on_line = [handle, on_line, user_data](std::string_view line) {
-        t_room_on_line = handle;
+        struct Scope {  // also when the thread is unwound (pthread_exit)
+          explicit Scope(const chat_room* r) { t_rooms_on_line.push_back(r); }
+          ~Scope() { t_rooms_on_line.pop_back(); }
+        } scope(handle);
         on_line(handle, line.data(), line.size(), user_data);  // data() is NUL-terminated
-        t_room_on_line = nullptr;
       };
     }
     chat::Status s = chat::Room::Open(ro, &room->impl);
@@ -1408,6 +1417,7 @@ chat_code chat_room_join(chat_room* room, chat_call* call, uint32_t replay) noex
   return OnHandle(room, kRoomTag, [&]() -> chat_code {
     if (!Live(room, kRoomTag)) return BadHandle("chat_room");
     if (!Live(call, kCallTag)) return BadHandle("chat_call");
+    if (call->authenticating) return RefuseWhileAuthenticating();  // not admitted yet
     return FromStatus(room->impl->Join(call->impl, replay));
   });
 }
@@ -1430,6 +1440,14 @@ chat_code chat_room_members(const chat_room* room, size_t* count) noexcept {
   });
 }
 
+chat_code chat_room_close(chat_room* room) noexcept {
+  return OnHandle(room, kRoomTag, [&]() -> chat_code {
+    if (!Live(room, kRoomTag)) return BadHandle("chat_room");
+    room->impl->Close();
+    return CHAT_OK;
+  });
+}
+
 size_t chat_room_error(const chat_room* room, char* buf, size_t size) noexcept {
   return CopyError(room, kRoomTag, buf, size);
 }
@@ -1438,9 +1456,7 @@ chat_code chat_room_destroy(chat_room* room) noexcept {
   return OnHandle(room, kRoomTag, [&]() -> chat_code {
     if (!room) return CHAT_OK;
     if (!Live(room, kRoomTag)) return BadHandle("chat_room");
-    if (t_room_on_line == room) {
-      return Fail(CHAT_ERR_BUSY, "cannot destroy a room from its own on_line");
-    }
+    if (OnLineOf(room)) return Fail(CHAT_ERR_BUSY, "cannot destroy a room from its own on_line");
     room->impl->Close();
     room->tag = 0;
     delete room;

@@ -180,7 +180,13 @@ void RedisRoom::Start() {
   reader_ = std::thread([this] { ReadLoop(); });
 }
 
+void RedisRoom::MarkClosed() {
+  std::lock_guard<std::mutex> lock(publish_mu_);
+  closed_ = true;
+}
+
 void RedisRoom::Stop() {
+  MarkClosed();
   {
     std::lock_guard<std::mutex> lock(reader_mu_);
     stopping_ = true;

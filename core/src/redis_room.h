@@ -47,6 +47,9 @@ class RedisRoom {
   void Start();
   // Ends the reader promptly (a blocked XREAD is cut). Idempotent.
   void Stop();
+  // Appends nothing more (kClosed) without waiting for the reader: what a
+  // Stop from the reader's own thread can do. Stop still ends it later.
+  void MarkClosed();
 
   // Appends a member's message; OK once Redis acknowledged it. kUnavailable
   // while Redis cannot be reached (a failed connection is retried at most

@@ -1,6 +1,7 @@
 // Rooms: one order of lines for every member (see chat/room.h).
 #include "room.h"
 
+#include <cxxabi.h>
 #include <grpc/support/log.h>
 
 #include <algorithm>
@@ -12,9 +13,28 @@
 namespace chat::internal {
 namespace {
 
-// The room whose on_line runs on this thread, if any: publishing to it or
-// joining it from there would wait for the delivery that waits for it.
-thread_local const RoomImpl* t_delivering = nullptr;
+// The rooms whose on_line runs on this thread, innermost last: publishing
+// to one of them or joining it from there would wait for the delivery that
+// waits for it (a room's on_line may publish to another room).
+thread_local std::vector<const RoomImpl*> t_delivering;
+
+bool DeliveringHere(const RoomImpl* room) {
+  return std::find(t_delivering.begin(), t_delivering.end(), room) != t_delivering.end();
+}
+
+// Marks `room` as delivering on this thread for the scope, unwinding too.
+class OnLineScope {
+ public:
+  explicit OnLineScope(const RoomImpl* room) { t_delivering.push_back(room); }
+  ~OnLineScope() { t_delivering.pop_back(); }
+  OnLineScope(const OnLineScope&) = delete;
+  OnLineScope& operator=(const OnLineScope&) = delete;
+};
+
+// Members whose streams ended are dropped at the next line; a room that
+// hears none drops them on a join once it has this many entries or twice
+// as many as it kept last time (amortised: no scan per join).
+constexpr size_t kFirstPrune = 64;
 
 }  // namespace
 
@@ -51,7 +71,7 @@ Status RoomImpl::Busy() const {
 }
 
 Status RoomImpl::Publish(std::string_view name, std::string_view message) {
-  if (t_delivering == this) return Busy();
+  if (DeliveringHere(this)) return Busy();
   if (!IsValidUtf8(name)) return Status(Code::kBadArgument, "name is not valid UTF-8");
   if (!IsValidUtf8(message)) return Status(Code::kBadArgument, "message is not valid UTF-8");
   // On Redis the line comes back through the reader, in the stream's order.
@@ -68,7 +88,7 @@ Status RoomImpl::Publish(std::string_view name, std::string_view message) {
 }
 
 Status RoomImpl::Notice(std::string_view text) {
-  if (t_delivering == this) return Busy();
+  if (DeliveringHere(this)) return Busy();
   if (!IsValidUtf8(text)) return Status(Code::kBadArgument, "text is not valid UTF-8");
   if (redis_) return redis_->Notice(std::string(text));
   {
@@ -101,15 +121,16 @@ void RoomImpl::Deliver(const std::string& line) {
       }
     }
     if (options_.on_line) {
-      t_delivering = this;
+      OnLineScope scope(this);
       try {
         options_.on_line(line);
+      } catch (abi::__forced_unwind&) {
+        throw;  // a thread ended by pthread_exit/cancel (Python's finalization)
       } catch (const std::exception& e) {
         gpr_log(GPR_ERROR, "libchat: a room's on_line threw: %s", e.what());
       } catch (...) {
         gpr_log(GPR_ERROR, "libchat: a room's on_line threw");
       }
-      t_delivering = nullptr;
     }
   }
   for (const auto& member : slow) member->CutTooSlow();
@@ -129,13 +150,18 @@ Status RoomImpl::Join(const std::shared_ptr<ServerCall>& call, size_t replay) {
 
 Status RoomImpl::JoinIf(const std::shared_ptr<Session>& session, size_t replay,
                         const std::function<Status()>& admit) {
-  if (t_delivering == this) return Busy();
+  if (DeliveringHere(this)) return Busy();
   if (replay > kMaxRoomReplay) {
     return Status(Code::kBadArgument,
                   "a room replays at most " + std::to_string(kMaxRoomReplay) + " lines");
   }
+  // Under order_mu_ from its checks to its entry: no line is delivered
+  // meanwhile (the member gets every line after its history, none twice)
+  // and Close waits for it. On Redis, Join also holds the reader off; the
+  // reader too takes order_mu_ inside its own lock.
   Status entered;
   auto enter = [&](const std::vector<std::string>& history) {
+    std::lock_guard<std::mutex> order(order_mu_);
     if (session->ended()) {
       entered = Status(Code::kClosed, "the stream has ended");
       return;
@@ -162,21 +188,18 @@ Status RoomImpl::JoinIf(const std::shared_ptr<Session>& session, size_t replay,
       if (!session->Enqueue(EncodeStringValue(line), kNoWait).ok()) break;
     }
     std::lock_guard<std::mutex> lock(members_mu_);
-    // Members whose streams ended leave here too, so a quiet room does not
-    // keep them.
-    RebuildLocked([](const std::shared_ptr<Session>& m) { return !m->ended(); });
+    if (members_->size() >= prune_at_) {
+      RebuildLocked([](const std::shared_ptr<Session>& m) { return !m->ended(); });
+      prune_at_ = std::max(kFirstPrune, 2 * members_->size());
+    }
     auto grown = std::make_shared<Members>(*members_);
     grown->push_back(session);
     members_ = std::move(grown);
   };
-  // Entering between two lines: the member gets every line after its
-  // history, none twice. On Redis the reader is held off by Join (it
-  // delivers under its own lock, then order_mu_: not to be taken here).
   if (redis_ && replay > 0) {
     Status joined = redis_->Join(replay, enter);
     if (!joined.ok()) return joined;
   } else {
-    std::lock_guard<std::mutex> order(order_mu_);
     enter({});
   }
   return entered;
@@ -197,13 +220,22 @@ size_t RoomImpl::members() const {
 }
 
 void RoomImpl::Close() {
-  {
-    std::lock_guard<std::mutex> lock(members_mu_);
-    closed_ = true;  // no line is delivered from now on
-    members_ = std::make_shared<const Members>();
+  bool inside = DeliveringHere(this);
+  // The reader first (it delivers under its own lock, then order_mu_); from
+  // its own on_line it cannot wait for itself: it stops with the room.
+  if (redis_) {
+    if (inside) {
+      redis_->MarkClosed();
+    } else {
+      redis_->Stop();
+    }
   }
-  // From on_line the reader cannot wait for itself: it ends with the room.
-  if (redis_ && t_delivering != this) redis_->Stop();
+  // A delivery or join running on another thread finishes first.
+  std::unique_lock<std::mutex> order(order_mu_, std::defer_lock);
+  if (!inside) order.lock();
+  std::lock_guard<std::mutex> lock(members_mu_);
+  closed_ = true;
+  members_ = std::make_shared<const Members>();
 }
 
 void RoomImpl::RebuildLocked(const std::function<bool(const std::shared_ptr<Session>&)>& keep) {

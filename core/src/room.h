@@ -57,6 +57,7 @@ class RoomImpl final : public Room {
   mutable std::mutex members_mu_;
   // Copy on write: a line to 1,000 members takes members_mu_ once.
   std::shared_ptr<const Members> members_;  // members_mu_
+  size_t prune_at_ = 64;                    // members_mu_ (JoinIf)
   bool closed_ = false;                     // members_mu_
 };
 

@@ -194,6 +194,16 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
       reflection_ = std::make_unique<ReflectionService>(std::move(services));
       builder.RegisterService(reflection_.get());
     }
+    // The room before the port opens (a TLS server's opens with
+    // BuildAndStart): every stream admitted finds it.
+    if (options_.mode == Mode::kBroadcast) {
+      RoomOptions room;
+      room.url = options_.room_url;
+      room.name = options_.room_name;
+      room.max_len = options_.room_max_len;
+      Status opened = RoomImpl::Create(room, &room_);  // checked by Server::Start
+      if (!opened.ok()) return opened;
+    }
     int queues = options_.completion_queues > 0 ? options_.completion_queues : DefaultServerQueueCount();
     std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> cqs;
     for (int i = 0; i < queues; ++i) cqs.push_back(builder.AddCompletionQueue());
@@ -220,14 +230,6 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     // On the first queue: their calls are few and brief.
     if (health_) health_->Start(this, cqs_[0]);
     if (reflection_) reflection_->Start(this, cqs_[0]);
-    if (options_.mode == Mode::kBroadcast) {
-      RoomOptions room;
-      room.url = options_.room_url;
-      room.name = options_.room_name;
-      room.max_len = options_.room_max_len;
-      Status opened = RoomImpl::Create(room, &room_);  // checked by Server::Start
-      if (!opened.ok()) return opened;
-    }
     if (!listener_) return Status::Ok();
     listener_->Start([this](int fd, std::string peer) {
       // On the listener's thread: remember who the connection is, then give
@@ -404,6 +406,10 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
         if (!asked.ok()) return asked;
       }
       Status joined = room_->JoinIf(session, replay, enter);
+      if (joined.code() == Code::kClosed) {  // a stop closed the room meanwhile
+        stats_.Refused();
+        return stopping;
+      }
       if (!joined.ok()) return joined;
     } else {
       Status entered = enter();

@@ -194,5 +194,93 @@ TEST_F(HostRoomTest, AMemberTooSlowForTheRoomIsCutAndTheOthersGoOn) {
   EXPECT_EQ(room_->members(), 1u);
 }
 
+// Keeps every call it is given, joins none.
+class KeepCalls : public Handler {
+ public:
+  void OnOpen(const std::shared_ptr<ServerCall>& call) override {
+    std::lock_guard<std::mutex> lock(mu);
+    calls.push_back(call);
+  }
+  void OnMessage(const std::shared_ptr<ServerCall>&, std::string_view, std::string_view) override {}
+  std::shared_ptr<ServerCall> First() {
+    std::lock_guard<std::mutex> lock(mu);
+    return calls.empty() ? nullptr : calls.front();
+  }
+  std::mutex mu;
+  std::vector<std::shared_ptr<ServerCall>> calls;
+};
+
+TEST_F(HostRoomTest, AJoinRacingCloseNeverLeavesAMemberInAClosedRoom) {
+  auto keep = std::make_shared<KeepCalls>();
+  ServerOptions so;
+  so.mode = Mode::kCustom;
+  so.handler = keep;
+  StartServer(so);
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send("a", "open", 5s).ok());
+  std::shared_ptr<ServerCall> call;
+  for (auto end = std::chrono::steady_clock::now() + 5s; !call && std::chrono::steady_clock::now() < end;) {
+    call = keep->First();
+    if (!call) std::this_thread::yield();
+  }
+  ASSERT_TRUE(call);
+  for (int round = 0; round < 2000; ++round) {
+    std::shared_ptr<Room> room;
+    ASSERT_TRUE(Room::Open({}, &room).ok());
+    std::atomic<bool> go{false};
+    std::thread joiner([&] {
+      while (!go) {}
+      Code c = room->Join(call).code();
+      EXPECT_TRUE(c == Code::kOk || c == Code::kClosed) << static_cast<int>(c);
+    });
+    go = true;
+    room->Close();
+    joiner.join();
+    ASSERT_EQ(room->members(), 0u) << "round " << round;
+    EXPECT_EQ(room->Join(call).code(), Code::kClosed);
+  }
+}
+
+TEST_F(HostRoomTest, CloseWaitsForADeliveryRunningElsewhere) {
+  std::atomic<bool> entered{false}, close_called{false}, done{false};
+  RoomOptions ro;
+  ro.on_line = [&](std::string_view) {
+    entered = true;
+    while (!close_called) std::this_thread::yield();
+    std::this_thread::yield();
+    done = true;
+  };
+  std::shared_ptr<Room> room;
+  ASSERT_TRUE(Room::Open(ro, &room).ok());
+  std::thread publisher([&] { EXPECT_TRUE(room->Publish("a", "b").ok()); });
+  while (!entered) std::this_thread::yield();
+  close_called = true;
+  room->Close();
+  EXPECT_TRUE(done.load()) << "Close returned while on_line was still running";
+  publisher.join();
+}
+
+TEST_F(HostRoomTest, OnLineMayPublishToAnotherRoomButNotBackIntoItsOwn) {
+  std::shared_ptr<Room> a, b;
+  std::atomic<int> into_b{-1}, into_a_from_b{-1};
+  RoomOptions rb;
+  rb.on_line = [&](std::string_view) {
+    into_a_from_b = static_cast<int>(a->Publish("b", "back").code());  // a is delivering
+  };
+  ASSERT_TRUE(Room::Open(rb, &b).ok());
+  RoomOptions ra;
+  ra.on_line = [&](std::string_view line) {
+    if (line == "x: go") into_b = static_cast<int>(b->Publish("a", "relayed").code());
+  };
+  ASSERT_TRUE(Room::Open(ra, &a).ok());
+  ASSERT_TRUE(a->Publish("x", "go").ok());
+  EXPECT_EQ(into_b.load(), static_cast<int>(Code::kOk));
+  EXPECT_EQ(into_a_from_b.load(), static_cast<int>(Code::kBusy));
+  // Once out of the nested deliveries, publishing works again.
+  EXPECT_TRUE(a->Publish("x", "later").ok());
+  a->Close();
+  b->Close();
+}
+
 }  // namespace
 }  // namespace chat::testing

@@ -195,6 +195,7 @@ const C = {
   chat_room_join: fn('int chat_room_join(chat_room *r, chat_call *c, uint32_t replay)'),
   chat_room_leave: fn('int chat_room_leave(chat_room *r, chat_call *c)'),
   chat_room_members: fn('int chat_room_members(chat_room *r, _Out_ size_t *count)'),
+  chat_room_close: fn('int chat_room_close(chat_room *r)'),
   chat_room_destroy: fn('int chat_room_destroy(chat_room *r)'),
 };
 

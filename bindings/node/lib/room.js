@@ -2,25 +2,14 @@
 // Room: lines that reach all its members in one order, in this process or
 // across servers on a Redis stream (chat.h, "Rooms"). A custom server's
 // handler joins its calls and publishes what it lets through. What may wait
-// for Redis (opening, publishing, a join with replay) runs off the main
-// thread (koffi's async calls on libuv's pool) and returns a promise;
-// leaving and counting members never wait. Rooms have no on_line here:
+// for Redis (publishing, joining, closing) runs off the main thread
+// (koffi's async calls on libuv's pool) and returns a promise; leaving and
+// counting members never wait. Rooms have no on_line here:
 // a JS host that wants to see the lines joins a call of its own.
 
 const { C, handleError } = require('./native');
 const { Code, ChatError } = require('./errors');
 const { checkString, checkInt, utf8Length } = require('./util');
-
-// The promise of one libchat call on libuv's pool; rejects with its error.
-function offThread(fn, args, errorOf, context) {
-  return new Promise((resolve, reject) => {
-    fn.async(...args, (err, rc) => {
-      if (err) reject(err);
-      else if (rc !== 0) reject(new ChatError(rc, errorOf(), context));
-      else resolve();
-    });
-  });
-}
 
 class Room {
   // Opens a room: options.url "redis://HOST:PORT[/DB]" with options.name
@@ -47,6 +36,26 @@ class Room {
     this._ptr = out[0];
     this.url = url;
     this.name = name;
+    this._inflight = 0;     // calls running on libuv's pool
+    this._closing = null;   // close()'s promise
+    this._freeWhenIdle = null;
+  }
+
+  // The promise of one libchat call on libuv's pool; rejects with its
+  // error. The handle is freed only once none is running (close()).
+  _offThread(fn, args, context, done) {
+    if (this._closing !== null) return this._closed(context);
+    this._inflight++;
+    return new Promise((resolve, reject) => {
+      fn.async(this._ptr, ...args, (err, rc) => {
+        const details = err || rc === 0 ? '' : this._error();
+        if (done) done();
+        if (--this._inflight === 0 && this._freeWhenIdle) this._freeWhenIdle();
+        if (err) reject(err);
+        else if (rc !== 0) reject(new ChatError(rc, details, context));
+        else resolve();
+      });
+    });
   }
 
   // Sends "<name>: <message>" to every member. Resolves once the room has
@@ -55,17 +64,14 @@ class Room {
   publish(name, message) {
     checkString(name, 'name');
     checkString(message, 'message');
-    if (this._ptr === null) return this._closed('publish');
-    return offThread(C.chat_room_publish, [this._ptr, name, utf8Length(name), message,
-                                           utf8Length(message)], () => this._error(), 'publish');
+    return this._offThread(C.chat_room_publish, [name, utf8Length(name), message, utf8Length(message)],
+                           'publish');
   }
 
   // Sends `text` alone ("Ann left"). As publish().
   notice(text) {
     checkString(text, 'text');
-    if (this._ptr === null) return this._closed('notice');
-    return offThread(C.chat_room_notice, [this._ptr, text, utf8Length(text)],
-                     () => this._error(), 'notice');
+    return this._offThread(C.chat_room_notice, [text, utf8Length(text)], 'notice');
   }
 
   // `call` (a Call of a handler server) gets every line delivered from now
@@ -74,17 +80,19 @@ class Room {
   join(call, replay = 0) {
     checkInt(replay, 'replay', 0, 1000);
     if (call === null || typeof call !== 'object' || !('_ptr' in call)) throw new TypeError('call must be a Call');
-    if (this._ptr === null) return this._closed('join');
     if (call._ptr === null || call.closed) {
       return Promise.reject(new ChatError(Code.ERR_CLOSED, 'the call has ended', 'join'));
     }
-    return offThread(C.chat_room_join, [this._ptr, call._ptr, replay], () => this._error(), 'join');
+    // Our own reference: the call may close while the join runs off-thread.
+    const handle = call._ptr;
+    if (this._closing === null) C.chat_call_ref(handle);
+    return this._offThread(C.chat_room_join, [handle, replay], 'join', () => C.chat_call_unref(handle));
   }
 
   // Takes `call` out of the room; false if it was not a member.
   leave(call) {
-    const ptr = this._live('leave');
     if (call === null || typeof call !== 'object' || !('_ptr' in call)) throw new TypeError('call must be a Call');
+    const ptr = this._live('leave');
     if (call._ptr === null) return false;
     const rc = C.chat_room_leave(ptr, call._ptr);
     if (rc === Code.ERR_MISSING) return false;
@@ -100,17 +108,32 @@ class Room {
     return Number(n[0]);
   }
 
-  // Stops the room (its members' calls stay open). Idempotent.
+  // Stops the room (its members' calls stay open) and frees it once the
+  // calls running off the loop have returned; resolves then. Closing runs
+  // off the loop too (it waits for a publish in flight to Redis and for the
+  // room's reader). Idempotent.
   close() {
-    if (this._ptr === null) return;
-    C.chat_room_destroy(this._ptr);
-    this._ptr = null;
+    if (this._closing === null) {
+      const ptr = this._ptr;
+      this._closing = new Promise((resolve) => {
+        C.chat_room_close.async(ptr, () => {
+          const free = () => {
+            C.chat_room_destroy(ptr);
+            this._ptr = null;
+            resolve();
+          };
+          if (this._inflight === 0) free();
+          else this._freeWhenIdle = free;
+        });
+      });
+    }
+    return this._closing;
   }
 
   _closed(what) { return Promise.reject(new ChatError(Code.ERR_CLOSED, 'the room is closed', what)); }
 
   _live(what) {
-    if (this._ptr === null) throw new ChatError(Code.ERR_CLOSED, 'the room is closed', what);
+    if (this._closing !== null) throw new ChatError(Code.ERR_CLOSED, 'the room is closed', what);
     return this._ptr;
   }
 

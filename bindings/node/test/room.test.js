@@ -83,7 +83,7 @@ test('members of a room in this process see one sequence; filtered lines stay pr
     assert.deepEqual(await within(collect(b), 10000, 'b ends'), []);
     await waitFor(() => room.members === 1, 5000, 'one member');
   } finally {
-    room.close();
+    await room.close();
     await client.close();
     await server.close();
   }
@@ -97,9 +97,11 @@ test('bad arguments throw, a closed room rejects, a bad URL fails to open', asyn
   assert.throws(() => room.join({ _ptr: null }, 1001), RangeError);
   await room.publish('a', 'nobody listens');
   await room.notice('a notice');
-  room.close();
-  room.close();
+  const closing = room.close();
+  assert.equal(room.close(), closing);
   await assert.rejects(room.publish('a', 'b'), (e) => e instanceof ChatError && e.code === Code.ERR_CLOSED);
+  await closing;
+  assert.throws(() => room.members, (e) => e instanceof ChatError && e.code === Code.ERR_CLOSED);
   assert.throws(() => new Room({ url: 'http://127.0.0.1:1', name: 'x' }),
                 (e) => e instanceof ChatError && e.code === Code.ERR_BAD_ARGUMENT && /redis:\/\//.test(e.message));
   assert.throws(() => new Room({ url: 'redis://127.0.0.1:1' }),
@@ -151,7 +153,7 @@ test('two Node hosts share a room on Redis; a late joiner replays; Redis gone re
                          (e) => e instanceof ChatError && e.code === Code.UNAVAILABLE);
   } finally {
     redis.kill();
-    for (const r of rooms) r.close();
+    for (const r of rooms) await r.close();
     for (const c of clients) await c.close();
     for (const s of servers) await s.close();
   }

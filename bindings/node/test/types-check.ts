@@ -47,7 +47,8 @@ async function roomTypes(call: Call): Promise<number> {
   await room.notice('c');
   const left: boolean = room.leave(call);
   void left;
-  room.close();
-  return room.members;
+  const n: number = room.members;
+  await room.close();
+  return n;
 }
 void roomTypes;

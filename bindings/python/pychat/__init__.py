@@ -69,7 +69,7 @@ _MODES = {"echo": _pychat.MODE_ECHO, "broadcast": _pychat.MODE_BROADCAST,
 # while other threads may still take the GIL: blocked receivers wake up and
 # handlers finish before finalization begins.
 # pychat.aio adds its native servers and streams.
-_live: "weakref.WeakSet[Union[_pychat.Server, _pychat.Client, Stream, _pychat.QueuedStream]]" = \
+_live: "weakref.WeakSet[Union[_pychat.Server, _pychat.Client, Stream, _pychat.QueuedStream, _pychat.Room]]" = \
     weakref.WeakSet()
 
 
@@ -356,6 +356,7 @@ class Room(_pychat.Room):
                  max_len: Optional[int] = None,
                  on_line: Optional[Callable[[str], None]] = None) -> None:
         super().__init__(url, name, max_len, on_line)
+        _live.add(self)
 
     def __enter__(self) -> Room:
         return self
@@ -367,9 +368,11 @@ class Room(_pychat.Room):
 
 def _close_all() -> None:
     live = list(_live)
-    # Streams first: threads blocked on them wake up and leave. Then servers,
-    # which run their last handler calls now, while that is still possible.
-    kinds: Tuple[type, ...] = (Stream, _pychat.QueuedStream, _pychat.Server, _pychat.Client)
+    # Rooms first: their readers stop calling on_line. Then streams: threads
+    # blocked on them wake up and leave. Then servers, which run their last
+    # handler calls now, while that is still possible.
+    kinds: Tuple[type, ...] = (_pychat.Room, Stream, _pychat.QueuedStream, _pychat.Server,
+                               _pychat.Client)
     for kind in kinds:
         for obj in live:
             if isinstance(obj, kind):

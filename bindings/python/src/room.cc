@@ -50,7 +50,6 @@ class Room {
     if (rc != CHAT_OK) raise_last(rc);
   }
   ~Room() {
-    if (!room_) return;
     // From its own on_line (the last reference dropped there) the room
     // cannot stop: left running rather than freed under its reader.
     if (without_gil([&] { return chat_room_destroy(room_); }) == CHAT_ERR_BUSY) sink_.release();
@@ -58,50 +57,42 @@ class Room {
   Room(const Room&) = delete;
   Room& operator=(const Room&) = delete;
 
+  // The handle stays valid until the destructor (close() only closes), so
+  // calls on other threads may run alongside close().
   void publish(py::handle name, py::handle message) {
     std::string_view n = utf8_arg(name, "name"), m = utf8_arg(message, "message");
-    chat_room* r = live();  // raises: not without the GIL
-    chat_code rc =
-        without_gil([&] { return chat_room_publish(r, n.data(), n.size(), m.data(), m.size()); });
+    chat_code rc = without_gil(
+        [&] { return chat_room_publish(room_, n.data(), n.size(), m.data(), m.size()); });
     if (rc != CHAT_OK) raise_last(rc);
   }
   void notice(py::handle text) {
     std::string_view t = utf8_arg(text, "text");
-    chat_room* r = live();
-    chat_code rc = without_gil([&] { return chat_room_notice(r, t.data(), t.size()); });
+    chat_code rc = without_gil([&] { return chat_room_notice(room_, t.data(), t.size()); });
     if (rc != CHAT_OK) raise_last(rc);
   }
   void join(py::handle call, int64_t replay) {
     if (replay < 0 || replay > 1000) throw py::value_error("replay must be 0..1000 lines");
-    chat_room* r = live();
     chat_call* c = call_handle(call);
     chat_code rc =
-        without_gil([&] { return chat_room_join(r, c, static_cast<uint32_t>(replay)); });
+        without_gil([&] { return chat_room_join(room_, c, static_cast<uint32_t>(replay)); });
     if (rc != CHAT_OK) raise_last(rc);
   }
   void leave(py::handle call) {
-    chat_code rc = chat_room_leave(live(), call_handle(call));
+    chat_code rc = chat_room_leave(room_, call_handle(call));
     if (rc != CHAT_OK) raise_last(rc);
   }
   size_t members() {
     size_t n = 0;
-    chat_code rc = chat_room_members(live(), &n);
+    chat_code rc = chat_room_members(room_, &n);
     if (rc != CHAT_OK) raise_last(rc);
     return n;
   }
   void close() {
-    if (!room_) return;
-    chat_code rc = without_gil([&] { return chat_room_destroy(room_); });
+    chat_code rc = without_gil([&] { return chat_room_close(room_); });
     if (rc != CHAT_OK) raise_last(rc);
-    room_ = nullptr;
   }
 
  private:
-  chat_room* live() const {
-    if (!room_) raise_closed("the room is closed");
-    return room_;
-  }
-
   std::unique_ptr<LineSink> sink_;
   chat_room* room_ = nullptr;
 };

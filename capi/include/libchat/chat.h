@@ -1172,16 +1172,19 @@ CHAT_API chat_code chat_stream_metadata_at(chat_stream *stream, int32_t which, s
  * resumes after the last line it delivered. Members are server calls of
  * CHAT_MODE_CUSTOM servers (any number of servers); each line reaches them
  * as a reply. The room holds a reference to each member's call until the
- * member leaves (chat_room_leave, or its call ended). */
+ * member leaves: chat_room_leave, or its call ended (it is then dropped at
+ * the room's next line, or on a later join). */
 typedef struct chat_room chat_room;
 
 /* Sees every line of the room, in the room's one order, right after the
- * members' send queues took it: `line` (len bytes, NUL-terminated, borrowed for the call) is "<name>:
- * <message>" or a notice's text. Runs on the thread that delivers: for a
- * room in this process the publisher's, inside chat_room_publish; for one
- * on Redis the room's own reader thread. It must be quick (it holds up the
- * room) and must not publish to, join or destroy this room (those return
- * CHAT_ERR_BUSY there); anything else is allowed. */
+ * members' send queues took it: `line` (len bytes, NUL-terminated,
+ * borrowed for the call) is "<name>: <message>" or a notice's text. Runs on
+ * the thread that delivers: for a room in this process the publisher's,
+ * inside chat_room_publish; for one on Redis the room's own reader thread.
+ * It must be quick (it holds up the room). It must not publish to, join or
+ * destroy this room (those return CHAT_ERR_BUSY there); it may close it. It
+ * may publish to another room, but two rooms whose on_line publish into
+ * each other can deadlock. Anything else is allowed. */
 typedef void (*chat_on_line_fn)(chat_room *room, const char *line, size_t len, void *user_data);
 
 #define CHAT_ROOM_OPTIONS_VERSION 1
@@ -1222,7 +1225,7 @@ CHAT_API chat_code chat_room_open(const chat_room_options *opts, chat_room **out
  * Errors: CHAT_ERR_BAD_ARGUMENT (invalid handle, NULL text with a length,
  * invalid UTF-8), CHAT_UNAVAILABLE (Redis cannot take it now: the details
  * say why; if only the acknowledgement was lost the line may still be
- * delivered), CHAT_ERR_CLOSED (destroyed concurrently), CHAT_ERR_BUSY (from
+ * delivered), CHAT_ERR_CLOSED (the room was closed), CHAT_ERR_BUSY (from
  * this room's on_line). Thread-safe. On Redis it waits for one round trip,
  * at most 2 s (a Redis that stopped answering), and a room whose Redis
  * connection failed answers at once until its backoff lets it try again. */
@@ -1239,10 +1242,12 @@ CHAT_API chat_code chat_room_notice(chat_room *room, const char *text, size_t le
  * sent). Call it from on_open, on the OPEN event, or any time later; the
  * call's own chat_call_send replies interleave with the room's lines.
  * Errors: CHAT_ERR_BAD_ARGUMENT (invalid handles, replay > 1000),
- * CHAT_ERR_CLOSED (the call has ended), CHAT_ERR_BAD_STATE (a member
- * already), CHAT_UNAVAILABLE (Redis cannot give the replay now),
- * CHAT_ERR_BUSY (from this room's on_line). Thread-safe; on Redis with a
- * replay it waits for one round trip (at most 2 s). */
+ * CHAT_ERR_CLOSED (the call has ended, or the room was closed),
+ * CHAT_ERR_BAD_STATE (a member already, or the call is still in the
+ * server's authenticate: it joins once admitted), CHAT_UNAVAILABLE (Redis
+ * cannot give the replay now), CHAT_ERR_BUSY (from this room's on_line).
+ * Thread-safe; on Redis with a replay it waits for one round trip (at most
+ * 2 s). */
 CHAT_API chat_code chat_room_join(chat_room *room, chat_call *call, uint32_t replay) CHAT_NOEXCEPT;
 
 /* `call` leaves the room; it stays open. A call whose stream ended leaves
@@ -1254,14 +1259,26 @@ CHAT_API chat_code chat_room_leave(chat_room *room, chat_call *call) CHAT_NOEXCE
  * Errors: CHAT_ERR_BAD_ARGUMENT. Thread-safe; never blocks. */
 CHAT_API chat_code chat_room_members(const chat_room *room, size_t *count) CHAT_NOEXCEPT;
 
+/* Stops the room: no line is delivered once this returns (a delivery
+ * running on another thread finishes first; the reader of a room on Redis
+ * ends, which may take up to a second while it is connecting), the members
+ * leave (their calls stay open), and every later publish, notice or join
+ * returns CHAT_ERR_CLOSED. The handle stays valid until chat_room_destroy.
+ * Idempotent. From the room's own on_line it stops delivery at once and
+ * the reader ends at chat_room_destroy.
+ * Errors: CHAT_ERR_BAD_ARGUMENT (invalid handle). Thread-safe, also with the
+ * room's other calls running (a publish on Redis may take up to its 2 s). */
+CHAT_API chat_code chat_room_close(chat_room *room) CHAT_NOEXCEPT;
+
 /* The last error on this room handle, as chat_server_error. */
 CHAT_API size_t chat_room_error(const chat_room *room, char *buf, size_t size) CHAT_NOEXCEPT;
 
-/* Stops the room (its reader ends at once; no line is delivered after
- * this returns) and frees it; the members' calls stay open. NULL is a
- * no-op. Errors: CHAT_ERR_BAD_ARGUMENT (invalid handle), CHAT_ERR_BUSY (from
- * this room's on_line: the room is left as it was). Not thread-safe with
- * other calls on the same room: destroy it once they have returned. */
+/* Closes the room (chat_room_close) and frees it; the members' calls stay
+ * open. NULL is a no-op. Errors: CHAT_ERR_BAD_ARGUMENT (invalid handle),
+ * CHAT_ERR_BUSY (from this room's on_line: the room is left as it was).
+ * Not thread-safe with other calls on the same room: a host whose threads
+ * may still be publishing calls chat_room_close, and destroys once they
+ * have returned. */
 CHAT_API chat_code chat_room_destroy(chat_room *room) CHAT_NOEXCEPT;
 
 #ifdef __cplusplus

@@ -21,10 +21,13 @@ struct RoomOptions {
   std::string name;        // required with url; a label otherwise
   size_t max_len = 10000;  // Redis: the stream is trimmed to about this many entries
   // Optional: sees every line of the room, in the room's one order, right
-  // after the members' send queues took it. Runs on the thread that delivers: the publisher's
-  // (inside Publish) for a room in this process, the room's reader thread
-  // for one on Redis. It must be quick (it holds up the room), and must not
-  // publish to or join this room (that returns kBusy).
+  // after the members' send queues took it. Runs on the thread that
+  // delivers: the publisher's (inside Publish) for a room in this process,
+  // the room's reader thread for one on Redis. It must be quick (it holds
+  // up the room). Publish, Notice and Join of this room return kBusy there;
+  // Close is allowed; dropping the last reference to the room there is not.
+  // It may publish to another room, but two rooms whose on_line publish
+  // into each other can deadlock.
   std::function<void(std::string_view line)> on_line;
 };
 
@@ -52,14 +55,17 @@ class Room {
   // lines (up to 1000) first, none missed or given twice (a room in this
   // process keeps no history and gives none). A member whose send queue is
   // full is too slow for the room: its stream is cut with
-  // RESOURCE_EXHAUSTED. It leaves when its stream ends or on Leave.
+  // RESOURCE_EXHAUSTED. It leaves on Leave, or when its stream ends (then
+  // dropped at the next line, or on a later join).
   // kClosed if the stream has ended or the room is closed, kBadState if it
   // is a member already, kUnavailable when Redis cannot give the replay.
   virtual Status Join(const std::shared_ptr<ServerCall>& call, size_t replay = 0) = 0;
   // kMissing if `call` is not a member.
   virtual Status Leave(const ServerCall& call) = 0;
   virtual size_t members() const = 0;
-  // Stops delivering and drops the members (their streams go on). Idempotent.
+  // Stops delivering (a delivery running on another thread finishes first)
+  // and drops the members (their streams go on); later Publish, Notice and
+  // Join return kClosed. Idempotent; thread-safe with the other calls.
   virtual void Close() = 0;
 };
 
