@@ -187,5 +187,49 @@ TEST(CApiRoom, BadHandlesAndArgumentsAreRefusedPlainly) {
   EXPECT_EQ(chat_room_destroy(nullptr), CHAT_OK);
 }
 
+struct AuthJoin {
+  chat_room* room = nullptr;
+  std::atomic<int> rc{-1};
+};
+
+chat_code JoinWhileAuthenticating(chat_call* call, const char*, char*, size_t, void* ud) {
+  auto* a = static_cast<AuthJoin*>(ud);
+  a->rc = chat_room_join(a->room, call, 0);
+  return CHAT_OK;
+}
+
+TEST(CApiRoom, ACallStillInAuthenticateCannotJoin) {
+  AuthJoin a;
+  chat_room_options ro;
+  chat_room_options_init(&ro, CHAT_ROOM_OPTIONS_VERSION);
+  ASSERT_EQ(chat_room_open(&ro, &a.room), CHAT_OK);
+  chat_server_options so;
+  chat_server_options_init(&so, CHAT_SERVER_OPTIONS_VERSION);
+  so.authenticate = JoinWhileAuthenticating;
+  so.authenticate_user_data = &a;
+  chat_server* server = nullptr;
+  ASSERT_EQ(chat_server_start("127.0.0.1:0", &so, &server), CHAT_OK) << chat_last_error();
+  chat_client* client = nullptr;
+  ASSERT_EQ(chat_client_create(Target(server).c_str(), nullptr, &client), CHAT_OK);
+  chat_stream* s = nullptr;
+  ASSERT_EQ(chat_client_open(client, nullptr, &s), CHAT_OK);
+  ASSERT_EQ(Send(s, "Sam", "Hi"), CHAT_OK);
+  std::string reply;
+  ASSERT_EQ(Recv(s, &reply), CHAT_OK);  // the echo server admitted it
+  EXPECT_EQ(reply, "Sam: Hi");
+  EXPECT_EQ(a.rc.load(), CHAT_ERR_BAD_STATE);
+  size_t members = 9;
+  EXPECT_EQ(chat_room_members(a.room, &members), CHAT_OK);
+  EXPECT_EQ(members, 0u);
+  // Closing is thread-safe and leaves the handle valid until destroy.
+  EXPECT_EQ(chat_room_close(a.room), CHAT_OK);
+  EXPECT_EQ(chat_room_close(a.room), CHAT_OK);
+  EXPECT_EQ(chat_room_publish(a.room, "a", 1, "b", 1), CHAT_ERR_CLOSED);
+  chat_stream_destroy(s);
+  chat_client_destroy(client);
+  EXPECT_EQ(chat_server_destroy(server), CHAT_OK);
+  EXPECT_EQ(chat_room_destroy(a.room), CHAT_OK);
+}
+
 }  // namespace
 }  // namespace chat::testing
