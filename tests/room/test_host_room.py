@@ -162,3 +162,36 @@ def test_the_room_examples_span_two_servers(redis, example: str) -> None:
     finally:
         for s in servers:
             s.kill()
+
+
+def test_an_asyncio_host_shares_the_room(redis, room_server) -> None:
+    """pychat.aio.Room in async handlers, beside a chat_server process."""
+    import asyncio
+    import pychat.aio
+
+    plain = room_server()
+
+    async def main() -> None:
+        async with pychat.aio.Room(redis.url, "lobby") as room:
+            class Lobby(pychat.aio.Handler):
+                async def on_open(self, call: pychat.aio.Call) -> None:
+                    await room.join(call, replay=1)
+
+                async def on_message(self, call: pychat.aio.Call, name: str, message: str) -> None:
+                    await room.publish(name.upper(), message)  # the host rewrites
+
+            async with pychat.aio.Server("127.0.0.1:0", Lobby()) as server:
+                loop = asyncio.get_running_loop()
+                ann = GrpcioMember(plain.target)
+                await loop.run_in_executor(None, enter, ann, "Ann")
+                bob = PychatMember(f"127.0.0.1:{server.port}")
+                # Bob's replay of 1: Ann's hello, the last line before him.
+                assert await loop.run_in_executor(None, bob.recv) == "Ann: hello"
+                await loop.run_in_executor(None, bob.send, "bob", "hi")
+                for m in (ann, bob):
+                    assert await loop.run_in_executor(None, said, m) == "BOB: hi"
+                assert room.members == 1
+                ann.close()
+                bob.close()
+
+    asyncio.run(main())

@@ -356,7 +356,14 @@ class Room(_pychat.Room):
                  max_len: Optional[int] = None,
                  on_line: Optional[Callable[[str], None]] = None) -> None:
         super().__init__(url, name, max_len, on_line)
+        self.url = url
         _live.add(self)
+
+    def join(self, call: Any, replay: int = 0) -> None:
+        super().join(getattr(call, "_native", call), replay)  # a pychat.aio.Call too
+
+    def leave(self, call: Any) -> None:
+        super().leave(getattr(call, "_native", call))
 
     def __enter__(self) -> Room:
         return self

@@ -25,6 +25,7 @@ from typing import (Any, Callable, Coroutine, Deque, Dict, List, Optional, Tuple
                     Union)
 
 from . import Metadata, _check_room, _check_switches, _default, _live
+from . import Room as _SyncRoom
 from . import Client as _SyncClient
 from . import _control, _pychat
 from ._errors import ChatError, ClosedError, StatusCode, _from_status
@@ -32,7 +33,7 @@ from ._metadata import CallMetadata
 from ._security import Authenticator, PeerIdentity, Pem, server_security
 from ._stats import Stats
 
-__all__ = ["Client", "Stream", "Server", "Call", "Handler"]
+__all__ = ["Client", "Stream", "Server", "Call", "Handler", "Room"]
 
 _logger = logging.getLogger("pychat.aio")
 
@@ -1082,3 +1083,49 @@ class Server:
         self._calls.pop(call._key, None)
         if not self._calls and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
+
+
+class Room:
+    """pychat.Room for asyncio handlers (see pychat.Room): publish, notice
+    and join are coroutines. A room in this process runs them at once; a
+    room on Redis in the loop's default executor, so the loop never waits
+    for Redis's round trip. on_line runs on a library thread, not the loop:
+    hand what it sees over with loop.call_soon_threadsafe."""
+
+    def __init__(self, url: Optional[str] = None, name: str = "", *,
+                 max_len: Optional[int] = None,
+                 on_line: Optional[Callable[[str], None]] = None) -> None:
+        self._room = _SyncRoom(url, name, max_len=max_len, on_line=on_line)
+
+    async def _run(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._room.url is None:
+            fn(*args)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def publish(self, name: str, message: str) -> None:
+        await self._run(self._room.publish, name, message)
+
+    async def notice(self, text: str) -> None:
+        await self._run(self._room.notice, text)
+
+    async def join(self, call: Call, replay: int = 0) -> None:
+        await self._run(self._room.join, call, replay)
+
+    def leave(self, call: Call) -> None:
+        self._room.leave(call)
+
+    @property
+    def members(self) -> int:
+        return self._room.members
+
+    async def close(self) -> None:
+        """Stops the room (a publish to Redis in flight finishes first)."""
+        await self._run(self._room.close)
+
+    async def __aenter__(self) -> Room:
+        return self
+
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]],
+                        exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        await self.close()
