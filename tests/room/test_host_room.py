@@ -2,11 +2,13 @@
 filters shares one room on Redis with chat_server processes."""
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from typing import List, Optional
 
 import pychat
+import pychat.aio
 import pytest
 from chat_testing import ServerProcess, program, wait_until
 from conftest import GrpcioMember, PychatMember, enter, said, talk
@@ -166,9 +168,6 @@ def test_the_room_examples_span_two_servers(redis, example: str) -> None:
 
 def test_an_asyncio_host_shares_the_room(redis, room_server) -> None:
     """pychat.aio.Room in async handlers, beside a chat_server process."""
-    import asyncio
-    import pychat.aio
-
     plain = room_server()
 
     async def main() -> None:
