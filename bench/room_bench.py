@@ -1,5 +1,7 @@
 """The broadcast room: in one process against one room on Redis Streams
-across 1, 2 and 3 chat_server processes.
+across 1, 2 and 3 chat_server processes; and the same room run by a host's
+own handler (examples/room_server, a custom server on chat_room) in one
+process and across 2 on Redis.
 
 Six pychat members spread round-robin over the servers. Throughput: one
 member sends lines as fast as the slowest member takes them (at most 256
@@ -37,11 +39,12 @@ def percentile(sorted_values: List[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(p * len(sorted_values)))]
 
 
-def measure(pychat, chat_server: str, redis: Optional[Redis], servers: int, messages: int,
+def measure(pychat, server: List[str], redis: Optional[Redis], servers: int, messages: int,
             samples: int) -> dict:
+    """`server`: the command of one server, without its room arguments."""
     room = ["--room", redis.url, "--room-name", f"bench{servers}"] if redis else []
-    procs = [ServerProcess([chat_server, "--address", "127.0.0.1:0", "--mode", "broadcast",
-                            "--grace-ms", "0", *room]) for _ in range(servers)]
+    procs = [ServerProcess([*server, "--address", "127.0.0.1:0", "--grace-ms", "0", *room])
+             for _ in range(servers)]
     try:
         clients = [pychat.Client(procs[i % servers].target) for i in range(MEMBERS)]
         streams = [c.chat() for c in clients]
@@ -116,20 +119,24 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, os.path.join(args.build_dir, "python"))
     import pychat
-    chat_server = os.path.join(args.build_dir, "examples", "chat_server")
+    broadcast = [os.path.join(args.build_dir, "examples", "chat_server"), "--mode", "broadcast"]
+    # A member joins the host's room with its first message ("* m0 joined",
+    # then "m0: hello"): the same lines the measurement waits for.
+    host = [os.path.join(args.build_dir, "examples", "room_server")]
     messages, samples = (500, 100) if args.quick else (20000, 2000)
     print(f"room: {MEMBERS} pychat members, {messages} lines from one of them, "
           f"{samples} latency samples")
     print(f"{'room':<24} {'lines/s':>10} {'p50 us':>8} {'p99 us':>8}")
-    rows = [("in-process", 1, False), ("redis, 1 server", 1, True),
-            ("redis, 2 servers", 2, True), ("redis, 3 servers", 3, True)]
+    rows = [("in-process", broadcast, 1, False), ("redis, 1 server", broadcast, 1, True),
+            ("redis, 2 servers", broadcast, 2, True), ("redis, 3 servers", broadcast, 3, True),
+            ("host, in-process", host, 1, False), ("host, redis, 2 servers", host, 2, True)]
     with tempfile.TemporaryDirectory() as tmp:
-        for name, servers, on_redis in rows:
+        for name, server, servers, on_redis in rows:
             redis = Redis(tmp) if on_redis else None
             if redis:
                 redis.start()
             try:
-                r = measure(pychat, chat_server, redis, servers, messages, samples)
+                r = measure(pychat, server, redis, servers, messages, samples)
             finally:
                 if redis:
                     redis.kill()
