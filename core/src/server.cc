@@ -316,11 +316,11 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     // when its queue thread takes it, and starting an operation on a queue
     // already shut down aborts the process (gRPC's "grpc_cq_begin_op"
     // assertion, seen in StopRace 1 run in 12): let the queue threads take
-    // them all before the queues shut down. The health and reflection
-    // calls still open are cancelled, and their completions start more
-    // operations (a failed read starts the Finish, a matched request a
-    // read, a write or a Finish): those are counted until they are freed
-    // (RequestGate). Bounded, in case.
+    // them all before the queues shut down. The sessions and the health
+    // and reflection calls still open are cancelled, and their completions
+    // start more operations (a failed read starts the Finish, a matched
+    // request a read, a write or a Finish): each is counted until it is
+    // freed (SessionOver, RequestGate). Bounded, in case.
     {
       std::unique_lock<std::mutex> lock(accept_mu_);
       accept_cv_.wait_for(lock, kCallsEnd, [&] { return requested_ == 0; });
@@ -339,10 +339,14 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
 
   void Accepted(int queue, bool ok) override {
     std::lock_guard<std::mutex> lock(accept_mu_);
-    --requested_;
-    if (ok && accepting_) RequestLocked(queue);
-    if (requested_ == 0) accept_cv_.notify_all();
+    if (!ok) {
+      if (--requested_ == 0) accept_cv_.notify_all();
+      return;
+    }
+    if (accepting_) RequestLocked(queue);  // the session keeps its own count
   }
+
+  void SessionOver() override { EndCall(); }
 
   // --- RequestGate (health and reflection) ---
 

@@ -630,6 +630,7 @@ void Session::Over() {
   memory_->WakeIfRoom();
   std::shared_ptr<Session> self = std::move(self_);
   host_->Finished(self, final_status);
+  host_->SessionOver();  // last: the server may shut the queue down now
 }
 
 }  // namespace chat::internal

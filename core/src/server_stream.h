@@ -49,8 +49,13 @@ struct Connection {
 class SessionHost {
  public:
   // A request completed: ask gRPC for the next stream on the same queue
-  // (when `ok`; either way one request fewer is outstanding).
+  // (when `ok`). A failed request is no longer counted; a matched one is
+  // counted as its session until SessionOver, so the server shuts no queue
+  // down while the session may still start an operation on it.
   virtual void Accepted(int queue, bool ok) = 0;
+  // The session's last operation is back and its call freed: the last
+  // thing it does on its queue's thread.
+  virtual void SessionOver() = 0;
   virtual uint64_t NextId() = 0;  // 1, 2, ... in order of arrival
   // The connection a new stream came on (gRPC's peer string names it),
   // which counts one more live stream of it until Finished.
