@@ -16,6 +16,7 @@ import health_pb2
 import health_pb2_grpc
 import pychat
 from chat_testing import ServerProcess
+from grpc_testing import grpc_channel  # noqa: F401  (a fixture)
 
 SERVER_BIN = os.environ.get("CHAT_SERVER_BIN")
 RPC_TIMEOUT = 20.0
@@ -59,22 +60,6 @@ def serve(request):
     yield start
     for s in stop:
         s()
-
-
-@pytest.fixture
-def channel():
-    """Factory: channel(target) gives a connected grpcio channel."""
-    channels = []
-
-    def connect(target):
-        ch = grpc.insecure_channel(target)
-        channels.append(ch)
-        grpc.channel_ready_future(ch).result(timeout=WAIT)
-        return ch
-
-    yield connect
-    for ch in channels:
-        ch.close()
 
 
 class Watch:

@@ -24,8 +24,8 @@ def check(ch, service):
         health_pb2.HealthCheckRequest(service=service), timeout=RPC_TIMEOUT).status
 
 
-def test_server_and_chat_are_serving_and_others_not_found(serve, channel):
-    ch = channel(serve(health=True))
+def test_server_and_chat_are_serving_and_others_not_found(serve, grpc_channel):
+    ch = grpc_channel(serve(health=True))
     assert check(ch, "") == SERVING
     assert check(ch, "Chat") == SERVING
     with pytest.raises(grpc.RpcError) as e:
@@ -33,15 +33,15 @@ def test_server_and_chat_are_serving_and_others_not_found(serve, channel):
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_health_off_is_unimplemented(serve, channel):
-    ch = channel(serve(reflection=True))  # the other switch on: still off
+def test_health_off_is_unimplemented(serve, grpc_channel):
+    ch = grpc_channel(serve(reflection=True))  # the other switch on: still off
     with pytest.raises(grpc.RpcError) as e:
         check(ch, "")
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-def test_watch_sends_the_status_and_unknown_services(serve, channel, watch):
-    ch = channel(serve(health=True))
+def test_watch_sends_the_status_and_unknown_services(serve, grpc_channel, watch):
+    ch = grpc_channel(serve(health=True))
     assert watch(ch, "Chat").next() == SERVING
     assert watch(ch, "").next() == SERVING
     unknown = watch(ch, "nope")
@@ -49,8 +49,8 @@ def test_watch_sends_the_status_and_unknown_services(serve, channel, watch):
     assert not unknown.done.is_set()  # the stream stays open, as the spec asks
 
 
-def test_health_and_chat_together(serve, channel, chat_stream):
-    ch = channel(serve(health=True, reflection=True))
+def test_health_and_chat_together(serve, grpc_channel, chat_stream):
+    ch = grpc_channel(serve(health=True, reflection=True))
     s = chat_stream(ch)
     assert s.echo("Sam", "Hi") == "Sam: Hi"
     assert check(ch, "Chat") == SERVING
@@ -59,9 +59,9 @@ def test_health_and_chat_together(serve, channel, chat_stream):
     assert s.finish() == grpc.StatusCode.OK
 
 
-def test_watch_sees_not_serving_while_a_stop_drains(channel, watch, chat_stream):
+def test_watch_sees_not_serving_while_a_stop_drains(grpc_channel, watch, chat_stream):
     server = pychat.Server("127.0.0.1:0", health=True)
-    ch = channel(f"127.0.0.1:{server.port}")
+    ch = grpc_channel(f"127.0.0.1:{server.port}")
     w = watch(ch, "Chat")
     assert w.next() == SERVING
     s = chat_stream(ch)
@@ -86,11 +86,11 @@ def test_watch_sees_not_serving_while_a_stop_drains(channel, watch, chat_stream)
     assert w.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
-def test_chat_server_health_goes_not_serving_on_sigint(channel, watch, chat_stream):
+def test_chat_server_health_goes_not_serving_on_sigint(grpc_channel, watch, chat_stream):
     proc = ServerProcess([SERVER_BIN, "--address", "127.0.0.1:0", "--health",
                           "--grace-ms", str(int(RPC_TIMEOUT * 1000))])
     try:
-        ch = channel(proc.target)
+        ch = grpc_channel(proc.target)
         w = watch(ch, "")
         assert w.next() == SERVING
         s = chat_stream(ch)
@@ -112,17 +112,17 @@ def test_pychat_switches_must_be_bool():
         pychat.Server("127.0.0.1:0", reflection="yes")  # type: ignore[arg-type]
 
 
-def test_aio_server_serves_health(channel):
+def test_aio_server_serves_health(grpc_channel):
     async def main():
         async with pychat.aio.Server("127.0.0.1:0", health=True) as server:
             target = f"127.0.0.1:{server.port}"
             return await asyncio.get_running_loop().run_in_executor(
-                None, lambda: check(channel(target), "Chat"))
+                None, lambda: check(grpc_channel(target), "Chat"))
 
     assert asyncio.run(asyncio.wait_for(main(), RPC_TIMEOUT)) == SERVING
 
 
-def test_aio_handler_server_serves_health_and_reflection(channel):
+def test_aio_handler_server_serves_health_and_reflection(grpc_channel):
     class Handler:
         async def on_message(self, call, name, message):
             await call.send(f"{name}: {message}")
@@ -132,6 +132,6 @@ def test_aio_handler_server_serves_health_and_reflection(channel):
                                      reflection=True) as server:
             target = f"127.0.0.1:{server.port}"
             return await asyncio.get_running_loop().run_in_executor(
-                None, lambda: check(channel(target), ""))
+                None, lambda: check(grpc_channel(target), ""))
 
     assert asyncio.run(asyncio.wait_for(main(), RPC_TIMEOUT)) == SERVING

@@ -67,15 +67,15 @@ def check_chat(pool):
     assert value.file.name == "google/protobuf/wrappers.proto"
 
 
-def test_lists_chat_and_reflection_and_health_when_on(serve, channel):
-    ch = channel(serve(health=True, reflection=True))
+def test_lists_chat_and_reflection_and_health_when_on(serve, grpc_channel):
+    ch = grpc_channel(serve(health=True, reflection=True))
     assert sorted(services(ch)) == sorted([
         "Chat", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
         "grpc.reflection.v1.ServerReflection"])
 
 
-def test_health_off_is_not_listed(serve, channel):
-    ch = channel(serve(reflection=True))
+def test_health_off_is_not_listed(serve, grpc_channel):
+    ch = grpc_channel(serve(reflection=True))
     assert "grpc.health.v1.Health" not in services(ch)
     assert "Chat" in services(ch)
     [r] = ask(ch, reflection_pb2.ServerReflectionRequest(
@@ -84,16 +84,16 @@ def test_health_off_is_not_listed(serve, channel):
 
 
 @pytest.mark.parametrize("symbol", ["Chat", "Chat.chat", "ChatMessage"])
-def test_file_containing_a_chat_symbol_describes_chat(serve, channel, symbol):
-    ch = channel(serve(reflection=True))
+def test_file_containing_a_chat_symbol_describes_chat(serve, grpc_channel, symbol):
+    ch = grpc_channel(serve(reflection=True))
     [r] = ask(ch, reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol))
     pool, names = pool_of(r)
     assert names == ["chat.proto", "google/protobuf/wrappers.proto"]
     check_chat(pool)
 
 
-def test_file_by_filename_and_the_v1_service(serve, channel):
-    ch = channel(serve(reflection=True))
+def test_file_by_filename_and_the_v1_service(serve, grpc_channel):
+    ch = grpc_channel(serve(reflection=True))
     assert "Chat" in services(ch, method=V1)
     [chat, wrappers] = ask(
         ch, reflection_pb2.ServerReflectionRequest(file_by_filename="chat.proto"),
@@ -109,8 +109,8 @@ def test_file_by_filename_and_the_v1_service(serve, channel):
         assert method.input_type.full_name == name.rsplit(".", 1)[0] + ".ServerReflectionRequest"
 
 
-def test_health_is_described_when_on(serve, channel):
-    ch = channel(serve(health=True, reflection=True))
+def test_health_is_described_when_on(serve, grpc_channel):
+    ch = grpc_channel(serve(health=True, reflection=True))
     [r] = ask(ch, reflection_pb2.ServerReflectionRequest(
         file_containing_symbol="grpc.health.v1.Health"))
     pool, names = pool_of(r)
@@ -119,8 +119,8 @@ def test_health_is_described_when_on(serve, channel):
     assert check.output_type.full_name == "grpc.health.v1.HealthCheckResponse"
 
 
-def test_unknown_names_and_extensions_are_not_found(serve, channel):
-    ch = channel(serve(reflection=True))
+def test_unknown_names_and_extensions_are_not_found(serve, grpc_channel):
+    ch = grpc_channel(serve(reflection=True))
     responses = ask(
         ch,
         reflection_pb2.ServerReflectionRequest(file_containing_symbol="NoSuchMessage"),
@@ -138,8 +138,8 @@ def test_unknown_names_and_extensions_are_not_found(serve, channel):
     check_chat(pool_of(responses[4])[0])
 
 
-def test_reflection_off_is_unimplemented(serve, channel):
-    ch = channel(serve(health=True))
+def test_reflection_off_is_unimplemented(serve, grpc_channel):
+    ch = grpc_channel(serve(health=True))
     with pytest.raises(grpc.RpcError) as e:
         services(ch)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED

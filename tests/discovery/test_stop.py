@@ -53,10 +53,10 @@ def open_calls(ch, watch):
     return streams, w
 
 
-def test_pychat_stops_with_reflection_streams_and_watches_open(channel, watch):
+def test_pychat_stops_with_reflection_streams_and_watches_open(grpc_channel, watch):
     for _ in range(ROUNDS):
         server = pychat.Server("127.0.0.1:0", health=True, reflection=True)
-        streams, w = open_calls(channel(f"127.0.0.1:{server.port}"), watch)
+        streams, w = open_calls(grpc_channel(f"127.0.0.1:{server.port}"), watch)
         assert server.stop(grace=0) == 0  # aborted here, before the fix
         for s in streams:
             assert s.finish() in ENDED
@@ -64,11 +64,11 @@ def test_pychat_stops_with_reflection_streams_and_watches_open(channel, watch):
         assert w.code in ENDED
 
 
-def test_chat_server_stops_with_reflection_streams_and_watches_open(channel, watch):
+def test_chat_server_stops_with_reflection_streams_and_watches_open(grpc_channel, watch):
     for _ in range(ROUNDS // 2):
         proc = ServerProcess([SERVER_BIN, "--address", "127.0.0.1:0", "--health", "--reflection"])
         try:
-            streams, _ = open_calls(channel(proc.target), watch)
+            streams, _ = open_calls(grpc_channel(proc.target), watch)
             proc.stop(signal.SIGINT)  # exits 0, not SIGABRT's -6
             for s in streams:
                 assert s.finish() in ENDED

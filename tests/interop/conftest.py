@@ -20,6 +20,7 @@ from google.protobuf import wrappers_pb2
 import chat_pb2
 import chat_pb2_grpc
 from chat_testing import ServerProcess
+from grpc_testing import grpc_channel  # noqa: F401  (a fixture)
 
 SERVER_BIN = os.environ.get("CHAT_SERVER_BIN")
 CLIENT_BIN = os.environ.get("CHAT_CLIENT_BIN")
@@ -68,22 +69,6 @@ def chat_server():
 @pytest.fixture
 def echo_server(chat_server):
     return chat_server("--mode", "echo")
-
-
-@pytest.fixture
-def grpc_channel():
-    """Factory: grpc_channel(target) gives a connected grpcio channel."""
-    channels = []
-
-    def connect(target):
-        channel = grpc.insecure_channel(target)
-        channels.append(channel)
-        grpc.channel_ready_future(channel).result(timeout=WAIT)
-        return channel
-
-    yield connect
-    for channel in channels:
-        channel.close()
 
 
 class Stream:
