@@ -190,10 +190,11 @@ class Stream {
   // The server's trailing metadata once the stream ended, else null.
   trailingMetadata() { return this._trailingMetadata; }
 
+  // null while libchat does not have it (BAD_STATE), so a later read tries again.
   _readMetadata(which) {
-    const md = Object.create(null);
     const count = [0];
-    if (C.chat_stream_metadata_count(this._ptr, which, count) !== 0) return md;
+    if (C.chat_stream_metadata_count(this._ptr, which, count) !== 0) return null;
+    const md = Object.create(null);
     const kp = [null], kl = [0], vp = [null], vl = [0];
     for (let i = 0; i < Number(count[0]); i++) {
       if (C.chat_stream_metadata_at(this._ptr, which, i, kp, kl, vp, vl) !== 0) continue;

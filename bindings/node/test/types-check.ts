@@ -74,13 +74,14 @@ async function controlTypes(): Promise<Stats> {
   void new Server({ mode: 'broadcast', roomUrl: 'redis://127.0.0.1:6379', roomName: 'lobby', roomMaxLen: 100 });
   const gz: Compression = 'deflate';
   const client = new Client(`https://localhost:${server.port}`, {
-    tls: true, tlsCa: 'ca.pem', tlsRootCerts: 'ca.pem', tlsCert: 'client.pem', tlsKey: 'client.key',
+    tls: true, tlsCa: 'ca.pem', tlsCert: 'client.pem', tlsKey: 'client.key',
     tlsServerName: 'localhost', token: 't', allowInsecureToken: false, compression: gz,
   });
   const stream = client.chat({ token: 'other', compression: 'none' });
   const initial: ReceivedMetadata | null = stream.initialMetadata();
   const trailing: ReceivedMetadata | null = stream.trailingMetadata();
   void initial; void trailing;
+  void new Client('localhost:1', { tlsRootCerts: '-----BEGIN CERTIFICATE-----...' });
   const n: number = client.stats().messagesOut + server.stats().streamsRefused;
   void n;
   // @ts-expect-error: no such compression
