@@ -13,7 +13,7 @@ const { spawnSync } = require('node:child_process');
 const { Client, Server, Code, ChatError } = require('..');
 const {
   REPO, SEED, SEED_REPLIES, CHAT_SERVER_BIN, within, waitFor, collect, collectError, grpc,
-  spawnWithFirstLine, exited,
+  spawnWithFirstLine, exited, startRedis,
 } = require('./helpers');
 
 // Certificates made once for this file (tests/security/make_certs.sh).
@@ -374,6 +374,40 @@ test('maxStreams 1 refuses a second concurrent stream with RESOURCE_EXHAUSTED; s
   } finally {
     await client.close();
     await server.close();
+  }
+});
+
+// Takes replies from `it` until `n` of them matched `keep`.
+async function takeMatching(it, n, keep, what) {
+  const out = [];
+  while (out.length < n) {
+    const { value, done } = await within(it.next(), 10000, what);
+    assert.equal(done, false, `${what}: the stream ended`);
+    if (keep(value)) out.push(value);
+  }
+  return out;
+}
+
+test('broadcast servers sharing a Redis room (roomUrl, roomName, roomMaxLen)', async () => {
+  const redis = await startRedis();
+  const room = { mode: 'broadcast', roomUrl: redis.url, roomName: 'node-control', roomMaxLen: 100 };
+  const servers = [new Server(room), new Server(room)];
+  const clients = servers.map((s) => new Client(`127.0.0.1:${s.port}`));
+  try {
+    // b is a member once its own line came back to it.
+    const b = clients[1].chat();
+    const atB = b[Symbol.asyncIterator]();
+    await b.send('b', 'here');
+    await takeMatching(atB, 1, (r) => r === 'b: here', 'b\'s own line');
+    const a = clients[0].chat();
+    for (const [name, message] of SEED) await a.send(name, message);
+    assert.deepEqual(await takeMatching(atB, 3, (r) => SEED_REPLIES.includes(r), 'the seed at b'), SEED_REPLIES);
+    a.complete();
+    b.complete();
+  } finally {
+    for (const c of clients) await c.close();
+    for (const s of servers) await s.close();
+    redis.kill();
   }
 });
 
