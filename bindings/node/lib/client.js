@@ -183,6 +183,9 @@ class Stream {
 
   get ended() { return this._status !== null; }
 
+  // The final status ({code, codeName, details}) once ended, else null.
+  get status() { return this._status; }
+
   // The server's initial metadata, once the first reply came or the stream
   // ended; else null. Shaped as call.metadata.
   initialMetadata() { return this._initialMetadata; }
@@ -202,8 +205,6 @@ class Stream {
     }
     return md;
   }
-  // The final status ({code, codeName, details}) once ended, else null.
-  get status() { return this._status; }
 
   // Resolves with the final status when the stream has ended (never rejects).
   get finished() {

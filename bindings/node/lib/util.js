@@ -42,8 +42,8 @@ function checkChoice(value, what, names) {
 
 const COMPRESSION = { none: 0, deflate: 1, gzip: 2 };
 
-// chat_stats as a plain object (the counters fit in a double long before
-// they could overflow one).
+// chat_stats as a plain object of Numbers (exact up to 2^53, far beyond
+// what a process counts).
 function readStats(getter, handle, version, makeError) {
   const st = { version };
   const rc = getter(handle, st);
