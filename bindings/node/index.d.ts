@@ -73,6 +73,32 @@ export type Metadata = Record<string, string | Uint8Array | Array<string | Uint8
 /** Metadata a call received: a key sent several times gives an array; "-bin" values are Buffers. */
 export type ReceivedMetadata = Record<string, string | Buffer | Array<string | Buffer>>;
 
+/** chat.h's CHAT_COMPRESSION_*: what this side compresses its messages with. */
+export type Compression = 'none' | 'deflate' | 'gzip';
+
+/**
+ * Counters of a server or client (chat_stats). Message bytes are the encoded protobuf
+ * messages, before compression and without gRPC's frame header.
+ */
+export interface Stats {
+  /** Calls admitted (server) / streams opened (client), not yet ended. */
+  streamsOpen: number;
+  streamsTotal: number;
+  /** Server: new calls refused (RESOURCE_EXHAUSTED over maxStreams or the memory bound,
+   *  UNAVAILABLE while stopping). Client: streams that ended RESOURCE_EXHAUSTED or
+   *  UNAVAILABLE before any reply. */
+  streamsRefused: number;
+  /** Server: calls it cut (a stop's deadline, the memory bound). Client: other streams
+   *  that ended with an error (its own cancels not counted). */
+  streamsCut: number;
+  /** Server: messages received; client: replies received. */
+  messagesIn: number;
+  /** Server: replies written; client: messages written. */
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
 export interface ClientOptions {
   /** Per message, both directions; default 4 MiB. */
   maxMessageBytes?: number;
@@ -91,6 +117,33 @@ export interface ClientOptions {
   keepaliveMs?: number;
   /** A ping unanswered this long ends the connection; default 10000. */
   keepaliveTimeoutMs?: number;
+  /**
+   * TLS for any target form. TLS is also used for "https://host:port" targets and when
+   * any tls* option is given (an "http://" target is then refused).
+   */
+  tls?: boolean;
+  /**
+   * Roots the server's certificate must chain to: PEM text (containing "-----BEGIN") or a
+   * PEM file's path. Default: gRPC's ($GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, else the system's).
+   */
+  tlsRootCerts?: string;
+  /** Another name for tlsRootCerts; give one of the two. */
+  tlsCa?: string;
+  /** Client certificate chain (mTLS), PEM text or a file's path; with tlsKey. */
+  tlsCert?: string;
+  /** Its private key, PEM text or a file's path. */
+  tlsKey?: string;
+  /** The name the server's certificate must carry instead of the target's host. */
+  tlsServerName?: string;
+  /**
+   * Bearer token sent on every stream ("authorization: Bearer <token>"): printable ASCII,
+   * no spaces, at most 4096 bytes. Refused (ChatError ERR_BAD_ARGUMENT) over plaintext to
+   * a target that is not loopback unless allowInsecureToken.
+   */
+  token?: string;
+  allowInsecureToken?: boolean;
+  /** Compresses every stream's messages; default "none". Replies are decompressed whatever it is. */
+  compression?: Compression;
 }
 
 export interface StreamOptions {
@@ -99,6 +152,10 @@ export interface StreamOptions {
   metadata?: Metadata;
   /** Wait for the server to be reachable instead of failing at once with UNAVAILABLE. */
   waitForReady?: boolean;
+  /** This stream's bearer token instead of the client's (same rules); "" or null: the client's. */
+  token?: string | null;
+  /** This stream's compression instead of the client's; null: the client's. */
+  compression?: Compression | null;
 }
 
 /** A client: one HTTP/2 connection to `target`, made on the first stream. */
@@ -112,6 +169,8 @@ export declare class Client {
   readonly target: string;
   /** Opens a /Chat/chat stream. */
   chat(options?: StreamOptions): Stream;
+  /** The counters of every stream this client opened. @throws ChatError (ERR_CLOSED) after close(). */
+  stats(): Stats;
   /** Frees the client; streams already open stay usable until they end. Idempotent. */
   close(): Promise<void>;
 }
@@ -139,6 +198,13 @@ export declare class Stream implements AsyncIterable<string> {
   /** Replies received and not taken (iterated) yet; at most recvQueueLimit. */
   readonly bufferedReplies: number;
   /**
+   * The server's initial metadata once the first reply has arrived or the stream has
+   * ended, else null. Shaped as call.metadata.
+   */
+  initialMetadata(): ReceivedMetadata | null;
+  /** The server's trailing metadata once the stream has ended, else null. */
+  trailingMetadata(): ReceivedMetadata | null;
+  /**
    * The replies in order; ends on a clean end (OK), throws a ChatError for any other
    * final status. Leaving the loop early (break) cancels the stream.
    */
@@ -158,6 +224,22 @@ export declare class Call {
   readonly closed: boolean;
   /** The final status once closed, else null. */
   readonly status: Status | null;
+  /**
+   * Milliseconds left before the client's deadline (gRPC's, or Ballerina's "deadline"
+   * header), 0 once it has passed; null when the call has none.
+   */
+  readonly timeLeft: number | null;
+  /**
+   * Adds metadata the client gets with the first reply (or with the status when there is
+   * none): call it before the first send(), e.g. in onOpen. Keys: lower-case letters,
+   * digits, '-', '_', '.', not "grpc-..."; Buffers only for keys ending in "-bin". A key
+   * may repeat. @throws TypeError for a non-string key or a value neither string nor
+   * bytes; ChatError (ERR_BAD_ARGUMENT: a bad key or value, ERR_BAD_STATE: a reply was
+   * sent already, ERR_CLOSED: the call has ended).
+   */
+  addInitialMetadata(key: string, value: string | Uint8Array): void;
+  /** Adds metadata sent with the status: call it before complete() or fail(). As above. */
+  addTrailingMetadata(key: string, value: string | Uint8Array): void;
   /**
    * Queues one reply. Resolves once the library has it; when the call's send queue is
    * full it waits for room (the loop goes on). Rejects with a ChatError (ERR_CLOSED after
@@ -215,14 +297,54 @@ export interface ServerOptions {
   health?: boolean;
   /** Serve gRPC server reflection (grpcurl list / describe); default false. */
   reflection?: boolean;
+  /**
+   * Server certificate chain: PEM text (containing "-----BEGIN") or a PEM file's path,
+   * read at the start. Given (with tlsKey), the server speaks TLS only.
+   */
+  tlsCert?: string;
+  /** Its private key, PEM text or a file's path. */
+  tlsKey?: string;
+  /** Roots client certificates must chain to (mTLS), PEM text or a file's path. */
+  tlsClientCa?: string;
+  /**
+   * Client certificates: "none" (do not ask), "request" (ask; one that is sent must chain
+   * to tlsClientCa) or "require". Default: "require" with tlsClientCa, else "none".
+   */
+  clientCert?: 'none' | 'request' | 'require';
+  /** Compresses every reply; default "none". Messages from clients are decompressed whatever it is. */
+  compression?: Compression;
+  /** Open calls the whole server takes; one beyond is refused with RESOURCE_EXHAUSTED. 0 (default): no limit but maxMemoryBytes. */
+  maxStreams?: number;
+  /** HTTP/2 MAX_CONCURRENT_STREAMS per connection (a stream beyond waits); 0 (default): the memory bound's. */
+  maxConcurrentStreams?: number;
+  /** A connection older than this gets GOAWAY (for load balancers); 0 = off (default). */
+  maxConnectionAgeMs?: number;
+  /** Then its open calls may finish for this long before it is closed (UNAVAILABLE); 0: no limit. */
+  maxConnectionAgeGraceMs?: number;
+  /** A connection without calls for this long gets GOAWAY; 0 = off (default). */
+  maxConnectionIdleMs?: number;
+  /**
+   * Broadcast mode: "redis://HOST:PORT[/DB]"; with roomName, the room is the Redis stream
+   * "room:<roomName>", shared by every server naming it. Both or neither.
+   */
+  roomUrl?: string;
+  roomName?: string;
+  /** The Redis stream is trimmed to about this many entries; default 10000. */
+  roomMaxLen?: number;
 }
 
 export declare class Server extends EventEmitter {
-  /** Starts listening. @throws ChatError (ERR_BAD_ARGUMENT, UNAVAILABLE: address in use...). */
+  /**
+   * Starts listening. @throws TypeError/RangeError for bad options; ChatError
+   * (ERR_BAD_ARGUMENT: bad options libchat checks, an unreadable TLS file;
+   * ERR_CANNOT_LISTEN: address in use, a certificate or key gRPC rejects...).
+   */
   constructor(options?: ServerOptions);
   readonly address: string;
   readonly port: number;
   readonly mode: 'echo' | 'broadcast' | 'custom';
+  /** The server's counters since it started. @throws ChatError (ERR_CLOSED) after close(). */
+  stats(): Stats;
   /**
    * Refuses new calls, lets open calls finish for up to graceMs, then ends the rest with
    * UNAVAILABLE. Resolves with how many calls were cut. The loop keeps serving meanwhile.

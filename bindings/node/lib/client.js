@@ -2,10 +2,17 @@
 // Client and Stream: drive /Chat/chat from the JS main thread. Replies,
 // ends and WRITABLE come through the process's event queue (queue.js).
 
-const { koffi, C, handleError, CLIENT_OPTIONS_VERSION, STREAM_OPTIONS_VERSION } = require('./native');
+const {
+  koffi, C, handleError, CLIENT_OPTIONS_VERSION, STREAM_OPTIONS_VERSION, STATS_VERSION,
+} = require('./native');
 const { Code, ChatError, codeName } = require('./errors');
 const { EventType, sharedQueue, targets, newId } = require('./queue');
-const { checkString, checkInt, SendQueue, RESOLVED, utf8Length } = require('./util');
+const {
+  checkString, checkCString, checkInt, checkBool, checkChoice, COMPRESSION, readStats,
+  addMetadataEntry, SendQueue, RESOLVED, utf8Length,
+} = require('./util');
+
+const METADATA_INITIAL = 0, METADATA_TRAILING = 1;
 
 class Client {
   constructor(target, options = {}) {
@@ -24,6 +31,26 @@ class Client {
     set('recvQueueBytes', 'recv_queue_bytes', 1, Number.MAX_SAFE_INTEGER);
     set('keepaliveMs', 'keepalive_ms', 0, 2147483647);
     set('keepaliveTimeoutMs', 'keepalive_timeout_ms', 1, 2147483647);
+    // TLS, when asked for or when any certificate option is given (or the
+    // target is https://): libchat decides, reads the PEM text or files and
+    // refuses what does not go together (an http:// target with TLS, a token
+    // over plaintext to a non-loopback target).
+    if (options.tls !== undefined) o.tls = checkBool(options.tls, 'options.tls') ? 1 : 0;
+    if (options.tlsRootCerts !== undefined && options.tlsCa !== undefined) {
+      throw new TypeError('options.tlsRootCerts and options.tlsCa are the same option: give one');
+    }
+    const str = (key, field) => {
+      if (options[key] !== undefined && options[key] !== null) o[field] = checkCString(options[key], `options.${key}`);
+    };
+    str(options.tlsCa !== undefined ? 'tlsCa' : 'tlsRootCerts', 'tls_root_certs');
+    str('tlsCert', 'tls_cert_chain');
+    str('tlsKey', 'tls_private_key');
+    str('tlsServerName', 'tls_server_name');
+    str('token', 'token');
+    if (options.allowInsecureToken !== undefined) {
+      o.allow_insecure_token = checkBool(options.allowInsecureToken, 'options.allowInsecureToken') ? 1 : 0;
+    }
+    if (options.compression !== undefined) o.compression = checkChoice(options.compression, 'options.compression', COMPRESSION);
     const out = [null];
     const rc = C.chat_client_create(target, o, out);
     if (rc !== 0) throw new ChatError(rc, C.chat_last_error(), `cannot create a client for "${target}"`);
@@ -34,10 +61,18 @@ class Client {
 
   // Opens a /Chat/chat stream. options: deadlineMs (from now), metadata
   // ({key: string | Buffer | array of them}; Buffers for "-bin" keys),
-  // waitForReady.
+  // waitForReady, token and compression (this stream's instead of the
+  // client's).
   chat(options = {}) {
     if (this._ptr === null) throw new ChatError(Code.ERR_CLOSED, 'the client is closed', 'chat');
     return new Stream(this, options);
+  }
+
+  // The counters of every stream this client opened (chat_stats).
+  stats() {
+    if (this._ptr === null) throw new ChatError(Code.ERR_CLOSED, 'the client is closed', 'stats');
+    return readStats(C.chat_client_stats, this._ptr, STATS_VERSION,
+      (rc) => new ChatError(rc, handleError(C.chat_client_error, this._ptr), 'stats'));
   }
 
   // Frees the client (off the main thread: chat_client_destroy may wait for
@@ -101,6 +136,10 @@ class Stream {
       o.deadline_ms = checkInt(options.deadlineMs, 'options.deadlineMs', 0, Number.MAX_SAFE_INTEGER);
     }
     if (options.waitForReady) o.wait_for_ready = 1;
+    if (options.token !== undefined && options.token !== null) o.token = checkCString(options.token, 'options.token');
+    if (options.compression !== undefined && options.compression !== null) {
+      o.compression = checkChoice(options.compression, 'options.compression', COMPRESSION);
+    }
     const md = encodeMetadata(options.metadata);
     if (md !== null) {
       o.metadata = md.table;
@@ -136,13 +175,36 @@ class Stream {
     this._errorTaken = false;
     this._finished = null;
     this._resolveFinished = null;
+    this._initialMetadata = null;   // read while the handle lives (see _end)
+    this._trailingMetadata = null;
     targets.set(this._id, this);
     queue.retain();
   }
 
   get ended() { return this._status !== null; }
+
   // The final status ({code, codeName, details}) once ended, else null.
   get status() { return this._status; }
+
+  // The server's initial metadata, once the first reply came or the stream
+  // ended; else null. Shaped as call.metadata.
+  initialMetadata() { return this._initialMetadata; }
+
+  // The server's trailing metadata once the stream ended, else null.
+  trailingMetadata() { return this._trailingMetadata; }
+
+  // null while libchat does not have it (BAD_STATE), so a later read tries again.
+  _readMetadata(which) {
+    const count = [0];
+    if (C.chat_stream_metadata_count(this._ptr, which, count) !== 0) return null;
+    const md = Object.create(null);
+    const kp = [null], kl = [0], vp = [null], vl = [0];
+    for (let i = 0; i < Number(count[0]); i++) {
+      if (C.chat_stream_metadata_at(this._ptr, which, i, kp, kl, vp, vl) !== 0) continue;
+      addMetadataEntry(md, kp[0], Number(kl[0]), vp[0], Number(vl[0]));
+    }
+    return md;
+  }
 
   // Resolves with the final status when the stream has ended (never rejects).
   get finished() {
@@ -204,6 +266,7 @@ class Stream {
     switch (type) {
       case EventType.REPLY: {
         const text = this._queue.text(k);
+        if (this._initialMetadata === null) this._initialMetadata = this._readMetadata(METADATA_INITIAL);
         if (this._waiters.length > 0) {
           this._consumed();
           this._waiters.shift().resolve({ value: text, done: false });
@@ -234,6 +297,9 @@ class Stream {
     this._status = { code, codeName: codeName(code), details };
     targets.delete(this._id);
     if (this._sends.length > 0) this._sends.rejectAll(this._closedError('send'));
+    // The entries are borrowed from the stream: copied before it goes.
+    if (this._initialMetadata === null) this._initialMetadata = this._readMetadata(METADATA_INITIAL);
+    this._trailingMetadata = this._readMetadata(METADATA_TRAILING);
     C.chat_stream_destroy(this._ptr);  // ended: returns at once
     this._ptr = null;
     this._queue.release();

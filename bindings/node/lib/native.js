@@ -67,27 +67,28 @@ const ServerOptions = koffi.struct('chat_server_options', {
   completion_queues: 'int32_t',
   queue: 'void *',
   hold_until_consumed: 'int32_t',
-  // version 5: TLS and authentication (not offered here yet: NULL / 0)
-  tls_cert_chain: 'void *',
-  tls_private_key: 'void *',
-  tls_client_ca: 'void *',
+  // version 5: TLS and authentication (authenticate is not offered: it would
+  // run JS on a transport thread). Strings are borrowed during the start only,
+  // which is what koffi's per-call conversion of 'const char *' gives.
+  tls_cert_chain: 'const char *',
+  tls_private_key: 'const char *',
+  tls_client_ca: 'const char *',
   tls_client_cert: 'int32_t',
   authenticate: 'void *',
   authenticate_user_data: 'void *',
   // version 5, too: health checking and reflection
   health: 'int32_t',
   reflection: 'int32_t',
-  // version 5, too: control (not offered here yet: 0)
+  // version 5, too: control
   compression: 'int32_t',
   max_streams: 'int32_t',
   max_concurrent_streams: 'int32_t',
   max_connection_age_ms: 'int32_t',
   max_connection_age_grace_ms: 'int32_t',
   max_connection_idle_ms: 'int32_t',
-  // version 5, too: room on Redis (not offered here yet: NULL; init sets
-  // room_max_len)
-  room_url: 'void *',
-  room_name: 'void *',
+  // version 5, too: room on Redis (broadcast mode)
+  room_url: 'const char *',
+  room_name: 'const char *',
   room_max_len: 'int64_t',
 });
 
@@ -100,6 +101,15 @@ const ClientOptions = koffi.struct('chat_client_options', {
   recv_queue_bytes: 'int64_t',
   keepalive_ms: 'int32_t',
   keepalive_timeout_ms: 'int32_t',
+  // version 3: TLS, bearer token, compression (borrowed during create only)
+  tls: 'int32_t',
+  tls_root_certs: 'const char *',
+  tls_cert_chain: 'const char *',
+  tls_private_key: 'const char *',
+  tls_server_name: 'const char *',
+  token: 'const char *',
+  allow_insecure_token: 'int32_t',
+  compression: 'int32_t',
 });
 
 const StreamOptions = koffi.struct('chat_stream_options', {
@@ -112,6 +122,21 @@ const StreamOptions = koffi.struct('chat_stream_options', {
   queue: 'void *',
   user_data: 'void *',
   hold_until_consumed: 'int32_t',
+  // version 4: per-stream bearer token and compression (-1: the client's)
+  token: 'const char *',
+  compression: 'int32_t',
+});
+
+const Stats = koffi.struct('chat_stats', {
+  version: 'uint32_t',
+  streams_open: 'uint64_t',
+  streams_total: 'uint64_t',
+  streams_refused: 'uint64_t',
+  streams_cut: 'uint64_t',
+  messages_in: 'uint64_t',
+  messages_out: 'uint64_t',
+  bytes_in: 'uint64_t',
+  bytes_out: 'uint64_t',
 });
 
 const RoomOptions = koffi.struct('chat_room_options', {
@@ -175,6 +200,13 @@ const C = {
   chat_call_unref: fn('void chat_call_unref(chat_call *c)'),
   chat_call_set_user_data: fn('int chat_call_set_user_data(chat_call *c, void *user_data)'),
   chat_call_consumed: fn('int chat_call_consumed(chat_call *c, size_t count)'),
+  chat_call_time_left: fn('int chat_call_time_left(chat_call *c, _Out_ int64_t *ms_left)'),
+  chat_call_add_initial_metadata: fn('int chat_call_add_initial_metadata(chat_call *c, const char *key, const void *value, size_t value_len)'),
+  chat_call_add_trailing_metadata: fn('int chat_call_add_trailing_metadata(chat_call *c, const char *key, const void *value, size_t value_len)'),
+  chat_server_stats: fn('int chat_server_stats(chat_server *s, _Inout_ chat_stats *stats)'),
+  chat_client_stats: fn('int chat_client_stats(chat_client *c, _Inout_ chat_stats *stats)'),
+  chat_stream_metadata_count: fn('int chat_stream_metadata_count(chat_stream *s, int32_t which, _Out_ size_t *count)'),
+  chat_stream_metadata_at: fn('int chat_stream_metadata_at(chat_stream *s, int32_t which, size_t index, _Out_ void **key, _Out_ size_t *key_len, _Out_ void **value, _Out_ size_t *value_len)'),
 
   chat_client_options_init: fn('int chat_client_options_init(_Out_ chat_client_options *opts, uint32_t version)'),
   chat_client_create: fn('int chat_client_create(const char *target, const chat_client_options *opts, _Out_ chat_client **out)'),
@@ -231,6 +263,6 @@ function handleError(getter, handle) {
 module.exports = {
   koffi, lib, C, ServerOptions, ClientOptions, StreamOptions, RoomOptions,
   EVENT, EVENT_SIZE, dup, handleError,
-  libraryPath: loaded.path, libraryFrom: loaded.from,
-  SERVER_OPTIONS_VERSION: 5, CLIENT_OPTIONS_VERSION: 2, STREAM_OPTIONS_VERSION: 3,
+  Stats, libraryPath: loaded.path, libraryFrom: loaded.from,
+  SERVER_OPTIONS_VERSION: 5, CLIENT_OPTIONS_VERSION: 3, STREAM_OPTIONS_VERSION: 4, STATS_VERSION: 1,
 };

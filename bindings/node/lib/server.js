@@ -5,12 +5,16 @@
 // carries the server's user_data; the call then gets an id of its own.
 
 const { EventEmitter } = require('node:events');
-const { koffi, C, handleError, SERVER_OPTIONS_VERSION } = require('./native');
+const { koffi, C, handleError, SERVER_OPTIONS_VERSION, STATS_VERSION } = require('./native');
 const { Code, ChatError, codeName } = require('./errors');
 const { EventType, sharedQueue, targets, newId } = require('./queue');
-const { checkString, checkInt, SendQueue, RESOLVED, utf8Length } = require('./util');
+const {
+  checkString, checkCString, checkInt, checkBool, checkChoice, COMPRESSION, readStats,
+  addMetadataEntry, SendQueue, RESOLVED, utf8Length,
+} = require('./util');
 
 const MODES = { echo: 0, broadcast: 1, custom: 2 };
+const CLIENT_CERT = { none: 0, request: 1, require: 2 };
 const K_OPEN = 0, K_MESSAGE = 1, K_COMPLETE = 2, K_CLOSE = 3;
 
 class Call {
@@ -46,13 +50,7 @@ class Call {
         const kp = [null], kl = [0], vp = [null], vl = [0];
         for (let i = 0; i < Number(count[0]); i++) {
           if (C.chat_call_metadata_at(this._ptr, i, kp, kl, vp, vl) !== 0) continue;
-          const key = koffi.decode.string(kp[0], Number(kl[0]));
-          const n = Number(vl[0]);
-          const value = key.endsWith('-bin')
-            ? Buffer.from(n === 0 ? new ArrayBuffer(0) : koffi.view(vp[0], n).slice(0))
-            : (n === 0 ? '' : koffi.decode.string(vp[0], n));
-          if (key in md) md[key] = [].concat(md[key], [value]);
-          else md[key] = value;
+          addMetadataEntry(md, kp[0], Number(kl[0]), vp[0], Number(vl[0]));
         }
       }
       this._metadata = md;
@@ -63,6 +61,37 @@ class Call {
   get closed() { return this._status !== null; }
   // The final status ({code, codeName, details}) once closed, else null.
   get status() { return this._status; }
+
+  // Milliseconds left before the client's deadline (0 once passed), null
+  // without one.
+  get timeLeft() {
+    if (this._ptr === null) return null;
+    const ms = [0];
+    if (C.chat_call_time_left(this._ptr, ms) !== 0) return null;
+    const n = Number(ms[0]);
+    return n < 0 ? null : n;
+  }
+
+  // Metadata the client gets with the first reply (add it before the first
+  // send) or with the status (trailing: before complete/fail).
+  addInitialMetadata(key, value) {
+    this._addMetadata(C.chat_call_add_initial_metadata, key, value, 'addInitialMetadata');
+  }
+
+  addTrailingMetadata(key, value) {
+    this._addMetadata(C.chat_call_add_trailing_metadata, key, value, 'addTrailingMetadata');
+  }
+
+  _addMetadata(add, key, value, what) {
+    checkCString(key, 'key');
+    let bytes;
+    if (typeof value === 'string') bytes = Buffer.from(value, 'utf8');
+    else if (value instanceof Uint8Array) bytes = Buffer.from(value);
+    else throw new TypeError(`value must be a string or a Buffer (got ${value === null ? 'null' : typeof value})`);
+    if (this._ptr === null) throw this._closedError(what);
+    const rc = add(this._ptr, key, bytes, bytes.length);
+    if (rc !== 0) throw this._error(rc, what);
+  }
 
   // Queues one reply. Resolves once the library has it; when the call's
   // send queue is full, waits (without blocking the loop) for room.
@@ -312,9 +341,28 @@ class Server extends EventEmitter {
     set('completionQueues', 'completion_queues', 0, 256);
     for (const [key, field] of [['health', 'health'], ['reflection', 'reflection']]) {
       if (options[key] === undefined) continue;
-      if (typeof options[key] !== 'boolean') throw new TypeError(`options.${key} must be a boolean`);
-      o[field] = options[key] ? 1 : 0;
+      o[field] = checkBool(options[key], `options.${key}`) ? 1 : 0;
     }
+    set('maxStreams', 'max_streams', 0, 2147483647);
+    set('maxConcurrentStreams', 'max_concurrent_streams', 0, 2147483647);
+    set('maxConnectionAgeMs', 'max_connection_age_ms', 0, 2147483647);
+    set('maxConnectionAgeGraceMs', 'max_connection_age_grace_ms', 0, 2147483647);
+    set('maxConnectionIdleMs', 'max_connection_idle_ms', 0, 2147483647);
+    set('roomMaxLen', 'room_max_len', 1, Number.MAX_SAFE_INTEGER);
+    if (options.compression !== undefined) o.compression = checkChoice(options.compression, 'options.compression', COMPRESSION);
+    // PEM text or a file's path; libchat reads and checks them (which ones
+    // go together included) and names what it refuses.
+    const str = (key, field) => {
+      if (options[key] !== undefined && options[key] !== null) o[field] = checkCString(options[key], `options.${key}`);
+    };
+    str('tlsCert', 'tls_cert_chain');
+    str('tlsKey', 'tls_private_key');
+    str('tlsClientCa', 'tls_client_ca');
+    str('roomUrl', 'room_url');
+    str('roomName', 'room_name');
+    // A client CA means client certificates are wanted: "require" unless told.
+    if (options.clientCert !== undefined) o.tls_client_cert = checkChoice(options.clientCert, 'options.clientCert', CLIENT_CERT);
+    else if (o.tls_client_ca) o.tls_client_cert = CLIENT_CERT.require;
 
     this._handler = handler;
     this._calls = new Map();        // id -> Call
@@ -338,6 +386,13 @@ class Server extends EventEmitter {
     this._stopping = null;
     this._closing = null;
     this._queue.retain();
+  }
+
+  // The server's counters since it started (chat_stats).
+  stats() {
+    if (this._ptr === null) throw new ChatError(Code.ERR_CLOSED, 'the server is closed', 'stats');
+    return readStats(C.chat_server_stats, this._ptr, STATS_VERSION,
+      (rc) => new ChatError(rc, handleError(C.chat_server_error, this._ptr), 'stats'));
   }
 
   // Stops: refuses new calls, lets open calls finish for up to graceMs,

@@ -1,5 +1,6 @@
 'use strict';
 
+const { koffi } = require('./native');
 const { Code } = require('./errors');
 
 const RESOLVED = Promise.resolve();
@@ -17,6 +18,58 @@ function checkInt(value, what, min, max) {
   }
   if (value < min || value > max) throw new RangeError(`${what} must be in ${min}..${max} (got ${value})`);
   return value;
+}
+
+// A string passed to libchat as a C string: a NUL would cut it short.
+function checkCString(value, what) {
+  checkString(value, what);
+  if (value.includes('\0')) throw new TypeError(`${what} must not contain NUL characters`);
+  return value;
+}
+
+function checkBool(value, what) {
+  if (typeof value !== 'boolean') throw new TypeError(`${what} must be a boolean`);
+  return value;
+}
+
+// One of `names` (an object name -> value), e.g. chat.h's CHAT_COMPRESSION_*.
+function checkChoice(value, what, names) {
+  if (typeof value !== 'string' || !Object.prototype.hasOwnProperty.call(names, value)) {
+    throw new TypeError(`${what} must be ${Object.keys(names).map((n) => `"${n}"`).join(', ')} (got ${JSON.stringify(value)})`);
+  }
+  return names[value];
+}
+
+const COMPRESSION = { none: 0, deflate: 1, gzip: 2 };
+
+// chat_stats as a plain object of Numbers (exact up to 2^53, far beyond
+// what a process counts).
+function readStats(getter, handle, version, makeError) {
+  const st = { version };
+  const rc = getter(handle, st);
+  if (rc !== 0) throw makeError(rc);
+  return {
+    streamsOpen: Number(st.streams_open),
+    streamsTotal: Number(st.streams_total),
+    streamsRefused: Number(st.streams_refused),
+    streamsCut: Number(st.streams_cut),
+    messagesIn: Number(st.messages_in),
+    messagesOut: Number(st.messages_out),
+    bytesIn: Number(st.bytes_in),
+    bytesOut: Number(st.bytes_out),
+  };
+}
+
+// Adds one metadata entry read from libchat (borrowed pointers and lengths)
+// to `md`: keys lower-case, a repeated key gives an array, "-bin" values
+// are Buffers.
+function addMetadataEntry(md, kp, kl, vp, vl) {
+  const key = koffi.decode.string(kp, kl);
+  const value = key.endsWith('-bin')
+    ? Buffer.from(vl === 0 ? new ArrayBuffer(0) : koffi.view(vp, vl).slice(0))
+    : (vl === 0 ? '' : koffi.decode.string(vp, vl));
+  if (key in md) md[key] = [].concat(md[key], [value]);
+  else md[key] = value;
 }
 
 // The UTF-8 length koffi's string conversion produces (lone surrogates
@@ -74,4 +127,7 @@ class SendQueue {
   }
 }
 
-module.exports = { RESOLVED, checkString, checkInt, utf8Length, SendQueue };
+module.exports = {
+  RESOLVED, checkString, checkCString, checkInt, checkBool, checkChoice, COMPRESSION, readStats,
+  addMetadataEntry, utf8Length, SendQueue,
+};

@@ -4,6 +4,9 @@
 
 const path = require('node:path');
 const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -110,8 +113,32 @@ function exited(child) {
   return new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
 }
 
+// redis-server on a free loopback port in a temporary directory; killed by PID.
+async function startRedis() {
+  const port = await new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-node-redis-'));
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
+                                       '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  await waitFor(() => child.exitCode !== null || fs.existsSync('/proc/net/tcp') &&
+                fs.readFileSync('/proc/net/tcp', 'utf8').includes(`:${port.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 0A`),
+                10000, 'redis-server listening');
+  assert.equal(child.exitCode, null, 'redis-server exited');
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    kill() {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 module.exports = {
   REPO, PROTO, SEED, SEED_REPLIES, CHAT_SERVER_BIN, CHAT_CLIENT_BIN,
   within, waitFor, collect, collectError, grpc, grpcServer, grpcClient,
-  spawnWithFirstLine, exited,
+  spawnWithFirstLine, exited, startRedis,
 };

@@ -4,13 +4,8 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const net = require('node:net');
-const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
-const { spawn } = require('node:child_process');
 const { Client, Server, Room, Code, ChatError } = require('..');
-const { within, collect, waitFor } = require('./helpers');
+const { within, collect, waitFor, startRedis } = require('./helpers');
 
 // A host: every call joins (after the replay its metadata asks for);
 // "spam" stays private; the rest goes to the room.
@@ -107,30 +102,6 @@ test('bad arguments throw, a closed room rejects, a bad URL fails to open', asyn
   assert.throws(() => new Room({ url: 'redis://127.0.0.1:1' }),
                 (e) => e instanceof ChatError && e.code === Code.ERR_BAD_ARGUMENT);
 });
-
-// redis-server on a free loopback port in a temporary directory; killed by PID.
-async function startRedis() {
-  const port = await new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-node-redis-'));
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
-                                       '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-  await waitFor(() => child.exitCode !== null || fs.existsSync('/proc/net/tcp') &&
-                fs.readFileSync('/proc/net/tcp', 'utf8').includes(`:${port.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 0A`),
-                10000, 'redis-server listening');
-  assert.equal(child.exitCode, null, 'redis-server exited');
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    kill() {
-      if (child.exitCode === null) child.kill('SIGKILL');
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 test('two Node hosts share a room on Redis; a late joiner replays; Redis gone rejects', async () => {
   const redis = await startRedis();

@@ -1,6 +1,8 @@
 // Compiled (not run) by types.test.js: the API as index.d.ts types it, used
 // the way the README shows. A type error here fails that test.
-import { Client, Server, Call, ChatError, Code, codeName, library, Status, Handler, Room } from '..';
+import {
+  Client, Server, Call, ChatError, Code, codeName, library, Status, Handler, Room, Stats, Compression, ReceivedMetadata,
+} from '..';
 
 async function main(): Promise<void> {
   const handler: Handler = {
@@ -52,3 +54,42 @@ async function roomTypes(call: Call): Promise<number> {
   return n;
 }
 void roomTypes;
+
+// libchat 1.1's options: TLS, tokens, compression, limits, stats, metadata.
+async function controlTypes(): Promise<Stats> {
+  const handler: Handler = {
+    onOpen(call) {
+      const left: number | null = call.timeLeft;
+      void left;
+      call.addInitialMetadata('x-server', 'libchat');
+      call.addInitialMetadata('x-tag-bin', Buffer.from([1]));
+    },
+    onComplete(call) { call.addTrailingMetadata('x-count', '3'); call.complete(); },
+  };
+  const server = new Server({
+    handler, tlsCert: '/certs/server.pem', tlsKey: '-----BEGIN PRIVATE KEY-----...', tlsClientCa: 'ca.pem',
+    clientCert: 'request', compression: 'gzip', maxStreams: 100, maxConcurrentStreams: 10,
+    maxConnectionAgeMs: 60000, maxConnectionAgeGraceMs: 5000, maxConnectionIdleMs: 30000,
+  });
+  void new Server({ mode: 'broadcast', roomUrl: 'redis://127.0.0.1:6379', roomName: 'lobby', roomMaxLen: 100 });
+  const gz: Compression = 'deflate';
+  const client = new Client(`https://localhost:${server.port}`, {
+    tls: true, tlsCa: 'ca.pem', tlsCert: 'client.pem', tlsKey: 'client.key',
+    tlsServerName: 'localhost', token: 't', allowInsecureToken: false, compression: gz,
+  });
+  const stream = client.chat({ token: 'other', compression: 'none' });
+  const initial: ReceivedMetadata | null = stream.initialMetadata();
+  const trailing: ReceivedMetadata | null = stream.trailingMetadata();
+  void initial; void trailing;
+  void new Client('localhost:1', { tlsRootCerts: '-----BEGIN CERTIFICATE-----...' });
+  const n: number = client.stats().messagesOut + server.stats().streamsRefused;
+  void n;
+  // @ts-expect-error: no such compression
+  void new Client('x:1', { compression: 'brotli' });
+  // @ts-expect-error: clientCert takes a name
+  void new Server({ clientCert: true });
+  // @ts-expect-error: authenticate is not offered (it would run JS on a transport thread)
+  void new Server({ authenticate: () => 'ok' });
+  return server.stats();
+}
+void controlTypes;
