@@ -9,7 +9,8 @@
 // recv_batch, wait, status, destroy), drains of both queues (the server
 // queue's events are acted on as the input says: reply, reply several,
 // complete, fail with allowed and refused codes, invalid UTF-8, user data,
-// ref/unref, keep a reference for later), wakes, per-handle error reads
+// ref/unref, keep a reference for later, join or leave an in-process room
+// or say the message to it), wakes, per-handle error reads
 // with small buffers, a short-lived queue, a short-lived queued server
 // (once per input), plus calls on NULL handles, options structs with bad
 // versions, chat_code_name with any int, and malformed addresses and
@@ -38,7 +39,8 @@
 // chat_call_set_user_data set, calls on an ended call are CLOSED; every
 // call closes after its client stream is destroyed; events carry exactly
 // the fields their type has; a WAKE is readable on the descriptor at once,
-// comes at most once per batch and never more often than asked, and a drain
+// comes at most once per batch and never more often than asked (a room's
+// refusal to queue a line never promises one), and a drain
 // that returns fewer events than asked has taken a pending WAKE; the client
 // queue holds nothing but a WAKE once every stream is destroyed.
 #include <poll.h>
@@ -119,6 +121,7 @@ size_t ErrorOf(const chat_call* h, char* b, size_t n) { return chat_call_error(h
 size_t ErrorOf(const chat_client* h, char* b, size_t n) { return chat_client_error(h, b, n); }
 size_t ErrorOf(const chat_server* h, char* b, size_t n) { return chat_server_error(h, b, n); }
 size_t ErrorOf(const chat_queue* h, char* b, size_t n) { return chat_queue_error(h, b, n); }
+size_t ErrorOf(const chat_room* h, char* b, size_t n) { return chat_room_error(h, b, n); }
 
 // The handle's copy of its last failure, read whole.
 template <class H>
@@ -344,7 +347,17 @@ struct World {
   chat_server* servers[kServers] = {};
   chat_client* clients[kServers] = {};
   QueueState server_q, client_q;
+  chat_room* room = nullptr;  // in this process; the queued server's calls join it
 };
+
+// The room's on_line: every line is valid UTF-8, and the room refuses to be
+// published to or destroyed from it.
+void OnRoomLine(chat_room* room, const char* line, size_t len, void*) {
+  Expect(line[len] == '\0', "on_line's line is NUL-terminated");
+  Expect(chat::IsValidUtf8({line, len}), "on_line's line is valid UTF-8");
+  Checked(chat_room_publish(room, "x", 1, "y", 1), {CHAT_ERR_BUSY}, "chat_room_publish from on_line");
+  Checked(chat_room_destroy(room), {CHAT_ERR_BUSY}, "chat_room_destroy from on_line");
+}
 
 chat_client* Connect(chat_server* server, int32_t max_bytes) {
   std::string target = "127.0.0.1:" + std::to_string(chat_server_port(server));
@@ -397,6 +410,10 @@ World& TheWorld() {
     world->clients[kEcho] = Connect(world->servers[kEcho], 2 * kServerMaxBytes);
     world->clients[kCustom] = Connect(world->servers[kCustom], kClientMaxBytes);
     world->clients[kQueued] = Connect(world->servers[kQueued], kClientMaxBytes);
+    chat_room_options ro;
+    chat_room_options_init(&ro, CHAT_ROOM_OPTIONS_VERSION);
+    ro.on_line = OnRoomLine;
+    if (chat_room_open(&ro, &world->room) != CHAT_OK) Violation("room", CHAT_UNKNOWN);
     return world;
   }();
   return *w;
@@ -824,12 +841,43 @@ void Release(size_t i) {
 
 // The input's word on a queued server call; `e` is the event it comes with
 // (NULL for a held call). `natural`: no input, answer as the seed does.
+// The room: the call joins (or is refused), leaves, or says its message (or
+// a notice) to every member.
+void RoomOp(chat_room* room, chat_call* call, uint8_t b, const char* text, size_t len) {
+  switch (b % 4) {
+    case 0: {
+      uint32_t replay = b / 4 % 2 ? 0 : 1001;  // above the most: refused
+      chat_code rc = chat_room_join(room, call, replay);
+      CheckedOn(room, rc, {CHAT_OK, CHAT_ERR_CLOSED, CHAT_ERR_BAD_STATE, CHAT_ERR_BAD_ARGUMENT},
+                "chat_room_join");
+      Expect(replay <= 1000 || rc == CHAT_ERR_BAD_ARGUMENT, "a replay above 1000 is refused");
+      break;
+    }
+    case 1:
+      CheckedOn(room, chat_room_leave(room, call), {CHAT_OK, CHAT_ERR_MISSING}, "chat_room_leave");
+      break;
+    case 2: {
+      chat_code rc = chat_room_publish(room, "room", 4, text, len);
+      CheckedOn(room, rc, {CHAT_OK, CHAT_ERR_BAD_ARGUMENT}, "chat_room_publish");
+      Expect((rc == CHAT_OK) == (text != nullptr && chat::IsValidUtf8({text, len})),
+             "a room publishes exactly the valid UTF-8");
+      break;
+    }
+    default: {
+      size_t members = 99;
+      Checked(chat_room_members(room, &members), {CHAT_OK}, "chat_room_members");
+      CheckedOn(room, chat_room_notice(room, text, len), {CHAT_OK, CHAT_ERR_BAD_ARGUMENT},
+                "chat_room_notice");
+    }
+  }
+}
+
 void ActOnCall(chat_call* call, CallState* st, const chat_event* e, Input& in, bool natural) {
   uint8_t a = natural ? 0 : in.Byte();
   const char* text = "r";
   size_t len = 1;
   if (e && e->type == CHAT_EVENT_MESSAGE) text = e->text, len = e->text_len;
-  switch (a % 16) {
+  switch (a % 17) {
     case 0:  // natural
       if (!e) break;
       if (e->type == CHAT_EVENT_OPEN) ActOnOpen(call, st);
@@ -876,6 +924,7 @@ void ActOnCall(chat_call* call, CallState* st, const chat_event* e, Input& in, b
       Expect(chat_call_peer(call)[0] != '\0', "chat_call_peer of a call is an address");
       break;
     case 14: ErrorRead(call, in.Byte()); break;
+    case 15: RoomOp(TheWorld().room, call, in.Byte(), text, len); break;
     default: {  // larger than the server sends or the client takes, or a burst that fits
       uint8_t b = in.Byte();
       size_t sizes[3] = {kServerMaxBytes + 1, kClientMaxBytes + 1, kBigText};

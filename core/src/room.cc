@@ -113,7 +113,7 @@ void RoomImpl::Deliver(const std::string& line) {
     // Never waits (kNoWait): a member without room is cut below, after the
     // room's lock is let go, rather than holding up everyone.
     for (const auto& member : *members) {
-      Code code = member->Enqueue(reply, kNoWait).code();
+      Code code = member->Enqueue(reply, kNoWait, /*host_send=*/false).code();
       if (code == Code::kWouldBlock) {
         slow.push_back(member);
       } else if (code != Code::kOk) {
@@ -185,7 +185,7 @@ Status RoomImpl::JoinIf(const std::shared_ptr<Session>& session, size_t replay,
     }
     // More history than the send queue holds is not queued.
     for (const std::string& line : history) {
-      if (!session->Enqueue(EncodeStringValue(line), kNoWait).ok()) break;
+      if (!session->Enqueue(EncodeStringValue(line), kNoWait, /*host_send=*/false).ok()) break;
     }
     std::lock_guard<std::mutex> lock(members_mu_);
     if (members_->size() >= prune_at_) {

@@ -177,13 +177,13 @@ void Session::OnDeadline(bool ok) {
 
 // --- used by the server ---
 
-Status Session::Enqueue(grpc::ByteBuffer reply, Timeout timeout) {
+Status Session::Enqueue(grpc::ByteBuffer reply, Timeout timeout, bool host_send) {
   std::unique_lock<std::mutex> lock(mu_);
   auto closed = [&] { return finish_wanted_ || done_; };
   Status room = closed() ? Status::Ok() : out_.WaitForRoom(lock, timeout, reply.Length(), closed);
   if (closed()) return Status(Code::kClosed, "stream has ended");
   if (!room.ok()) {
-    if (limits_.queued) want_writable_ = true;
+    if (limits_.queued && host_send) want_writable_ = true;
     return room;
   }
   // No Finish can have been issued: finish_wanted_ is still false.

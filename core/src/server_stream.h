@@ -124,8 +124,10 @@ class Session final : public ServerCall,
   Timeout TimeLeft() const override;
 
   // --- used by the server ---
-  // Queues an encoded reply already known to be valid.
-  Status Enqueue(grpc::ByteBuffer reply, Timeout timeout);
+  // Queues an encoded reply already known to be valid. A refusal promises
+  // the host a WRITABLE event (queued custom mode) only for its own sends:
+  // a room never waits for room, it cuts the member instead.
+  Status Enqueue(grpc::ByteBuffer reply, Timeout timeout, bool host_send = true);
   // Ends the stream with an error after the write in flight, dropping queued
   // replies. With `reset`, a write stuck behind a peer that does not read is
   // not waited for: the stream is reset (the peer sees CANCELLED) and
