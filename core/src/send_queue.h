@@ -44,13 +44,15 @@ class SendQueue {
     return queue_.size() >= limit || bytes_ >= byte_limit;
   }
 
-  // Queues a message; true when no write is in flight, so the caller must
-  // start one (StartWrite).
-  bool Push(grpc::ByteBuffer message) {
+  // Queues a message, taking its contents; true when no write is in flight,
+  // so the caller must start one (StartWrite). Swapped in: grpc::ByteBuffer
+  // has no move constructor, so a std::move would copy it (an allocation
+  // and a reference per slice, undone when the original dies).
+  bool Push(grpc::ByteBuffer&& message) {
     size_t n = message.Length();
     bytes_ += n;
     if (account_) account_->Charge(n);
-    queue_.push_back(std::move(message));
+    queue_.emplace_back().Swap(&message);
     return !writing_;
   }
 
