@@ -436,7 +436,7 @@ void Session::OnRead(bool ok) {
   grpc::Slice received;  // the bytes name and message view
   std::string_view name, message;
   bool valid = ok && DecodeChatMessage(in_, &received, &name, &message);
-  if (valid) stats_->In(in_.Length());
+  if (valid) stats_->In(received.size());  // all of in_ (Bytes joins several slices)
   bool over = false, over_bound = false;
   if (ok && !valid) {
     // Not a ChatMessage (bad encoding or invalid UTF-8): fail the stream
