@@ -44,13 +44,17 @@ class SendQueue {
     return queue_.size() >= limit || bytes_ >= byte_limit;
   }
 
-  // Queues a message; true when no write is in flight, so the caller must
-  // start one (StartWrite).
-  bool Push(grpc::ByteBuffer message) {
+  // Queues a message, taking its contents; true when no write is in flight,
+  // so the caller must start one (StartWrite). Swapped in: grpc::ByteBuffer
+  // has no move constructor, so a std::move would copy it (an allocation
+  // and a reference per slice, undone when the original dies).
+  bool Push(grpc::ByteBuffer&& message) {
     size_t n = message.Length();
     bytes_ += n;
     if (account_) account_->Charge(n);
-    queue_.push_back(std::move(message));
+    Queued& queued = queue_.emplace_back();
+    queued.message.Swap(&message);
+    queued.bytes = n;
     return !writing_;
   }
 
@@ -61,7 +65,7 @@ class SendQueue {
   // endless run of buffered ones.
   const grpc::ByteBuffer* StartWrite(grpc::WriteOptions* options) {
     writing_ = true;
-    in_flight_bytes_ = queue_.front().Length();
+    in_flight_bytes_ = queue_.front().bytes;
     *options = grpc::WriteOptions();
     if (queue_.size() > 1 && hinted_run_ < kMaxHintedWrites) {
       options->set_buffer_hint();
@@ -69,7 +73,7 @@ class SendQueue {
     } else {
       hinted_run_ = 0;
     }
-    return &queue_.front();
+    return &queue_.front().message;
   }
 
   // The write in flight completed. After a failed write nothing more can be
@@ -86,7 +90,7 @@ class SendQueue {
   // it until its write completes).
   void DropAllButInFlight() {
     while (queue_.size() > (writing_ ? 1u : 0u)) {
-      size_t n = queue_.back().Length();
+      size_t n = queue_.back().bytes;
       queue_.pop_back();
       bytes_ -= n;
       Uncharge(n);
@@ -97,7 +101,7 @@ class SendQueue {
   static constexpr int kMaxHintedWrites = 32;
 
   void PopFront() {
-    size_t n = queue_.front().Length();
+    size_t n = queue_.front().bytes;
     queue_.pop_front();
     bytes_ -= n;
     Uncharge(n);
@@ -106,8 +110,17 @@ class SendQueue {
     if (account_ && n) account_->Release(n);
   }
 
+  // A message with its length, read once: ByteBuffer::Length walks the
+  // buffer's slices, which are cold again by the time the write starts and
+  // ends (with 1,000 streams grpc_byte_buffer_length, then called four
+  // times per echoed message, took 1.8% of the server's CPU samples).
+  struct Queued {
+    grpc::ByteBuffer message;
+    size_t bytes = 0;
+  };
+
   MemoryAccount* const account_;  // outlives the queue, or null
-  std::deque<grpc::ByteBuffer> queue_;
+  std::deque<Queued> queue_;
   size_t bytes_ = 0;
   uint64_t sent_ = 0;
   size_t in_flight_bytes_ = 0;

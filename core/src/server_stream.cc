@@ -433,9 +433,10 @@ void Session::OnAccept(bool ok) {
 }
 
 void Session::OnRead(bool ok) {
-  std::string name, message;
-  bool valid = ok && DecodeChatMessage(in_, &name, &message);
-  if (valid) stats_->In(in_.Length());
+  grpc::Slice received;  // the bytes name and message view
+  std::string_view name, message;
+  bool valid = ok && DecodeChatMessage(in_, &received, &name, &message);
+  if (valid) stats_->In(received.size());  // all of in_ (Bytes joins several slices)
   bool over = false, over_bound = false;
   if (ok && !valid) {
     // Not a ChatMessage (bad encoding or invalid UTF-8): fail the stream
@@ -485,7 +486,7 @@ void Session::OnRead(bool ok) {
         --ops_;
         reading_ = false;
         ++messages_read_;
-        last_name_ = name;
+        last_name_.assign(name);
         over = OverLocked();
       }
       if (over) return Over();
@@ -508,7 +509,8 @@ void Session::OnRead(bool ok) {
       // Delivered under the lock: once it is released, Drained (on the
       // dispatcher or the host's thread) may start the next read, whose
       // event must come after; and Drained waits for the counts below.
-      if (host_->DeliverMessage(shared_from_this(), std::move(name), std::move(message), bytes)) {
+      if (host_->DeliverMessage(shared_from_this(), std::string(name), std::string(message),
+                                bytes)) {
         ++undelivered_;
         undelivered_bytes_ += bytes;
         memory_->Charge(bytes);

@@ -1,5 +1,8 @@
 #include "chat/status.h"
 
+#include <cstdint>
+#include <cstring>
+
 namespace chat {
 
 const char* CodeName(Code code) {
@@ -19,6 +22,14 @@ bool IsValidUtf8(std::string_view text) {
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());
   const auto* end = p + text.size();
   while (p < end) {
+    // Runs of ASCII, the usual text, 8 bytes at a time.
+    while (end - p >= 8) {
+      uint64_t word;
+      std::memcpy(&word, p, sizeof word);
+      if (word & 0x8080808080808080u) break;
+      p += 8;
+    }
+    if (p == end) break;
     unsigned char c = *p;
     if (c < 0x80) { ++p; continue; }
     int extra;

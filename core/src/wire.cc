@@ -77,22 +77,31 @@ grpc::ByteBuffer EncodeChatMessage(std::string_view name, std::string_view messa
                });
 }
 
-// Reads string fields 1 and 2 of a message, skipping any other field as
-// protobuf does. Read with protobuf's stream reader rather than a generated
-// parser: on invalid UTF-8 the generated parser also logs to stderr, and a
-// library must not write to its host's stderr because a peer misbehaved.
-bool DecodeFields(const grpc::ByteBuffer& buffer, std::string* field1, std::string* field2) {
-  grpc::Slice bytes;
-  if (!Bytes(buffer, &bytes)) return false;
-  CodedInputStream in(bytes.begin(), static_cast<int>(bytes.size()));
-  field1->clear();
-  if (field2) field2->clear();
+// Reads string fields 1 and 2 of a message as views into `storage`,
+// skipping any other field as protobuf does. Read with protobuf's stream
+// reader rather than a generated parser: on invalid UTF-8 the generated
+// parser also logs to stderr, and a library must not write to its host's
+// stderr because a peer misbehaved. Views, not copies: the echo server
+// encodes its reply straight from the received bytes.
+bool DecodeFields(const grpc::ByteBuffer& buffer, grpc::Slice* storage, std::string_view* field1,
+                  std::string_view* field2) {
+  if (!Bytes(buffer, storage)) return false;
+  const uint8_t* data = storage->begin();
+  CodedInputStream in(data, static_cast<int>(storage->size()));
+  *field1 = {};
+  if (field2) *field2 = {};
   while (uint32_t tag = in.ReadTag()) {
-    std::string* target = nullptr;
+    std::string_view* target = nullptr;
     if (tag == kTagField1) target = field1;
     if (tag == kTagField2) target = field2;
     if (target) {
-      if (!WireFormatLite::ReadString(&in, target) || !IsValidUtf8(*target)) return false;
+      uint32_t n;
+      if (!in.ReadVarint32(&n)) return false;
+      int at = in.CurrentPosition();
+      // A length past the end (or past INT_MAX, negative here) fails Skip.
+      if (!in.Skip(static_cast<int>(n))) return false;
+      *target = std::string_view(reinterpret_cast<const char*>(data) + at, n);
+      if (!IsValidUtf8(*target)) return false;
     } else if (!WireFormatLite::SkipField(&in, tag)) {
       return false;
     }
@@ -100,12 +109,17 @@ bool DecodeFields(const grpc::ByteBuffer& buffer, std::string* field1, std::stri
   return in.ConsumedEntireMessage();
 }
 
-bool DecodeChatMessage(const grpc::ByteBuffer& buffer, std::string* name, std::string* message) {
-  return DecodeFields(buffer, name, message);
+bool DecodeChatMessage(const grpc::ByteBuffer& buffer, grpc::Slice* storage,
+                       std::string_view* name, std::string_view* message) {
+  return DecodeFields(buffer, storage, name, message);
 }
 
 bool DecodeStringValue(const grpc::ByteBuffer& buffer, std::string* value) {
-  return DecodeFields(buffer, value, nullptr);
+  grpc::Slice storage;
+  std::string_view view;
+  if (!DecodeFields(buffer, &storage, &view, nullptr)) return false;
+  value->assign(view);
+  return true;
 }
 
 }  // namespace chat::internal

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/slice.h>
 
 #include <string>
 #include <string_view>
@@ -20,8 +21,10 @@ grpc::ByteBuffer EncodeStringValue(std::string_view text);
 grpc::ByteBuffer EncodeChatMessage(std::string_view name, std::string_view message);
 
 // False when the bytes are not a valid message (bad encoding, or a string
-// field that is not UTF-8, which proto3 forbids).
-bool DecodeChatMessage(const grpc::ByteBuffer& buffer, std::string* name, std::string* message);
+// field that is not UTF-8, which proto3 forbids). `name` and `message` view
+// the bytes `storage` keeps (the buffer's own slice when it has one).
+bool DecodeChatMessage(const grpc::ByteBuffer& buffer, grpc::Slice* storage,
+                       std::string_view* name, std::string_view* message);
 bool DecodeStringValue(const grpc::ByteBuffer& buffer, std::string* value);
 
 // Serialized size of a proto3 string field holding `n` bytes (tag, length,
