@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -21,6 +22,8 @@ constexpr unsigned kYieldProbe = 64;
 // How long a drain waits for a write in progress to land (see
 // UnsignalLocked): the rest of a write() that woke a thread.
 constexpr auto kWriteWait = std::chrono::microseconds(5);
+// The most event slots an empty queue keeps allocated (see TakeLocked).
+constexpr size_t kKeptCapacity = 4096;
 }  // namespace
 
 namespace internal {
@@ -70,7 +73,7 @@ int EventQueue::fd() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!armed_) {
       armed_ = true;
-      owe = !events_.empty() && SignalLocked();
+      owe = !EmptyLocked() && SignalLocked();
     }
   }
   if (owe) PayOwed();  // readable before this returns
@@ -281,7 +284,7 @@ Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
     bool more;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (wait && events_.empty() && !closed_ && ShouldYield()) {
+      if (wait && EmptyLocked() && !closed_ && ShouldYield()) {
         // Events often come in bursts: before sleeping, give the CPU to
         // the library's threads for a few microseconds and look again,
         // which saves a sleep and a wake-up when the next event is near.
@@ -297,9 +300,9 @@ Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
         lock.lock();
         yield_misses_ = caught ? 0 : yield_misses_ + 1;
       }
-      if (wait && events_.empty() && !closed_) {
+      if (wait && EmptyLocked() && !closed_) {
         ++waiters_;
-        auto ready = [&] { return !events_.empty() || closed_; };
+        auto ready = [&] { return !EmptyLocked() || closed_; };
         internal::AllowCancel cancellable;
         if (timeout < Timeout::zero()) {
           cv_.wait(lock, ready);
@@ -308,14 +311,9 @@ Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
         }
         --waiters_;
       }
-      while (want-- > 0 && !events_.empty()) {
-        Event& e = events_.front();
-        if (e.type == EventType::kWake) wake_pending_ = false;
-        out->push_back(std::move(e));
-        events_.pop_front();
-      }
-      if (events_.empty()) UnsignalLocked();
-      more = !events_.empty();
+      TakeLocked(out, want);
+      if (EmptyLocked()) UnsignalLocked();
+      more = !EmptyLocked();
     }
     // Outside the lock: giving room back may restart reads, which push.
     GiveBack(out, from, /*closing=*/false);
@@ -332,6 +330,32 @@ Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
     if (!more || out->size() - first >= max) break;
   }
   return Status::Ok();
+}
+
+void EventQueue::TakeLocked(std::vector<Event>* out, size_t want) {
+  size_t n = std::min(want, events_.size() - head_);
+  if (n == 0) return;
+  if (head_ == 0 && n == events_.size() && out->empty()) {
+    // All of them into an empty batch: swap the storage, so the events
+    // are moved nowhere under mu_ (out's old, cleared storage comes back).
+    out->swap(events_);
+    wake_pending_ = false;
+  } else {
+    auto first = events_.begin() + static_cast<std::ptrdiff_t>(head_);
+    auto last = first + static_cast<std::ptrdiff_t>(n);
+    for (auto it = first; it != last; ++it) {
+      if (it->type == EventType::kWake) wake_pending_ = false;
+    }
+    out->insert(out->end(), std::make_move_iterator(first), std::make_move_iterator(last));
+    head_ += n;
+    if (head_ < events_.size() && head_ < events_.size() - head_) return;
+    // Half or more taken: drop the taken ones, moving the rest (no more
+    // than were taken) to the front. Amortized: a move per event at most.
+    events_.erase(events_.begin(), events_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
+  // A backlog's storage is not kept once it is gone.
+  if (events_.empty() && events_.capacity() > kKeptCapacity) std::vector<Event>().swap(events_);
 }
 
 // Gives the window room of events[from..] back to their sources, one call
@@ -367,8 +391,7 @@ void EventQueue::Close(const std::function<void(Event&)>& dropped) {
     if (dropped) dropped_ = dropped;
     if (!closed_) {
       closed_ = closing = true;
-      for (auto& e : events_) pending.push_back(std::move(e));
-      events_.clear();
+      TakeLocked(&pending, events_.size());
       UnsignalLocked();
     }
   }
@@ -395,10 +418,14 @@ void EventQueue::Close(const std::function<void(Event&)>& dropped) {
 void EventQueue::Purge(void* tag) {
   if (!tag) return;
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto it = events_.begin(); it != events_.end();) {
-    it = it->tag == tag ? events_.erase(it) : it + 1;
+  auto first = events_.begin() + static_cast<std::ptrdiff_t>(head_);
+  events_.erase(std::remove_if(first, events_.end(), [&](const Event& e) { return e.tag == tag; }),
+                events_.end());
+  if (EmptyLocked()) {
+    events_.clear();
+    head_ = 0;
+    UnsignalLocked();
   }
-  if (events_.empty()) UnsignalLocked();
 }
 
 }  // namespace chat

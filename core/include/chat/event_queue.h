@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -154,7 +153,13 @@ class EventQueue : public std::enable_shared_from_this<EventQueue> {
   const int write_fd_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Event> events_;
+  // The pending events are events_[head_..]: a drain that takes them all
+  // swaps the vector out (no event moved under mu_, nothing freed), one
+  // that takes fewer advances head_ (see TakeLocked).
+  std::vector<Event> events_;
+  size_t head_ = 0;
+  bool EmptyLocked() const { return head_ == events_.size(); }
+  void TakeLocked(std::vector<Event>* out, size_t want);
   bool armed_ = false;      // fd() was asked for: the pipe is kept
   // The pipe's byte for the pending events, written outside mu_ (see
   // event_queue.cc). Moves from kIdle only under mu_, back to kIdle only
