@@ -81,7 +81,6 @@ int EventQueue::fd() {
 }
 
 bool EventQueue::SignalLocked() {
-  pending_.store(true, std::memory_order_release);
   // Only this thread, holding mu_, may move signal_ away from kIdle.
   if (!armed_ || signal_.load() != kIdle) return false;
   signal_.store(kOwed);
@@ -141,23 +140,28 @@ void EventQueue::PayOwed() {
 
 namespace {
 thread_local internal::OwedSignals* t_owed = nullptr;
-// The debts an OwedSignals has room for before Owe allocates: a completion
-// handler usually pushes to one queue.
+// The queues an OwedSignals has room for before Add allocates: a round of
+// completions usually pushes to one queue.
 constexpr size_t kOwedReserve = 8;
 }  // namespace
 
-void EventQueue::Owe() noexcept {
-  // signal_ is kOwed already: a debt that cannot be recorded must be paid
-  // now, or the pending events' byte is never written and the host is not
-  // woken for them, nor for any later push (they find kOwed).
-  if (t_owed) {
-    try {
-      // The room is reserved: this allocates only past kOwedReserve debts.
-      t_owed->queues_.push_back(shared_from_this());
-      return;
-    } catch (...) {  // std::bad_alloc
-    }
-  }
+void EventQueue::Announce(bool owe, bool notify) noexcept {
+  // A debt that cannot be recorded is paid now: with signal_ kOwed, the
+  // pending events' byte would never be written, and the host not woken
+  // for them nor for any later push (they find kOwed).
+  if (t_owed && t_owed->Add(this)) return;
+  pending_.store(true, std::memory_order_release);
+  if (notify) cv_.notify_one();
+  if (owe) PayOwed();
+}
+
+void EventQueue::Settle() {
+  // Only a hint for a yielding drain: storing it late, after a drain took
+  // the events, costs that drain one look under mu_.
+  pending_.store(true, std::memory_order_release);
+  // A drain that waited when an event of this round was pushed waits
+  // still, and counts in waiters_ (one that came later found the event).
+  if (waiters_.load() > 0) cv_.notify_one();
   PayOwed();
 }
 
@@ -176,7 +180,19 @@ void OwedSignals::Pay() {
   while (!queues_.empty()) {
     std::shared_ptr<EventQueue> q = std::move(queues_.back());
     queues_.pop_back();
-    q->PayOwed();
+    q->Settle();
+  }
+}
+bool OwedSignals::Add(EventQueue* queue) noexcept {
+  for (const auto& q : queues_) {
+    if (q.get() == queue) return true;
+  }
+  try {
+    // The room is reserved: this allocates only past kOwedReserve queues.
+    queues_.push_back(queue->shared_from_this());
+    return true;
+  } catch (...) {  // std::bad_alloc
+    return false;
   }
 }
 }  // namespace internal
@@ -241,11 +257,10 @@ bool EventQueue::Push(Event event) {
     }
     events_.push_back(std::move(event));
     owe = SignalLocked();
-    notify = waiters_ > 0;
+    notify = waiters_.load() > 0;
   }
   // Outside mu_: the drainer this wakes must not find it held.
-  if (notify) cv_.notify_one();
-  if (owe) Owe();
+  Announce(owe, notify);
   return true;
 }
 
@@ -257,10 +272,9 @@ void EventQueue::Wake() {
     wake_pending_ = true;
     events_.emplace_back();  // kWake
     owe = SignalLocked();
-    notify = waiters_ > 0;
+    notify = waiters_.load() > 0;
   }
-  if (notify) cv_.notify_one();
-  if (owe) Owe();
+  Announce(owe, notify);
 }
 
 bool EventQueue::ShouldYield() {

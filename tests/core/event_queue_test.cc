@@ -273,5 +273,21 @@ TEST(EventQueue, PartialDrainsAndPurgeKeepTheOrder) {
   EXPECT_EQ(got, (std::vector<size_t>{0, 1, 2, 4, 6, 8, 10, 12, 14}));
 }
 
+// A push on a thread with an OwedSignals wakes a drain that waits for it
+// when the OwedSignals pays.
+TEST(EventQueue, OwedWakeReachesAWaitingDrain) {
+  std::shared_ptr<EventQueue> q;
+  ASSERT_TRUE(EventQueue::Create(&q).ok());
+  std::vector<Event> batch;
+  std::thread drainer([&] { ASSERT_TRUE(q->Drain(&batch, 8, kForever).ok()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it wait
+  {
+    internal::OwedSignals owed;
+    ASSERT_TRUE(q->Push(Event{}));
+  }
+  drainer.join();
+  EXPECT_EQ(batch.size(), 1u);
+}
+
 }  // namespace
 }  // namespace chat
