@@ -39,7 +39,8 @@ void CqThread::Shutdown() {
 void CqThread::Run() {
   void* tag;
   bool ok;
-  // Event queues' pipe writes wait until the completion released its locks.
+  // Event queues' wake-ups wait until a round's completions released their
+  // locks (see below).
   OwedSignals owed;
   while (cq_->Next(&tag, &ok)) {
     // A round: the completions ready now (a socket read often completes
