@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -21,6 +22,8 @@ constexpr unsigned kYieldProbe = 64;
 // How long a drain waits for a write in progress to land (see
 // UnsignalLocked): the rest of a write() that woke a thread.
 constexpr auto kWriteWait = std::chrono::microseconds(5);
+// The most event slots an empty queue keeps allocated (see TakeLocked).
+constexpr size_t kKeptCapacity = 4096;
 }  // namespace
 
 namespace internal {
@@ -70,7 +73,7 @@ int EventQueue::fd() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!armed_) {
       armed_ = true;
-      owe = !events_.empty() && SignalLocked();
+      owe = !EmptyLocked() && SignalLocked();
     }
   }
   if (owe) PayOwed();  // readable before this returns
@@ -78,7 +81,6 @@ int EventQueue::fd() {
 }
 
 bool EventQueue::SignalLocked() {
-  pending_.store(true, std::memory_order_release);
   // Only this thread, holding mu_, may move signal_ away from kIdle.
   if (!armed_ || signal_.load() != kIdle) return false;
   signal_.store(kOwed);
@@ -138,23 +140,28 @@ void EventQueue::PayOwed() {
 
 namespace {
 thread_local internal::OwedSignals* t_owed = nullptr;
-// The debts an OwedSignals has room for before Owe allocates: a completion
-// handler usually pushes to one queue.
+// The queues an OwedSignals has room for before Add allocates: a round of
+// completions usually pushes to one queue.
 constexpr size_t kOwedReserve = 8;
 }  // namespace
 
-void EventQueue::Owe() noexcept {
-  // signal_ is kOwed already: a debt that cannot be recorded must be paid
-  // now, or the pending events' byte is never written and the host is not
-  // woken for them, nor for any later push (they find kOwed).
-  if (t_owed) {
-    try {
-      // The room is reserved: this allocates only past kOwedReserve debts.
-      t_owed->queues_.push_back(shared_from_this());
-      return;
-    } catch (...) {  // std::bad_alloc
-    }
-  }
+void EventQueue::Announce(bool owe, bool notify) noexcept {
+  // A debt that cannot be recorded is paid now: with signal_ kOwed, the
+  // pending events' byte would never be written, and the host not woken
+  // for them nor for any later push (they find kOwed).
+  if (t_owed && t_owed->Add(this)) return;
+  pending_.store(true, std::memory_order_release);
+  if (notify) cv_.notify_one();
+  if (owe) PayOwed();
+}
+
+void EventQueue::Settle() {
+  // Only a hint for a yielding drain: storing it late, after a drain took
+  // the events, costs that drain one look under mu_.
+  pending_.store(true, std::memory_order_release);
+  // A drain that waited when an event of this round was pushed waits
+  // still, and counts in waiters_ (one that came later found the event).
+  if (waiters_.load() > 0) cv_.notify_one();
   PayOwed();
 }
 
@@ -173,7 +180,19 @@ void OwedSignals::Pay() {
   while (!queues_.empty()) {
     std::shared_ptr<EventQueue> q = std::move(queues_.back());
     queues_.pop_back();
-    q->PayOwed();
+    q->Settle();
+  }
+}
+bool OwedSignals::Add(EventQueue* queue) noexcept {
+  for (const auto& q : queues_) {
+    if (q.get() == queue) return true;
+  }
+  try {
+    // The room is reserved: this allocates only past kOwedReserve queues.
+    queues_.push_back(queue->shared_from_this());
+    return true;
+  } catch (...) {  // std::bad_alloc
+    return false;
   }
 }
 }  // namespace internal
@@ -238,11 +257,10 @@ bool EventQueue::Push(Event event) {
     }
     events_.push_back(std::move(event));
     owe = SignalLocked();
-    notify = waiters_ > 0;
+    notify = waiters_.load() > 0;
   }
   // Outside mu_: the drainer this wakes must not find it held.
-  if (notify) cv_.notify_one();
-  if (owe) Owe();
+  Announce(owe, notify);
   return true;
 }
 
@@ -254,10 +272,9 @@ void EventQueue::Wake() {
     wake_pending_ = true;
     events_.emplace_back();  // kWake
     owe = SignalLocked();
-    notify = waiters_ > 0;
+    notify = waiters_.load() > 0;
   }
-  if (notify) cv_.notify_one();
-  if (owe) Owe();
+  Announce(owe, notify);
 }
 
 bool EventQueue::ShouldYield() {
@@ -281,7 +298,7 @@ Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
     bool more;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (wait && events_.empty() && !closed_ && ShouldYield()) {
+      if (wait && EmptyLocked() && !closed_ && ShouldYield()) {
         // Events often come in bursts: before sleeping, give the CPU to
         // the library's threads for a few microseconds and look again,
         // which saves a sleep and a wake-up when the next event is near.
@@ -297,9 +314,9 @@ Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
         lock.lock();
         yield_misses_ = caught ? 0 : yield_misses_ + 1;
       }
-      if (wait && events_.empty() && !closed_) {
+      if (wait && EmptyLocked() && !closed_) {
         ++waiters_;
-        auto ready = [&] { return !events_.empty() || closed_; };
+        auto ready = [&] { return !EmptyLocked() || closed_; };
         internal::AllowCancel cancellable;
         if (timeout < Timeout::zero()) {
           cv_.wait(lock, ready);
@@ -308,14 +325,9 @@ Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
         }
         --waiters_;
       }
-      while (want-- > 0 && !events_.empty()) {
-        Event& e = events_.front();
-        if (e.type == EventType::kWake) wake_pending_ = false;
-        out->push_back(std::move(e));
-        events_.pop_front();
-      }
-      if (events_.empty()) UnsignalLocked();
-      more = !events_.empty();
+      TakeLocked(out, want);
+      if (EmptyLocked()) UnsignalLocked();
+      more = !EmptyLocked();
     }
     // Outside the lock: giving room back may restart reads, which push.
     GiveBack(out, from, /*closing=*/false);
@@ -332,6 +344,32 @@ Status EventQueue::Drain(std::vector<Event>* out, size_t max, Timeout timeout) {
     if (!more || out->size() - first >= max) break;
   }
   return Status::Ok();
+}
+
+void EventQueue::TakeLocked(std::vector<Event>* out, size_t want) {
+  size_t n = std::min(want, events_.size() - head_);
+  if (n == 0) return;
+  if (head_ == 0 && n == events_.size() && out->empty()) {
+    // All of them into an empty batch: swap the storage, so the events
+    // are moved nowhere under mu_ (out's old, cleared storage comes back).
+    out->swap(events_);
+    wake_pending_ = false;
+  } else {
+    auto first = events_.begin() + static_cast<std::ptrdiff_t>(head_);
+    auto last = first + static_cast<std::ptrdiff_t>(n);
+    for (auto it = first; it != last; ++it) {
+      if (it->type == EventType::kWake) wake_pending_ = false;
+    }
+    out->insert(out->end(), std::make_move_iterator(first), std::make_move_iterator(last));
+    head_ += n;
+    if (head_ < events_.size() && head_ < events_.size() - head_) return;
+    // Half or more taken: drop the taken ones, moving the rest (no more
+    // than were taken) to the front. Amortized: a move per event at most.
+    events_.erase(events_.begin(), events_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
+  // A backlog's storage is not kept once it is gone.
+  if (events_.empty() && events_.capacity() > kKeptCapacity) std::vector<Event>().swap(events_);
 }
 
 // Gives the window room of events[from..] back to their sources, one call
@@ -367,8 +405,7 @@ void EventQueue::Close(const std::function<void(Event&)>& dropped) {
     if (dropped) dropped_ = dropped;
     if (!closed_) {
       closed_ = closing = true;
-      for (auto& e : events_) pending.push_back(std::move(e));
-      events_.clear();
+      TakeLocked(&pending, events_.size());
       UnsignalLocked();
     }
   }
@@ -395,10 +432,14 @@ void EventQueue::Close(const std::function<void(Event&)>& dropped) {
 void EventQueue::Purge(void* tag) {
   if (!tag) return;
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto it = events_.begin(); it != events_.end();) {
-    it = it->tag == tag ? events_.erase(it) : it + 1;
+  auto first = events_.begin() + static_cast<std::ptrdiff_t>(head_);
+  events_.erase(std::remove_if(first, events_.end(), [&](const Event& e) { return e.tag == tag; }),
+                events_.end());
+  if (EmptyLocked()) {
+    events_.clear();
+    head_ = 0;
+    UnsignalLocked();
   }
-  if (events_.empty()) UnsignalLocked();
 }
 
 }  // namespace chat

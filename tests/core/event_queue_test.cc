@@ -238,5 +238,56 @@ TEST(EventQueuePipe, OwedSignalsNest) {
   EXPECT_TRUE(Readable(fb, 0));
 }
 
+// Drains that take fewer events than are pending, pushes in between and a
+// purge of one stream's events keep the rest in order.
+TEST(EventQueue, PartialDrainsAndPurgeKeepTheOrder) {
+  std::shared_ptr<EventQueue> q;
+  ASSERT_TRUE(EventQueue::Create(&q).ok());
+  void* const a = reinterpret_cast<void*>(1);
+  void* const b = reinterpret_cast<void*>(2);
+  size_t pushed = 0;
+  auto push = [&](size_t n) {
+    for (size_t i = 0; i < n; ++i, ++pushed) {
+      Event e;
+      e.type = EventType::kReply;
+      e.tag = pushed % 2 ? b : a;
+      e.credit = pushed;
+      ASSERT_TRUE(q->Push(std::move(e)));
+    }
+  };
+  std::vector<size_t> got;
+  auto drain = [&](size_t max) {
+    std::vector<Event> batch;
+    EXPECT_TRUE(q->Drain(&batch, max, kNoWait).ok());
+    for (const Event& e : batch) got.push_back(e.credit);
+    return batch.size();
+  };
+  push(10);
+  EXPECT_EQ(drain(3), 3u);  // 0 1 2
+  push(4);                  // 10..13 behind the seven left
+  q->Purge(b);              // drops the odd ones left: 3 5 7 9 11 13
+  EXPECT_EQ(drain(2), 2u);  // 4 6
+  push(1);                  // 14
+  while (drain(4) > 0) {
+  }
+  EXPECT_EQ(got, (std::vector<size_t>{0, 1, 2, 4, 6, 8, 10, 12, 14}));
+}
+
+// A push on a thread with an OwedSignals wakes a drain that waits for it
+// when the OwedSignals pays.
+TEST(EventQueue, OwedWakeReachesAWaitingDrain) {
+  std::shared_ptr<EventQueue> q;
+  ASSERT_TRUE(EventQueue::Create(&q).ok());
+  std::vector<Event> batch;
+  std::thread drainer([&] { ASSERT_TRUE(q->Drain(&batch, 8, kForever).ok()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it wait
+  {
+    internal::OwedSignals owed;
+    ASSERT_TRUE(q->Push(Event{}));
+  }
+  drainer.join();
+  EXPECT_EQ(batch.size(), 1u);
+}
+
 }  // namespace
 }  // namespace chat

@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -67,11 +66,13 @@ struct Event {
 };
 
 namespace internal {
-// The pipe writes that pushes on this thread owe, collected while an
-// instance is the thread's current one and written by Pay(): a completion
-// queue's thread pushes under its stream's lock, and a host woken by the
-// write would otherwise find that lock (and the queue's) still held, sleep
-// on it, and cost the pusher a futex wake on top of the write.
+// The wake-ups that pushes on this thread owe (the pipe's byte, a waiting
+// or yielding drain's), collected while an instance is the thread's
+// current one and made by Pay(): a completion queue's thread pushes under
+// its stream's lock, and a host woken at once would find that lock (and
+// the queue's) still held, sleep on it, and cost the pusher a futex wake
+// on top; and a host woken once per round of completions drains them all
+// at once.
 class OwedSignals {
  public:
   // Becomes this thread's current one until destroyed, which pays what it
@@ -82,9 +83,12 @@ class OwedSignals {
   OwedSignals(const OwedSignals&) = delete;
   OwedSignals& operator=(const OwedSignals&) = delete;
   void Pay();
+  bool Owes() const { return !queues_.empty(); }
 
  private:
   friend class chat::EventQueue;
+  // Records that `queue` is to be settled at Pay; false when it cannot be.
+  bool Add(EventQueue* queue) noexcept;
   std::vector<std::shared_ptr<EventQueue>> queues_;
   OwedSignals* const previous_;
 };
@@ -126,9 +130,10 @@ class EventQueue : public std::enable_shared_from_this<EventQueue> {
   // For the library's streams: queues one event; false when the queue is
   // closed and the event was dropped (its room is not given back: the
   // caller, which may hold its own lock, must not count it). Thread-safe,
-  // never blocks, never calls back into the event's source. The pipe write
-  // it may owe happens after mu_ is released: at once, or, on a thread with
-  // an internal::OwedSignals, when that pays.
+  // never blocks, never calls back into the event's source. The drainer's
+  // wake-up it may owe (the pipe's byte, a waiting Drain's) happens after
+  // mu_ is released: at once, or, on a thread with an
+  // internal::OwedSignals, when that pays.
   bool Push(Event event);
 
  private:
@@ -139,9 +144,13 @@ class EventQueue : public std::enable_shared_from_this<EventQueue> {
   // After mu_ is released: the write SignalLocked asked for, unless a drain
   // took the events first.
   void PayOwed();
-  // PayOwed now, or when this thread's OwedSignals pays (now too when it
+  // After a push released mu_: the drainer's wake-up (the yielding
+  // drain's hint, the waiting one's notify, the pipe's byte when `owe`),
+  // now, or all of it when this thread's OwedSignals pays (now too when it
   // has no room left and none can be had).
-  void Owe() noexcept;
+  void Announce(bool owe, bool notify) noexcept;
+  // What OwedSignals pays: the wake-up of a round's pushes.
+  void Settle();
   bool ShouldYield();  // under mu_
   unsigned yield_skips_ = 0;
   void UnsignalLocked();
@@ -154,7 +163,13 @@ class EventQueue : public std::enable_shared_from_this<EventQueue> {
   const int write_fd_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Event> events_;
+  // The pending events are events_[head_..]: a drain that takes them all
+  // swaps the vector out (no event moved under mu_, nothing freed), one
+  // that takes fewer advances head_ (see TakeLocked).
+  std::vector<Event> events_;
+  size_t head_ = 0;
+  bool EmptyLocked() const { return head_ == events_.size(); }
+  void TakeLocked(std::vector<Event>* out, size_t want);
   bool armed_ = false;      // fd() was asked for: the pipe is kept
   // The pipe's byte for the pending events, written outside mu_ (see
   // event_queue.cc). Moves from kIdle only under mu_, back to kIdle only
@@ -166,11 +181,12 @@ class EventQueue : public std::enable_shared_from_this<EventQueue> {
   // Writers whose kWriting a drain swapped out and that have not cleaned up
   // yet (under mu_): their byte may land after that drain's read.
   int late_writers_ = 0;
-  std::atomic<bool> pending_{false};  // events_ is not empty, read without mu_
+  // events_ is not empty, read without mu_: a hint, late (see Settle).
+  std::atomic<bool> pending_{false};
   int yield_misses_ = 0;    // Drain's waits in a row that yielding did not save
   bool wake_pending_ = false;
   bool closed_ = false;
-  int waiters_ = 0;
+  std::atomic<int> waiters_{0};  // changed under mu_; Settle reads it without
   std::function<void(Event&)> dropped_;
 };
 
