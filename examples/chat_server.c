@@ -20,7 +20,8 @@
  * beyond N open ones (RESOURCE_EXHAUSTED).
  *
  * With --mode broadcast, --room and --room-name put the room on a Redis
- * stream shared by every server naming it (see room_url in chat.h).
+ * stream shared by every server naming it (see room_url in chat.h);
+ * --room-max-len N trims it to about N lines (default 10000).
  *
  * The first stdout line is "listening on HOST:PORT" (flushed), so scripts
  * started with port 0 can learn the port. --stats prints the server's
@@ -41,7 +42,7 @@ static int usage(const char *argv0) {
           "       [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--require-client-cert]]] "
           "[--token TOKEN] [--health] [--reflection]\n"
           "       [--stats SECONDS] [--compression gzip|deflate|none] [--max-streams N]\n"
-          "       [--room redis://HOST:PORT[/DB] --room-name NAME]\n",
+          "       [--room redis://HOST:PORT[/DB] --room-name NAME [--room-max-len N]]\n",
           argv0);
   return 2;
 }
@@ -96,6 +97,7 @@ int main(int argc, char **argv) {
   int compression = CHAT_COMPRESSION_NONE;
   long max_streams = 0; /* 0: no limit */
   const char *room = NULL, *room_name = NULL;
+  long long room_max_len = 0; /* 0: the library's default */
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
       address = argv[++i];
@@ -138,6 +140,10 @@ int main(int argc, char **argv) {
       room = argv[++i];
     } else if (strcmp(argv[i], "--room-name") == 0 && i + 1 < argc) {
       room_name = argv[++i];
+    } else if (strcmp(argv[i], "--room-max-len") == 0 && i + 1 < argc) {
+      char *end = NULL;
+      room_max_len = strtoll(argv[++i], &end, 10);
+      if (*end != '\0' || room_max_len <= 0) return usage(argv[0]);
     } else {
       return usage(argv[0]);
     }
@@ -178,6 +184,7 @@ int main(int argc, char **argv) {
   opts.max_streams = (int32_t)max_streams;
   opts.room_url = room;
   opts.room_name = room_name;
+  if (room_max_len > 0) opts.room_max_len = room_max_len;
   chat_server *server = NULL;
   chat_code rc = chat_server_start(address, &opts, &server);
   if (rc != CHAT_OK) {

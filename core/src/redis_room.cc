@@ -84,10 +84,12 @@ bool IsDigits(const std::string& s) {
 
 std::string Str(const redisReply* r) { return std::string(r->str, r->len); }
 
-// An entry's line: "<name>: <message>", or a notice's text.
-std::string LineOf(const redisReply* entry) {
+// An entry's line: "<name>: <message>", or a notice's text; `seq` gets its
+// sequence number (0 for an entry without one).
+std::string LineOf(const redisReply* entry, uint64_t* seq = nullptr) {
   std::string name, message, notice;
   bool chat = false;
+  if (seq) *seq = 0;
   const redisReply* fields = entry->element[1];
   for (size_t f = 0; fields->type == REDIS_REPLY_ARRAY && f + 1 < fields->elements; f += 2) {
     std::string key = Str(fields->element[f]);
@@ -98,10 +100,20 @@ std::string LineOf(const redisReply* entry) {
       message = Str(fields->element[f + 1]);
     } else if (key == "notice") {
       notice = Str(fields->element[f + 1]);
+    } else if (key == "seq" && seq) {
+      *seq = std::strtoull(Str(fields->element[f + 1]).c_str(), nullptr, 10);
     }
   }
   return chat ? name + ": " + message : notice;
 }
+
+// Appends an entry numbered by the room's counter (INCR <key>:seq), in one
+// step: consecutive numbers let a reader see entries it never got (trimmed
+// while it was away from Redis). ARGV: MAXLEN, then the entry's fields.
+constexpr const char* kAppendScript =
+    "local seq = redis.call('INCR', KEYS[2]) "
+    "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'seq', seq, "
+    "unpack(ARGV, 2))";
 
 }  // namespace
 
@@ -147,11 +159,13 @@ Status ParseRedisUrl(const std::string& url, RedisAddress* out) {
 }
 
 RedisRoom::RedisRoom(RedisAddress address, const std::string& name, size_t max_len,
-                     Deliver deliver)
+                     Deliver deliver, Lost lost)
     : address_(std::move(address)),
       key_("room:" + name),
+      seq_key_("room:" + name + ":seq"),
       max_len_(std::to_string(max_len)),
-      deliver_(std::move(deliver)) {}
+      deliver_(std::move(deliver)),
+      lost_(std::move(lost)) {}
 
 RedisRoom::~RedisRoom() { Stop(); }
 
@@ -222,11 +236,13 @@ Status RedisRoom::Append(const char* field, const std::string& value, const std:
       return unavailable("cannot reach Redis");
     }
   }
-  Reply r = message ? Command(publisher_, "XADD %b MAXLEN ~ %s * %s %b message %b", key_.data(),
-                              key_.size(), max_len_.c_str(), field, value.data(), value.size(),
+  Reply r = message ? Command(publisher_, "EVAL %s 2 %b %b %s %s %b message %b", kAppendScript,
+                              key_.data(), key_.size(), seq_key_.data(), seq_key_.size(),
+                              max_len_.c_str(), field, value.data(), value.size(),
                               message->data(), message->size())
-                    : Command(publisher_, "XADD %b MAXLEN ~ %s * %s %b", key_.data(), key_.size(),
-                              max_len_.c_str(), field, value.data(), value.size());
+                    : Command(publisher_, "EVAL %s 2 %b %b %s %s %b", kAppendScript, key_.data(),
+                              key_.size(), seq_key_.data(), seq_key_.size(), max_len_.c_str(),
+                              field, value.data(), value.size());
   if (!r) {
     // The connection broke, perhaps after Redis took the entry: it is then
     // delivered although its sender was told UNAVAILABLE.
@@ -246,8 +262,9 @@ bool RedisRoom::FindTip(redisContext* c) {
     last_id_ = "0-0";
   } else {
     const redisReply* entry = r->element[0];
-    if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 1) return false;
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) return false;
     last_id_ = Str(entry->element[0]);
+    LineOf(entry, &last_seq_);
   }
   return true;
 }
@@ -266,7 +283,17 @@ bool RedisRoom::ReadOnce(redisContext* c) {
       const redisReply* entry = entries->element[e];
       if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) return false;
       std::lock_guard<std::mutex> lock(deliver_mu_);
-      deliver_(LineOf(entry));
+      uint64_t seq;
+      std::string line = LineOf(entry, &seq);
+      // The next number, or 1 after Redis lost the room (restarted without
+      // its data: the counter starts again); anything else skipped lines
+      // that were trimmed before this server read them. Entries without a
+      // number (older servers) are not checked.
+      if (seq != 0 && last_seq_ != 0 && seq != last_seq_ + 1 && seq != 1) {
+        lost_(seq > last_seq_ ? seq - last_seq_ - 1 : seq - 1);
+      }
+      last_seq_ = seq;
+      deliver_(line);
       last_id_ = Str(entry->element[0]);
     }
   }

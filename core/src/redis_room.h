@@ -32,15 +32,21 @@ Status ParseRedisUrl(const std::string& url, RedisAddress* out);
 // the stream (XREAD BLOCK) and hands each entry to `deliver` in stream
 // order, so every member of every server sees one sequence. After a lost
 // connection the reader reconnects with capped exponential backoff and
-// resumes after the last entry it delivered; entries trimmed away while it
-// was gone are lost to it.
+// resumes after the last entry it delivered. Entries are numbered (a
+// counter beside the stream), so entries trimmed away while the reader was
+// gone or behind are not lost silently: `lost` hears how many.
 class RedisRoom {
  public:
   // Called on the reader thread, once per entry, in stream order. `line` is
   // "<name>: <message>", or a notice's text.
   using Deliver = std::function<void(const std::string& line)>;
+  // Called on the reader thread, before the entry after a gap is
+  // delivered: `count` entries of the stream were trimmed before this
+  // server read them (it was away from Redis, or too far behind).
+  using Lost = std::function<void(uint64_t count)>;
 
-  RedisRoom(RedisAddress address, const std::string& name, size_t max_len, Deliver deliver);
+  RedisRoom(RedisAddress address, const std::string& name, size_t max_len, Deliver deliver,
+            Lost lost);
   ~RedisRoom();  // Stop
 
   // Starts the reader; it connects in the background (Redis may be down).
@@ -74,8 +80,10 @@ class RedisRoom {
 
   const RedisAddress address_;
   const std::string key_;
+  const std::string seq_key_;  // the entries' numbering (kAppendScript)
   const std::string max_len_;
   const Deliver deliver_;
+  const Lost lost_;
 
   std::mutex publish_mu_;
   redisContext* publisher_ = nullptr;  // publish_mu_
@@ -92,9 +100,11 @@ class RedisRoom {
   int reader_fd_ = -1;     // reader_mu_: the reader's socket, shut down by Stop
   // Held while an entry is delivered and last_id_ moves past it (Join).
   std::mutex deliver_mu_;
-  // The last entry delivered, or where delivery starts. Written by the
-  // reader (or Start, before it runs) under deliver_mu_.
+  // The last entry delivered, or where delivery starts, and its number (0:
+  // none). Written by the reader (or Start, before it runs) under
+  // deliver_mu_.
   std::string last_id_;
+  uint64_t last_seq_ = 0;
   std::thread reader_;
 };
 

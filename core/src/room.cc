@@ -60,8 +60,30 @@ RoomImpl::RoomImpl(const RoomOptions& options)
   if (options_.url.empty()) return;
   RedisAddress address;
   ParseRedisUrl(options_.url, &address);  // checked by Create
-  redis_ = std::make_unique<RedisRoom>(std::move(address), options_.name, options_.max_len,
-                                       [this](const std::string& line) { Deliver(line); });
+  redis_ = std::make_unique<RedisRoom>(
+      std::move(address), options_.name, options_.max_len,
+      [this](const std::string& line) { Deliver(line); },
+      [this](uint64_t count) { Lost(count); });
+}
+
+void RoomImpl::Lost(uint64_t count) {
+  // Every member missed those lines: each is cut with DATA_LOSS rather
+  // than go on as if nothing had happened. It may join again and ask for
+  // what Redis still holds (replay). Between two lines: none is delivered
+  // meanwhile.
+  std::shared_ptr<const Members> members;
+  {
+    std::lock_guard<std::mutex> order(order_mu_);
+    std::lock_guard<std::mutex> lock(members_mu_);
+    members = std::move(members_);
+    members_ = std::make_shared<const Members>();
+  }
+  gpr_log(GPR_ERROR, "libchat: room %s lost %llu line(s) before this server read them",
+          options_.name.c_str(), static_cast<unsigned long long>(count));
+  Status why(Code::kDataLoss, "the room lost " + std::to_string(count) +
+                                  " line(s) while this server was away from Redis (trimmed "
+                                  "first); join again, with a replay, for what it still holds");
+  for (const auto& member : *members) member->Cut(why);
 }
 
 RoomImpl::~RoomImpl() { Close(); }
@@ -133,7 +155,10 @@ void RoomImpl::Deliver(const std::string& line) {
       }
     }
   }
-  for (const auto& member : slow) member->CutTooSlow();
+  for (const auto& member : slow) {
+    member->Cut(Status(Code::kResourceExhausted,
+                       "send queue full: the client reads too slowly for the room"));
+  }
   if (slow.empty() && gone.empty()) return;
   gone.insert(gone.end(), slow.begin(), slow.end());
   std::lock_guard<std::mutex> lock(members_mu_);

@@ -44,6 +44,8 @@ class RoomImpl final : public Room {
 
   // Every line of the room passes here, one at a time, in the room's order.
   void Deliver(const std::string& line);
+  // The room on Redis skipped `count` lines: the members are cut.
+  void Lost(uint64_t count);
   // Replaces the members with those of `members` that `keep` accepts.
   void RebuildLocked(const std::function<bool(const std::shared_ptr<Session>&)>& keep);
   Status Busy() const;

@@ -194,13 +194,8 @@ Status Session::Enqueue(grpc::ByteBuffer reply, Timeout timeout, bool host_send)
   return Status::Ok();
 }
 
-void Session::CutTooSlow() {
-  if (End(Status(Code::kResourceExhausted,
-                 "send queue full: the client reads too slowly for the room"),
-          /*reset=*/true)
-          .ok()) {
-    host_->Counters().Cut();
-  }
+void Session::Cut(Status why) {
+  if (End(std::move(why), /*reset=*/true).ok()) host_->Counters().Cut();
 }
 
 Status Session::End(Status status, bool reset, bool force, bool reset_if_stuck) {

@@ -136,9 +136,10 @@ class Session final : public ServerCall,
   // `reset_if_stuck`, the write in flight is reset if it is still in flight
   // kStuckWrite later.
   Status End(Status status, bool reset = false, bool force = false, bool reset_if_stuck = false);
-  // A room member whose send queue is full is too slow for the room: its
-  // stream ends with RESOURCE_EXHAUSTED and counts as cut.
-  void CutTooSlow();
+  // A room cuts a member (too slow for it, or the room lost lines): the
+  // stream ends with `why` at once (a stuck write is reset) and counts as
+  // cut.
+  void Cut(Status why);
   // `count` messages of `bytes` reached the host (the handler ran them, or
   // they left the event queue): the window has room again.
   void Drained(size_t count, size_t bytes) override;

@@ -32,7 +32,11 @@ uint8_t* WriteField(uint32_t tag, std::initializer_list<std::string_view> parts,
   if (n == 0) return out;  // proto3 leaves empty strings off the wire
   out = CodedOutputStream::WriteTagToArray(tag, out);
   out = CodedOutputStream::WriteVarint32ToArray(static_cast<uint32_t>(n), out);
-  for (auto p : parts) out = CodedOutputStream::WriteRawToArray(p.data(), static_cast<int>(p.size()), out);
+  for (auto p : parts) {
+    // An empty view may have no data at all (a decoded empty field):
+    // memcpy must not see its null pointer.
+    if (!p.empty()) out = CodedOutputStream::WriteRawToArray(p.data(), static_cast<int>(p.size()), out);
+  }
   return out;
 }
 

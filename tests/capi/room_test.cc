@@ -107,7 +107,9 @@ TEST_F(CApiRoomTest, MembersAndOnLineShareOneSequence) {
   });
   for (int i = 0; i < kRounds; ++i) {
     ASSERT_EQ(Send(a, "a", std::to_string(i)), CHAT_OK);
-    if (i == 7) ASSERT_EQ(Send(a, "a", "secret"), CHAT_OK);
+    if (i == 7) {
+      ASSERT_EQ(Send(a, "a", "secret"), CHAT_OK);
+    }
   }
   sender.join();
   std::vector<std::string> at_a, at_b;

@@ -33,10 +33,10 @@ def room_server(redis) -> Iterator[Callable[..., ServerProcess]]:
     """Starts chat_server in broadcast mode on the room; killed at the end."""
     started: List[ServerProcess] = []
 
-    def start(room_name: str = "lobby") -> ServerProcess:
+    def start(room_name: str = "lobby", *extra: str) -> ServerProcess:
         server = ServerProcess([CHAT_SERVER, "--address", "127.0.0.1:0", "--mode", "broadcast",
                                 "--grace-ms", "0", "--room", redis.url,
-                                "--room-name", room_name])
+                                "--room-name", room_name, *extra])
         server.port  # fails with its stderr unless it listens
         started.append(server)
         return server

@@ -126,11 +126,44 @@ def test_a_late_joiner_asks_for_the_last_lines(room_server) -> None:
     enter(bob, "Bob")
     for i in range(1, 6):
         ann.send("Ann", f"line {i}")
-    while said(bob) != "Ann: line 5":  # server two has delivered them all
-        pass
+    while (line := said(bob)) != "Ann: line 5":  # server two has delivered them all
+        assert line is not None, bob.end
     cid = PychatMember(two.target, replay=2)
     assert [cid.recv(), cid.recv()] == ["Ann: line 4", "Ann: line 5"]
     bob.send("Bob", "welcome, Cid")
     assert said(cid) == "Bob: welcome, Cid"
     for member in (ann, bob, cid):
         member.close()
+
+
+def test_lines_trimmed_before_a_frozen_server_read_them_end_its_members(redis,
+                                                                        room_server) -> None:
+    """A server away from Redis (here: frozen by SIGSTOP) while more lines
+    than the stream keeps were added cannot give them to its members: it
+    says so (DATA_LOSS) instead of going on as if nothing had happened."""
+    redis.cli("CONFIG", "SET", "stream-node-max-entries", "1")  # MAXLEN ~ trims exactly
+    one, two = room_server("lobby", "--room-max-len", "5"), room_server("lobby",
+                                                                      "--room-max-len", "5")
+    ann, bob = PychatMember(one.target), PychatMember(two.target)
+    enter(ann, "Ann")
+    enter(bob, "Bob")
+    one.signal(signal.SIGSTOP)
+    try:
+        # One at a time, each back before the next: Bob's own server keeps
+        # up (a reader more than 5 lines behind would lose lines too).
+        for i in range(30):
+            bob.send("Bob", f"line {i}")
+            assert said(bob) == f"Bob: line {i}", bob.end
+    finally:
+        one.signal(signal.SIGCONT)
+    while (line := ann.recv()) is not None:
+        assert line.startswith("Bob: "), line
+    assert isinstance(ann.end, pychat.DataLoss), ann.end
+    assert "lost" in ann.end.details, ann.end
+    # Bob's server never lost sight of Redis: he stays, and Ann may join again.
+    cid = PychatMember(one.target)
+    enter(cid, "Cid")
+    bob.send("Bob", "still here")
+    assert said(cid) == "Bob: still here"
+    for m in (ann, bob, cid):
+        m.close()

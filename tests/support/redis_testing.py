@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import signal
 import socket
+import subprocess
 from typing import Optional
 
 from chat_testing import Process, wait_until
@@ -57,3 +58,9 @@ class Redis:
         if self.proc:
             self.proc.kill()
             self.proc = None
+
+    def cli(self, *args: str) -> str:
+        """One redis-cli command against this server; its reply."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port), *args], check=True,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()
