@@ -634,7 +634,11 @@ typedef struct chat_server_options {
   const char *room_name;
   int64_t room_max_len; /* the stream is trimmed to about this many entries
                            (XADD MAXLEN ~); also what a server that lost
-                           Redis can catch up on. Default 10000 */
+                           Redis can catch up on. Default 10000. Entries
+                           are numbered, so lines trimmed before a server read them (it was away from Redis,
+                           or more than this far behind) end its members'
+                           streams with DATA_LOSS: lost lines are never
+                           passed over in silence */
 } chat_server_options;
 
 /* Fills `opts` with the defaults of `version` (pass
@@ -1198,7 +1202,10 @@ typedef struct chat_room_options {
   int64_t max_len;         /* Redis: the stream is trimmed to about this
                               many lines (XADD MAXLEN ~), which is also what
                               a room that lost Redis can catch up on.
-                              Default 10000 */
+                              Default 10000. Lines trimmed before this room
+                              read them (away from Redis, or further behind
+                              than this) end its members' calls with
+                              DATA_LOSS, never passed over in silence */
   chat_on_line_fn on_line; /* optional, see chat_on_line_fn */
   void *user_data;         /* handed to on_line */
 } chat_room_options;

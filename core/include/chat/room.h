@@ -19,7 +19,9 @@ struct RoomOptions {
   // Empty: the room lives in this process.
   std::string url;
   std::string name;        // required with url; a label otherwise
-  size_t max_len = 10000;  // Redis: the stream is trimmed to about this many entries
+  // Redis: the stream is trimmed to about this many entries; lines trimmed
+  // before this room read them end its members' streams with DATA_LOSS.
+  size_t max_len = 10000;
   // Optional: sees every line of the room, in the room's one order, right
   // after the members' send queues took it. Runs on the thread that
   // delivers: the publisher's (inside Publish) for a room in this process,

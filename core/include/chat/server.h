@@ -194,7 +194,9 @@ struct ServerOptions {
   // stream's one order. While Redis cannot take it, the member's stream
   // ends with UNAVAILABLE ("room unavailable: ..."). The stream is trimmed
   // to about room_max_len entries (XADD MAXLEN ~), which also bounds what a
-  // server that lost Redis can catch up on. A stream opened with metadata
+  // server that lost Redis can catch up on: lines trimmed before it read
+  // them end its members' streams with DATA_LOSS (entries are numbered).
+  // A stream opened with metadata
   // "x-room-replay: N" (0..1000) first gets the room's last N lines (as many
   // as its send queue holds), then the live ones, none missed or twice;
   // another value fails it with INVALID_ARGUMENT. In-process rooms keep no
