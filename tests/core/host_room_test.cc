@@ -51,6 +51,17 @@ class HostRoomTest : public ChatTest {
     if (room_) room_->Close();
   }
 
+  // Closes room_ when it goes out of scope: declared after what on_line
+  // uses, it makes the body wait for a delivery still running (on_line
+  // comes after the members' queues took the line, so a member may have
+  // it first) before those locals die, also on an early ASSERT return.
+  struct CloseRoomAtEnd {
+    std::shared_ptr<Room>& room;
+    ~CloseRoomAtEnd() {
+      if (room) room->Close();
+    }
+  };
+
   std::shared_ptr<Room> room_;
 };
 
@@ -63,8 +74,12 @@ TEST_F(HostRoomTest, MembersAndTheHostSeeOneSequenceAndFilteredLinesStayPrivate)
     std::lock_guard<std::mutex> lock(mu);
     host_saw.emplace_back(line);
   };
+  CloseRoomAtEnd close_first{room_};
   ServerOptions so;
   so.dispatcher_threads = 3;  // publishers race each other
+  // Room for every line: a member starved of CPU (a busy machine) must not
+  // be cut as too slow, which is another test.
+  so.send_queue_limit = 4 * kRounds * 3;
   StartRoomServer(ro, so);
   std::vector<std::shared_ptr<ClientStream>> members = {Open(), Open(), Open()};
   for (size_t i = 0; i < members.size(); ++i) Enter(*members[i], "m" + std::to_string(i));
@@ -79,13 +94,21 @@ TEST_F(HostRoomTest, MembersAndTheHostSeeOneSequenceAndFilteredLinesStayPrivate)
     EXPECT_EQ(seen[i], seen[0]) << "member " << i << " differs from member 0";
   }
   // on_line runs once the members' queues took a line: a hello may reach
-  // its member before the host sees it, so they are left out.
-  std::lock_guard<std::mutex> lock(mu);
-  std::vector<std::string> lines;
-  for (const auto& line : host_saw) {
-    if (line.find(": hello") == std::string::npos) lines.push_back(line);
+  // its member before the host sees it, so they are left out, and the
+  // last lines may still be on their way to it.
+  auto host_lines = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<std::string> lines;
+    for (const auto& line : host_saw) {
+      if (line.find(": hello") == std::string::npos) lines.push_back(line);
+    }
+    return lines;
+  };
+  for (auto end = std::chrono::steady_clock::now() + 5s;
+       host_lines().size() < want && std::chrono::steady_clock::now() < end;) {
+    std::this_thread::yield();
   }
-  EXPECT_EQ(lines, seen[0]);
+  EXPECT_EQ(host_lines(), seen[0]);
   EXPECT_EQ(room_->members(), members.size());
 }
 
@@ -97,10 +120,16 @@ TEST_F(HostRoomTest, OnLineCannotPublishOrJoinItsOwnRoom) {
     publish = static_cast<int>(self.load()->Publish("host", "echo").code());
     notice = static_cast<int>(self.load()->Notice("echo").code());
   };
+  CloseRoomAtEnd close_first{room_};
   StartRoomServer(ro);
   self = room_.get();
   auto member = Open();
   Enter(*member, "A");
+  // on_line may still be running when A hears its line.
+  for (auto end = std::chrono::steady_clock::now() + 5s;
+       notice.load() == -1 && std::chrono::steady_clock::now() < end;) {
+    std::this_thread::yield();
+  }
   EXPECT_EQ(publish.load(), static_cast<int>(Code::kBusy));
   EXPECT_EQ(notice.load(), static_cast<int>(Code::kBusy));
 }
