@@ -15,6 +15,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -61,6 +62,10 @@ constexpr auto kCallsEnd = std::chrono::seconds(10);
 // Over its memory bound, a built-in server cuts the stream that holds the
 // most, if that is at least this fraction of the bound (RelieveMemory).
 constexpr size_t kMinCutShare = 64;
+// How long a new stream waits for a scan of another thread to relieve the
+// memory bound before it is refused (RelieveMemoryAndWait). A scan is a
+// walk of the registry and a few cuts: far shorter.
+constexpr auto kReliefWait = std::chrono::milliseconds(100);
 
 // Leaves a process-wide ServerBuilder plugin out of one server.
 class WithoutPlugin final : public grpc::ServerBuilderOption {
@@ -387,7 +392,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
         return verdict;
       }
     }
-    if (memory_->Over()) RelieveMemory();  // built-in modes: cut the slowest reader
+    if (memory_->Over()) RelieveMemoryAndWait();  // built-in modes: cut the slowest reader
     if (memory_->Over()) {
       stats_.Refused();
       return Status(Code::kResourceExhausted,
@@ -507,6 +512,18 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     while (relieve_again_.load() && !relieving_.exchange(true)) {
       while (relieve_again_.exchange(false)) CutSlowestWhileOver();
       relieving_.store(false);
+    }
+  }
+
+  // RelieveMemory for a caller that acts on its outcome (a new stream that
+  // is refused while the server stays over its bound): a scan another
+  // thread is running when it asks goes round again for it, but this call
+  // would return before that scan cuts anyone. Waits for it, bounded.
+  void RelieveMemoryAndWait() {
+    RelieveMemory();
+    auto deadline = std::chrono::steady_clock::now() + kReliefWait;
+    while (relieving_.load() && memory_->Over() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
     }
   }
 
