@@ -108,11 +108,7 @@ void EventQueue::PayOwed() {
   if (signal_.compare_exchange_strong(s, kWriting)) {
     auto hook = internal::g_pay_hook_for_test.load(std::memory_order_relaxed);
     if (hook) hook(internal::PayStep::kBeforeWrite);
-    char byte = 1;
-    // Non-blocking: a full pipe (impossible with a byte or two at a time)
-    // or an interrupted call leaves it signalled anyway.
-    while (::write(write_fd_, &byte, 1) < 0 && errno == EINTR) {
-    }
+    WriteByte();
     if (hook) hook(internal::PayStep::kAfterWrite);
     s = kWriting;
     if (!signal_.compare_exchange_strong(s, kInPipe)) {
@@ -233,6 +229,14 @@ void EventQueue::UnsignalLocked() {
   stale_ = false;
 }
 
+void EventQueue::WriteByte() {
+  char byte = 1;
+  // Non-blocking: a full pipe (impossible with a few bytes at a time) or an
+  // interrupted call leaves it signalled anyway.
+  while (::write(write_fd_, &byte, 1) < 0 && errno == EINTR) {
+  }
+}
+
 void EventQueue::ReadDry() {
   // One read takes what a pipe holds up to the buffer's size, so a short
   // one leaves it empty: no second read to meet EAGAIN (a system call per
@@ -272,9 +276,24 @@ void EventQueue::Wake() {
     wake_pending_ = true;
     events_.emplace_back();  // kWake
     owe = SignalLocked();
+    if (!owe && armed_ && signal_.load() != kInPipe) {
+      // The byte is owed by a completion round that pays when it ends, or
+      // being written by a thread the scheduler may hold off: either way
+      // not in the pipe yet, and chat.h promises it is once this returns.
+      // So write one more now. It is stale the moment it lands, so the
+      // drain that empties the queue reads the pipe dry; written under mu_,
+      // it cannot land after that read. Wakes are rare: the extra write
+      // costs nothing that matters.
+      WriteByte();
+      stale_ = true;
+    }
     notify = waiters_.load() > 0;
   }
-  Announce(owe, notify);
+  // Paid here even on a thread whose completion round would defer it
+  // (chat_queue_wake from a callback): readable before this returns.
+  pending_.store(true, std::memory_order_release);
+  if (notify) cv_.notify_one();
+  if (owe) PayOwed();
 }
 
 bool EventQueue::ShouldYield() {

@@ -217,6 +217,63 @@ TEST(EventQueuePipe, LateByteBesideAnOwedWriteIsRead) {
 }
 
 
+// chat_queue_wake promises a readable descriptor when it returns, also
+// while another thread's byte is only on its way: held between its claim
+// and its write here (the scheduler may hold a writer off that long).
+TEST(EventQueuePipe, WakeIsReadableWhileAnotherWriterIsHeld) {
+  std::shared_ptr<EventQueue> q;
+  ASSERT_TRUE(EventQueue::Create(&q).ok());
+  int fd = q->fd();
+  WriterGate gate;
+  gate.PushHeld(q);
+  gate.WaitAt(internal::PayStep::kBeforeWrite);
+  q->Wake();
+  EXPECT_TRUE(Readable(fd, 0)) << "a wake left its byte to a writer that has not written";
+  gate.ReleaseAll();
+  gate.Join();
+  std::vector<Event> batch;
+  ASSERT_TRUE(q->Drain(&batch, 8, kNoWait).ok());
+  ASSERT_EQ(batch.size(), 2u);
+  EXPECT_EQ(batch[1].type, EventType::kWake);
+  EXPECT_FALSE(Readable(fd, 0)) << "the drain that emptied the queue left a byte";
+}
+
+// The same while the byte is owed by a completion round (an OwedSignals)
+// that pays only when it ends.
+TEST(EventQueuePipe, WakeIsReadableWhileARoundOwesTheByte) {
+  std::shared_ptr<EventQueue> q;
+  ASSERT_TRUE(EventQueue::Create(&q).ok());
+  int fd = q->fd();
+  std::mutex mu;
+  std::condition_variable cv;
+  int step = 0;  // 1: pushed, owing; 2: woken, may pay
+  std::thread round([&] {
+    internal::OwedSignals owed;
+    ASSERT_TRUE(q->Push(Event{}));
+    std::unique_lock<std::mutex> lock(mu);
+    step = 1;
+    cv.notify_all();
+    cv.wait(lock, [&] { return step == 2; });
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return step == 1; });
+  }
+  EXPECT_FALSE(Readable(fd, 0)) << "owed, not paid yet";
+  q->Wake();
+  EXPECT_TRUE(Readable(fd, 0)) << "a wake left its byte to a round that has not ended";
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    step = 2;
+    cv.notify_all();
+  }
+  round.join();
+  std::vector<Event> batch;
+  ASSERT_TRUE(q->Drain(&batch, 8, kNoWait).ok());
+  EXPECT_EQ(batch.size(), 2u);
+  EXPECT_FALSE(Readable(fd, 0)) << "the drain that emptied the queue left a byte";
+}
+
 // OwedSignals nest: the inner one pays its own debts when it goes, and the
 // outer one is this thread's again (a push then still waits for it).
 TEST(EventQueuePipe, OwedSignalsNest) {

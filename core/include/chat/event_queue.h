@@ -154,6 +154,7 @@ class EventQueue : public std::enable_shared_from_this<EventQueue> {
   bool ShouldYield();  // under mu_
   unsigned yield_skips_ = 0;
   void UnsignalLocked();
+  void WriteByte();
   void ReadDry();
   // `closing`: the host will never see them, so held sources get their
   // room back too.
