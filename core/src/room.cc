@@ -31,11 +31,6 @@ class OnLineScope {
   OnLineScope& operator=(const OnLineScope&) = delete;
 };
 
-// Members whose streams ended are dropped at the next line; a room that
-// hears none drops them on a join once it has this many entries or twice
-// as many as it kept last time (amortised: no scan per join).
-constexpr size_t kFirstPrune = 64;
-
 }  // namespace
 
 std::shared_ptr<Session> SessionOf(const std::shared_ptr<ServerCall>& call) {

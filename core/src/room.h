@@ -59,7 +59,11 @@ class RoomImpl final : public Room {
   mutable std::mutex members_mu_;
   // Copy on write: a line to 1,000 members takes members_mu_ once.
   std::shared_ptr<const Members> members_;  // members_mu_
-  size_t prune_at_ = 64;                    // members_mu_ (JoinIf)
+  // Members whose streams ended are dropped at the next line; a room that
+  // hears none drops them on a join once it has this many entries or twice
+  // as many as it kept last time (amortised: no scan per join).
+  static constexpr size_t kFirstPrune = 64;
+  size_t prune_at_ = kFirstPrune;  // members_mu_ (JoinIf)
   bool closed_ = false;                     // members_mu_
 };
 
