@@ -5,7 +5,7 @@
  *
  *   bench_libchat_client --target HOST:PORT --workload single|pingpong|streams
  *                        [--messages N] [--streams S] [--timeout-s T] [--sync]
- *                        [--queue | --queue-wait]
+ *                        [--queue | --queue-wait | --thread-per-stream]
  *
  * --queue runs the same workloads on the event queue instead, from this one
  * thread: every stream delivers to one chat_queue whose descriptor an epoll
@@ -14,6 +14,11 @@
  * --queue-wait is the same loop for a host with a thread to spare (a Go
  * drain goroutine, say): it waits in chat_queue_drain instead of epoll and
  * never asks for the descriptor, which then costs the library nothing.
+ * --thread-per-stream (streams workload) is the blocking API as a host of
+ * independent streams must use it: one receiving thread per stream, since it
+ * cannot know which stream answers next. The default streams workload reads
+ * the streams one after another from one thread, which only works because
+ * every stream here gets the same messages at once.
  *
  * Every reply is checked against "bench: <message>" in order. Prints one JSON
  * line, with the client process's CPU time over the measured interval
@@ -146,6 +151,17 @@ struct sender {
   uint64_t first, count; /* message indexes sent on every stream */
   int64_t t0;            /* set just before the first send */
 };
+
+struct receiver {
+  chat_stream *s;
+  uint64_t first, count;
+};
+
+static void *recv_all(void *arg) {
+  struct receiver *r = arg;
+  recv_checked(r->s, r->first, r->count);
+  return NULL;
+}
 
 /* Message-major, so all streams progress together; then half-closes each. */
 static void *send_all(void *arg) {
@@ -387,7 +403,7 @@ int main(int argc, char **argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the driver */
   const char *target = NULL, *workload = NULL, *tls_ca = NULL;
   unsigned long long messages = 10000, nstreams = 1000;
-  int timeout_s = 60, bad = 0, queue_mode = 0;
+  int timeout_s = 60, bad = 0, queue_mode = 0, thread_per_stream = 0;
   for (int i = 1; i < argc && !bad; ++i) {
     const char *k = argv[i];
     if (strcmp(k, "--sync") == 0) {
@@ -401,6 +417,10 @@ int main(int argc, char **argv) {
     }
     if (strcmp(k, "--queue") == 0) {
       queue_mode = 1;
+      continue;
+    }
+    if (strcmp(k, "--thread-per-stream") == 0) {
+      thread_per_stream = 1;
       continue;
     }
     const char *v = ++i < argc ? argv[i] : NULL;
@@ -421,7 +441,8 @@ int main(int argc, char **argv) {
       (strcmp(workload, "streams") == 0 && messages > 1000)) {
     fprintf(stderr,
             "usage: %s --target HOST:PORT --workload single|pingpong|streams "
-            "[--messages N (streams: <= 1000)] [--streams S] [--timeout-s T] [--sync] [--queue | --queue-wait] "
+            "[--messages N (streams: <= 1000)] [--streams S] [--timeout-s T] [--sync] "
+            "[--queue | --queue-wait | --thread-per-stream] "
             "[--tls-ca PEM_FILE (TLS, trusting these roots)]\n",
             argv[0]);
     return 2;
@@ -488,7 +509,24 @@ int main(int argc, char **argv) {
     sync_point("start");
     double cpu0 = cpu_now_s();
     pthread_create(&t, NULL, send_all, &w);
-    for (size_t k = 0; k < nstreams; ++k) recv_checked(streams[k], 1, messages);
+    if (thread_per_stream) {
+      /* Small stacks: recv_checked needs a few KiB. */
+      pthread_attr_t attr;
+      pthread_attr_init(&attr);
+      pthread_attr_setstacksize(&attr, 64 * 1024);
+      pthread_t *rt = calloc(nstreams, sizeof *rt);
+      struct receiver *rs = calloc(nstreams, sizeof *rs);
+      for (size_t k = 0; k < nstreams; ++k) {
+        rs[k] = (struct receiver){streams[k], 1, messages};
+        if (pthread_create(&rt[k], &attr, recv_all, &rs[k]) != 0) die(1, "pthread_create", CHAT_OK);
+      }
+      for (size_t k = 0; k < nstreams; ++k) pthread_join(rt[k], NULL);
+      pthread_attr_destroy(&attr);
+      free(rt);
+      free(rs);
+    } else {
+      for (size_t k = 0; k < nstreams; ++k) recv_checked(streams[k], 1, messages);
+    }
     int64_t t1 = bench_now_ns();
     double cpu1 = cpu_now_s();
     pthread_join(t, NULL);
