@@ -435,7 +435,7 @@ void StreamImpl::OnStart(bool ok) { WriteSlotBack(ok, /*was_write=*/false); }
 // The write slot is free again, after the call's start or a write. After a
 // failed one nothing more can be written (its status tells why).
 void StreamImpl::WriteSlotBack(bool ok, bool was_write) {
-  bool over;
+  bool over, wake_senders;
   {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
@@ -461,8 +461,9 @@ void StreamImpl::WriteSlotBack(bool ok, bool was_write) {
     }
     MaybeWritesDoneLocked();
     over = OverLocked();
+    wake_senders = out_.WakesSenders(!ok || WriteClosedLocked());
   }
-  out_.NotifyRoom();
+  if (wake_senders) out_.NotifyRoom();
   if (over) Over();
 }
 

@@ -152,28 +152,32 @@ class Outbox {
   // `closed()` becomes true (the caller then reports why). kWouldBlock with
   // kNoWait (which asks without waiting, and so without the system call a
   // condition variable's wait_for makes), kTimeout after a positive timeout.
+  // A sender that finds the queue full waits for it to be half empty
+  // (LowWater), not for the first free slot: writes then wake it once per
+  // half queue, not once per write (a context switch per message, measured
+  // with a blocking sender). A timed wait that ends with room is a success.
   template <class Closed>
   Status WaitForRoom(std::unique_lock<std::mutex>& lock, Timeout timeout, size_t bytes,
                      Closed closed) {
-    auto ready = [&] { return closed() || queue_.HasRoom(limit_, byte_limit_, bytes); };
+    auto room = [&] { return closed() || queue_.HasRoom(limit_, byte_limit_, bytes); };
+    if (room()) return Status::Ok();
+    if (timeout == kNoWait) return Status(Code::kWouldBlock, "send queue is full");
+    auto half = [&] { return closed() || (LowWater() && queue_.HasRoom(limit_, byte_limit_, bytes)); };
+    AllowCancel cancellable;
     if (timeout < Timeout::zero()) {
-      AllowCancel cancellable;
-      room_cv_.wait(lock, ready);
-    } else if (timeout == kNoWait ? !ready() : !WaitFor(lock, timeout, ready)) {
-      return timeout == kNoWait
-                 ? Status(Code::kWouldBlock, "send queue is full")
-                 : Status(Code::kTimeout, "send queue stayed full for the whole timeout");
+      room_cv_.wait(lock, half);
+    } else if (!room_cv_.wait_for(lock, Bounded(timeout), half) && !room()) {
+      return Status(Code::kTimeout, "send queue stayed full for the whole timeout");
     }
     return Status::Ok();
   }
-  template <class Ready>
-  bool WaitFor(std::unique_lock<std::mutex>& lock, Timeout timeout, Ready ready) {
-    AllowCancel cancellable;
-    return room_cv_.wait_for(lock, Bounded(timeout), ready);
-  }
-
-  // Wakes senders waiting for room (after a write, or when the stream ends).
+  // Wakes senders waiting for room (when the stream ends, or after a write
+  // that WakesSenders: outside the lock, so they do not find it held).
   void NotifyRoom() { room_cv_.notify_all(); }
+  // After a write completed, under the lock: whether waiting senders can go
+  // on (their wait's condition), or must hear that the stream broke or
+  // ends (`ending`).
+  bool WakesSenders(bool ending) const { return ending || LowWater(); }
 
   // Starts writing the front message on `stream` (a gRPC async reader-
   // writer), completing on `tag`. Call only when !queue().writing().

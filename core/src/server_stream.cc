@@ -521,7 +521,7 @@ void Session::OnRead(bool ok) {
 }
 
 void Session::OnWrite(bool ok) {
-  bool over, over_bound = false;
+  bool over, over_bound = false, wake_senders;
   {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
@@ -550,8 +550,9 @@ void Session::OnWrite(bool ok) {
       over_bound = read_paused_ && memory_waiter_;
     }
     over = OverLocked();
+    wake_senders = out_.WakesSenders(!ok || finish_wanted_ || done_);
   }
-  out_.NotifyRoom();
+  if (wake_senders) out_.NotifyRoom();
   memory_->WakeIfRoom();  // queued bytes may have left
   if (over_bound) host_->RelieveMemory();
   if (over) Over();
