@@ -766,7 +766,9 @@ CHAT_API const char *chat_call_principal(const chat_call *call) CHAT_NOEXCEPT;
  * written in the order queued, at most send_queue_limit waiting per call.
  * When the queue is full: timeout_ms == 0 returns CHAT_ERR_WOULD_BLOCK at
  * once; > 0 waits up to that long, then CHAT_ERR_TIMEOUT; < 0 waits until
- * there is room or the call ends.
+ * there is room or the call ends. A waiting sender goes on once the queue
+ * is half empty (one wake-up per half queue, not one per reply written),
+ * or, with a timeout, when the timeout ends and a slot is free by then.
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, invalid UTF-8), CHAT_ERR_TOO_LARGE,
  * CHAT_ERR_WOULD_BLOCK, CHAT_ERR_TIMEOUT, CHAT_ERR_CLOSED (the call was
  * completed, failed or has ended). On error nothing was queued. */
@@ -979,7 +981,9 @@ CHAT_API chat_code chat_client_open(chat_client *client, const chat_stream_optio
  * queued; reading replies is independent of sending. When the send queue is
  * full: timeout_ms == 0 returns CHAT_ERR_WOULD_BLOCK; > 0 waits up to that
  * long (CHAT_ERR_TIMEOUT); < 0 waits until there is room or the stream ends
- * (chat_stream_cancel from another thread ends the wait).
+ * (chat_stream_cancel from another thread ends the wait). As with
+ * chat_call_send, a waiting sender goes on once the queue is half empty, or
+ * when its timeout ends with a slot free.
  * Errors: CHAT_ERR_BAD_ARGUMENT (NULL, invalid UTF-8), CHAT_ERR_TOO_LARGE,
  * CHAT_ERR_WOULD_BLOCK, CHAT_ERR_TIMEOUT, CHAT_ERR_CLOSED (after
  * chat_stream_complete or chat_stream_cancel, or the server has ended the
