@@ -11,6 +11,8 @@
 
 #include <grpcpp/completion_queue.h>
 
+#include <time.h>
+
 #include <atomic>
 #include <memory>
 #include <thread>
@@ -66,11 +68,21 @@ class CqThread {
   // Idempotent; never called from the queue's own thread.
   void Shutdown();
 
+  // For a watcher on another thread (FloodWatch): how many times the
+  // thread came back from the queue with completions, and the CPU time it
+  // used (ns, -1 if unknown). Rounds that stand still while the CPU time
+  // grows mean the thread is stuck inside gRPC. Not after Shutdown.
+  uint64_t rounds() const { return rounds_.load(std::memory_order_relaxed); }
+  int64_t CpuNanos() const;
+
  private:
   void Run();
 
   std::unique_ptr<grpc::CompletionQueue> cq_;
   std::thread thread_;
+  std::atomic<uint64_t> rounds_{0};  // written by the thread only
+  clockid_t cpu_clock_{};
+  bool has_cpu_clock_ = false;
   bool shut_ = false;
 };
 
