@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -161,6 +162,11 @@ namespace {
 // used since, without coming back, to count as stuck inside gRPC.
 constexpr auto kWatchTick = std::chrono::milliseconds(10);
 constexpr int64_t kStuckCpuNanos = 2500000;
+// The least growth FloodWatch acts on, whatever the memory bound: resident
+// memory also moves for reasons of its own (the allocator, a sanitizer's
+// quarantine and shadow), and with a small bound those could pass for a
+// flood.
+constexpr size_t kMinFloodGrowth = 16u << 20;
 
 size_t ResidentBytes() {
   FILE* f = std::fopen("/proc/self/statm", "r");
@@ -221,7 +227,7 @@ void FloodWatch::Run() {
         w.stuck = true;
         w.rss = rss;
         w.marks = conns_->ReadMarks();
-      } else if (rss > w.rss + max_memory_bytes_ / 2 &&
+      } else if (rss > w.rss + std::max(max_memory_bytes_ / 2, kMinFloodGrowth) &&
                  conns_->CloseAmplifier(w.marks, rss - w.rss)) {
         w.rss = rss;  // another connection may flood next
         w.marks = conns_->ReadMarks();

@@ -87,8 +87,8 @@ class ServerConnections {
 // (50,000 made 650 MB; with two queue threads the other one sees the
 // cancels meanwhile). This thread looks every few milliseconds: a queue
 // thread that keeps using CPU without coming back, while the process grows
-// by half the memory bound and by far more than the bytes the busiest
-// connection read meanwhile, is parsing such a flood. That connection is
+// by half the memory bound (16 MiB at least) and by far more than the bytes
+// the busiest connection read meanwhile, is parsing such a flood. That connection is
 // closed from here (ServerConnections::CloseLocked), and gRPC's next read
 // of it ends the parse.
 class FloodWatch {
