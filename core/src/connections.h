@@ -56,11 +56,10 @@ class ServerConnections {
     uint64_t read;
   };
   std::vector<ReadMark> ReadMarks();
-  // Closes the connection that read the most since `before`, if the
-  // process grew by `grown` bytes meanwhile, far more than it read: gRPC
-  // made calls of those bytes, not messages (see FloodWatch). True if one
-  // was closed.
-  bool CloseAmplifier(const std::vector<ReadMark>& before, size_t grown);
+  // Closes the connection that read the most since `before` (the process
+  // grew by `grown` bytes meanwhile, for the log; see FloodWatch). True if
+  // one was closed.
+  bool CloseMostRead(const std::vector<ReadMark>& before, size_t grown);
 
  private:
   struct Conn {
@@ -86,11 +85,14 @@ class ServerConnections {
 // of reset streams is parsed whole first, each a pending call gRPC keeps
 // (50,000 made 650 MB, with 4 or 64 calls requested ahead alike; with two
 // queue threads the other one sees the cancels meanwhile). This thread looks every few milliseconds: a queue
-// thread that keeps using CPU without coming back, while the process grows
-// by half the memory bound (16 MiB at least) and by far more than the bytes
-// the busiest connection read meanwhile, is parsing such a flood. That connection is
-// closed from here (ServerConnections::CloseLocked), and gRPC's next read
-// of it ends the parse.
+// thread that keeps using CPU without coming back while the process grows
+// by half the memory bound (16 MiB at least) is taken to parse such a
+// flood, and the connection that read the most meanwhile is closed from
+// here (ServerConnections::CloseLocked); gRPC's next read of it ends the
+// parse. A ratio of growth to bytes read would spare large messages, but
+// a flood padded with ~600 bytes of headers per stream got under 32x and
+// grew the server by 657 MiB; messages grow it by about their size, which
+// flow control bounds per stream.
 class FloodWatch {
  public:
   FloodWatch(ServerConnections* conns, std::vector<const CqThread*> threads,
