@@ -1,8 +1,17 @@
 #include "connections.h"
 
 #include <grpc/support/log.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>  // tcp_info with tcpi_bytes_received (glibc's lacks it)
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 
 #include "listener.h"
@@ -74,6 +83,55 @@ void ServerConnections::Clear() {
   conns_.clear();
 }
 
+std::vector<ServerConnections::ReadMark> ServerConnections::ReadMarks() {
+  std::vector<ReadMark> marks;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [fd, c] : conns_) {
+      if (!c.closed) marks.push_back({fd, c.seq, 0});
+    }
+  }
+  // Outside the lock: a descriptor reused meanwhile only skews its figure,
+  // and CloseAmplifier checks seq and peer before it closes anything.
+  for (ReadMark& m : marks) {
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    int queued = 0;
+    if (getsockopt(m.fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+        len >= offsetof(tcp_info, tcpi_bytes_received) + sizeof info.tcpi_bytes_received &&
+        ioctl(m.fd, FIONREAD, &queued) == 0 && info.tcpi_bytes_received >= uint64_t(queued)) {
+      m.read = info.tcpi_bytes_received - static_cast<uint64_t>(queued);
+    }
+  }
+  return marks;
+}
+
+bool ServerConnections::CloseMostRead(const std::vector<ReadMark>& before, size_t grown) {
+  std::unordered_map<int, const ReadMark*> then;
+  for (const ReadMark& m : before) then[m.fd] = &m;
+  ReadMark top{-1, 0, 0};
+  for (const ReadMark& m : ReadMarks()) {
+    auto it = then.find(m.fd);
+    if (it == then.end() || it->second->seq != m.seq || m.read <= it->second->read) continue;
+    uint64_t read = m.read - it->second->read;
+    if (read > top.read) top = {m.fd, m.seq, read};
+  }
+  if (top.fd < 0) return false;
+  std::string peer;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = conns_.find(top.fd);
+    if (it == conns_.end() || it->second.seq != top.seq || !CloseLocked(top.fd, &it->second)) {
+      return false;
+    }
+    peer = it->second.peer;
+  }
+  LogRapidReset(peer, "the server grew by " + std::to_string(grown >> 20) +
+                          " MiB while a queue thread parsed " + std::to_string(top.read) +
+                          " bytes of it without coming back");
+  return true;
+}
+
 // Closes connection `c` under mu_ (which Accepted takes before a descriptor
 // number can be reused): gRPC owns the descriptor and may have closed it
 // already, so it is touched only while it still is this connection (same
@@ -94,6 +152,91 @@ bool ServerConnections::CloseLocked(int fd, Conn* c) {
   while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
   }
   return true;
+}
+
+namespace {
+// How often FloodWatch looks, and the CPU time a queue thread must have
+// used since, without coming back, to count as stuck inside gRPC.
+constexpr auto kWatchTick = std::chrono::milliseconds(10);
+constexpr int64_t kStuckCpuNanos = 2500000;
+// The least growth FloodWatch acts on, whatever the memory bound: resident
+// memory also moves for reasons of its own (the allocator; in-process
+// clients, as in tests), and with a small bound those could pass for a
+// flood. A sanitizer's quarantine and shadow multiply it (an in-process
+// slow-reader test with a 4 MiB bound grew 16 MiB in one parse under ASan).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr size_t kMinFloodGrowth = 128u << 20;
+#else
+constexpr size_t kMinFloodGrowth = 16u << 20;
+#endif
+
+size_t ResidentBytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long size = 0, resident = 0;
+  int n = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+}  // namespace
+
+FloodWatch::FloodWatch(ServerConnections* conns, std::vector<const CqThread*> threads,
+                       size_t max_memory_bytes)
+    : conns_(conns), threads_(std::move(threads)), max_memory_bytes_(max_memory_bytes) {
+  sigset_t all, old;  // host signals go to the host's threads
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  thread_ = std::thread([this] { Run(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  pthread_setname_np(thread_.native_handle(), "chat-srv-watch");
+}
+
+FloodWatch::~FloodWatch() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void FloodWatch::Run() {
+  struct Watched {
+    uint64_t rounds = 0;
+    int64_t cpu = -1;
+    bool stuck = false;
+    size_t rss = 0;  // when it got stuck
+    std::vector<ServerConnections::ReadMark> marks;
+  };
+  std::vector<Watched> watched(threads_.size());
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!cv_.wait_for(lock, kWatchTick, [this] { return stop_; })) {
+    lock.unlock();
+    for (size_t i = 0; i < threads_.size(); ++i) {
+      Watched& w = watched[i];
+      uint64_t rounds = threads_[i]->rounds();
+      int64_t cpu = threads_[i]->CpuNanos();
+      bool busy = rounds == w.rounds && cpu >= 0 && w.cpu >= 0 && cpu - w.cpu >= kStuckCpuNanos;
+      w.rounds = rounds;
+      w.cpu = cpu;
+      if (!busy) {
+        if (w.stuck) w.marks.clear();
+        w.stuck = false;
+        continue;
+      }
+      size_t rss = ResidentBytes();
+      if (!w.stuck) {
+        w.stuck = true;
+        w.rss = rss;
+        w.marks = conns_->ReadMarks();
+      } else if (rss > w.rss + std::max(max_memory_bytes_ / 2, kMinFloodGrowth) &&
+                 conns_->CloseMostRead(w.marks, rss - w.rss)) {
+        w.rss = rss;  // another connection may flood next
+        w.marks = conns_->ReadMarks();
+      }
+    }
+    lock.lock();
+  }
 }
 
 void ServerConnections::LogRapidReset(const std::string& peer, const std::string& why) {

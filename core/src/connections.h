@@ -5,10 +5,14 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
+#include <vector>
 
+#include "cq.h"
 #include "server_stream.h"
 
 namespace chat::internal {
@@ -44,6 +48,19 @@ class ServerConnections {
   void NoteEmptyCancel(const Connection& conn);
   void Clear();
 
+  // How many bytes gRPC has taken from each open TCP connection so far
+  // (what the kernel received less what still waits in the socket).
+  struct ReadMark {
+    int fd;
+    uint64_t seq;
+    uint64_t read;
+  };
+  std::vector<ReadMark> ReadMarks();
+  // Closes the connection that read the most since `before` (the process
+  // grew by `grown` bytes meanwhile, for the log; see FloodWatch). True if
+  // one was closed.
+  bool CloseMostRead(const std::vector<ReadMark>& before, size_t grown);
+
  private:
   struct Conn {
     uint64_t seq = 0;  // tells apart connections that got the same descriptor
@@ -60,6 +77,40 @@ class ServerConnections {
   std::mutex mu_;
   std::unordered_map<int, Conn> conns_;  // by descriptor; bounded by the fd table
   uint64_t seq_ = 0;
+};
+
+// Rapid reset on a queue thread that is the only one: gRPC reads a
+// connection for as long as bytes wait on it and only then returns the
+// completions through which ServerConnections sees its streams, so a burst
+// of reset streams is parsed whole first, each a pending call gRPC keeps
+// (50,000 made 650 MB, with 4 or 64 calls requested ahead alike; with two
+// queue threads the other one sees the cancels meanwhile). This thread looks every few milliseconds: a queue
+// thread that keeps using CPU without coming back while the process grows
+// by half the memory bound (16 MiB at least) is taken to parse such a
+// flood, and the connection that read the most meanwhile is closed from
+// here (ServerConnections::CloseLocked); gRPC's next read of it ends the
+// parse. A ratio of growth to bytes read would spare large messages, but
+// a flood padded with ~600 bytes of headers per stream got under 32x and
+// grew the server by 657 MiB; messages grow it by about their size, which
+// flow control bounds per stream.
+class FloodWatch {
+ public:
+  FloodWatch(ServerConnections* conns, std::vector<const CqThread*> threads,
+             size_t max_memory_bytes);
+  ~FloodWatch();  // joins; call before the queue threads shut down
+  FloodWatch(const FloodWatch&) = delete;
+  FloodWatch& operator=(const FloodWatch&) = delete;
+
+ private:
+  void Run();
+
+  ServerConnections* const conns_;
+  const std::vector<const CqThread*> threads_;
+  const size_t max_memory_bytes_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
 };
 
 }  // namespace chat::internal

@@ -3,6 +3,7 @@
 #include <grpc/grpc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 
 #include <atomic>
 #include <mutex>
@@ -25,6 +26,7 @@ CqThread::CqThread(std::unique_ptr<grpc::CompletionQueue> cq, const char* name)
   thread_ = std::thread([this] { Run(); });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   pthread_setname_np(thread_.native_handle(), name);
+  has_cpu_clock_ = pthread_getcpuclockid(thread_.native_handle(), &cpu_clock_) == 0;
 }
 
 CqThread::~CqThread() { Shutdown(); }
@@ -43,6 +45,7 @@ void CqThread::Run() {
   // locks (see below).
   OwedSignals owed;
   while (cq_->Next(&tag, &ok)) {
+    rounds_.store(rounds_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     // A round: the completions ready now (a socket read often completes
     // many streams' reads at once). Their pushes wake the host once, at
     // its end, which then drains them all in one go, instead of draining
@@ -64,8 +67,14 @@ void CqThread::Run() {
   }
 }
 
+int64_t CqThread::CpuNanos() const {
+  timespec ts;
+  if (!has_cpu_clock_ || clock_gettime(cpu_clock_, &ts) != 0) return -1;
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
 int DefaultServerQueueCount() {
-  unsigned n = std::thread::hardware_concurrency();
+  unsigned n = std::thread::hardware_concurrency() / 2;
   return n > 0 ? static_cast<int>(n) : 1;
 }
 

@@ -236,6 +236,10 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     if (health_) health_->Start(this, cqs_[0]);
     if (reflection_) reflection_->Start(this, cqs_[0]);
     if (!listener_) return Status::Ok();
+    std::vector<const CqThread*> watched;
+    for (auto& t : threads_) watched.push_back(t.get());
+    flood_watch_ =
+        std::make_unique<FloodWatch>(&conns_, std::move(watched), options_.max_memory_bytes);
     listener_->Start([this](int fd, std::string peer) {
       // On the listener's thread: remember who the connection is, then give
       // it to gRPC, which owns the descriptor from then on.
@@ -330,6 +334,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
       std::unique_lock<std::mutex> lock(accept_mu_);
       accept_cv_.wait_for(lock, kCallsEnd, [&] { return requested_ == 0; });
     }
+    flood_watch_.reset();  // it reads the queue threads
     for (auto& t : threads_) t->Shutdown();
     server_.reset();
     threads_.clear();
@@ -703,6 +708,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   std::vector<std::unique_ptr<CqThread>> threads_;
   int port_ = 0;
   std::unique_ptr<Listener> listener_;
+  std::unique_ptr<FloodWatch> flood_watch_;  // with listener_; before threads_ go
 
   std::mutex accept_mu_;
   std::condition_variable accept_cv_;

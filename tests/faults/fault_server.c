@@ -5,6 +5,7 @@
  *                [--recv-window N] [--keepalive-ms N] [--keepalive-timeout-ms N]
  *                [--send-queue-bytes N] [--recv-window-bytes N]
  *                [--max-memory-bytes N] [--handler-sleep-us N] [--raise-nofile]
+ *                [--completion-queues N]
  *
  * Prints "listening on HOST:PORT" first (flushed). Stops on SIGINT/SIGTERM
  * (taken with sigwait, as examples/chat_server.c does).
@@ -16,7 +17,10 @@
  *
  * --raise-nofile raises the soft RLIMIT_NOFILE to the hard limit before the
  * server starts, as examples/chat_server.c does. Without it the limit is
- * left as inherited, so a test can start the server with a low one. */
+ * left as inherited, so a test can start the server with a low one.
+ *
+ * --completion-queues N sets chat_server_options.completion_queues (0, the
+ * default, is the library's own count). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <limits.h>
@@ -70,7 +74,7 @@ static int usage(const char *argv0) {
           "          [--max-message-bytes N] [--send-queue-limit N] [--recv-window N]\n"
           "          [--keepalive-ms N] [--keepalive-timeout-ms N] [--send-queue-bytes N]\n"
           "          [--recv-window-bytes N] [--max-memory-bytes N] [--handler-sleep-us N]\n"
-          "          [--raise-nofile]\n",
+          "          [--raise-nofile] [--completion-queues N]\n",
           argv0);
   return 2;
 }
@@ -139,6 +143,8 @@ int main(int argc, char **argv) {
       ok = parse_bytes(v, &opts.max_memory_bytes);
     } else if (strcmp(a, "--handler-sleep-us") == 0) {
       ok = parse_i32(v, &sleep_us);
+    } else if (strcmp(a, "--completion-queues") == 0) {
+      ok = parse_i32(v, &opts.completion_queues);
     } else {
       ok = 0;
     }
