@@ -96,8 +96,7 @@ class CqThread {
 // ping-pong p50, and the same at 1,000 streams; one server queue under the
 // grpc-go client cost 4.8-5.0 µs of server CPU per message at 1,000
 // streams against 7.1-7.5 for two (at the same 175-185k msgs/s), and
-// 1.7-1.8 against 2.2-2.3 on one stream (in a slower hour: 5.7-6.3
-// against 8.0-9.1, and 2.0-2.4 against 2.8-3.4). A lone server queue thread parses
+// 1.7-1.8 against 2.2-2.3 on one stream. A lone server queue thread parses
 // a whole burst of reset streams (rapid reset) before it runs a completion:
 // FloodWatch (connections.h) cuts it.
 int DefaultServerQueueCount();
