@@ -84,15 +84,22 @@ class ServerConnections {
 // completions through which ServerConnections sees its streams, so a burst
 // of reset streams is parsed whole first, each a pending call gRPC keeps
 // (50,000 made 650 MB, with 4 or 64 calls requested ahead alike; with two
-// queue threads the other one sees the cancels meanwhile). This thread looks every few milliseconds: a queue
+// queue threads the other one sees the cancels meanwhile, and four bursting
+// connections at once peaked at +31 MB). So a server runs this watcher only
+// when it has one queue thread. It looks every few milliseconds: a queue
 // thread that keeps using CPU without coming back while the process grows
 // by half the memory bound (16 MiB at least) is taken to parse such a
 // flood, and the connection that read the most meanwhile is closed from
 // here (ServerConnections::CloseLocked); gRPC's next read of it ends the
-// parse. A ratio of growth to bytes read would spare large messages, but
-// a flood padded with ~600 bytes of headers per stream got under 32x and
-// grew the server by 657 MiB; messages grow it by about their size, which
-// flow control bounds per stream.
+// parse. One connection is closed per such growth, so N flooding
+// connections can grow the server by about N halves of the bound (measured
+// with a 64 MiB bound: +90 MB for two, +163 MB for four), and a TLS or
+// Unix-socket listener's connections are not seen at all (no descriptor,
+// no byte count): why one queue is not the default. A ratio of growth to
+// bytes read would spare large messages, but a flood padded with ~600
+// bytes of headers per stream got under 32x and grew the server by
+// 657 MiB; messages grow it by about their size, which flow control bounds
+// per stream.
 class FloodWatch {
  public:
   FloodWatch(ServerConnections* conns, std::vector<const CqThread*> threads,

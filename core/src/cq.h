@@ -94,11 +94,10 @@ class CqThread {
 // receivers, handlers) want cores too. On the 2-core benchmark machine one
 // client queue against two gave +15-25% single-stream throughput and -23%
 // ping-pong p50, and the same at 1,000 streams; one server queue under the
-// grpc-go client cost 4.8-5.0 µs of server CPU per message at 1,000
-// streams against 7.1-7.5 for two (at the same 175-185k msgs/s), and
-// 1.7-1.8 against 2.2-2.3 on one stream. A lone server queue thread parses
-// a whole burst of reset streams (rapid reset) before it runs a completion:
-// FloodWatch (connections.h) cuts it.
+// grpc-go client cost 4.5-4.7 µs of CPU per message at 1,000 streams
+// against 7.2-8.1 for two, and moved 190-200k msgs/s against 164-187k.
+// A lone server queue thread parses a whole burst of reset streams (rapid
+// reset) before it runs a completion: FloodWatch (connections.h) cuts it.
 int DefaultServerQueueCount();
 int DefaultClientQueueCount();
 
