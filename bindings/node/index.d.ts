@@ -288,7 +288,7 @@ export interface ServerOptions {
   recvWindowBytes?: number;
   maxMemoryBytes?: number;
   keepaliveTimeoutMs?: number;
-  /** Transport threads; 0 (default) for half the cores, at least one. */
+  /** Transport threads; 0 (default) for one per core. */
   completionQueues?: number;
   /**
    * Serve grpc.health.v1.Health: "" and "Chat" SERVING, NOT_SERVING from the

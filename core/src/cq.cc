@@ -74,7 +74,7 @@ int64_t CqThread::CpuNanos() const {
 }
 
 int DefaultServerQueueCount() {
-  unsigned n = std::thread::hardware_concurrency() / 2;
+  unsigned n = std::thread::hardware_concurrency();
   return n > 0 ? static_cast<int>(n) : 1;
 }
 

@@ -86,19 +86,25 @@ class CqThread {
   bool shut_ = false;
 };
 
-// How many queues the process's clients share, and a server runs when the
-// host says 0: half the cores, at least one. Every thread waiting on a
-// queue takes its turn as gRPC's poller (epoll1 has one for the whole
-// process), so an idle queue's thread picks up a busy stream's socket and
-// must wake the stream's own thread; and the host's own threads (senders,
-// receivers, handlers) want cores too. On the 2-core benchmark machine one
-// client queue against two gave +15-25% single-stream throughput and -23%
-// ping-pong p50, and the same at 1,000 streams; one server queue under the
-// grpc-go client cost 4.5-4.7 µs of CPU per message at 1,000 streams
-// against 7.2-8.1 for two, and moved 190-200k msgs/s against 164-187k.
-// A lone server queue thread parses a whole burst of reset streams (rapid
-// reset) before it runs a completion: FloodWatch (connections.h) cuts it.
+// How many queues a server runs when the host says 0: one per core.
 int DefaultServerQueueCount();
+
+// How many queues the process's clients share: half the cores, at least
+// one. Every thread waiting on a queue takes its turn as gRPC's poller
+// (epoll1 has one for the whole process), so an idle queue's thread picks
+// up a busy stream's socket and must wake the stream's own thread; and a
+// client's own threads (senders, receivers) want cores too. On the 2-core
+// benchmark machine one client queue against two gave +15-25% single-stream
+// throughput and -23% ping-pong p50, and the same at 1,000 streams.
+//
+// A server keeps one per core: the same effect is there (with the grpc-go
+// client on the same 2 cores, one server queue cost 2.5-2.8 µs of CPU per
+// message against 3.2-3.7 for two, and 5.9 against 8-9 with 1,000
+// streams), but one thread parses a burst of reset streams (rapid reset)
+// before it runs the completions that would close the connection: gRPC's
+// backlog grew to 650 MB in the fault test (with 4 or 64 calls requested
+// ahead alike), where a second thread sees the cancels while the first
+// parses. completion_queues = 1 suits a small box that is not exposed.
 int DefaultClientQueueCount();
 
 // The queues client streams run on, shared by every Client in the process

@@ -519,10 +519,11 @@ typedef struct chat_server_options {
   int32_t completion_queues;  /* transport threads, each alone draining one
                                  gRPC completion queue; every call stays on
                                  one of them. 1..256, or 0 (the default)
-                                 for half the cores, at least one.
-                                 Callbacks never run on them. Fewer cost
-                                 less CPU per message: every queue thread
-                                 takes turns polling every socket. */
+                                 for one per core. Callbacks never run on
+                                 them. One costs the least CPU per message
+                                 on a small machine that is not exposed;
+                                 more keep up with a flood of reset
+                                 streams (rapid reset). */
   /* Version 4. */
   chat_queue *queue;          /* CHAT_MODE_CUSTOM only, optional: deliver the
                                  calls' events to this queue (see "Event

@@ -148,8 +148,7 @@ struct ServerOptions {
   size_t max_memory_bytes = 256u << 20;
   int dispatcher_threads = 1;             // kCustom: threads running handler methods
   // Transport threads, each draining its own completion queue; every stream
-  // stays on one of them. 0: half the cores, at least one (core/src/cq.h
-  // says why not more).
+  // stays on one of them. 0: one per core (core/src/cq.h says why not fewer).
   int completion_queues = 0;
   int keepalive_ms = 30000;               // ping idle connections; dead peers end their streams
   int keepalive_timeout_ms = 10000;       // an unanswered ping ends the connection
