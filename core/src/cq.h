@@ -104,7 +104,10 @@ int DefaultServerQueueCount();
 // before it runs the completions that would close the connection: gRPC's
 // backlog grew to 650 MB in the fault test (with 4 or 64 calls requested
 // ahead alike), where a second thread sees the cancels while the first
-// parses. completion_queues = 1 suits a small box that is not exposed.
+// parses. A server with one queue runs FloodWatch (connections.h), which
+// bounds that per flooding plaintext TCP connection, not in total, and
+// sees no TLS or Unix-socket connection: one queue suits a small box whose
+// clients are trusted.
 int DefaultClientQueueCount();
 
 // The queues client streams run on, shared by every Client in the process

@@ -236,10 +236,12 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     if (health_) health_->Start(this, cqs_[0]);
     if (reflection_) reflection_->Start(this, cqs_[0]);
     if (!listener_) return Status::Ok();
-    std::vector<const CqThread*> watched;
-    for (auto& t : threads_) watched.push_back(t.get());
-    flood_watch_ =
-        std::make_unique<FloodWatch>(&conns_, std::move(watched), options_.max_memory_bytes);
+    // A lone queue thread cannot see a rapid-reset burst while it parses it
+    // (see FloodWatch); with two or more, another one does.
+    if (threads_.size() == 1) {
+      flood_watch_ = std::make_unique<FloodWatch>(
+          &conns_, std::vector<const CqThread*>{threads_[0].get()}, options_.max_memory_bytes);
+    }
     listener_->Start([this](int fd, std::string peer) {
       // On the listener's thread: remember who the connection is, then give
       // it to gRPC, which owns the descriptor from then on.

@@ -521,9 +521,15 @@ typedef struct chat_server_options {
                                  one of them. 1..256, or 0 (the default)
                                  for one per core. Callbacks never run on
                                  them. One costs the least CPU per message
-                                 on a small machine that is not exposed;
-                                 more keep up with a flood of reset
-                                 streams (rapid reset). */
+                                 on a small machine (2 cores: about 35%
+                                 less at 1,000 streams) but is weaker
+                                 against floods of reset streams (rapid
+                                 reset): a watcher then cuts each
+                                 flooding plaintext TCP connection after
+                                 it grew the server by half of
+                                 max_memory_bytes, and cannot see TLS or
+                                 Unix-socket ones. Two or more keep up
+                                 with such floods. */
   /* Version 4. */
   chat_queue *queue;          /* CHAT_MODE_CUSTOM only, optional: deliver the
                                  calls' events to this queue (see "Event
