@@ -116,11 +116,14 @@ class StreamImpl final : public ClientStream, public EventSource {
   }
 
   Status Complete() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (cancelled_) return Status(Code::kClosed, "stream was cancelled");
-    if (complete_wanted_ || reads_done_ || write_broken_) return Status::Ok();
-    complete_wanted_ = true;
-    MaybeWritesDoneLocked();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cancelled_) return Status(Code::kClosed, "stream was cancelled");
+      if (complete_wanted_ || reads_done_ || write_broken_) return Status::Ok();
+      complete_wanted_ = true;
+      MaybeWritesDoneLocked();
+    }
+    out_.NotifyRoom();  // a sender waiting for room hears that writing is over
     return Status::Ok();
   }
 

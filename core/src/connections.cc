@@ -109,27 +109,35 @@ std::vector<ServerConnections::ReadMark> ServerConnections::ReadMarks() {
 bool ServerConnections::CloseMostRead(const std::vector<ReadMark>& before, size_t grown) {
   std::unordered_map<int, const ReadMark*> then;
   for (const ReadMark& m : before) then[m.fd] = &m;
-  ReadMark top{-1, 0, 0};
+  // A flood reads some 40 bytes per stream that grows the server by some
+  // 13 KB: a connection that read under 1/1024 of the growth is not one.
+  std::vector<ReadMark> candidates;
   for (const ReadMark& m : ReadMarks()) {
     auto it = then.find(m.fd);
     if (it == then.end() || it->second->seq != m.seq || m.read <= it->second->read) continue;
     uint64_t read = m.read - it->second->read;
-    if (read > top.read) top = {m.fd, m.seq, read};
+    if (read >= grown / 1024) candidates.push_back({m.fd, m.seq, read});
   }
-  if (top.fd < 0) return false;
-  std::string peer;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = conns_.find(top.fd);
-    if (it == conns_.end() || it->second.seq != top.seq || !CloseLocked(top.fd, &it->second)) {
-      return false;
+  // The most read first; one whose descriptor is no longer its connection
+  // (gRPC closed it, the number was reused) must not shield the next.
+  std::sort(candidates.begin(), candidates.end(),
+            [](const ReadMark& a, const ReadMark& b) { return a.read > b.read; });
+  for (const ReadMark& top : candidates) {
+    std::string peer;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = conns_.find(top.fd);
+      if (it == conns_.end() || it->second.seq != top.seq || !CloseLocked(top.fd, &it->second)) {
+        continue;
+      }
+      peer = it->second.peer;
     }
-    peer = it->second.peer;
+    LogRapidReset(peer, "the server grew by " + std::to_string(grown >> 20) +
+                            " MiB while a queue thread parsed " + std::to_string(top.read) +
+                            " bytes of it without coming back");
+    return true;
   }
-  LogRapidReset(peer, "the server grew by " + std::to_string(grown >> 20) +
-                          " MiB while a queue thread parsed " + std::to_string(top.read) +
-                          " bytes of it without coming back");
-  return true;
+  return false;
 }
 
 // Closes connection `c` under mu_ (which Accepted takes before a descriptor
@@ -144,6 +152,7 @@ bool ServerConnections::CloseLocked(int fd, Conn* c) {
   socklen_t len = sizeof ss;
   if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0 ||
       PeerString(ss, len) != c->peer) {
+    c->closed = true;  // gone: the descriptor is another's now, never to be touched
     return false;
   }
   c->closed = true;

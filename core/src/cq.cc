@@ -45,7 +45,6 @@ void CqThread::Run() {
   // locks (see below).
   OwedSignals owed;
   while (cq_->Next(&tag, &ok)) {
-    rounds_.store(rounds_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     // A round: the completions ready now (a socket read often completes
     // many streams' reads at once). Their pushes wake the host once, at
     // its end, which then drains them all in one go, instead of draining
@@ -55,6 +54,9 @@ void CqThread::Run() {
     grpc::CompletionQueue::NextStatus next;
     do {
       ChatTsanAcquire(tag);  // pairs with Arm
+      // Per completion, not per round: a long round of our own code is not
+      // a thread stuck inside gRPC (FloodWatch).
+      rounds_.store(rounds_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       static_cast<CqTag*>(tag)->Complete(ok);
       // Only a round that owes a host something looks ahead: the poll is
       // a system call when nothing is ready.

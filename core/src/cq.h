@@ -68,8 +68,8 @@ class CqThread {
   // Idempotent; never called from the queue's own thread.
   void Shutdown();
 
-  // For a watcher on another thread (FloodWatch): how many times the
-  // thread came back from the queue with completions, and the CPU time it
+  // For a watcher on another thread (FloodWatch): how many completions the
+  // thread has run, and the CPU time it
   // used (ns, -1 if unknown). Rounds that stand still while the CPU time
   // grows mean the thread is stuck inside gRPC. Not after Shutdown.
   uint64_t rounds() const { return rounds_.load(std::memory_order_relaxed); }

@@ -30,8 +30,9 @@ namespace internal {
 std::atomic<void (*)(PayStep)> g_pay_hook_for_test{nullptr};
 }  // namespace internal
 
-// The pipe protocol: one byte sits in the pipe while events are pending,
-// from the push that finds the queue empty until the drain that empties it,
+// The pipe protocol: one byte sits in the pipe while events are pending
+// (two when a Wake found the first one not yet written: see Wake), from
+// the push that finds the queue empty until the drain that empties it,
 // which reads the pipe dry (a host that reads the pipe itself, like Node,
 // only ever takes bytes early: it then drains until empty, as chat.h asks).
 // The pusher writes the byte after releasing mu_ (see OwedSignals), so
@@ -269,31 +270,34 @@ bool EventQueue::Push(Event event) {
 }
 
 void EventQueue::Wake() {
-  bool owe, notify;
+  bool notify;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_ || wake_pending_) return;
     wake_pending_ = true;
     events_.emplace_back();  // kWake
-    owe = SignalLocked();
-    if (!owe && armed_ && signal_.load() != kInPipe) {
-      // The byte is owed by a completion round that pays when it ends, or
-      // being written by a thread the scheduler may hold off: either way
-      // not in the pipe yet, and chat.h promises it is once this returns.
-      // So write one more now. It is stale the moment it lands, so the
-      // drain that empties the queue reads the pipe dry; written under mu_,
-      // it cannot land after that read. Wakes are rare: the extra write
-      // costs nothing that matters.
-      WriteByte();
-      stale_ = true;
+    // chat.h promises the descriptor readable once this returns, so the
+    // byte is written here, under mu_, never left to a PayOwed another
+    // thread may win and then be held off in (a completion round's, or a
+    // pusher's). Only mu_'s holder moves signal_ away from kIdle, and
+    // drains read the pipe under mu_: no read can come between.
+    if (armed_) {
+      int s = signal_.load();
+      if (s == kIdle) {
+        WriteByte();
+        signal_.store(kInPipe);  // a PayOwed that comes later finds it paid
+      } else if (s != kInPipe) {
+        // Owed by a round that pays when it ends, or being written by a
+        // thread the scheduler may hold off: one more byte, stale once it
+        // lands, so the drain that empties the queue reads the pipe dry.
+        WriteByte();
+        stale_ = true;
+      }
     }
     notify = waiters_.load() > 0;
   }
-  // Paid here even on a thread whose completion round would defer it
-  // (chat_queue_wake from a callback): readable before this returns.
   pending_.store(true, std::memory_order_release);
   if (notify) cv_.notify_one();
-  if (owe) PayOwed();
 }
 
 bool EventQueue::ShouldYield() {

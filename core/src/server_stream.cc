@@ -57,14 +57,17 @@ Status Session::Send(std::string_view text, Timeout timeout) {
 }
 
 Status Session::Complete() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (finish_wanted_) {
-    return finish_status_.ok() && !cancelled_ ? Status::Ok()
-                                              : Status(Code::kClosed, "stream already ended");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finish_wanted_) {
+      return finish_status_.ok() && !cancelled_ ? Status::Ok()
+                                                : Status(Code::kClosed, "stream already ended");
+    }
+    finish_wanted_ = true;
+    finish_status_ = Status::Ok();
+    MaybeFinishLocked();
   }
-  finish_wanted_ = true;
-  finish_status_ = Status::Ok();
-  MaybeFinishLocked();
+  out_.NotifyRoom();  // a sender waiting for room hears that the call is completing
   return Status::Ok();
 }
 

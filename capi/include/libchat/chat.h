@@ -527,7 +527,8 @@ typedef struct chat_server_options {
                                  reset): a watcher then cuts each
                                  flooding plaintext TCP connection after
                                  it grew the server by half of
-                                 max_memory_bytes, and cannot see TLS or
+                                 max_memory_bytes (16 MiB at least), and
+                                 cannot see TLS or
                                  Unix-socket ones. Two or more keep up
                                  with such floods. */
   /* Version 4. */
