@@ -92,7 +92,7 @@ std::vector<ServerConnections::ReadMark> ServerConnections::ReadMarks() {
     }
   }
   // Outside the lock: a descriptor reused meanwhile only skews its figure,
-  // and CloseAmplifier checks seq and peer before it closes anything.
+  // and CloseMostRead checks seq and peer before it closes anything.
   for (ReadMark& m : marks) {
     tcp_info info{};
     socklen_t len = sizeof info;
@@ -106,13 +106,14 @@ std::vector<ServerConnections::ReadMark> ServerConnections::ReadMarks() {
   return marks;
 }
 
-bool ServerConnections::CloseMostRead(const std::vector<ReadMark>& before, size_t grown) {
+bool ServerConnections::CloseMostRead(std::vector<ReadMark>* marks, size_t grown) {
   std::unordered_map<int, const ReadMark*> then;
-  for (const ReadMark& m : before) then[m.fd] = &m;
+  for (const ReadMark& m : *marks) then[m.fd] = &m;
+  std::vector<ReadMark> now = ReadMarks();
   // A flood reads some 40 bytes per stream that grows the server by some
   // 13 KB: a connection that read under 1/1024 of the growth is not one.
   std::vector<ReadMark> candidates;
-  for (const ReadMark& m : ReadMarks()) {
+  for (const ReadMark& m : now) {
     auto it = then.find(m.fd);
     if (it == then.end() || it->second->seq != m.seq || m.read <= it->second->read) continue;
     uint64_t read = m.read - it->second->read;
@@ -135,6 +136,7 @@ bool ServerConnections::CloseMostRead(const std::vector<ReadMark>& before, size_
     LogRapidReset(peer, "the server grew by " + std::to_string(grown >> 20) +
                             " MiB while a queue thread parsed " + std::to_string(top.read) +
                             " bytes of it without coming back");
+    *marks = std::move(now);
     return true;
   }
   return false;
@@ -189,9 +191,8 @@ size_t ResidentBytes() {
 }
 }  // namespace
 
-FloodWatch::FloodWatch(ServerConnections* conns, std::vector<const CqThread*> threads,
-                       size_t max_memory_bytes)
-    : conns_(conns), threads_(std::move(threads)), max_memory_bytes_(max_memory_bytes) {
+FloodWatch::FloodWatch(ServerConnections* conns, const CqThread* thread, size_t max_memory_bytes)
+    : conns_(conns), watched_(thread), max_memory_bytes_(max_memory_bytes) {
   sigset_t all, old;  // host signals go to the host's threads
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -210,39 +211,32 @@ FloodWatch::~FloodWatch() {
 }
 
 void FloodWatch::Run() {
-  struct Watched {
-    uint64_t rounds = 0;
-    int64_t cpu = -1;
-    bool stuck = false;
-    size_t rss = 0;  // when it got stuck
-    std::vector<ServerConnections::ReadMark> marks;
-  };
-  std::vector<Watched> watched(threads_.size());
+  uint64_t completions = 0;
+  int64_t cpu = -1;
+  bool stuck = false;
+  size_t rss = 0;  // when it got stuck, or when it last closed one
+  std::vector<ServerConnections::ReadMark> marks;  // as of then
+  const size_t flood = std::max(max_memory_bytes_ / 2, kMinFloodGrowth);
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, kWatchTick, [this] { return stop_; })) {
     lock.unlock();
-    for (size_t i = 0; i < threads_.size(); ++i) {
-      Watched& w = watched[i];
-      uint64_t rounds = threads_[i]->rounds();
-      int64_t cpu = threads_[i]->CpuNanos();
-      bool busy = rounds == w.rounds && cpu >= 0 && w.cpu >= 0 && cpu - w.cpu >= kStuckCpuNanos;
-      w.rounds = rounds;
-      w.cpu = cpu;
-      if (!busy) {
-        if (w.stuck) w.marks.clear();
-        w.stuck = false;
-        continue;
-      }
-      size_t rss = ResidentBytes();
-      if (!w.stuck) {
-        w.stuck = true;
-        w.rss = rss;
-        w.marks = conns_->ReadMarks();
-      } else if (rss > w.rss + std::max(max_memory_bytes_ / 2, kMinFloodGrowth) &&
-                 conns_->CloseMostRead(w.marks, rss - w.rss)) {
-        w.rss = rss;  // another connection may flood next
-        w.marks = conns_->ReadMarks();
-      }
+    uint64_t completions_now = watched_->completions();
+    int64_t cpu_now = watched_->CpuNanos();
+    bool busy = completions_now == completions && cpu_now >= 0 && cpu >= 0 &&
+                cpu_now - cpu >= kStuckCpuNanos;
+    completions = completions_now;
+    cpu = cpu_now;
+    if (!busy) {
+      stuck = false;
+      marks.clear();
+    } else if (!stuck) {
+      stuck = true;
+      rss = ResidentBytes();
+      marks = conns_->ReadMarks();
+    } else {
+      size_t rss_now = ResidentBytes();
+      // Another connection may flood next: count from here.
+      if (rss_now > rss + flood && conns_->CloseMostRead(&marks, rss_now - rss)) rss = rss_now;
     }
     lock.lock();
   }

@@ -56,10 +56,10 @@ class ServerConnections {
     uint64_t read;
   };
   std::vector<ReadMark> ReadMarks();
-  // Closes the connection that read the most since `before` (the process
-  // grew by `grown` bytes meanwhile, for the log; see FloodWatch). True if
-  // one was closed.
-  bool CloseMostRead(const std::vector<ReadMark>& before, size_t grown);
+  // Closes the connection that read the most since `marks` were taken (the
+  // process grew by `grown` bytes meanwhile; see FloodWatch). True if one
+  // was closed: `marks` are then the ones it read now, to count from.
+  bool CloseMostRead(std::vector<ReadMark>* marks, size_t grown);
 
  private:
   struct Conn {
@@ -102,8 +102,7 @@ class ServerConnections {
 // per stream.
 class FloodWatch {
  public:
-  FloodWatch(ServerConnections* conns, std::vector<const CqThread*> threads,
-             size_t max_memory_bytes);
+  FloodWatch(ServerConnections* conns, const CqThread* thread, size_t max_memory_bytes);
   ~FloodWatch();  // joins; call before the queue threads shut down
   FloodWatch(const FloodWatch&) = delete;
   FloodWatch& operator=(const FloodWatch&) = delete;
@@ -112,7 +111,7 @@ class FloodWatch {
   void Run();
 
   ServerConnections* const conns_;
-  const std::vector<const CqThread*> threads_;
+  const CqThread* const watched_;
   const size_t max_memory_bytes_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -56,7 +56,8 @@ void CqThread::Run() {
       ChatTsanAcquire(tag);  // pairs with Arm
       // Per completion, not per round: a long round of our own code is not
       // a thread stuck inside gRPC (FloodWatch).
-      rounds_.store(rounds_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      completions_.store(completions_.load(std::memory_order_relaxed) + 1,
+                         std::memory_order_relaxed);
       static_cast<CqTag*>(tag)->Complete(ok);
       // Only a round that owes a host something looks ahead: the poll is
       // a system call when nothing is ready.

@@ -69,10 +69,10 @@ class CqThread {
   void Shutdown();
 
   // For a watcher on another thread (FloodWatch): how many completions the
-  // thread has run, and the CPU time it
-  // used (ns, -1 if unknown). Rounds that stand still while the CPU time
-  // grows mean the thread is stuck inside gRPC. Not after Shutdown.
-  uint64_t rounds() const { return rounds_.load(std::memory_order_relaxed); }
+  // thread has run, and the CPU time it used (ns, -1 if unknown). A count
+  // that stands still while the CPU time grows means the thread is stuck
+  // inside gRPC. Not after Shutdown.
+  uint64_t completions() const { return completions_.load(std::memory_order_relaxed); }
   int64_t CpuNanos() const;
 
  private:
@@ -80,7 +80,7 @@ class CqThread {
 
   std::unique_ptr<grpc::CompletionQueue> cq_;
   std::thread thread_;
-  std::atomic<uint64_t> rounds_{0};  // written by the thread only
+  std::atomic<uint64_t> completions_{0};  // written by the thread only
   clockid_t cpu_clock_{};
   bool has_cpu_clock_ = false;
   bool shut_ = false;

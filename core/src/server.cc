@@ -239,8 +239,8 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     // A lone queue thread cannot see a rapid-reset burst while it parses it
     // (see FloodWatch); with two or more, another one does.
     if (threads_.size() == 1) {
-      flood_watch_ = std::make_unique<FloodWatch>(
-          &conns_, std::vector<const CqThread*>{threads_[0].get()}, options_.max_memory_bytes);
+      flood_watch_ =
+          std::make_unique<FloodWatch>(&conns_, threads_[0].get(), options_.max_memory_bytes);
     }
     listener_->Start([this](int fd, std::string peer) {
       // On the listener's thread: remember who the connection is, then give

@@ -137,6 +137,15 @@ class WriterGate {
 };
 WriterGate* WriterGate::current_ = nullptr;
 
+// A new queue, its descriptor armed, with one push whose writer `gate`
+// holds before its write.
+void HoldAWriter(WriterGate& gate, std::shared_ptr<EventQueue>* q, int* fd) {
+  ASSERT_TRUE(EventQueue::Create(q).ok());
+  *fd = (*q)->fd();
+  gate.PushHeld(*q);
+  gate.WaitAt(internal::PayStep::kBeforeWrite);
+}
+
 // What a level-triggered host (epoll) does while the queue is empty: each
 // time the descriptor is readable, drain without waiting. Returns how many
 // wake-ups found nothing, up to `limit` (a spinning host).
@@ -158,12 +167,10 @@ int EmptyWakeups(const std::shared_ptr<EventQueue>& q, int fd, int limit) {
 // clean up. Until it runs again, the host must not spin on that byte: the
 // next drain reads it.
 TEST(EventQueuePipe, LateByteAfterAnEmptyingDrainIsRead) {
-  std::shared_ptr<EventQueue> q;
-  ASSERT_TRUE(EventQueue::Create(&q).ok());
-  int fd = q->fd();
   WriterGate gate;
-  gate.PushHeld(q);
-  gate.WaitAt(internal::PayStep::kBeforeWrite);
+  std::shared_ptr<EventQueue> q;
+  int fd;
+  ASSERT_NO_FATAL_FAILURE(HoldAWriter(gate, &q, &fd));
   std::vector<Event> batch;
   ASSERT_TRUE(q->Drain(&batch, 8, kNoWait).ok());
   ASSERT_EQ(batch.size(), 1u);
@@ -188,12 +195,10 @@ TEST(EventQueuePipe, LateByteAfterAnEmptyingDrainIsRead) {
 // made on a thread with an OwedSignals) comes before the next drain, which
 // empties the queue and takes the owed write back: it reads the late byte.
 TEST(EventQueuePipe, LateByteBesideAnOwedWriteIsRead) {
-  std::shared_ptr<EventQueue> q;
-  ASSERT_TRUE(EventQueue::Create(&q).ok());
-  int fd = q->fd();
   WriterGate gate;
-  gate.PushHeld(q);
-  gate.WaitAt(internal::PayStep::kBeforeWrite);
+  std::shared_ptr<EventQueue> q;
+  int fd;
+  ASSERT_NO_FATAL_FAILURE(HoldAWriter(gate, &q, &fd));
   std::vector<Event> batch;
   ASSERT_TRUE(q->Drain(&batch, 8, kNoWait).ok());
   ASSERT_EQ(batch.size(), 1u);
@@ -221,12 +226,10 @@ TEST(EventQueuePipe, LateByteBesideAnOwedWriteIsRead) {
 // while another thread's byte is only on its way: held between its claim
 // and its write here (the scheduler may hold a writer off that long).
 TEST(EventQueuePipe, WakeIsReadableWhileAnotherWriterIsHeld) {
-  std::shared_ptr<EventQueue> q;
-  ASSERT_TRUE(EventQueue::Create(&q).ok());
-  int fd = q->fd();
   WriterGate gate;
-  gate.PushHeld(q);
-  gate.WaitAt(internal::PayStep::kBeforeWrite);
+  std::shared_ptr<EventQueue> q;
+  int fd;
+  ASSERT_NO_FATAL_FAILURE(HoldAWriter(gate, &q, &fd));
   q->Wake();
   EXPECT_TRUE(Readable(fd, 0)) << "a wake left its byte to a writer that has not written";
   gate.ReleaseAll();
