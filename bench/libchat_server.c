@@ -31,7 +31,7 @@ static void *watch_stdin(void *arg) {
 int main(int argc, char **argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the driver */
   const char *address = "127.0.0.1:0";
-  int queues = 0; /* the library's default: one per core */
+  int queues = 0; /* the library's default: one per core, at least two, one awake until needed */
   const char *tls_cert = NULL, *tls_key = NULL; /* both or neither: TLS */
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {

@@ -288,7 +288,8 @@ export interface ServerOptions {
   recvWindowBytes?: number;
   maxMemoryBytes?: number;
   keepaliveTimeoutMs?: number;
-  /** Transport threads; 0 (default) for one per core. */
+  /** Transport threads; 0 (default) for one per core, at least two; only
+   *  the first drains until a flood or load wakes the next (chat.h). */
   completionQueues?: number;
   /**
    * Serve grpc.health.v1.Health: "" and "Chat" SERVING, NOT_SERVING from the

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -57,7 +58,7 @@ class ServerConnections {
   };
   std::vector<ReadMark> ReadMarks();
   // Closes the connection that read the most since `marks` were taken (the
-  // process grew by `grown` bytes meanwhile; see FloodWatch). True if one
+  // process grew by `grown` bytes meanwhile; see QueueWatch). True if one
   // was closed: `marks` are then the ones it read now, to count from.
   bool CloseMostRead(std::vector<ReadMark>* marks, size_t grown);
 
@@ -79,40 +80,51 @@ class ServerConnections {
   uint64_t seq_ = 0;
 };
 
-// Rapid reset on a queue thread that is the only one: gRPC reads a
-// connection for as long as bytes wait on it and only then returns the
-// completions through which ServerConnections sees its streams, so a burst
-// of reset streams is parsed whole first, each a pending call gRPC keeps
-// (50,000 made 650 MB, with 4 or 64 calls requested ahead alike; with two
-// queue threads the other one sees the cancels meanwhile, and four bursting
-// connections at once peaked at +31 MB). So a server runs this watcher only
-// when it has one queue thread. It looks every few milliseconds: a queue
-// thread that keeps using CPU without coming back while the process grows
-// by half the memory bound (16 MiB at least) is taken to parse such a
-// flood, and the connection that read the most meanwhile is closed from
-// here (ServerConnections::CloseLocked); gRPC's next read of it ends the
-// parse. One connection is closed per such growth, so N flooding
-// connections can grow the server by about N halves of the bound (measured
-// with a 64 MiB bound: +90 MB for two, +163 MB for four), and a TLS or
-// Unix-socket listener's connections are not seen at all (no descriptor,
-// no byte count): why one queue is not the default. A ratio of growth to
-// bytes read would spare large messages, but a flood padded with ~600
-// bytes of headers per stream got under 32x and grew the server by
-// 657 MiB; messages grow it by about their size, which flow control bounds
-// per stream.
-class FloodWatch {
+// Watches a server's queue threads, of which only the first drains at
+// first: every thread waiting in a queue takes turns as gRPC's poller
+// (epoll1 has one per process) and hands sockets to the others, which cost
+// 7.1-7.5 µs of CPU per message at 1,000 streams with two threads against
+// 4.8-5.0 with one. A standby thread wakes, and stays awake:
+//  - when an awake one is stuck in gRPC: using CPU without returning a
+//    completion for two ticks (20 ms) in a row. That is rapid reset: gRPC
+//    reads a connection for as long as bytes wait on it and only then
+//    returns the completions through which ServerConnections sees its
+//    streams, so a burst of reset streams is parsed whole first, each a
+//    pending call gRPC keeps (50,000 made 650 MB with one thread), while a
+//    second thread sees the cancels meanwhile. Measured with a 64 MiB
+//    bound, one to four connections bursting 50,000 streams each at once
+//    peaked at +27 to +48 MB (two threads awake from the start: +24 to
+//    +31). It needs no descriptor, so TLS and Unix-socket connections are
+//    covered too. One tick was too eager: a thousand streams opened at
+//    once kept the thread stuck for one.
+//  - under load: every awake thread ran 85% of the last 250 ms and the
+//    machine had one and a half cores idle (see kIdleCores).
+// With every thread awake and all stuck, the process growing by half the
+// memory bound (16 MiB at least) meanwhile, it closes the plaintext TCP
+// connection that read the most (ServerConnections::CloseMostRead); gRPC's
+// next read of it ends the parse. That is all a server with one queue has
+// (+46 to +61 MB for one flooding connection, +90 for two, +163 for four).
+// A ratio of growth to bytes read would spare large messages, but a flood
+// padded with ~600 bytes of headers per stream got under 32x and grew the
+// server by 657 MiB; messages grow it by about their size, which flow
+// control bounds per stream.
+class QueueWatch {
  public:
-  FloodWatch(ServerConnections* conns, const CqThread* thread, size_t max_memory_bytes);
-  ~FloodWatch();  // joins; call before the queue threads shut down
-  FloodWatch(const FloodWatch&) = delete;
-  FloodWatch& operator=(const FloodWatch&) = delete;
+  // `threads[0]` drains; wake(i) has the server wake standby thread i and
+  // request calls on its queue (on the watcher's thread, in order).
+  QueueWatch(ServerConnections* conns, std::vector<const CqThread*> threads,
+             size_t max_memory_bytes, std::function<void(size_t)> wake);
+  ~QueueWatch();  // joins; call before the queue threads shut down
+  QueueWatch(const QueueWatch&) = delete;
+  QueueWatch& operator=(const QueueWatch&) = delete;
 
  private:
   void Run();
 
   ServerConnections* const conns_;
-  const CqThread* const watched_;
+  const std::vector<const CqThread*> threads_;
   const size_t max_memory_bytes_;
+  const std::function<void(size_t)> wake_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

@@ -17,8 +17,8 @@ namespace {
 constexpr int kRoundMax = 64;
 }  // namespace
 
-CqThread::CqThread(std::unique_ptr<grpc::CompletionQueue> cq, const char* name)
-    : cq_(std::move(cq)) {
+CqThread::CqThread(std::unique_ptr<grpc::CompletionQueue> cq, const char* name, bool standby)
+    : cq_(std::move(cq)), awake_(!standby) {
   // Host signals go to the host's threads, not to ours.
   sigset_t all, old;
   sigfillset(&all);
@@ -31,10 +31,19 @@ CqThread::CqThread(std::unique_ptr<grpc::CompletionQueue> cq, const char* name)
 
 CqThread::~CqThread() { Shutdown(); }
 
+void CqThread::Wake() {
+  {
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    awake_ = true;
+  }
+  wake_cv_.notify_one();
+}
+
 void CqThread::Shutdown() {
   if (shut_) return;
   shut_ = true;
   cq_->Shutdown();
+  Wake();  // a standby thread drains what the shutdown left
   thread_.join();
 }
 
@@ -44,6 +53,10 @@ void CqThread::Run() {
   // Event queues' wake-ups wait until a round's completions released their
   // locks (see below).
   OwedSignals owed;
+  {
+    std::unique_lock<std::mutex> lock(wake_mu_);
+    wake_cv_.wait(lock, [this] { return awake_; });
+  }
   while (cq_->Next(&tag, &ok)) {
     // A round: the completions ready now (a socket read often completes
     // many streams' reads at once). Their pushes wake the host once, at
@@ -55,7 +68,7 @@ void CqThread::Run() {
     do {
       ChatTsanAcquire(tag);  // pairs with Arm
       // Per completion, not per round: a long round of our own code is not
-      // a thread stuck inside gRPC (FloodWatch).
+      // a thread stuck inside gRPC (QueueWatch).
       completions_.store(completions_.load(std::memory_order_relaxed) + 1,
                          std::memory_order_relaxed);
       static_cast<CqTag*>(tag)->Complete(ok);
@@ -78,7 +91,7 @@ int64_t CqThread::CpuNanos() const {
 
 int DefaultServerQueueCount() {
   unsigned n = std::thread::hardware_concurrency();
-  return n > 0 ? static_cast<int>(n) : 1;
+  return n > 2 ? static_cast<int>(n) : 2;
 }
 
 int DefaultClientQueueCount() {

@@ -14,7 +14,9 @@
 #include <time.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -56,19 +58,24 @@ class OpTag final : public CqTag {
 class CqThread {
  public:
   // Takes the queue (a plain one, or a server's ServerCompletionQueue) and
-  // starts draining it; `name` names the thread ("chat-srv-cq0").
-  CqThread(std::unique_ptr<grpc::CompletionQueue> cq, const char* name);
+  // starts draining it, or with `standby` only once Wake() is called (a
+  // thread that waits in a queue takes turns as gRPC's poller, which costs
+  // hand-offs: see DefaultServerQueueCount); `name` names the thread
+  // ("chat-srv-cq0").
+  CqThread(std::unique_ptr<grpc::CompletionQueue> cq, const char* name, bool standby = false);
   ~CqThread();  // Shutdown()
   CqThread(const CqThread&) = delete;
   CqThread& operator=(const CqThread&) = delete;
 
   grpc::CompletionQueue* cq() const { return cq_.get(); }
   bool IsCurrentThread() const { return std::this_thread::get_id() == thread_.get_id(); }
+  // A standby thread starts draining its queue. Idempotent.
+  void Wake();
   // Shuts the queue down, lets the thread drain what is left and joins it.
   // Idempotent; never called from the queue's own thread.
   void Shutdown();
 
-  // For a watcher on another thread (FloodWatch): how many completions the
+  // For a watcher on another thread (QueueWatch): how many completions the
   // thread has run, and the CPU time it used (ns, -1 if unknown). A count
   // that stands still while the CPU time grows means the thread is stuck
   // inside gRPC. Not after Shutdown.
@@ -81,12 +88,25 @@ class CqThread {
   std::unique_ptr<grpc::CompletionQueue> cq_;
   std::thread thread_;
   std::atomic<uint64_t> completions_{0};  // written by the thread only
+  std::mutex wake_mu_;
+  std::condition_variable wake_cv_;
+  bool awake_;  // wake_mu_
   clockid_t cpu_clock_{};
   bool has_cpu_clock_ = false;
   bool shut_ = false;
 };
 
-// How many queues a server runs when the host says 0: one per core.
+// How many queues a server has when the host says 0: one per core, and
+// at least two. Only the first drains at first; the others wait on standby
+// until QueueWatch (connections.h) wakes one, for a flood of reset streams
+// (rapid reset) or for load. Every thread waiting on a queue takes its
+// turn as gRPC's poller, so one thread where one suffices costs the least:
+// with the grpc-go client on the same 2 cores, 1.7-1.8 µs of CPU per
+// message against 2.2-2.3 for two awake, and 4.8-5.0 against 7.1-7.5 with
+// 1,000 streams. Two from the start were the default before: a lone thread
+// parses a whole rapid-reset burst before it runs the completions that
+// would show it (650 MB of gRPC's backlog in the fault test), and the
+// second one, woken when the first is stuck, bounds that as well.
 int DefaultServerQueueCount();
 
 // How many queues the process's clients share: half the cores, at least
@@ -96,18 +116,6 @@ int DefaultServerQueueCount();
 // client's own threads (senders, receivers) want cores too. On the 2-core
 // benchmark machine one client queue against two gave +15-25% single-stream
 // throughput and -23% ping-pong p50, and the same at 1,000 streams.
-//
-// A server keeps one per core: the same effect is there (with the grpc-go
-// client on the same 2 cores, one server queue cost 2.5-2.8 µs of CPU per
-// message against 3.2-3.7 for two, and 5.9 against 8-9 with 1,000
-// streams), but one thread parses a burst of reset streams (rapid reset)
-// before it runs the completions that would close the connection: gRPC's
-// backlog grew to 650 MB in the fault test (with 4 or 64 calls requested
-// ahead alike), where a second thread sees the cancels while the first
-// parses. A server with one queue runs FloodWatch (connections.h), which
-// bounds that per flooding plaintext TCP connection, not in total, and
-// sees no TLS or Unix-socket connection: one queue suits a small box whose
-// clients are trusted.
 int DefaultClientQueueCount();
 
 // The queues client streams run on, shared by every Client in the process

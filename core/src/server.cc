@@ -213,10 +213,12 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> cqs;
     for (int i = 0; i < queues; ++i) cqs.push_back(builder.AddCompletionQueue());
     server_ = builder.BuildAndStart();
+    // Only the first queue's thread drains at first: the others wait on
+    // standby (see QueueWatch and DefaultServerQueueCount).
     for (int i = 0; i < queues; ++i) {
       cqs_.push_back(cqs[i].get());
       std::string name = "chat-srv-cq" + std::to_string(i);
-      threads_.push_back(std::make_unique<CqThread>(std::move(cqs[i]), name.c_str()));
+      threads_.push_back(std::make_unique<CqThread>(std::move(cqs[i]), name.c_str(), i > 0));
     }
     if (!server_ && tls) {
       return Status(Code::kCannotListen,
@@ -228,20 +230,19 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     {
       std::lock_guard<std::mutex> lock(accept_mu_);
       accepting_ = true;
-      for (int q = 0; q < queues; ++q) {
-        for (int k = 0; k < kRequestsPerQueue; ++k) RequestLocked(q);
-      }
+      for (int k = 0; k < kRequestsPerQueue; ++k) RequestLocked(0);
     }
     // On the first queue: their calls are few and brief.
     if (health_) health_->Start(this, cqs_[0]);
     if (reflection_) reflection_->Start(this, cqs_[0]);
+    // A lone queue thread cannot see a rapid-reset burst while it parses it:
+    // QueueWatch wakes a standby one, or cuts the connection.
+    std::vector<const CqThread*> watched;
+    for (auto& t : threads_) watched.push_back(t.get());
+    queue_watch_ = std::make_unique<QueueWatch>(&conns_, std::move(watched),
+                                                options_.max_memory_bytes,
+                                                [this](size_t q) { WakeQueue(q); });
     if (!listener_) return Status::Ok();
-    // A lone queue thread cannot see a rapid-reset burst while it parses it
-    // (see FloodWatch); with two or more, another one does.
-    if (threads_.size() == 1) {
-      flood_watch_ =
-          std::make_unique<FloodWatch>(&conns_, threads_[0].get(), options_.max_memory_bytes);
-    }
     listener_->Start([this](int fd, std::string peer) {
       // On the listener's thread: remember who the connection is, then give
       // it to gRPC, which owns the descriptor from then on.
@@ -336,7 +337,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
       std::unique_lock<std::mutex> lock(accept_mu_);
       accept_cv_.wait_for(lock, kCallsEnd, [&] { return requested_ == 0; });
     }
-    flood_watch_.reset();  // it reads the queue threads
+    queue_watch_.reset();  // it reads the queue threads
     for (auto& t : threads_) t->Shutdown();
     server_.reset();
     threads_.clear();
@@ -689,6 +690,15 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     dispatchers_[session.id() % dispatchers_.size()]->Post(std::move(task));
   }
 
+  // On QueueWatch's thread: standby queue `q` starts draining and taking
+  // calls.
+  void WakeQueue(size_t q) {
+    threads_[q]->Wake();
+    std::lock_guard<std::mutex> lock(accept_mu_);
+    if (!accepting_) return;
+    for (int k = 0; k < kRequestsPerQueue; ++k) RequestLocked(static_cast<int>(q));
+  }
+
   void RequestLocked(int queue) {
     ++requested_;
     Session::Request(this, &service_, cqs_[queue], queue, limits_, memory_);
@@ -710,7 +720,7 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   std::vector<std::unique_ptr<CqThread>> threads_;
   int port_ = 0;
   std::unique_ptr<Listener> listener_;
-  std::unique_ptr<FloodWatch> flood_watch_;  // with listener_; before threads_ go
+  std::unique_ptr<QueueWatch> queue_watch_;  // goes before threads_
 
   std::mutex accept_mu_;
   std::condition_variable accept_cv_;

@@ -8,6 +8,7 @@ counted by the budget: gRPC's per-connection HTTP/2 buffers and the
 message being decoded (up to max_message_bytes, 4 MiB) on each of the
 2 reading threads, and allocator fragmentation: 32 MiB.
 """
+import os
 import socket
 import threading
 import time
@@ -224,7 +225,7 @@ def test_rapid_reset_is_cut_off_and_memory_stays_bounded(fault_server, burst, ti
     anything 100 times a second, so the backlog stays small and the others
     are served throughout. A deadline the flood gives itself does not hide
     it. A lone queue thread parses a whole burst before it sees a stream:
-    FloodWatch cuts that (one-queue, whatever the machine's default)."""
+    QueueWatch cuts that (one-queue, whatever the machine's default)."""
     server = fault_server("--mode", "echo", *MEMORY_FLAGS, *queues)
     base = server.rss_kib()
     seeds = []
@@ -266,6 +267,59 @@ def test_rapid_reset_is_cut_off_and_memory_stays_bounded(fault_server, burst, ti
     assert closed, "the server kept the flooding connection open"
     assert wait_until(lambda: "rapid reset" in server.err.text(), what="the server's log line")
     assert peak < peak_bound_kib(base)
+
+
+def queue_thread_switches(pid):
+    """{queue thread name: context switches so far} of a server process: a
+    standby thread has made only the one that put it to sleep."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                status = f.read()
+        except FileNotFoundError:
+            continue  # a thread that just ended
+        if name.startswith("chat-srv-cq"):
+            out[name] = sum(int(line.split()[1]) for line in status.splitlines()
+                            if "ctxt_switches:" in line)
+    return out
+
+
+def test_a_standby_queue_sleeps_through_use_and_wakes_for_a_flood(fault_server):
+    """A server with two queues drains with one (a second thread waiting in
+    gRPC would take turns as its poller: hand-offs that cost CPU) and wakes
+    the other when the first is stuck parsing a flood, which then stays
+    bounded as the other rapid-reset tests bound it."""
+    server = fault_server("--mode", "echo", *MEMORY_FLAGS, "--completion-queues", "2")
+    base = server.rss_kib()
+    with pychat.Client(server.target) as client:
+        for i in range(100):
+            with client.chat(timeout=10) as s:
+                s.send("Q", str(i), timeout=5)
+                s.complete()
+                assert list(s) == [f"Q: {i}"]
+    switches = queue_thread_switches(server.pid)
+    assert sorted(switches) == ["chat-srv-cq0", "chat-srv-cq1"], switches
+    assert switches["chat-srv-cq0"] > 100, switches
+    assert switches["chat-srv-cq1"] <= 2, switches
+    # Four connections burst at once: the one draining thread is stuck.
+    results = []
+    floods = [threading.Thread(
+        target=lambda: results.append(rapid_reset(server.port, 50_000, 20.0, burst=True)))
+        for _ in range(4)]
+    for t in floods:
+        t.start()
+    for t in floods:
+        t.join()
+    assert [closed for _, closed in results] == [True] * 4, results
+    assert queue_thread_switches(server.pid)["chat-srv-cq1"] > 2
+    with pychat.Client(server.target) as client, client.chat(timeout=10) as s:
+        s.send("After", "the flood", timeout=5)
+        s.complete()
+        assert list(s) == ["After: the flood"]
+    assert server.hwm_kib() < peak_bound_kib(base)
 
 
 def test_a_client_that_cancels_after_real_work_is_not_cut(fault_server):

@@ -519,18 +519,21 @@ typedef struct chat_server_options {
   int32_t completion_queues;  /* transport threads, each alone draining one
                                  gRPC completion queue; every call stays on
                                  one of them. 1..256, or 0 (the default)
-                                 for one per core. Callbacks never run on
-                                 them. One costs the least CPU per message
-                                 on a small machine (2 cores: about 35%
-                                 less at 1,000 streams) but is weaker
-                                 against floods of reset streams (rapid
-                                 reset): a watcher then cuts each
-                                 flooding plaintext TCP connection after
-                                 it grew the server by half of
-                                 max_memory_bytes (16 MiB at least), and
-                                 cannot see TLS or
-                                 Unix-socket ones. Two or more keep up
-                                 with such floods. */
+                                 for one per core, at least two. Callbacks
+                                 never run on them. Only the first drains
+                                 at first (a thread more costs CPU per
+                                 message: on 2 cores, about 35% more at
+                                 1,000 streams); the next wakes, and stays
+                                 awake, when the awake ones are stuck
+                                 inside gRPC for 20 ms (a flood of reset
+                                 streams, rapid reset) or all busy while
+                                 the machine has 1.5 cores idle. With 1
+                                 there is none to wake: a watcher then
+                                 cuts each flooding plaintext TCP
+                                 connection after it grew the server by
+                                 half of max_memory_bytes (16 MiB at
+                                 least), and cannot see TLS or
+                                 Unix-socket ones. */
   /* Version 4. */
   chat_queue *queue;          /* CHAT_MODE_CUSTOM only, optional: deliver the
                                  calls' events to this queue (see "Event

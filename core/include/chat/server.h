@@ -148,7 +148,8 @@ struct ServerOptions {
   size_t max_memory_bytes = 256u << 20;
   int dispatcher_threads = 1;             // kCustom: threads running handler methods
   // Transport threads, each draining its own completion queue; every stream
-  // stays on one of them. 0: one per core (core/src/cq.h says why not fewer).
+  // stays on one of them. 0: one per core, at least two. Only the first
+  // drains until the others are needed (core/src/cq.h says why).
   int completion_queues = 0;
   int keepalive_ms = 30000;               // ping idle connections; dead peers end their streams
   int keepalive_timeout_ms = 10000;       // an unanswered ping ends the connection
