@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <linux/tcp.h>  // tcp_info with tcpi_bytes_received (glibc's lacks it)
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -184,14 +185,14 @@ constexpr size_t kMinFloodGrowth = 128u << 20;
 constexpr size_t kMinFloodGrowth = 16u << 20;
 #endif
 
-// Under load: every this many ticks (250 ms), another queue thread wakes
-// when each awake one ran for this share of the time and the machine left
-// this many cores idle. A thread more costs gRPC's poller hand-offs (on
-// 2 cores, 1,000 streams: 7.3 against 4.9 µs per message), so it must
-// have a core to itself with room to spare: with less than one and a half
-// idle (a 2-core machine whose clients are local) it was measured to
-// add 7% throughput for 50% more CPU per message.
-constexpr int kLoadTicks = 25;
+// Under load: over each window (250 ms), another queue thread wakes when
+// every awake one ran for this share of it and the machine left this many
+// of the cores this process may use idle. A thread more costs gRPC's
+// poller hand-offs (on 2 cores, 1,000 streams: 7.3 against 4.9 µs per
+// message), so it must have a core to itself with room to spare: on a
+// 2-core machine whose clients are local (under 1.5 idle) it was measured
+// to add 7% throughput for 50% more CPU per message.
+constexpr auto kLoadWindow = std::chrono::milliseconds(250);
 constexpr double kSaturatedShare = 0.85;
 constexpr double kIdleCores = 1.5;
 
@@ -210,6 +211,26 @@ bool MachineCpu(uint64_t* idle, uint64_t* total) {
   return true;
 }
 
+// The machine's cores idle over a window, in cores: `idle` and `total`
+// are updated to now. -1 when unknown.
+double IdleCores(uint64_t* idle, uint64_t* total) {
+  uint64_t idle_now = 0, total_now = 0;
+  if (!MachineCpu(&idle_now, &total_now)) return -1;
+  double share = -1;
+  // iowait may step back: a window where either did is not judged.
+  if (*total != 0 && total_now > *total && idle_now >= *idle) {
+    share = static_cast<double>(idle_now - *idle) / static_cast<double>(total_now - *total);
+  }
+  *idle = idle_now;
+  *total = total_now;
+  cpu_set_t set;
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  if (share < 0 || online <= 0) return -1;
+  // The whole machine's share, in the cores this process may run on.
+  int usable = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : online;
+  return std::min(share * online, static_cast<double>(usable));
+}
+
 size_t ResidentBytes() {
   FILE* f = std::fopen("/proc/self/statm", "r");
   if (f == nullptr) return 0;
@@ -221,9 +242,10 @@ size_t ResidentBytes() {
 }  // namespace
 
 QueueWatch::QueueWatch(ServerConnections* conns, std::vector<const CqThread*> threads,
-                       size_t max_memory_bytes, std::function<void(size_t)> wake)
+                       size_t awake, size_t max_memory_bytes, std::function<void(size_t)> wake)
     : conns_(conns),
       threads_(std::move(threads)),
+      first_awake_(awake),
       max_memory_bytes_(max_memory_bytes),
       wake_(std::move(wake)) {
   sigset_t all, old;  // host signals go to the host's threads
@@ -244,6 +266,7 @@ QueueWatch::~QueueWatch() {
 }
 
 void QueueWatch::Run() {
+  using Clock = std::chrono::steady_clock;
   struct Seen {
     uint64_t completions = 0;
     int64_t cpu = -1;         // at the last tick
@@ -251,11 +274,10 @@ void QueueWatch::Run() {
     int stuck_ticks = 0;      // in a row
   };
   std::vector<Seen> seen(threads_.size());
-  size_t awake = 1;
-  int ticks = 0;  // into the load window
+  size_t awake = first_awake_;
+  auto window_start = Clock::now();
   uint64_t idle = 0, total = 0;
-  bool have_machine = MachineCpu(&idle, &total);
-  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  IdleCores(&idle, &total);
   bool stuck = false;
   size_t rss = 0;  // when all got stuck, or when it last closed one
   std::vector<ServerConnections::ReadMark> marks;  // as of then
@@ -263,8 +285,11 @@ void QueueWatch::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, kWatchTick, [this] { return stop_; })) {
     lock.unlock();
+    auto now = Clock::now();
+    int64_t window_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(now - window_start).count();
+    bool window_over = now - window_start >= kLoadWindow;
     size_t busy = 0, long_stuck = 0, saturated = 0;
-    bool window_over = ++ticks == kLoadTicks;
     for (size_t i = 0; i < awake; ++i) {
       Seen& s = seen[i];
       uint64_t completions_now = threads_[i]->completions();
@@ -277,9 +302,7 @@ void QueueWatch::Run() {
         s.stuck_ticks = 0;
       }
       if (window_over && cpu_now >= 0 && s.window_cpu >= 0 &&
-          cpu_now - s.window_cpu >=
-              kSaturatedShare * kLoadTicks *
-                  std::chrono::duration_cast<std::chrono::nanoseconds>(kWatchTick).count()) {
+          cpu_now - s.window_cpu >= kSaturatedShare * window_ns) {
         ++saturated;
       }
       s.completions = completions_now;
@@ -295,23 +318,19 @@ void QueueWatch::Run() {
       wake = true;
     }
     if (window_over) {
-      ticks = 0;
-      uint64_t idle_now = 0, total_now = 0;
-      bool have_now = MachineCpu(&idle_now, &total_now);
-      if (!wake && saturated == awake && awake < threads_.size() && have_machine && have_now &&
-          total_now > total &&
-          static_cast<double>(idle_now - idle) / static_cast<double>(total_now - total) * cores >=
-              kIdleCores) {
-        gpr_log(GPR_INFO, "libchat: every queue thread is busy and a core is idle: waking queue %zu",
+      window_start = now;
+      double idle_cores = IdleCores(&idle, &total);
+      if (!wake && saturated == awake && awake < threads_.size() && idle_cores >= kIdleCores) {
+        gpr_log(GPR_INFO, "libchat: every queue thread is busy and cores are idle: waking queue %zu",
                 awake);
         wake = true;
       }
-      have_machine = have_now;
-      idle = idle_now;
-      total = total_now;
     }
     if (wake) {
       wake_(awake++);  // it stays awake
+      // The next is judged afresh: one long parse wakes one thread, not
+      // one per tick.
+      for (Seen& s : seen) s.stuck_ticks = 0;
       stuck = false;
       marks.clear();
     } else if (busy < awake) {

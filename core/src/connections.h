@@ -110,9 +110,10 @@ class ServerConnections {
 // control bounds per stream.
 class QueueWatch {
  public:
-  // `threads[0]` drains; wake(i) has the server wake standby thread i and
-  // request calls on its queue (on the watcher's thread, in order).
-  QueueWatch(ServerConnections* conns, std::vector<const CqThread*> threads,
+  // The first `awake` of `threads` drain; wake(i) has the server wake
+  // standby thread i and request calls on its queue (on the watcher's
+  // thread, in order).
+  QueueWatch(ServerConnections* conns, std::vector<const CqThread*> threads, size_t awake,
              size_t max_memory_bytes, std::function<void(size_t)> wake);
   ~QueueWatch();  // joins; call before the queue threads shut down
   QueueWatch(const QueueWatch&) = delete;
@@ -123,6 +124,7 @@ class QueueWatch {
 
   ServerConnections* const conns_;
   const std::vector<const CqThread*> threads_;
+  const size_t first_awake_;
   const size_t max_memory_bytes_;
   const std::function<void(size_t)> wake_;
   std::mutex mu_;

@@ -103,10 +103,11 @@ class CqThread {
 // turn as gRPC's poller, so one thread where one suffices costs the least:
 // with the grpc-go client on the same 2 cores, 1.7-1.8 µs of CPU per
 // message against 2.2-2.3 for two awake, and 4.8-5.0 against 7.1-7.5 with
-// 1,000 streams. Two from the start were the default before: a lone thread
-// parses a whole rapid-reset burst before it runs the completions that
-// would show it (650 MB of gRPC's backlog in the fault test), and the
-// second one, woken when the first is stuck, bounds that as well.
+// 1,000 streams. All awake from the start was the default before, for
+// rapid reset: a lone thread parses a whole burst of reset streams before
+// it runs the completions that would show it (650 MB of gRPC's backlog in
+// the fault test); a second one, woken when the first is stuck, bounds
+// that about as well.
 int DefaultServerQueueCount();
 
 // How many queues the process's clients share: half the cores, at least

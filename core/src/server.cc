@@ -218,7 +218,8 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     for (int i = 0; i < queues; ++i) {
       cqs_.push_back(cqs[i].get());
       std::string name = "chat-srv-cq" + std::to_string(i);
-      threads_.push_back(std::make_unique<CqThread>(std::move(cqs[i]), name.c_str(), i > 0));
+      threads_.push_back(std::make_unique<CqThread>(std::move(cqs[i]), name.c_str(),
+                                                    i > 0 && !options_.all_queues_awake));
     }
     if (!server_ && tls) {
       return Status(Code::kCannotListen,
@@ -230,7 +231,10 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     {
       std::lock_guard<std::mutex> lock(accept_mu_);
       accepting_ = true;
-      for (int k = 0; k < kRequestsPerQueue; ++k) RequestLocked(0);
+      int awake = options_.all_queues_awake ? queues : 1;
+      for (int q = 0; q < awake; ++q) {
+        for (int k = 0; k < kRequestsPerQueue; ++k) RequestLocked(q);
+      }
     }
     // On the first queue: their calls are few and brief.
     if (health_) health_->Start(this, cqs_[0]);
@@ -239,7 +243,8 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     // QueueWatch wakes a standby one, or cuts the connection.
     std::vector<const CqThread*> watched;
     for (auto& t : threads_) watched.push_back(t.get());
-    queue_watch_ = std::make_unique<QueueWatch>(&conns_, std::move(watched),
+    size_t awake = options_.all_queues_awake ? watched.size() : 1;
+    queue_watch_ = std::make_unique<QueueWatch>(&conns_, std::move(watched), awake,
                                                 options_.max_memory_bytes,
                                                 [this](size_t q) { WakeQueue(q); });
     if (!listener_) return Status::Ok();
@@ -720,7 +725,6 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   std::vector<std::unique_ptr<CqThread>> threads_;
   int port_ = 0;
   std::unique_ptr<Listener> listener_;
-  std::unique_ptr<QueueWatch> queue_watch_;  // goes before threads_
 
   std::mutex accept_mu_;
   std::condition_variable accept_cv_;
@@ -736,6 +740,9 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
   std::atomic<bool> stopping_{false};  // written under registry_mu_
   std::unordered_map<uint64_t, std::shared_ptr<Session>> live_;
   std::shared_ptr<RoomImpl> room_;  // broadcast mode
+  // Last, so it goes first: it reads the queue threads, and its wake-ups
+  // use accept_mu_. Stop resets it before them all.
+  std::unique_ptr<QueueWatch> queue_watch_;
 };
 
 }  // namespace

@@ -15,8 +15,10 @@ TEST_F(ChatTest, BroadcastGivesEveryMemberTheSameSequence) {
   // Room for every line: this test is about order, not about cutting a
   // member that falls behind the senders.
   so.send_queue_limit = 2 * kMembers * kRounds;
-  // A transport thread per member, so their fan-outs run at the same time.
+  // A transport thread per member, all draining, so their fan-outs run at
+  // the same time.
   so.completion_queues = kMembers;
+  so.all_queues_awake = true;
   StartServer(so);
   // A client each: their streams arrive on their own connections.
   std::vector<std::unique_ptr<Client>> clients(kMembers);

@@ -270,8 +270,7 @@ def test_rapid_reset_is_cut_off_and_memory_stays_bounded(fault_server, burst, ti
 
 
 def queue_thread_switches(pid):
-    """{queue thread name: context switches so far} of a server process: a
-    standby thread has made only the one that put it to sleep."""
+    """{queue thread name: context switches so far} of a server process."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -294,16 +293,22 @@ def test_a_standby_queue_sleeps_through_use_and_wakes_for_a_flood(fault_server):
     bounded as the other rapid-reset tests bound it."""
     server = fault_server("--mode", "echo", *MEMORY_FLAGS, "--completion-queues", "2")
     base = server.rss_kib()
-    with pychat.Client(server.target) as client:
-        for i in range(100):
-            with client.chat(timeout=10) as s:
-                s.send("Q", str(i), timeout=5)
-                s.complete()
-                assert list(s) == [f"Q: {i}"]
+
+    def seeds(n):
+        with pychat.Client(server.target) as client:
+            for i in range(n):
+                with client.chat(timeout=10) as s:
+                    s.send("Q", str(i), timeout=5)
+                    s.complete()
+                    assert list(s) == [f"Q: {i}"]
+
+    seeds(20)  # meanwhile the standby thread has gone to sleep
+    started = queue_thread_switches(server.pid)
+    assert sorted(started) == ["chat-srv-cq0", "chat-srv-cq1"], started
+    seeds(100)
     switches = queue_thread_switches(server.pid)
-    assert sorted(switches) == ["chat-srv-cq0", "chat-srv-cq1"], switches
-    assert switches["chat-srv-cq0"] > 100, switches
-    assert switches["chat-srv-cq1"] <= 2, switches
+    assert switches["chat-srv-cq0"] - started["chat-srv-cq0"] > 100, (started, switches)
+    assert switches["chat-srv-cq1"] == started["chat-srv-cq1"], (started, switches)
     # Four connections burst at once: the one draining thread is stuck.
     results = []
     floods = [threading.Thread(
@@ -314,12 +319,18 @@ def test_a_standby_queue_sleeps_through_use_and_wakes_for_a_flood(fault_server):
     for t in floods:
         t.join()
     assert [closed for _, closed in results] == [True] * 4, results
-    assert queue_thread_switches(server.pid)["chat-srv-cq1"] > 2
+    assert queue_thread_switches(server.pid)["chat-srv-cq1"] - started["chat-srv-cq1"] > 10
     with pychat.Client(server.target) as client, client.chat(timeout=10) as s:
         s.send("After", "the flood", timeout=5)
         s.complete()
         assert list(s) == ["After: the flood"]
-    assert server.hwm_kib() < peak_bound_kib(base)
+    peak = server.hwm_kib()
+    print(f"standby queue: four bursting connections, server VmHWM {peak} KiB "
+          f"(baseline {base} KiB)")
+    # Four floods at once beside a CPU hog reached +146 MB with both
+    # threads awake from the start too (+31-49 MB without the hog): this
+    # bound allows two memory budgets more than the one-connection tests'.
+    assert peak < peak_bound_kib(base) + MAX_MEMORY // 1024 * 2
 
 
 def test_a_client_that_cancels_after_real_work_is_not_cut(fault_server):

@@ -521,18 +521,18 @@ typedef struct chat_server_options {
                                  one of them. 1..256, or 0 (the default)
                                  for one per core, at least two. Callbacks
                                  never run on them. Only the first drains
-                                 at first (a thread more costs CPU per
-                                 message: on 2 cores, about 35% more at
+                                 at first (each thread more costs CPU per
+                                 message: on 2 cores, about 45% more at
                                  1,000 streams); the next wakes, and stays
-                                 awake, when the awake ones are stuck
-                                 inside gRPC for 20 ms (a flood of reset
-                                 streams, rapid reset) or all busy while
-                                 the machine has 1.5 cores idle. With 1
-                                 there is none to wake: a watcher then
-                                 cuts each flooding plaintext TCP
-                                 connection after it grew the server by
-                                 half of max_memory_bytes (16 MiB at
-                                 least), and cannot see TLS or
+                                 awake, when an awake one is stuck inside
+                                 gRPC for 20 ms (a flood of reset streams,
+                                 rapid reset) or all are busy while the
+                                 machine has 1.5 cores idle. When none is
+                                 left to wake (always with 1) and all are
+                                 stuck, a watcher cuts each flooding
+                                 plaintext TCP connection after it grew
+                                 the server by half of max_memory_bytes
+                                 (16 MiB at least); it cannot see TLS or
                                  Unix-socket ones. */
   /* Version 4. */
   chat_queue *queue;          /* CHAT_MODE_CUSTOM only, optional: deliver the

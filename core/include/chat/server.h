@@ -151,6 +151,9 @@ struct ServerOptions {
   // stays on one of them. 0: one per core, at least two. Only the first
   // drains until the others are needed (core/src/cq.h says why).
   int completion_queues = 0;
+  // All of them drain from the start (C++ only): for tests whose streams
+  // must run on several threads at once.
+  bool all_queues_awake = false;
   int keepalive_ms = 30000;               // ping idle connections; dead peers end their streams
   int keepalive_timeout_ms = 10000;       // an unanswered ping ends the connection
   // TLS: a server with a certificate chain speaks TLS only. Each is PEM
