@@ -8,6 +8,7 @@
 #include <atomic>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "chat/event_queue.h"
 
@@ -15,7 +16,15 @@ namespace chat::internal {
 namespace {
 // The most completions one round runs before it pays its debts (see Run).
 constexpr int kRoundMax = 64;
+// What the round running on this thread put off (DeferToRoundEnd).
+thread_local std::vector<RoundEnd*>* t_round_end = nullptr;
 }  // namespace
+
+bool DeferToRoundEnd(RoundEnd* what) {
+  if (t_round_end == nullptr) return false;
+  t_round_end->push_back(what);
+  return true;
+}
 
 CqThread::CqThread(std::unique_ptr<grpc::CompletionQueue> cq, const char* name, bool standby)
     : cq_(std::move(cq)), awake_(!standby) {
@@ -53,6 +62,8 @@ void CqThread::Run() {
   // Event queues' wake-ups wait until a round's completions released their
   // locks (see below).
   OwedSignals owed;
+  std::vector<RoundEnd*> round_end;
+  round_end.reserve(kRoundMax);
   {
     std::unique_lock<std::mutex> lock(wake_mu_);
     wake_cv_.wait(lock, [this] { return awake_; });
@@ -65,6 +76,7 @@ void CqThread::Run() {
     // wake-ups). Bounded, so a busy connection cannot starve the host.
     int left = kRoundMax;
     grpc::CompletionQueue::NextStatus next;
+    t_round_end = &round_end;
     do {
       ChatTsanAcquire(tag);  // pairs with Arm
       // Per completion, not per round: a long round of our own code is not
@@ -74,10 +86,13 @@ void CqThread::Run() {
       static_cast<CqTag*>(tag)->Complete(ok);
       // Only a round that owes a host something looks ahead: the poll is
       // a system call when nothing is ready.
-      next = owed.Owes() && --left > 0
+      next = (owed.Owes() || !round_end.empty()) && --left > 0
                  ? cq_->AsyncNext(&tag, &ok, gpr_inf_past(GPR_CLOCK_MONOTONIC))
                  : grpc::CompletionQueue::TIMEOUT;
     } while (next == grpc::CompletionQueue::GOT_EVENT);
+    t_round_end = nullptr;
+    for (RoundEnd* what : round_end) what->AtRoundEnd();
+    round_end.clear();
     owed.Pay();
     if (next == grpc::CompletionQueue::SHUTDOWN) break;
   }

@@ -54,6 +54,21 @@ class OpTag final : public CqTag {
   Owner* const owner_;
 };
 
+// Something a queue thread's round of completions put off until the round
+// ends (see DeferToRoundEnd).
+class RoundEnd {
+ public:
+  virtual void AtRoundEnd() = 0;
+
+ protected:
+  ~RoundEnd() = default;
+};
+
+// On a queue thread, inside a round: runs `what` once the round's
+// completions have run, on this thread; the caller keeps it alive until
+// then. False elsewhere: the caller acts at once.
+bool DeferToRoundEnd(RoundEnd* what);
+
 // One queue and the thread that alone drains it.
 class CqThread {
  public:

@@ -62,12 +62,15 @@ class SendQueue {
   // Writes carry the buffer hint while more wait behind them, so gRPC puts
   // several in one socket write; the last one goes out plain and flushes,
   // and so does every kMaxHintedWrites-th, so a peer never waits on an
-  // endless run of buffered ones.
+  // endless run of buffered ones. Never the first write: gRPC 1.51 failed
+  // a hinted first write of a server stream (the one that carries the
+  // initial metadata) once its client had half-closed (seen when the echo
+  // reply's write waited for the round's end, Session::AtRoundEnd).
   const grpc::ByteBuffer* StartWrite(grpc::WriteOptions* options) {
     writing_ = true;
     in_flight_bytes_ = queue_.front().bytes;
     *options = grpc::WriteOptions();
-    if (queue_.size() > 1 && hinted_run_ < kMaxHintedWrites) {
+    if (queue_.size() > 1 && hinted_run_ < kMaxHintedWrites && sent_ > 0) {
       options->set_buffer_hint();
       ++hinted_run_;
     } else {

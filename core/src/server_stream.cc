@@ -469,9 +469,17 @@ void Session::OnRead(bool ok) {
       --ops_;
       reading_ = false;
       ++messages_read_;
-      if (!finish_wanted_ && !done_ && out_.queue().Push(std::move(reply))) {
+      if (!finish_wanted_ && !done_ && out_.queue().Push(std::move(reply)) &&
+          !write_at_round_end_) {
         ++ops_;
-        out_.StartWrite(&call_->stream, &write_tag_);
+        // The next read may well complete in this same round (gRPC holds
+        // the bytes already): its reply then joins this one's write, with
+        // the buffer hint, instead of a socket write each.
+        if (DeferToRoundEnd(this)) {
+          write_at_round_end_ = true;
+        } else {
+          out_.StartWrite(&call_->stream, &write_tag_);
+        }
       }
       StartReadLocked();
       over_bound = read_paused_ && memory_waiter_;
@@ -520,6 +528,25 @@ void Session::OnRead(bool ok) {
     }
   }
   if (over_bound) host_->RelieveMemory();
+  if (over) Over();
+}
+
+void Session::AtRoundEnd() {
+
+  bool over;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --ops_;
+    write_at_round_end_ = false;
+    // Another thread may have started the write meanwhile (a stop's Cut
+    // drops the queue; Enqueue is not used in echo mode).
+    if (!out_.queue().writing() && !out_.queue().empty() && !finish_called_ && !done_) {
+      ++ops_;
+      out_.StartWrite(&call_->stream, &write_tag_);
+    }
+    MaybeFinishLocked();
+    over = OverLocked();
+  }
   if (over) Over();
 }
 

@@ -89,6 +89,7 @@ class SessionHost {
 
 class Session final : public ServerCall,
                       public EventSource,
+                      private RoundEnd,
                       public std::enable_shared_from_this<Session> {
  public:
   struct Limits {
@@ -168,6 +169,9 @@ class Session final : public ServerCall,
   void OnAccept(bool ok);
   void OnRead(bool ok);
   void OnWrite(bool ok);
+  // The echo reply's write, put off to the end of the completion round so
+  // the replies to messages read in one round leave in one socket write.
+  void AtRoundEnd() override;
   void OnFinish(bool ok);
   void OnDone(bool ok);
   void OnStuckWrite(bool ok);
@@ -229,6 +233,7 @@ class Session final : public ServerCall,
   Outbox out_;
   int ops_ = 0;                    // operations started, not yet completed (done tag included)
   bool reading_ = false;
+  bool write_at_round_end_ = false;  // counted in ops_ until it ran
   bool read_paused_ = false;
   bool read_closed_ = false;       // client half-closed (or the call broke)
   size_t undelivered_ = 0;         // custom: OnMessage events not yet run
