@@ -532,14 +532,13 @@ void Session::OnRead(bool ok) {
 }
 
 void Session::AtRoundEnd() {
-
   bool over;
   {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
     write_at_round_end_ = false;
-    // Another thread may have started the write meanwhile (a stop's Cut
-    // drops the queue; Enqueue is not used in echo mode).
+    // Meanwhile an End or a cut from another thread may have emptied the
+    // queue and finished the call.
     if (!out_.queue().writing() && !out_.queue().empty() && !finish_called_ && !done_) {
       ++ops_;
       out_.StartWrite(&call_->stream, &write_tag_);
