@@ -151,14 +151,15 @@ bool ServerConnections::CloseMostRead(std::vector<ReadMark>* marks, size_t grown
 // socket. False if already closed or gone.
 bool ServerConnections::CloseLocked(int fd, Conn* c) {
   if (c->closed) return false;
+  // Either way: closed now, or gone (the descriptor is another's now,
+  // never to be touched).
+  c->closed = true;
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0 ||
       PeerString(ss, len) != c->peer) {
-    c->closed = true;  // gone: the descriptor is another's now, never to be touched
     return false;
   }
-  c->closed = true;
   shutdown(fd, SHUT_RDWR);
   char sink[16384];
   while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
@@ -286,9 +287,11 @@ void QueueWatch::Run() {
   while (!cv_.wait_for(lock, kWatchTick, [this] { return stop_; })) {
     lock.unlock();
     auto now = Clock::now();
-    int64_t window_ns =
-        std::chrono::duration_cast<std::chrono::nanoseconds>(now - window_start).count();
     bool window_over = now - window_start >= kLoadWindow;
+    // A thread is saturated when it ran this share of the window.
+    double saturated_ns =
+        kSaturatedShare *
+        std::chrono::duration_cast<std::chrono::nanoseconds>(now - window_start).count();
     size_t busy = 0, long_stuck = 0, saturated = 0;
     for (size_t i = 0; i < awake; ++i) {
       Seen& s = seen[i];
@@ -302,7 +305,7 @@ void QueueWatch::Run() {
         s.stuck_ticks = 0;
       }
       if (window_over && cpu_now >= 0 && s.window_cpu >= 0 &&
-          cpu_now - s.window_cpu >= kSaturatedShare * window_ns) {
+          cpu_now - s.window_cpu >= saturated_ns) {
         ++saturated;
       }
       s.completions = completions_now;

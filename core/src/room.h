@@ -64,7 +64,7 @@ class RoomImpl final : public Room {
   // as many as it kept last time (amortised: no scan per join).
   static constexpr size_t kFirstPrune = 64;
   size_t prune_at_ = kFirstPrune;  // members_mu_ (JoinIf)
-  bool closed_ = false;                     // members_mu_
+  bool closed_ = false;            // members_mu_
 };
 
 // The room's own session, or null with kBadArgument for a call that is not

@@ -165,7 +165,7 @@ class Outbox {
     auto room = [&] { return closed() || queue_.HasRoom(limit_, byte_limit_, bytes); };
     if (room()) return Status::Ok();
     if (timeout == kNoWait) return Status(Code::kWouldBlock, "send queue is full");
-    auto half = [&] { return closed() || (LowWater() && queue_.HasRoom(limit_, byte_limit_, bytes)); };
+    auto half = [&] { return room() && (closed() || LowWater()); };
     AllowCancel cancellable;
     if (timeout < Timeout::zero()) {
       room_cv_.wait(lock, half);

@@ -210,16 +210,16 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
       if (!opened.ok()) return opened;
     }
     int queues = options_.completion_queues > 0 ? options_.completion_queues : DefaultServerQueueCount();
+    // Only the first queue's thread drains at first: the others wait on
+    // standby (see QueueWatch and DefaultServerQueueCount).
+    const int awake = options_.all_queues_awake ? queues : 1;
     std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> cqs;
     for (int i = 0; i < queues; ++i) cqs.push_back(builder.AddCompletionQueue());
     server_ = builder.BuildAndStart();
-    // Only the first queue's thread drains at first: the others wait on
-    // standby (see QueueWatch and DefaultServerQueueCount).
     for (int i = 0; i < queues; ++i) {
       cqs_.push_back(cqs[i].get());
       std::string name = "chat-srv-cq" + std::to_string(i);
-      threads_.push_back(std::make_unique<CqThread>(std::move(cqs[i]), name.c_str(),
-                                                    i > 0 && !options_.all_queues_awake));
+      threads_.push_back(std::make_unique<CqThread>(std::move(cqs[i]), name.c_str(), i >= awake));
     }
     if (!server_ && tls) {
       return Status(Code::kCannotListen,
@@ -231,7 +231,6 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     {
       std::lock_guard<std::mutex> lock(accept_mu_);
       accepting_ = true;
-      int awake = options_.all_queues_awake ? queues : 1;
       for (int q = 0; q < awake; ++q) {
         for (int k = 0; k < kRequestsPerQueue; ++k) RequestLocked(q);
       }
@@ -240,13 +239,15 @@ class ServerImpl final : public Server, public SessionHost, public RequestGate {
     if (health_) health_->Start(this, cqs_[0]);
     if (reflection_) reflection_->Start(this, cqs_[0]);
     // A lone queue thread cannot see a rapid-reset burst while it parses it:
-    // QueueWatch wakes a standby one, or cuts the connection.
-    std::vector<const CqThread*> watched;
-    for (auto& t : threads_) watched.push_back(t.get());
-    size_t awake = options_.all_queues_awake ? watched.size() : 1;
-    queue_watch_ = std::make_unique<QueueWatch>(&conns_, std::move(watched), awake,
-                                                options_.max_memory_bytes,
-                                                [this](size_t q) { WakeQueue(q); });
+    // QueueWatch wakes a standby one, or cuts the connection. With neither
+    // a standby thread nor a connection of its own to cut, it has no job.
+    if (awake < queues || listener_) {
+      std::vector<const CqThread*> watched;
+      for (auto& t : threads_) watched.push_back(t.get());
+      queue_watch_ = std::make_unique<QueueWatch>(&conns_, std::move(watched), awake,
+                                                  options_.max_memory_bytes,
+                                                  [this](size_t q) { WakeQueue(q); });
+    }
     if (!listener_) return Status::Ok();
     listener_->Start([this](int fd, std::string peer) {
       // On the listener's thread: remember who the connection is, then give

@@ -531,6 +531,14 @@ void Session::OnRead(bool ok) {
   if (over) Over();
 }
 
+// Starts writing the next queued reply, if there is one and no write is
+// in flight, unless the call is finishing or over.
+void Session::WriteNextLocked() {
+  if (out_.queue().writing() || out_.queue().empty() || finish_called_ || done_) return;
+  ++ops_;
+  out_.StartWrite(&call_->stream, &write_tag_);
+}
+
 void Session::AtRoundEnd() {
   bool over;
   {
@@ -539,10 +547,7 @@ void Session::AtRoundEnd() {
     write_at_round_end_ = false;
     // Meanwhile an End or a cut from another thread may have emptied the
     // queue and finished the call.
-    if (!out_.queue().writing() && !out_.queue().empty() && !finish_called_ && !done_) {
-      ++ops_;
-      out_.StartWrite(&call_->stream, &write_tag_);
-    }
+    WriteNextLocked();
     MaybeFinishLocked();
     over = OverLocked();
   }
@@ -555,7 +560,7 @@ void Session::OnWrite(bool ok) {
     std::lock_guard<std::mutex> lock(mu_);
     --ops_;
     if (ok) stats_->Out(out_.queue().in_flight_bytes());
-    bool more = out_.queue().WriteDone(ok);
+    out_.queue().WriteDone(ok);
     if (!ok) {
       // The stream broke under us (peer gone or cancelled): nothing more can
       // be written, but the call must still end exactly once.
@@ -563,9 +568,8 @@ void Session::OnWrite(bool ok) {
         finish_wanted_ = true;
         finish_status_ = Status(Code::kCancelled, "write failed: the client is gone");
       }
-    } else if (more && !finish_called_ && !done_) {
-      ++ops_;
-      out_.StartWrite(&call_->stream, &write_tag_);
+    } else {
+      WriteNextLocked();
     }
     if (stuck_alarm_) stuck_alarm_->Cancel();  // not stuck after all (idempotent)
     if (want_writable_ && out_.LowWater() && !finish_wanted_ && !done_) {

@@ -172,6 +172,7 @@ class Session final : public ServerCall,
   // The echo reply's write, put off to the end of the completion round so
   // the replies to messages read in one round leave in one socket write.
   void AtRoundEnd() override;
+  void WriteNextLocked();
   void OnFinish(bool ok);
   void OnDone(bool ok);
   void OnStuckWrite(bool ok);
